@@ -1,0 +1,39 @@
+"""Fused flat-buffer kernels (installed as ``schedc.kernels``).
+
+Single-pass operations on 1-D contiguous buffers, each a Triton kernel with a
+plain-torch twin (``*_ref``). The public function runs Triton for CUDA tensors
+or under ``TRITON_INTERPRET=1``, else the twin (see ``_dispatch``). Importing
+this package needs neither a GPU nor triton. Bytes moved per element are in
+``budget``.
+
+- ``accumulate``: ``acc_fp32 += scale * grad``, optionally zeroing ``grad`` and
+  returning the squared norm.
+- ``adamw_step`` / ``sgd_step``: torch.optim-equal updates, optionally writing a
+  stash, look-ahead weights and applying error feedback in the same pass.
+- ``flatten_params`` / ``repoint``: flat buffers and zero-copy parameter views.
+- ``copy_`` / ``swap_``: fused copy (with dtype conversion) and in-place swap.
+"""
+
+from . import budget
+from ._dispatch import triton_available, use_triton
+from .accumulate import accumulate, accumulate_ref
+from .optim_step import adamw_step, adamw_step_ref, sgd_step, sgd_step_ref
+from .versions import copy_, copy_ref, flatten_params, repoint, swap_, swap_ref
+
+__all__ = [
+    "accumulate",
+    "accumulate_ref",
+    "adamw_step",
+    "adamw_step_ref",
+    "budget",
+    "copy_",
+    "copy_ref",
+    "flatten_params",
+    "repoint",
+    "sgd_step",
+    "sgd_step_ref",
+    "swap_",
+    "swap_ref",
+    "triton_available",
+    "use_triton",
+]

@@ -1,0 +1,82 @@
+"""When a public kernel runs its Triton kernel and when its torch twin.
+
+Triton runs when every tensor is on a CUDA device, or when ``TRITON_INTERPRET=1``
+is set (Triton's interpreter then runs the kernel on CPU tensors, so CI checks
+the kernels themselves without a GPU). Otherwise, and whenever ``triton`` cannot
+be imported, the plain-torch twin runs.
+
+Triton is imported lazily, on the first call that needs it: importing
+``schedc.kernels`` never imports triton and never needs a GPU. Triton reads
+``TRITON_INTERPRET`` when a kernel is decorated, so set it before the first
+kernel call of the process.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import os
+from types import ModuleType
+
+import torch
+
+__all__ = ["BLOCK", "check_flat", "interpret_enabled", "triton_available", "use_triton"]
+
+# One program handles BLOCK elements. 1024 fp32 elements is 8 per thread at 4 warps:
+# two 16-byte vector accesses per thread, enough in flight for a streaming kernel.
+BLOCK = 1024
+
+
+@functools.cache
+def triton_available() -> bool:
+    """Whether ``import triton`` works in this process (cached after the first try)."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    try:
+        importlib.import_module("triton.language")
+    except Exception:  # a broken install must not break the twins
+        return False
+    return True
+
+
+def interpret_enabled() -> bool:
+    """Whether Triton's CPU interpreter is requested (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def use_triton(*tensors: torch.Tensor | None) -> bool:
+    """Whether a kernel over these tensors (``None`` entries ignored) runs in Triton."""
+    present = [t for t in tensors if t is not None]
+    if not present or not triton_available():
+        return False
+    if all(t.is_cuda for t in present):
+        return True
+    return interpret_enabled() and all(t.device.type == "cpu" for t in present)
+
+
+def load_triton_module(name: str) -> ModuleType:
+    """Import one of the ``_tl_*`` kernel modules (only after ``use_triton`` said yes)."""
+    return importlib.import_module(f"{__package__}.{name}")
+
+
+def check_flat(name: str, t: torch.Tensor, like: torch.Tensor | None = None) -> None:
+    """Raise unless ``t`` is a 1-D contiguous buffer (matching ``like`` in size and device)."""
+    if t.dim() != 1 or not t.is_contiguous():
+        raise ValueError(f"{name} must be a 1-D contiguous buffer, got shape {tuple(t.shape)}")
+    if like is None:
+        return
+    if t.numel() != like.numel():
+        raise ValueError(f"{name} has {t.numel()} elements, expected {like.numel()}")
+    if t.device != like.device:
+        raise ValueError(f"{name} is on {t.device}, expected {like.device}")
+
+
+def check_dtype(name: str, t: torch.Tensor, allowed: tuple[torch.dtype, ...]) -> None:
+    """Raise unless ``t.dtype`` is one of ``allowed``."""
+    if t.dtype not in allowed:
+        names = ", ".join(str(d) for d in allowed)
+        raise TypeError(f"{name} has dtype {t.dtype}, expected one of {names}")
+
+
+FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)

@@ -1,0 +1,30 @@
+"""Triton helpers shared by the kernels (imported only when Triton runs)."""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _fp32_to_bf16_rtne(x):
+    # Round to nearest even by hand: the hardware cvt does the same, but Triton's
+    # CPU interpreter truncates, and the kernels must equal torch bit for bit.
+    bits = x.to(tl.uint32, bitcast=True)
+    rounded = (bits + (((bits >> 16) & 1) + 0x7FFF)) >> 16
+    rounded = tl.where(x != x, 0x7FC0, rounded)  # any NaN -> canonical quiet NaN
+    return rounded.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+
+
+@triton.jit
+def cast_for(x, ptr):
+    """``x`` converted to the element type of ``ptr``, rounding to nearest even."""
+    if ptr.dtype.element_ty == tl.bfloat16:
+        if x.dtype != tl.bfloat16:
+            return _fp32_to_bf16_rtne(x.to(tl.float32))
+    return x.to(ptr.dtype.element_ty)
+
+
+@triton.jit
+def block_offsets(n, BLOCK: tl.constexpr):
+    """This program's element offsets (int64, so buffers past 2**31 elements work) and mask."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    return offs, offs < n

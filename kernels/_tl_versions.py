@@ -1,0 +1,40 @@
+"""Triton kernels behind ``copy_`` and ``swap_`` (imported only when Triton runs)."""
+
+import torch
+import triton
+import triton.language as tl
+
+from ._dispatch import BLOCK
+from ._tl_common import block_offsets, cast_for
+
+
+@triton.jit
+def _copy_kernel(dst_ptr, src_ptr, n, BLOCK: tl.constexpr):
+    offs, mask = block_offsets(n, BLOCK)
+    x = tl.load(src_ptr + offs, mask=mask)
+    tl.store(dst_ptr + offs, cast_for(x, dst_ptr), mask=mask)
+
+
+@triton.jit
+def _swap_kernel(a_ptr, b_ptr, n, BLOCK: tl.constexpr):
+    offs, mask = block_offsets(n, BLOCK)
+    a = tl.load(a_ptr + offs, mask=mask)
+    b = tl.load(b_ptr + offs, mask=mask)
+    tl.store(a_ptr + offs, b, mask=mask)
+    tl.store(b_ptr + offs, a, mask=mask)
+
+
+def _launch(kernel, x: torch.Tensor, y: torch.Tensor) -> None:
+    n = x.numel()
+    if n:
+        kernel[(triton.cdiv(n, BLOCK),)](x, y, n, BLOCK=BLOCK)
+
+
+def copy_(dst: torch.Tensor, src: torch.Tensor) -> None:
+    _launch(_copy_kernel, dst, src)
+
+
+def swap_(a: torch.Tensor, b: torch.Tensor) -> None:
+    # Bit patterns move unchanged: swap integer views so NaN payloads survive too.
+    int_dtype = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+    _launch(_swap_kernel, a.view(int_dtype), b.view(int_dtype))
