@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.util
 import os
 from types import ModuleType
 
@@ -31,11 +30,9 @@ BLOCK = 1024
 @functools.cache
 def triton_available() -> bool:
     """Whether ``import triton`` works in this process (cached after the first try)."""
-    if importlib.util.find_spec("triton") is None:
-        return False
     try:
         importlib.import_module("triton.language")
-    except Exception:  # a broken install must not break the twins
+    except Exception:  # a missing or broken install must not break the twins
         return False
     return True
 
@@ -48,11 +45,10 @@ def interpret_enabled() -> bool:
 def use_triton(*tensors: torch.Tensor | None) -> bool:
     """Whether a kernel over these tensors (``None`` entries ignored) runs in Triton."""
     present = [t for t in tensors if t is not None]
-    if not present or not triton_available():
-        return False
-    if all(t.is_cuda for t in present):
-        return True
-    return interpret_enabled() and all(t.device.type == "cpu" for t in present)
+    on_cuda = bool(present) and all(t.is_cuda for t in present)
+    on_cpu = bool(present) and all(t.device.type == "cpu" for t in present)
+    # Ask about triton last: the first ask imports it, which CPU-only callers can skip.
+    return (on_cuda or (on_cpu and interpret_enabled())) and triton_available()
 
 
 def load_triton_module(name: str) -> ModuleType:

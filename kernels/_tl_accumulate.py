@@ -5,7 +5,7 @@ import triton
 import triton.language as tl
 
 from ._dispatch import BLOCK
-from ._tl_common import block_offsets
+from ._tl_common import block_offsets, to_fp32
 
 
 @triton.jit
@@ -14,7 +14,7 @@ def _accumulate_kernel(
     ZERO_SOURCE: tl.constexpr, SQNORM: tl.constexpr, BLOCK: tl.constexpr,
 ):
     offs, mask = block_offsets(n, BLOCK)
-    g = tl.load(grad_ptr + offs, mask=mask, other=0.0).to(tl.float32) * scale
+    g = to_fp32(tl.load(grad_ptr + offs, mask=mask, other=0.0)) * scale
     a = tl.load(acc_ptr + offs, mask=mask)
     tl.store(acc_ptr + offs, a + g, mask=mask)
     if ZERO_SOURCE:

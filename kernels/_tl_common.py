@@ -15,12 +15,22 @@ def _fp32_to_bf16_rtne(x):
 
 
 @triton.jit
+def to_fp32(x):
+    """``x`` widened to fp32 exactly (bf16 by shifting its bits, which the interpreter
+    would otherwise flush to zero when subnormal)."""
+    if x.dtype == tl.bfloat16:
+        return (x.to(tl.uint16, bitcast=True).to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+    return x.to(tl.float32)
+
+
+@triton.jit
 def cast_for(x, ptr):
     """``x`` converted to the element type of ``ptr``, rounding to nearest even."""
+    if ptr.dtype.element_ty == x.dtype:
+        return x
     if ptr.dtype.element_ty == tl.bfloat16:
-        if x.dtype != tl.bfloat16:
-            return _fp32_to_bf16_rtne(x.to(tl.float32))
-    return x.to(ptr.dtype.element_ty)
+        return _fp32_to_bf16_rtne(to_fp32(x))
+    return to_fp32(x).to(ptr.dtype.element_ty)
 
 
 @triton.jit
