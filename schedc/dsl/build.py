@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from schedc.directions import resolve_directions
 from schedc.dsl.errors import DslError, Source
 from schedc.dsl.fields import Statement, suggest
 from schedc.dsl.format import format_value
@@ -26,6 +27,7 @@ __all__ = ["build_spec"]
 def build_spec(doc: Document, source: Source) -> Spec:
     _check_preset(doc, source)
     overrides, where = _collect(doc.statements, source)
+    parts = {s.field: s.parts for s in doc.statements if s.parts}
     inflight = [s for s in doc.statements if s.field == "max_inflight"]
     overrides.pop("max_inflight", None)
     if doc.preset is not None:
@@ -37,6 +39,8 @@ def build_spec(doc: Document, source: Source) -> Spec:
     try:
         return spec.validate()
     except SpecError as exc:
+        if exc.field == "directions" and "directions" in parts:
+            where["directions"] = _bad_direction(spec, parts["directions"])
         raise _locate(exc, spec, doc, where, source) from None
 
 
@@ -105,6 +109,20 @@ def _inflight(
     if blanket is None:
         return tuple(per_stage.items())
     return tuple((s, per_stage.get(s, blanket.value)) for s in range(stages))
+
+
+def _bad_direction(spec: Spec, parts: tuple[Token, ...]) -> Token:
+    """The direction entry that makes `spec.directions` invalid (else the first)."""
+    seen: set[tuple[int, ...]] = set()
+    for direction, tok in zip(spec.directions, parts, strict=False):
+        try:
+            (full,) = resolve_directions((direction,), spec.stages, spec.num_ranks)
+        except ValueError:
+            return tok
+        if full in seen:
+            return tok
+        seen.add(full)
+    return parts[0]
 
 
 def _locate(

@@ -34,6 +34,7 @@ class Statement:
     at: Token  # first token of the value: semantic errors point here
     stage: int | None = None  # max_inflight ... at stage S
     stage_tok: Token | None = None
+    parts: tuple[Token, ...] = ()  # directions: where each entry starts
 
 
 Reader = Callable[[Cursor, Token], Statement]
@@ -161,13 +162,15 @@ def _directions(cur: Cursor, kw: Token) -> Statement:
         if cur.peek().is_(PUNCT, ","):
             raise cur.error("directions auto must stand alone", cur.peek())
         return Statement("directions", kw, "auto", first)
+    parts = [cur.peek()]
     items = [_one_direction(cur)]
     while cur.accept(PUNCT, ","):
+        parts.append(cur.peek())
         items.append(_one_direction(cur))
     tok = cur.peek()
     if tok.kind == NAME and tok.text in ("down", "up", "map", "auto"):
         raise cur.error("expected ',' between directions", tok)
-    return Statement("directions", kw, tuple(items), first)
+    return Statement("directions", kw, tuple(items), first, parts=tuple(parts))
 
 
 def _one_direction(cur: Cursor) -> str | tuple[int, ...]:
