@@ -1,0 +1,298 @@
+"""Achieved bandwidth of schedc's fused kernels, beside a device copy and unfused torch.
+
+    python bench/kernels.py                     # GPU: 1 MB .. 1 GB; CPU: 1 MB .. 16 MB
+    python bench/kernels.py --max-size 64MB --repeats 30 --only adamw
+
+A buffer size is the size of the stage's fp32 main buffer (weights or
+accumulator): n = size / 4 elements. For each kernel and size the table gives
+the budget bytes per element (``schedc.kernels.budget``), the fused kernel's
+median time and achieved GB/s (budget bytes x n / time), the same run's
+device-to-device copy ``dst.copy_(src)`` of an fp32 buffer of that size (8
+bytes per element) and the fused kernel's share of it, and the best unfused
+torch sequence's time and GB/s counted with the same budget bytes (so GB/s
+ratios are speed ratios). Times are medians of ``--repeats`` runs after
+warm-up, taken with CUDA events on a GPU.
+
+On CPU the public functions run their torch twins (Triton's interpreter if
+TRITON_INTERPRET=1, far slower still): CPU figures show the harness works and
+are not the target. The targets are on H100/H200: at least 90% of copy
+bandwidth from 64 MB up, and the fused AdamW step with stash strictly faster
+than both ``AdamW(fused=True)`` and the foreach sequence followed by a stash copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from schedc.kernels import (
+    accumulate,
+    adamw_step,
+    adamw_step_ref,
+    budget,
+    copy_,
+    sgd_step,
+    swap_,
+    use_triton,
+)
+
+MB = 1 << 20
+SHORT = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+ADAMW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+SGD = dict(lr=1e-2, momentum=0.9, nesterov=True, weight_decay=0.01)
+
+
+@dataclass
+class Case:
+    """One kernel at one size: the fused call, its unfused rivals, its byte budget."""
+
+    name: str
+    bytes_per_elem: int
+    fused: Callable[[], object]
+    unfused: dict[str, Callable[[], object]]
+
+
+def _bufs(n: int, device: str, count: int, dtype=torch.float32) -> list[torch.Tensor]:
+    return [torch.rand(n, device=device, dtype=dtype) for _ in range(count)]
+
+
+def _torch_optimizer(cls, p: torch.Tensor, g: torch.Tensor, **kw) -> torch.optim.Optimizer | None:
+    """A torch optimizer over one flat parameter, or None where this torch lacks the variant."""
+    param = torch.nn.Parameter(p.clone())
+    param.grad = g
+    try:
+        opt = cls([param], **kw)
+        opt.step()  # creates state, and fails here if the variant is unsupported
+    except (RuntimeError, ValueError, TypeError):
+        return None
+    return opt
+
+
+def _with_stash(stash: torch.Tensor, opt: torch.optim.Optimizer) -> Callable[[], object]:
+    param = opt.param_groups[0]["params"][0]
+
+    def run():
+        stash.copy_(param.detach())
+        opt.step()
+
+    return run
+
+
+def _optimizer_rivals(cls, p, g, stash, hp) -> dict[str, Callable[[], object]]:
+    rivals = {}
+    for variant in ("fused", "foreach"):
+        opt = _torch_optimizer(cls, p, g, **{variant: True}, **hp)
+        if opt is not None:
+            rivals[f"{cls.__name__}({variant}=True)+stash copy"] = _with_stash(stash, opt)
+    return rivals
+
+
+def accumulate_cases(n: int, device: str) -> list[Case]:
+    acc = torch.zeros(n, device=device)
+    cases = []
+    for dtype in (torch.bfloat16, torch.float32):
+        (g,) = _bufs(n, device, 1, dtype)
+        name = f"accumulate {SHORT[dtype]}"
+        cases.append(Case(name, budget.accumulate_bytes(dtype),
+                          lambda g=g: accumulate(acc, g, 0.5),
+                          {"acc.add_(g, alpha=s)": lambda g=g: acc.add_(g, alpha=0.5)}))
+    (g,) = _bufs(n, device, 1, torch.bfloat16)
+
+    def unfused_norm_zero():
+        acc.add_(g, alpha=0.5)
+        sq = torch.linalg.vector_norm(g, dtype=torch.float32).square() * 0.25
+        g.zero_()
+        return sq
+
+    cases.append(Case("accumulate bf16 +zero +sqnorm", budget.accumulate_bytes(g.dtype, True),
+                      lambda: accumulate(acc, g, 0.5, zero_source=True, return_sqnorm=True),
+                      {"add_, vector_norm, zero_": unfused_norm_zero}))
+    return cases
+
+
+def adamw_cases(n: int, device: str) -> list[Case]:
+    p, g, m, v, stash, la, gp = _bufs(n, device, 7)
+    step = lambda **kw: adamw_step(p, g, m, v, step=10, **ADAMW, **kw)
+    everything = dict(stash_out=stash, lookahead_out=la, lookahead_alpha=0.5,
+                      ef_prev_grad=gp, ef_lambda=0.1)
+    chained = lambda: adamw_step_ref(p, g, m, v, step=10, **ADAMW, **everything)
+    return [
+        Case("adamw", budget.adamw_bytes(), step,
+             {"AdamW(fused=True)": _plain(torch.optim.AdamW, p, g, fused=True)}),
+        Case("adamw +stash", budget.adamw_bytes(stash=torch.float32),
+             lambda: step(stash_out=stash),
+             _optimizer_rivals(torch.optim.AdamW, p, g, stash, ADAMW)),
+        Case("adamw +stash +lookahead +ef",
+             budget.adamw_bytes(stash=4, lookahead=4, error_feedback=True),
+             lambda: step(**everything), {"chained torch ops (twin)": chained}),
+    ]
+
+
+def _plain(cls, p, g, **kw) -> Callable[[], object]:
+    opt = _torch_optimizer(cls, p, g, **kw, **(ADAMW if cls is torch.optim.AdamW else SGD))
+    return opt.step if opt is not None else (lambda: None)
+
+
+def sgd_cases(n: int, device: str) -> list[Case]:
+    p, g, buf, stash = _bufs(n, device, 4)
+    return [Case("sgd nesterov +stash", budget.sgd_bytes(stash=torch.float32),
+                 lambda: sgd_step(p, g, buf, stash_out=stash, **SGD),
+                 _optimizer_rivals(torch.optim.SGD, p, g, stash, SGD))]
+
+
+def version_cases(n: int, device: str) -> list[Case]:
+    src, a, b, tmp = _bufs(n, device, 4)
+    dst = torch.empty(n, device=device, dtype=torch.bfloat16)
+
+    def swap_through_tmp():
+        tmp.copy_(a)
+        a.copy_(b)
+        b.copy_(tmp)
+
+    return [
+        Case("copy fp32->bf16", budget.copy_bytes(dst.dtype, src.dtype),
+             lambda: copy_(dst, src), {"dst.copy_(src)": lambda: dst.copy_(src)}),
+        Case("swap fp32", budget.swap_bytes(a.dtype),
+             lambda: swap_(a, b), {"3 copies via tmp": swap_through_tmp}),
+    ]
+
+
+FAMILIES = [accumulate_cases, adamw_cases, sgd_cases, version_cases]
+
+
+def median_seconds(fn: Callable[[], object], device: str, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def copy_gbps(n: int, device: str, repeats: int) -> float:
+    src, dst = _bufs(n, device, 2)
+    seconds = median_seconds(lambda: dst.copy_(src), device, repeats)
+    return 8 * n / seconds / 1e9
+
+
+def parse_size(text: str) -> int:
+    """'64MB', '1GB', '512KB' or a byte count -> bytes."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)B?\s*", text.upper())
+    if not match:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}; use e.g. 64MB or 1GB")
+    return int(match[1]) << {"": 0, "K": 10, "M": 20, "G": 30}[match[2]]
+
+
+def sizes(min_size: int, max_size: int) -> list[int]:
+    out, size = [], min_size
+    while size <= max_size:
+        out.append(size)
+        size *= 4
+    return out
+
+
+def _fmt_size(size: int) -> str:
+    return f"{size >> 30} GB" if size >= 1 << 30 else f"{size >> 20} MB" if size >= MB else (
+        f"{size >> 10} KB")
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    copy_gbps(args.min_size // 4, args.device, args.repeats)  # wake threads, allocator, clocks
+    rows = []
+    for size in sizes(args.min_size, args.max_size):
+        n = size // 4
+        copy_bw = copy_gbps(n, args.device, args.repeats)
+        for family in FAMILIES:
+            for case in family(n, args.device):
+                if args.only and not any(s in case.name for s in args.only.split(",")):
+                    continue
+                rows.append(measure(case, n, size, copy_bw, args))
+                print_row(rows[-1])
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    return rows
+
+
+def measure(case: Case, n: int, size: int, copy_bw: float, args: argparse.Namespace) -> dict:
+    gbps = lambda seconds: case.bytes_per_elem * n / seconds / 1e9
+    fused_s = median_seconds(case.fused, args.device, args.repeats)
+    rivals = {name: median_seconds(fn, args.device, args.repeats)
+              for name, fn in case.unfused.items()}
+    best = min(rivals, key=rivals.get) if rivals else None
+    return dict(kernel=case.name, size=size, bytes=case.bytes_per_elem, fused_s=fused_s,
+                fused_gbps=gbps(fused_s), copy_gbps=copy_bw, of_copy=gbps(fused_s) / copy_bw,
+                unfused=best, unfused_s=rivals.get(best), all_unfused=rivals,
+                unfused_gbps=gbps(rivals[best]) if best else None)
+
+
+HEADER = (f"{'kernel':30} {'size':>7} {'B/el':>4} {'fused ms':>9} {'GB/s':>8} {'copy GB/s':>9} "
+          f"{'of copy':>7} {'unfused GB/s':>12} {'speedup':>7}  best unfused")
+
+
+def print_row(r: dict) -> None:
+    unfused = (f"{r['unfused_gbps']:12.1f} {r['unfused_s'] / r['fused_s']:6.2f}x  {r['unfused']}"
+               if r["unfused"] else f"{'-':>12} {'-':>7}")
+    print(f"{r['kernel']:30} {_fmt_size(r['size']):>7} {r['bytes']:4d} {r['fused_s'] * 1e3:9.3f} "
+          f"{r['fused_gbps']:8.1f} {r['copy_gbps']:9.1f} {r['of_copy']:7.0%} {unfused}", flush=True)
+
+
+def print_headline(rows: list[dict]) -> None:
+    big = [r for r in rows if r["size"] >= 64 * MB]
+    if big:
+        worst = min(big, key=lambda r: r["of_copy"])
+        print(f"\nworst share of copy bandwidth at >= 64 MB: {worst['of_copy']:.0%} "
+              f"({worst['kernel']}, {_fmt_size(worst['size'])}); target >= 90%")
+    stash = [r for r in rows if r["kernel"] == "adamw +stash"]
+    if stash:
+        r = stash[-1]
+        for name, seconds in r["all_unfused"].items():
+            print(f"adamw +stash at {_fmt_size(r['size'])}: fused is {seconds / r['fused_s']:.2f}x "
+                  f"the speed of {name}")
+
+
+def describe(device: str) -> str:
+    impl = "Triton" if use_triton(torch.empty(1, device=device)) else "torch twins"
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)}, fused = {impl}"
+    note = "CPU figures are not the target (GPU: H100/H200)"
+    return f"CPU ({torch.get_num_threads()} threads), fused = {impl}; {note}"
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    gpu = torch.cuda.is_available()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda" if gpu else "cpu")
+    ap.add_argument("--min-size", type=parse_size, default=MB)
+    ap.add_argument("--max-size", type=parse_size, default=None,
+                    help="largest fp32 buffer (default 1GB on GPU, 16MB on CPU)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs per median")
+    ap.add_argument("--only", default="", help="comma-separated substrings of kernel names")
+    args = ap.parse_args(argv)
+    on_gpu = args.device.startswith("cuda")
+    args.max_size = args.max_size or (1 << 30 if on_gpu else 16 * MB)
+    args.repeats = args.repeats or (20 if on_gpu else 10)
+    print(f"# schedc kernels: {describe(args.device)}; torch {torch.__version__}; "
+          f"median of {args.repeats}")
+    print(HEADER)
+    rows = run(args)
+    print_headline(rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
