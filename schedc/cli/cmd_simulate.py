@@ -1,0 +1,50 @@
+"""`schedc simulate DIR`: predict a run of compiled programs under a cost model.
+
+    schedc simulate out/ --costs costs.json --steps 4
+    schedc simulate preset:paci:8:8 --steps 10 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from schedc.simulate import figures, load_costs, render, simulate
+from schedc.simulate.sources import load_source
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "simulate", help="simulate program files under a cost model",
+        description="Event-driven simulation of compiled programs: makespan, throughput, "
+                    "bubbles, memory, inconsistency and delay. See docs/costs.md.")
+    add_simulation_args(p)
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=run)
+
+
+def add_simulation_args(p: argparse.ArgumentParser, many: bool = False) -> None:
+    """Arguments shared by simulate, viz and compare."""
+    if not many:
+        p.add_argument("dir", metavar="DIR",
+                       help="program directory (or preset:NAME:STAGES:MBS, .sched, .csv)")
+    p.add_argument("--costs", metavar="FILE", help="cost profile JSON (default: unit costs)")
+    p.add_argument("--steps", type=int, default=None, metavar="K",
+                   help="body repetitions to run (default: 1 synchronous, 4 asynchronous)")
+    p.add_argument("--serial-comm", action="store_true",
+                   help="sends and receives block the rank's timeline (no overlap)")
+
+
+def simulate_args(args: argparse.Namespace, source: str | None = None):
+    """Load, simulate; returns the Simulation."""
+    name, manifest, programs = load_source(source or args.dir)
+    costs = load_costs(args.costs) if args.costs else None
+    steps = args.steps if args.steps is not None else (1 if manifest.synchronous else 4)
+    return simulate(manifest, programs, costs, steps=steps, serial_comm=args.serial_comm,
+                    name=name)
+
+
+def run(args: argparse.Namespace) -> int:
+    fig = figures(simulate_args(args))
+    print(json.dumps(fig.to_dict(), indent=2) if args.json else render(fig))
+    return 0

@@ -1,0 +1,197 @@
+"""The cost model: how long each instruction takes and how big each message is.
+
+Costs come from a JSON cost profile (`docs/costs.md` is the reference; the
+runtime writes the same format from measured runs) or default to unit costs:
+F = 1, B = 2, I = W = 1, everything else 0, zero latency, infinite bandwidth.
+Those defaults are the compiler's analysis units, so a simulation without a
+profile reproduces the manifest's `analysis`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from schedc.errors import UserError
+
+FORMAT = "schedc-costs"
+VERSION = 1
+UNITS = ("unit", "s", "ms", "us", "ns")
+# Ops whose time a profile may give per stage. SEND/RECV are not here: their
+# time is latency + bytes / bandwidth.
+TIMED_OPS = ("F", "B", "I", "W", "ACC", "ALLREDUCE", "STEP", "STASH", "RELEASE", "SWAP",
+             "LOOKAHEAD")
+UNIT_COSTS: dict[str, float] = {"F": 1.0, "B": 2.0, "I": 1.0, "W": 1.0}
+_BYTE_FIELDS = ("activation_bytes", "grad_bytes", "stored_activation_bytes",
+                "weight_bytes_per_stage")
+_TOP_FIELDS = {"format", "version", "unit", "default", "stages", "link", "source",
+               *_BYTE_FIELDS}
+
+
+class CostsError(UserError):
+    """A cost profile that cannot be used: names the file and the field."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Per-stage op times, message sizes and one link model for every pair.
+
+    stage_times[s][op] is the time of `op` on stage s (missing ops take 0).
+    Byte lists are per stage (None: not given). activation_bytes[s] is the size
+    of stage s's output sent forward; grad_bytes[s] of the input gradient stage
+    s sends back; stored_activation_bytes[s] what stage s keeps from F until
+    its backward (defaults to activation_bytes).
+    """
+
+    stage_times: tuple[dict[str, float], ...] = ()
+    default_times: dict[str, float] = field(default_factory=lambda: dict(UNIT_COSTS))
+    unit: str = "unit"
+    activation_bytes: tuple[float, ...] | None = None
+    grad_bytes: tuple[float, ...] | None = None
+    stored_activation_bytes: tuple[float, ...] | None = None
+    weight_bytes: tuple[float, ...] | None = None
+    latency: float = 0.0
+    bandwidth: float = math.inf  # bytes per time unit
+
+    def op_time(self, op: str, stage: int) -> float:
+        if self.stage_times:
+            return _at(self.stage_times, stage).get(op, 0.0)
+        return self.default_times.get(op, 0.0)
+
+    def message_time(self, kind: str, stage: int) -> float:
+        """Wire time (without latency) of the ACT or GRAD message sent by `stage`."""
+        sizes = self.activation_bytes if kind == "ACT" else self.grad_bytes
+        if sizes is None or math.isinf(self.bandwidth):
+            return 0.0
+        return _at(sizes, stage) / self.bandwidth
+
+    def allreduce_time(self, stage: int, participants: int) -> float:
+        """Profile time plus a ring all-reduce of the stage's weight gradient."""
+        base = self.op_time("ALLREDUCE", stage)
+        if participants < 2 or self.weight_bytes is None:
+            return base
+        steps = 2 * (participants - 1)
+        wire = 0.0 if math.isinf(self.bandwidth) else _at(self.weight_bytes, stage) / self.bandwidth
+        return base + steps * self.latency + wire * steps / participants
+
+    def stored_bytes(self, stage: int) -> float | None:
+        sizes = self.stored_activation_bytes or self.activation_bytes
+        return None if sizes is None else _at(sizes, stage)
+
+    def weight_bytes_of(self, stage: int) -> float | None:
+        return None if self.weight_bytes is None else _at(self.weight_bytes, stage)
+
+    def check_stages(self, num_stages: int, where: str = "costs") -> None:
+        """Per-stage lists must cover the program's stages (or be one value)."""
+        lists = {"stages": self.stage_times, "activation_bytes": self.activation_bytes,
+                 "grad_bytes": self.grad_bytes, "weight_bytes_per_stage": self.weight_bytes,
+                 "stored_activation_bytes": self.stored_activation_bytes}
+        for name, values in lists.items():
+            if values and len(values) not in (1, num_stages):
+                raise CostsError(where, f"{name} has {len(values)} entries but the program "
+                                        f"has {num_stages} stages (give {num_stages} or 1)")
+
+
+def _at(values: Sequence[Any], stage: int) -> Any:
+    return values[stage] if len(values) > 1 else values[0]
+
+
+def unit_costs() -> CostModel:
+    return CostModel()
+
+
+def load_costs(path: str | Path) -> CostModel:
+    """Read and validate a `schedc-costs` JSON profile."""
+    where = str(path)
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CostsError(where, "no such file") from None
+    except json.JSONDecodeError as exc:
+        raise CostsError(f"{where}:{exc.lineno}:{exc.colno}", f"not JSON: {exc.msg}") from None
+    return costs_from_dict(data, where)
+
+
+def costs_from_dict(data: Any, where: str = "costs") -> CostModel:
+    if not isinstance(data, dict):
+        raise CostsError(where, "a cost profile is a JSON object")
+    if data.get("format") != FORMAT:
+        raise CostsError(where, f'"format" must be "{FORMAT}", got {data.get("format")!r}')
+    if data.get("version") != VERSION:
+        raise CostsError(where, f'"version" must be {VERSION}, got {data.get("version")!r}')
+    unknown = sorted(set(data) - _TOP_FIELDS)
+    if unknown:
+        raise CostsError(where, f"unknown field {unknown[0]!r}; known: {', '.join(sorted(_TOP_FIELDS))}")
+    unit = data.get("unit", "s")
+    if unit not in UNITS:
+        raise CostsError(where, f'"unit" must be one of {", ".join(UNITS)}, got {unit!r}')
+    default = _times(data.get("default", {}), f"{where}: default")
+    stages = data.get("stages", [])
+    if not isinstance(stages, list):
+        raise CostsError(where, '"stages" must be a list of objects, one per stage')
+    stage_times = tuple({**default, **_times(s, f"{where}: stages[{i}]")}
+                        for i, s in enumerate(stages))
+    if not stage_times and not default:
+        raise CostsError(where, 'give op times in "stages" (per stage) or "default"')
+    latency, bandwidth = _link(data.get("link", {}), where)
+    return CostModel(
+        stage_times=stage_times, default_times=default, unit=unit,
+        activation_bytes=_bytes(data, "activation_bytes", where),
+        grad_bytes=_bytes(data, "grad_bytes", where) or _bytes(data, "activation_bytes", where),
+        stored_activation_bytes=_bytes(data, "stored_activation_bytes", where),
+        weight_bytes=_bytes(data, "weight_bytes_per_stage", where),
+        latency=latency, bandwidth=bandwidth,
+    )
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise CostsError(where, f"must be a non-negative number, got {value!r}")
+    if math.isnan(value):
+        raise CostsError(where, "must be a number, got NaN")
+    return float(value)
+
+
+def _times(obj: Any, where: str) -> dict[str, float]:
+    if not isinstance(obj, dict):
+        raise CostsError(where, "must be an object of op times, e.g. {\"F\": 1.0, \"B\": 2.0}")
+    out = {}
+    for op, value in obj.items():
+        if op not in TIMED_OPS:
+            raise CostsError(where, f"unknown op {op!r}; timed ops: {', '.join(TIMED_OPS)}")
+        out[op] = _number(value, f"{where}.{op}")
+    return out
+
+
+def _bytes(data: dict[str, Any], name: str, where: str) -> tuple[float, ...] | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if not value:
+            raise CostsError(f"{where}: {name}", "must not be empty")
+        return tuple(_number(v, f"{where}: {name}[{i}]") for i, v in enumerate(value))
+    return (_number(value, f"{where}: {name}"),)
+
+
+def _link(obj: Any, where: str) -> tuple[float, float]:
+    if not isinstance(obj, dict):
+        raise CostsError(f"{where}: link", 'must be {"latency": .., "bandwidth": ..}')
+    unknown = sorted(set(obj) - {"latency", "bandwidth"})
+    if unknown:
+        raise CostsError(f"{where}: link", f"unknown field {unknown[0]!r}")
+    latency = _number(obj.get("latency", 0.0), f"{where}: link.latency")
+    bandwidth = obj.get("bandwidth")
+    if bandwidth is None:
+        return latency, math.inf
+    bw = _number(bandwidth, f"{where}: link.bandwidth")
+    if bw == 0:
+        raise CostsError(f"{where}: link.bandwidth", "must be positive (bytes per time unit)")
+    return latency, bw

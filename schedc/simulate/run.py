@@ -1,0 +1,67 @@
+"""Simulate a compiled program directory: unroll, execute, keep what viz needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from schedc.errors import UserError
+from schedc.program import Manifest, RankProgram
+from schedc.simulate.costs import CostModel, unit_costs
+from schedc.simulate.engine import Timeline, simulate_streams
+
+
+@dataclass
+class Simulation:
+    """One simulated run: the programs, the cost model and the timeline.
+
+    body_ends[r][k]: index one past the last instruction of body repetition k
+    in rank r's unrolled stream; body_starts[r][k] its first index.
+    """
+
+    manifest: Manifest
+    costs: CostModel
+    steps: int
+    timeline: Timeline
+    body_starts: list[list[int]]
+    body_ends: list[list[int]]
+    name: str = ""
+
+
+def simulate(
+    manifest: Manifest,
+    programs: list[RankProgram],
+    costs: CostModel | None = None,
+    steps: int = 1,
+    serial_comm: bool = False,
+    name: str = "",
+) -> Simulation:
+    """Run prologue + body x steps + epilogue of every rank under `costs`."""
+    if steps < 1:
+        raise UserError(f"--steps must be at least 1, got {steps}")
+    costs = costs or unit_costs()
+    costs.check_stages(manifest.num_stages)
+    programs = sorted(programs, key=lambda p: p.rank)
+    if [p.rank for p in programs] != list(range(manifest.world_size)):
+        raise UserError(f"expected one program per rank 0..{manifest.world_size - 1}, "
+                        f"got ranks {[p.rank for p in programs]}")
+    streams = [p.unrolled(steps, manifest.period) for p in programs]
+    timeline = simulate_streams(streams, costs, _replica_counter(manifest), serial_comm)
+    starts, ends = [], []
+    for p in programs:
+        first = len(p.prologue)
+        starts.append([first + k * len(p.body) for k in range(steps)])
+        ends.append([first + (k + 1) * len(p.body) for k in range(steps)])
+    return Simulation(manifest, costs, steps, timeline, starts, ends, name)
+
+
+def _replica_counter(manifest: Manifest):
+    """How many stage replicas (one per pipeline) belong to an all-reduce group."""
+    maps = manifest.stage_to_rank
+
+    @lru_cache(maxsize=None)
+    def count(stage: int, group: tuple[int, ...]) -> int:
+        members = set(group)
+        return sum(1 for m in maps if m[stage] in members)
+
+    return count
