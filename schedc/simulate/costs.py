@@ -128,7 +128,8 @@ def costs_from_dict(data: Any, where: str = "costs") -> CostModel:
         raise CostsError(where, f'"version" must be {VERSION}, got {data.get("version")!r}')
     unknown = sorted(set(data) - _TOP_FIELDS)
     if unknown:
-        raise CostsError(where, f"unknown field {unknown[0]!r}; known: {', '.join(sorted(_TOP_FIELDS))}")
+        known = ", ".join(sorted(_TOP_FIELDS))
+        raise CostsError(where, f"unknown field {unknown[0]!r}; known: {known}")
     unit = data.get("unit", "s")
     if unit not in UNITS:
         raise CostsError(where, f'"unit" must be one of {", ".join(UNITS)}, got {unit!r}')

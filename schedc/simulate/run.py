@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from schedc.errors import UserError
 from schedc.program import Manifest, RankProgram
@@ -59,7 +59,7 @@ def _replica_counter(manifest: Manifest):
     """How many stage replicas (one per pipeline) belong to an all-reduce group."""
     maps = manifest.stage_to_rank
 
-    @lru_cache(maxsize=None)
+    @cache
     def count(stage: int, group: tuple[int, ...]) -> int:
         members = set(group)
         return sum(1 for m in maps if m[stage] in members)
