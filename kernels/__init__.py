@@ -4,7 +4,9 @@ Single-pass operations on 1-D contiguous buffers, each a Triton kernel with a
 plain-torch twin (``*_ref``). The public function runs Triton for CUDA tensors
 or under ``TRITON_INTERPRET=1``, else the twin (see ``_dispatch``). Importing
 this package needs neither a GPU nor triton. Bytes moved per element are in
-``budget``.
+``budget``. Like ``torch.optim`` steps, the updates run under ``torch.no_grad``,
+so a buffer may be a leaf that requires grad; buffers given to one call must
+not overlap.
 
 - ``accumulate``: ``acc_fp32 += scale * grad``, optionally zeroing ``grad`` and
   returning the squared norm.

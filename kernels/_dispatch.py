@@ -20,7 +20,14 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["BLOCK", "check_flat", "interpret_enabled", "triton_available", "use_triton"]
+__all__ = [
+    "BLOCK",
+    "check_disjoint",
+    "check_flat",
+    "interpret_enabled",
+    "triton_available",
+    "use_triton",
+]
 
 # One program handles BLOCK elements. 1024 fp32 elements is 8 per thread at 4 warps:
 # two 16-byte vector accesses per thread, enough in flight for a streaming kernel.
@@ -73,6 +80,22 @@ def check_dtype(name: str, t: torch.Tensor, allowed: tuple[torch.dtype, ...]) ->
     if t.dtype not in allowed:
         names = ", ".join(str(d) for d in allowed)
         raise TypeError(f"{name} has dtype {t.dtype}, expected one of {names}")
+
+
+def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.numel() == 0 or b.numel() == 0:
+        return False
+    a0, b0 = a.data_ptr(), b.data_ptr()
+    return a0 < b0 + b.numel() * b.element_size() and b0 < a0 + a.numel() * a.element_size()
+
+
+def check_disjoint(**buffers: torch.Tensor | None) -> None:
+    """Raise if two of the given flat buffers share memory: a fused pass would race."""
+    present = [(name, t) for name, t in buffers.items() if t is not None]
+    for i, (name_a, a) in enumerate(present):
+        for name_b, b in present[i + 1 :]:
+            if a.device == b.device and _overlap(a, b):
+                raise ValueError(f"{name_a} and {name_b} overlap")
 
 
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)

@@ -17,7 +17,14 @@ from __future__ import annotations
 
 import torch
 
-from ._dispatch import FLOAT_DTYPES, check_dtype, check_flat, load_triton_module, use_triton
+from ._dispatch import (
+    FLOAT_DTYPES,
+    check_disjoint,
+    check_dtype,
+    check_flat,
+    load_triton_module,
+    use_triton,
+)
 
 __all__ = ["accumulate", "accumulate_ref"]
 
@@ -27,8 +34,10 @@ def _check(acc: torch.Tensor, grad: torch.Tensor) -> None:
     check_flat("grad", grad, like=acc)
     check_dtype("acc", acc, (torch.float32,))
     check_dtype("grad", grad, FLOAT_DTYPES)
+    check_disjoint(acc=acc, grad=grad)
 
 
+@torch.no_grad()
 def accumulate_ref(
     acc: torch.Tensor,
     grad: torch.Tensor,
@@ -46,6 +55,7 @@ def accumulate_ref(
     return sqnorm
 
 
+@torch.no_grad()
 def accumulate(
     acc: torch.Tensor,
     grad: torch.Tensor,

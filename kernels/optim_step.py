@@ -29,7 +29,14 @@ import math
 
 import torch
 
-from ._dispatch import FLOAT_DTYPES, check_dtype, check_flat, load_triton_module, use_triton
+from ._dispatch import (
+    FLOAT_DTYPES,
+    check_disjoint,
+    check_dtype,
+    check_flat,
+    load_triton_module,
+    use_triton,
+)
 
 __all__ = ["adamw_step", "adamw_step_ref", "sgd_step", "sgd_step_ref"]
 
@@ -45,6 +52,7 @@ def _check_buffers(param: torch.Tensor, state: dict[str, torch.Tensor | None]) -
         check_flat(name, t, like=param)
         allowed = FLOAT_DTYPES if name in ("stash_out", "lookahead_out") else _FP32
         check_dtype(name, t, allowed)
+    check_disjoint(param=param, **state)
 
 
 def _error_feedback_ref(grad: torch.Tensor, prev: torch.Tensor | None, lam: float) -> torch.Tensor:
@@ -82,6 +90,7 @@ def _adamw_scalars(step: int, lr: float, betas: tuple[float, float], eps: float,
     )
 
 
+@torch.no_grad()
 def adamw_step_ref(
     param: torch.Tensor,
     grad: torch.Tensor,
@@ -120,6 +129,7 @@ def _check_adamw(param, grad, exp_avg, exp_avg_sq, stash_out, lookahead_out, ef_
                                ef_prev_grad=ef_prev_grad))
 
 
+@torch.no_grad()
 def adamw_step(
     param: torch.Tensor,
     grad: torch.Tensor,
@@ -178,6 +188,7 @@ def _check_sgd(param, grad, momentum_buf, momentum, dampening, nesterov,
                                lookahead_out=lookahead_out, ef_prev_grad=ef_prev_grad))
 
 
+@torch.no_grad()
 def sgd_step_ref(
     param: torch.Tensor,
     grad: torch.Tensor,
@@ -214,6 +225,7 @@ def sgd_step_ref(
     _versions_ref(old, param, lookahead_out, lookahead_alpha)
 
 
+@torch.no_grad()
 def sgd_step(
     param: torch.Tensor,
     grad: torch.Tensor,

@@ -19,7 +19,14 @@ from collections.abc import Sequence
 
 import torch
 
-from ._dispatch import FLOAT_DTYPES, check_dtype, check_flat, load_triton_module, use_triton
+from ._dispatch import (
+    FLOAT_DTYPES,
+    check_disjoint,
+    check_dtype,
+    check_flat,
+    load_triton_module,
+    use_triton,
+)
 
 __all__ = ["copy_", "copy_ref", "flatten_params", "repoint", "swap_", "swap_ref"]
 
@@ -86,20 +93,12 @@ def repoint(params: Sequence[torch.Tensor], flat: torch.Tensor, offsets: Sequenc
         p.data = flat[start : start + p.numel()].view(p.shape)
 
 
-def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
-    if a.numel() == 0 or b.numel() == 0:
-        return False
-    a0, b0 = a.data_ptr(), b.data_ptr()
-    return a0 < b0 + b.numel() * b.element_size() and b0 < a0 + a.numel() * a.element_size()
-
-
 def _check_copy(dst: torch.Tensor, src: torch.Tensor) -> None:
     check_flat("dst", dst)
     check_flat("src", src, like=dst)
     check_dtype("dst", dst, FLOAT_DTYPES)
     check_dtype("src", src, FLOAT_DTYPES)
-    if _overlap(dst, src):
-        raise ValueError("dst and src overlap")
+    check_disjoint(dst=dst, src=src)
 
 
 def _check_swap(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -107,16 +106,17 @@ def _check_swap(a: torch.Tensor, b: torch.Tensor) -> None:
     check_flat("b", b, like=a)
     if a.dtype != b.dtype:
         raise TypeError(f"swap_ needs one dtype, got {a.dtype} and {b.dtype}")
-    if _overlap(a, b):
-        raise ValueError("a and b overlap")
+    check_disjoint(a=a, b=b)
 
 
+@torch.no_grad()
 def copy_ref(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     """Torch twin of :func:`copy_`."""
     _check_copy(dst, src)
     return dst.copy_(src)
 
 
+@torch.no_grad()
 def copy_(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     """``dst = src`` for flat fp32/bf16/fp16 buffers of equal length; returns ``dst``.
 
@@ -130,6 +130,7 @@ def copy_(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     return copy_ref(dst, src)
 
 
+@torch.no_grad()
 def swap_ref(a: torch.Tensor, b: torch.Tensor) -> None:
     """Torch twin of :func:`swap_` (through a temporary copy of ``a``)."""
     _check_swap(a, b)
@@ -138,6 +139,7 @@ def swap_ref(a: torch.Tensor, b: torch.Tensor) -> None:
     b.copy_(tmp)
 
 
+@torch.no_grad()
 def swap_(a: torch.Tensor, b: torch.Tensor) -> None:
     """Exchange the contents of two flat same-dtype buffers in place, in one pass.
 

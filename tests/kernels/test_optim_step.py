@@ -190,3 +190,19 @@ def test_twins_equal_torch_optim_bitwise():
     ):
         sgd_step_ref(param, g, buf, first_step=k == 0, **hp)
         assert torch.equal(param, after)
+
+
+def test_overlapping_buffers_are_rejected():
+    buf = torch.zeros(20)
+    p, g, m, v = buf[:5], torch.zeros(5), torch.zeros(5), torch.zeros(5)
+    with pytest.raises(ValueError, match="overlap"):
+        adamw_step(p, g, m, v, step=1, lr=1e-3, stash_out=buf[3:8])
+    with pytest.raises(ValueError, match="overlap"):
+        sgd_step(p, g, p, lr=0.1, momentum=0.9)
+
+
+def test_leaf_parameters_that_require_grad_are_fine():
+    p = torch.nn.Parameter(torch.ones(7))
+    sgd_step_ref(p, torch.ones(7), None, lr=0.5)
+    sgd_step(p, torch.ones(7), None, lr=0.5)
+    assert torch.equal(p.detach(), torch.zeros(7))
