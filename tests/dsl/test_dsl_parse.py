@@ -174,3 +174,12 @@ def test_parse_file_accepts_bom(tmp_path: Path) -> None:
     f = tmp_path / "bom.sched"
     f.write_bytes(b"\xef\xbb\xbfschedule s { stages 2 }")
     assert parse_file(f).stages == 2
+
+
+def test_docs_list_every_statement() -> None:
+    from schedc.dsl.fields import FIELDS
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "dsl.md").read_text()
+    for keyword in FIELDS:
+        assert f"| `{keyword} " in docs, keyword
+        assert f'"{keyword}"' in docs, keyword  # in the EBNF
