@@ -73,7 +73,9 @@ def _torch_optimizer(cls, p: torch.Tensor, g: torch.Tensor, **kw) -> torch.optim
     return opt
 
 
-def _with_stash(stash: torch.Tensor, opt: torch.optim.Optimizer) -> Callable[[], object]:
+def _with_stash(stash: torch.Tensor | None, opt: torch.optim.Optimizer) -> Callable[[], object]:
+    if stash is None:
+        return opt.step
     param = opt.param_groups[0]["params"][0]
 
     def run():
@@ -83,12 +85,14 @@ def _with_stash(stash: torch.Tensor, opt: torch.optim.Optimizer) -> Callable[[],
     return run
 
 
-def _optimizer_rivals(cls, p, g, stash, hp) -> dict[str, Callable[[], object]]:
+def _optimizer_rivals(cls, p, g, hp, stash=None) -> dict[str, Callable[[], object]]:
+    """torch's fused and foreach variants of ``cls`` (each followed by a stash copy)."""
     rivals = {}
     for variant in ("fused", "foreach"):
         opt = _torch_optimizer(cls, p, g, **{variant: True}, **hp)
         if opt is not None:
-            rivals[f"{cls.__name__}({variant}=True)+stash copy"] = _with_stash(stash, opt)
+            name = f"{cls.__name__}({variant}=True)" + ("+stash copy" if stash is not None else "")
+            rivals[name] = _with_stash(stash, opt)
     return rivals
 
 
@@ -123,26 +127,21 @@ def adamw_cases(n: int, device: str) -> list[Case]:
     chained = lambda: adamw_step_ref(p, g, m, v, step=10, **ADAMW, **everything)
     return [
         Case("adamw", budget.adamw_bytes(), step,
-             {"AdamW(fused=True)": _plain(torch.optim.AdamW, p, g, fused=True)}),
+             _optimizer_rivals(torch.optim.AdamW, p, g, ADAMW)),
         Case("adamw +stash", budget.adamw_bytes(stash=torch.float32),
              lambda: step(stash_out=stash),
-             _optimizer_rivals(torch.optim.AdamW, p, g, stash, ADAMW)),
+             _optimizer_rivals(torch.optim.AdamW, p, g, ADAMW, stash)),
         Case("adamw +stash +lookahead +ef",
              budget.adamw_bytes(stash=4, lookahead=4, error_feedback=True),
              lambda: step(**everything), {"chained torch ops (twin)": chained}),
     ]
 
 
-def _plain(cls, p, g, **kw) -> Callable[[], object]:
-    opt = _torch_optimizer(cls, p, g, **kw, **(ADAMW if cls is torch.optim.AdamW else SGD))
-    return opt.step if opt is not None else (lambda: None)
-
-
 def sgd_cases(n: int, device: str) -> list[Case]:
     p, g, buf, stash = _bufs(n, device, 4)
     return [Case("sgd nesterov +stash", budget.sgd_bytes(stash=torch.float32),
                  lambda: sgd_step(p, g, buf, stash_out=stash, **SGD),
-                 _optimizer_rivals(torch.optim.SGD, p, g, stash, SGD))]
+                 _optimizer_rivals(torch.optim.SGD, p, g, SGD, stash))]
 
 
 def version_cases(n: int, device: str) -> list[Case]:
@@ -162,7 +161,7 @@ def version_cases(n: int, device: str) -> list[Case]:
     ]
 
 
-FAMILIES = [accumulate_cases, adamw_cases, sgd_cases, version_cases]
+CASE_BUILDERS = [accumulate_cases, adamw_cases, sgd_cases, version_cases]
 
 
 def median_seconds(fn: Callable[[], object], device: str, repeats: int, warmup: int = 3) -> float:
@@ -217,8 +216,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     for size in sizes(args.min_size, args.max_size):
         n = size // 4
         copy_bw = copy_gbps(n, args.device, args.repeats)
-        for family in FAMILIES:
-            for case in family(n, args.device):
+        for build in CASE_BUILDERS:
+            for case in build(n, args.device):
                 if args.only and not any(s in case.name for s in args.only.split(",")):
                     continue
                 rows.append(measure(case, n, size, copy_bw, args))
