@@ -2,6 +2,7 @@
 
     python bench/kernels.py                     # GPU: 1 MB .. 1 GB; CPU: 1 MB .. 16 MB
     python bench/kernels.py --max-size 64MB --repeats 30 --only adamw
+    python bench/kernels.py --threads 1         # CPU: steadier figures on a shared machine
 
 A buffer size is the size of the stage's fp32 main buffer (weights or
 accumulator): n = size / 4 elements. For each kernel and size the table gives
@@ -269,7 +270,7 @@ def describe(device: str) -> str:
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(device)}, fused = {impl}"
     note = "CPU figures are not the target (GPU: H100/H200)"
-    return f"CPU ({torch.get_num_threads()} threads), fused = {impl}; {note}"
+    return f"CPU, torch threads={torch.get_num_threads()}, fused = {impl}; {note}"
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -281,7 +282,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     help="largest fp32 buffer (default 1GB on GPU, 16MB on CPU)")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per median")
     ap.add_argument("--only", default="", help="comma-separated substrings of kernel names")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for torch (1 is steadier on a shared machine)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     on_gpu = args.device.startswith("cuda")
     args.max_size = args.max_size or (1 << 30 if on_gpu else 16 * MB)
     args.repeats = args.repeats or (20 if on_gpu else 10)
