@@ -1,0 +1,1 @@
+"""The schedc runtime: executes program files (installed as schedc.runtime)."""

@@ -1,0 +1,126 @@
+"""The in-process transport: every rank's program in one process.
+
+Messages are handed over by reference in a shared mailbox keyed by what the
+program says they are (boundary, pipeline, micro-batch, direction), so a send
+never blocks. The driver interleaves the ranks cooperatively: it runs one
+rank's interpreter until it blocks on a receive (or a reduction) whose
+counterpart has not run yet, then switches to the next rank. A full round in
+which no rank advances is a deadlock, reported with every rank's blocked
+instruction -- the verifier makes that impossible for compiled programs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Generator
+
+import torch
+
+from schedc.program import Instr, Manifest
+
+from .transport import boundary_of, ordered_sum
+
+
+def _message_key(instr: Instr) -> tuple:
+    kind = "act" if instr.op in ("SEND_ACT", "RECV_ACT") else "grad"
+    return (kind, instr.pipeline or 0, boundary_of(instr), instr.mb)
+
+
+class _Reduction:
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.parts: dict[tuple[int, int], torch.Tensor] = {}
+        self.done = False
+        self.acked = 0
+
+
+class Hub:
+    """State shared by the ranks of one in-process run."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.mailbox: dict[tuple, torch.Tensor] = {}
+        self.reductions: dict[tuple, _Reduction] = {}
+
+    def replicas_in(self, stage: int, group: tuple[int, ...]) -> int:
+        return sum(1 for _, r in self.manifest.ranks_of_stage(stage) if r in group)
+
+
+class LocalTransport:
+    """One rank's view of the hub."""
+
+    def __init__(self, hub: Hub, rank: int) -> None:
+        self.hub = hub
+        self.rank = rank
+        self._count: dict[tuple, int] = defaultdict(int)
+        self._waiting: dict[tuple[int, int], tuple] = {}  # (stage, pipeline) -> reduction key
+
+    def send(self, instr: Instr, tensor: torch.Tensor) -> None:
+        key = _message_key(instr)
+        if key in self.hub.mailbox:
+            raise RuntimeError(f"a message {key} is already waiting to be received")
+        self.hub.mailbox[key] = tensor
+
+    def recv(self, instr: Instr) -> torch.Tensor | None:
+        return self.hub.mailbox.pop(_message_key(instr), None)
+
+    def allreduce(self, instr: Instr, tensor: torch.Tensor) -> bool:
+        me = (instr.stage, instr.pipeline or 0)
+        key = self._waiting.get(me)
+        if key is None:  # first call for this instruction: contribute
+            group = tuple(instr.group)
+            occurrence = (instr.stage, group)
+            key = (*occurrence, self._count[occurrence, me])
+            self._count[occurrence, me] += 1
+            red = self.hub.reductions.setdefault(
+                key, _Reduction(self.hub.replicas_in(instr.stage, group))
+            )
+            red.parts[(self.rank, me[1])] = tensor
+            if len(red.parts) == red.expected:
+                parts = [red.parts[k] for k in sorted(red.parts)]
+                total = torch.empty_like(tensor)
+                ordered_sum(parts, total)
+                for p in parts:
+                    p.copy_(total)
+                red.done = True
+            self._waiting[me] = key
+        red = self.hub.reductions[key]
+        if not red.done:
+            return False
+        del self._waiting[me]
+        red.acked += 1
+        if red.acked == red.expected:
+            del self.hub.reductions[key]
+        return True
+
+    def dp_allreduce(self, tensor: torch.Tensor) -> None:
+        return None  # one pipeline replica in-process
+
+    def drain(self) -> None:
+        return None
+
+
+def run_cooperatively(runs: dict[int, Generator[Instr, None, None]], progress) -> None:
+    """Drive every rank's interpreter generator to completion.
+
+    `progress(rank)` is a counter that grows as the rank executes
+    instructions; a round in which no counter moves and no rank finishes
+    is a deadlock.
+    """
+    live = dict(runs)
+    blocked: dict[int, Instr] = {}
+    while live:
+        moved = False
+        for rank in sorted(live):
+            before = progress(rank)
+            try:
+                blocked[rank] = next(live[rank])
+            except StopIteration:
+                del live[rank]
+                blocked.pop(rank, None)
+                moved = True
+                continue
+            moved = moved or progress(rank) != before
+        if not moved:
+            waits = "; ".join(f"rank {r} waits at {i.label()}" for r, i in sorted(blocked.items()))
+            raise RuntimeError(f"in-process run deadlocked: {waits}")

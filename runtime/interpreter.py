@@ -1,0 +1,279 @@
+"""Executes one rank's instruction stream, exactly as compiled.
+
+The interpreter knows instructions, not schedules: it dispatches each
+instruction of the (unrolled) stream to the rank's stage replicas and its
+transport, and checks every weight version a compute op reads against the
+instruction. `run(stream)` is a generator that yields the instruction it is
+blocked on when the transport answers "not yet" (in-process transport only);
+under the distributed transport it never yields.
+
+Local state, per (pipeline, stage, micro-batch):
+- `act_in`: the input of the next F (received, or handed over by F of the
+  previous stage on this rank -- no instruction moves it);
+- `act_out`: F's output waiting for SEND_ACT;
+- `saved`: what the backward needs (input leaf, output or loss, and for a
+  split backward the output gradient between I and W);
+- `grad_in`: the output gradient of the next B/I (received, or local);
+- `grad_out`: the input gradient waiting for SEND_GRAD.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+import torch
+
+from schedc.program import Instr
+
+from .data import Batches
+from .stage import StageReplica
+from .transport import Transport
+
+Key = tuple[int, int, int]  # (pipeline, stage, mb)
+
+
+class ExecutionError(RuntimeError):
+    """An instruction failed; names the rank, the instruction index and the instruction."""
+
+    def __init__(self, rank: int, index: int, instr: Instr, reason: str) -> None:
+        super().__init__(f"rank {rank}, instruction {index} ({instr.label()}): {reason}")
+        self.rank = rank
+        self.index = index
+        self.instr = instr
+        self.reason = reason
+
+
+@dataclass
+class Saved:
+    x: torch.Tensor  # the input (a leaf that requires grad, except at stage 0)
+    out: torch.Tensor  # output, or the loss at the last stage
+    grad: torch.Tensor | None = None  # output gradient, kept from I for W
+
+
+@dataclass
+class Record:
+    """What the rank did: versions read, losses, timings."""
+
+    reads: list[tuple[str, int, int, int, int]] = field(default_factory=list)
+    # (op, pipeline, stage, mb, version read)
+    losses: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (mb, loss)
+    events: list[tuple[str, str, int, float, float]] = field(default_factory=list)
+    # (op, label, stage, start s, duration s) when timing is on
+
+
+class Interpreter:
+    def __init__(
+        self, rank: int, replicas: dict[tuple[int, int], StageReplica], transport: Transport,
+        batches: Batches, loss_fn: Callable, num_stages: int, dp_size: int = 1,
+        timing: bool = False, on_loss: Callable[[int, torch.Tensor], None] | None = None,
+    ) -> None:
+        self.rank = rank
+        self.replicas = replicas  # (pipeline, stage) -> replica
+        self.transport = transport
+        self.batches = batches
+        self.loss_fn = loss_fn
+        self.last = num_stages - 1
+        self.dp_size = dp_size
+        self.timing = timing
+        self.on_loss = on_loss
+        self.record = Record()
+        self.executed = 0  # instructions completed (the cooperative driver's progress)
+        self.act_in: dict[Key, torch.Tensor] = {}
+        self.act_out: dict[Key, torch.Tensor] = {}
+        self.grad_in: dict[Key, torch.Tensor] = {}
+        self.grad_out: dict[Key, torch.Tensor] = {}
+        self.saved: dict[Key, Saved] = {}
+        self._fused_lookahead: Instr | None = None
+        self._sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+
+    # ---- driving --------------------------------------------------------------
+    def run(self, stream: list[Instr]) -> Generator[Instr, None, None]:
+        for index, instr in enumerate(stream):
+            nxt = stream[index + 1] if index + 1 < len(stream) else None
+            start = time.perf_counter() if self.timing else 0.0
+            try:
+                while not self._execute(instr, nxt):
+                    yield instr  # blocked: let another rank run
+            except ExecutionError:
+                raise
+            except Exception as exc:  # name the instruction, whatever went wrong
+                raise ExecutionError(self.rank, index, instr, f"{type(exc).__name__}: {exc}") \
+                    from exc
+            if self.timing:
+                self._sync()
+                self.record.events.append(
+                    (instr.op, instr.label(), instr.stage or 0, start, time.perf_counter() - start)
+                )
+            self.executed += 1
+
+    def run_to_end(self, stream: list[Instr]) -> None:
+        """Run a stream whose transport never answers "not yet"."""
+        for instr in self.run(stream):
+            raise RuntimeError(f"rank {self.rank}: transport would block at {instr.label()}")
+
+    def leftovers(self) -> list[str]:
+        """State that should be empty at a drain point (tests, checkpoints)."""
+        out = []
+        for name in ("act_in", "act_out", "grad_in", "grad_out", "saved"):
+            if getattr(self, name):
+                out.append(f"{name}: {sorted(getattr(self, name))}")
+        return out
+
+    # ---- dispatch ---------------------------------------------------------------
+    def _execute(self, instr: Instr, nxt: Instr | None) -> bool:
+        """Run one instruction; False when the transport says "not yet"."""
+        op = instr.op
+        if op in ("RECV_ACT", "RECV_GRAD"):
+            return self._recv(instr)
+        if op == "ALLREDUCE":
+            return self.transport.allreduce(instr, self._replica(instr).acc)
+        handler = getattr(self, f"_op_{op}", None)
+        if handler is None:
+            raise ValueError(f"unknown op {op!r}")
+        if op == "STEP":
+            handler(instr, nxt)
+        else:
+            handler(instr)
+        return True
+
+    def _replica(self, instr: Instr) -> StageReplica:
+        key = (instr.pipeline or 0, instr.stage)
+        if key not in self.replicas:
+            raise ValueError(f"this rank holds no replica of stage {instr.stage} "
+                             f"of pipeline {key[0]}")
+        return self.replicas[key]
+
+    @staticmethod
+    def _key(instr: Instr) -> Key:
+        return (instr.pipeline or 0, instr.stage, instr.mb)
+
+    def _read(self, instr: Instr) -> StageReplica:
+        replica = self._replica(instr)
+        got = replica.check_read(instr.version, bool(instr.lookahead))
+        self.record.reads.append((instr.op, instr.pipeline or 0, instr.stage, instr.mb, got))
+        return replica
+
+    # ---- compute ----------------------------------------------------------------
+    def _op_F(self, instr: Instr) -> None:
+        replica = self._read(instr)
+        p, s, mb = self._key(instr)
+        if s == 0:
+            x = self.batches.get(mb).inputs.to(replica.current.device)  # [b, t] tokens
+        else:
+            x = self._take(self.act_in, (p, s, mb), "input activation").requires_grad_(True)
+        with replica.weights_by_reference():
+            out = replica.module(x)
+            if s == self.last:
+                targets = self.batches.get(mb).targets.to(out.device)
+                out = self.loss_fn(out, targets)
+        if s == self.last:
+            loss = out.detach()
+            self.record.losses.append((mb, loss))
+            if self.on_loss is not None:
+                self.on_loss(mb, loss)
+        elif (p, s + 1) in self.replicas:
+            self.act_in[(p, s + 1, mb)] = out.detach()  # local hand-over
+        else:
+            self.act_out[(p, s, mb)] = out.detach()
+        self.saved[(p, s, mb)] = Saved(x, out)
+
+    def _output_grad(self, key: Key) -> torch.Tensor | None:
+        if key[1] == self.last:
+            return None  # the loss: autograd seeds it with 1
+        return self._take(self.grad_in, key, "output gradient")
+
+    def _hand_input_grad(self, key: Key, x: torch.Tensor) -> None:
+        p, s, mb = key
+        if s == 0:
+            return
+        if x.grad is None:
+            raise RuntimeError("the stage's output does not depend on its input")
+        if (p, s - 1) in self.replicas:
+            self.grad_in[(p, s - 1, mb)] = x.grad  # local hand-over
+        else:
+            self.grad_out[key] = x.grad
+
+    def _op_B(self, instr: Instr) -> None:
+        replica = self._read(instr)
+        key = self._key(instr)
+        saved = self._take(self.saved, key, "forward state")
+        grad = self._output_grad(key)
+        replica.bind_grad(instr.mb)
+        inputs = replica.params + ([saved.x] if key[1] > 0 else [])
+        if inputs:
+            torch.autograd.backward(saved.out, grad, inputs=inputs)
+        self._hand_input_grad(key, saved.x)
+
+    def _op_I(self, instr: Instr) -> None:
+        self._read(instr)
+        key = self._key(instr)
+        saved = self.saved.get(key)
+        if saved is None:
+            raise RuntimeError("no forward state for this micro-batch")
+        saved.grad = self._output_grad(key)
+        if key[1] > 0:
+            # Input gradient only; the graph stays for W.
+            torch.autograd.backward(saved.out, saved.grad, inputs=[saved.x], retain_graph=True)
+            self._hand_input_grad(key, saved.x)
+
+    def _op_W(self, instr: Instr) -> None:
+        replica = self._read(instr)
+        saved = self._take(self.saved, self._key(instr), "forward state")
+        replica.bind_grad(instr.mb)
+        if replica.params:
+            torch.autograd.backward(saved.out, saved.grad, inputs=replica.params)
+
+    # ---- communication --------------------------------------------------------------
+    def _op_SEND_ACT(self, instr: Instr) -> None:
+        self.transport.send(instr, self._take(self.act_out, self._key(instr), "activation"))
+
+    def _op_SEND_GRAD(self, instr: Instr) -> None:
+        self.transport.send(instr, self._take(self.grad_out, self._key(instr), "input gradient"))
+
+    def _recv(self, instr: Instr) -> bool:
+        tensor = self.transport.recv(instr)
+        if tensor is None:
+            return False
+        store = self.act_in if instr.op == "RECV_ACT" else self.grad_in
+        store[self._key(instr)] = tensor
+        return True
+
+    # ---- weights -----------------------------------------------------------------------
+    def _op_ACC(self, instr: Instr) -> None:
+        self._replica(instr).accumulate(instr.mb)
+
+    def _op_STEP(self, instr: Instr, nxt: Instr | None) -> None:
+        replica = self._replica(instr)
+        alpha = None
+        if (nxt is not None and nxt.op == "LOOKAHEAD" and nxt.stage == instr.stage
+                and nxt.pipeline == instr.pipeline and nxt.version == instr.version):
+            alpha = float(nxt.alpha)  # fused: the LOOKAHEAD that follows is written here
+            self._fused_lookahead = nxt
+        count = instr.count
+        if self.dp_size > 1:
+            self.transport.dp_allreduce(replica.acc)
+            count *= self.dp_size
+        replica.step(instr.version, count, lookahead_alpha=alpha)
+
+    def _op_LOOKAHEAD(self, instr: Instr) -> None:
+        if self._fused_lookahead != instr:
+            raise RuntimeError("LOOKAHEAD must follow the STEP that produces its version")
+        self._fused_lookahead = None
+
+    def _op_STASH(self, instr: Instr) -> None:
+        self._replica(instr).stash_current(instr.version)
+
+    def _op_SWAP(self, instr: Instr) -> None:
+        self._replica(instr).point_at(instr.version, bool(instr.lookahead))
+
+    def _op_RELEASE(self, instr: Instr) -> None:
+        self._replica(instr).release(instr.version)
+
+    @staticmethod
+    def _take(store: dict[Key, object], key: Key, what: str):
+        try:
+            return store.pop(key)
+        except KeyError:
+            raise RuntimeError(f"no {what} for (pipeline, stage, mb) = {key}") from None

@@ -1,0 +1,131 @@
+"""Distributed runs: one process per rank, launched by torchrun.
+
+    torchrun --nproc-per-node 4 -m schedc.runtime.launch out/1f1b --model gpt-tiny --steps 20
+    # PP x DP: 4 program ranks x 2 replicas
+    torchrun --nproc-per-node 8 -m schedc.runtime.launch out/1f1b --dp 2 ...
+    # several nodes: the usual rendezvous
+    torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d \\
+        --rdzv-endpoint HOST:29500 --rdzv-id job1 -m schedc.runtime.launch out/p16 ...
+
+Global rank g runs program rank g mod R of data-parallel replica g // R.
+gloo on CPU, NCCL on GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from schedc.errors import UserError
+
+from .build import build_replicas
+from .config import RunConfig, add_run_arguments, config_from_args
+from .interpreter import Interpreter
+from .session import Session, train
+from .setup import Prepared, make_batches, pick_device, prepare
+from .transport import DistTransport
+
+
+class _DistControl:
+    """gather/barrier on a gloo group, apart from the pipeline's P2P traffic."""
+
+    def __init__(self, writer: int) -> None:
+        self.group = dist.new_group(backend="gloo")
+        self.writer = writer
+        self.is_writer = dist.get_rank() == writer
+        self.is_rank0 = dist.get_rank() == 0
+
+    def gather(self, obj: object) -> list | None:
+        out = [None] * dist.get_world_size() if self.is_writer else None
+        dist.gather_object(obj, out, dst=self.writer, group=self.group)
+        return out
+
+    def barrier(self) -> None:
+        dist.barrier(group=self.group)
+
+
+def _groups(p: Prepared, dp_index: int, rank: int):
+    """Every process creates every group in the same order (new_group is collective)."""
+    R, D = p.manifest.world_size, p.cfg.dp
+    wanted = sorted({tuple(i.group) for prog in p.programs
+                     for seq in prog.sections().values() for i in seq if i.op == "ALLREDUCE"})
+    mine = {}
+    for d in range(D):
+        for g in wanted:
+            pg = dist.new_group([d * R + r for r in g])
+            if d == dp_index and rank in g:
+                mine[g] = pg
+    dp_group = None
+    for r in range(R):
+        pg = dist.new_group([d * R + r for d in range(D)])
+        if r == rank:
+            dp_group = pg
+    return mine, (dp_group if D > 1 else None)
+
+
+def _agree(p: Prepared, device: torch.device) -> None:
+    """The one start-up collective on the pipeline group: every rank runs the
+    same program directory, model and message shapes (also creates NCCL's
+    communicator before any point-to-point operation)."""
+    text = repr((sorted(p.meta.items()), sorted(p.boundaries.items())))
+    mine = int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "little")
+    t = torch.tensor([mine], dtype=torch.int64, device=device)
+    parts = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, t)
+    if any(int(x) != mine for x in parts):
+        raise UserError("ranks disagree on programs, model or options: launch them alike")
+
+
+def build_dist(cfg: RunConfig) -> Session:
+    p = prepare(cfg)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    grank = int(os.environ.get("RANK", "0"))
+    R = p.manifest.world_size
+    if world != R * cfg.dp:
+        raise UserError(f"the programs need {R} ranks x --dp {cfg.dp} = {R * cfg.dp} "
+                        f"processes, torchrun started {world}")
+    device = pick_device(cfg, int(os.environ.get("LOCAL_RANK", "0")))
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    kwargs = {"device_id": device} if device.type == "cuda" else {}
+    dist.init_process_group(backend, timeout=timedelta(minutes=10), **kwargs)
+    dp_index, rank = divmod(grank, R)
+    _agree(p, device)
+    writer = p.manifest.stage_to_rank[0][p.manifest.num_stages - 1]
+    control = _DistControl(writer)
+    groups, dp_group = _groups(p, dp_index, rank)
+    transport = DistTransport(rank, R, dp_index, cfg.dp, p.boundaries, device, groups, dp_group)
+    timing = cfg.trace is not None or cfg.costs_out is not None
+    interp = Interpreter(rank, build_replicas(rank, p.manifest, p.model, cfg, device), transport,
+                         make_batches(p, dp_index), p.model.loss, p.manifest.num_stages,
+                         dp_size=cfg.dp, timing=timing)
+    return Session(cfg, p.manifest, p.programs, {rank: interp},
+                   lambda r: dp_index * R + r, dp_index, control,
+                   lambda streams: interp.run_to_end(streams[rank]),
+                   p.boundaries, p.meta, p.stage_numels)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m schedc.runtime.launch",
+                                     description="Run program files, one process per rank.")
+    add_run_arguments(parser)
+    try:
+        cfg = config_from_args(parser.parse_args(argv))
+        session = build_dist(cfg)
+        train(session)
+    except UserError as exc:
+        print(f"[rank {os.environ.get('RANK', '0')}] {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

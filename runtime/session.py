@@ -1,0 +1,149 @@
+"""The training loop around the interpreters, common to both transports.
+
+A run is a sequence of segments (see `programs.py`). After each segment the
+pipeline is drained: outstanding sends are waited for, losses gathered to the
+writing process, and a checkpoint taken when one is due. The loop is the same
+for one process holding every rank (in-process) and for one process per rank
+(torchrun); `Control` hides the difference.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from schedc.program import Instr, Manifest, RankProgram
+
+from . import checkpoint
+from .config import RunConfig
+from .costs import cost_profile
+from .interpreter import Interpreter
+from .metrics import MetricsLog, Progress, write_trace
+from .programs import Segment, after, plan, segment_stream
+
+
+class Control(Protocol):
+    """Control-plane communication between this run's processes (not the pipeline's)."""
+
+    is_writer: bool  # writes metrics, trace and costs
+    is_rank0: bool  # commits checkpoints
+
+    def gather(self, obj: object) -> list | None: ...
+
+    def barrier(self) -> None: ...
+
+
+@dataclass
+class Session:
+    cfg: RunConfig
+    manifest: Manifest
+    programs: list[RankProgram]
+    interps: dict[int, Interpreter]  # program rank -> interpreter, on this process
+    global_rank: Callable[[int], int]  # program rank -> global rank
+    dp_index: int
+    control: Control
+    run_streams: Callable[[dict[int, list[Instr]]], None]
+    boundaries: dict = field(default_factory=dict)  # boundary -> (shape, dtype)
+    meta: dict = field(default_factory=dict)  # what a checkpoint must agree on
+    stage_numels: list[int] = field(default_factory=list)
+
+
+def _tokens_per_step(s: Session) -> int:
+    return s.manifest.period.microbatches * s.cfg.micro_batch_size * s.cfg.seq_len * s.cfg.dp
+
+
+def train(s: Session) -> list[dict]:
+    """Run every segment; returns the metrics lines (on the writer; [] elsewhere)."""
+    start = _resume(s) if s.cfg.resume else None
+    m = s.manifest.period.microbatches
+    tokens = _tokens_per_step(s)
+    first_step = 0 if start is None else start.mb_base // m
+    log = MetricsLog(s.cfg.metrics if s.control.is_writer else None, m, s.cfg.dp, tokens,
+                     first_step=first_step, append=start is not None)
+    progress = Progress(s.cfg.steps, tokens, s.control.is_writer and not s.cfg.quiet)
+    log.on_line = lambda line: progress.update(line["step"], line["loss"])
+    _watch_losses(s, log)
+    save_root = s.cfg.save_dir or s.cfg.resume
+    t0 = time.perf_counter()
+    for seg in plan(s.programs, s.manifest, s.cfg.steps, s.cfg.save_every, start):
+        streams = {r: segment_stream(s.programs[r], s.manifest, seg) for r in s.interps}
+        s.run_streams(streams)
+        _drain(s)
+        _gather_losses(s, log)
+        if s.cfg.save_every and save_root is not None:
+            _save(s, Path(save_root), after(s.programs, s.manifest, seg))
+    elapsed = time.perf_counter() - t0
+    progress.close()
+    log.close()
+    _finish(s, elapsed)
+    return log.lines if s.control.is_writer else []
+
+
+def _watch_losses(s: Session, log: MetricsLog) -> None:
+    """On the writing process, losses go to the log as they are computed."""
+    if not s.control.is_writer:
+        return
+    for interp in s.interps.values():
+        interp.on_loss = lambda mb, loss: log.add(s.dp_index, mb, float(loss))
+
+
+def _drain(s: Session) -> None:
+    for r, interp in s.interps.items():
+        interp.transport.drain()
+        left = interp.leftovers()
+        if left:
+            raise RuntimeError(f"rank {r}: state left at a drain point: {'; '.join(left)}")
+
+
+def _gather_losses(s: Session, log: MetricsLog) -> None:
+    mine = []
+    for interp in s.interps.values():
+        if not s.control.is_writer:  # the writer's own losses are in the log already
+            mine.extend((s.dp_index, mb, float(loss)) for mb, loss in interp.record.losses)
+        interp.record.losses.clear()
+    gathered = s.control.gather(mine)
+    if gathered is not None:
+        for part in gathered:
+            for dp_index, mb, loss in part:
+                log.add(dp_index, mb, loss)
+
+
+def _save(s: Session, root: Path, where: Segment) -> None:
+    for r, interp in s.interps.items():
+        checkpoint.save_rank(root, where.first, s.global_rank(r), interp.replicas)
+    s.control.barrier()  # every rank's file is durable before the commit
+    if s.control.is_rank0:
+        checkpoint.commit(root, where.first, {
+            **s.meta, "mb_base": where.mb_base, "version_base": where.version_base,
+        })
+    s.control.barrier()
+
+
+def _resume(s: Session) -> Segment:
+    path, meta = checkpoint.find(Path(s.cfg.resume))
+    checkpoint.check_meta(meta, s.meta)
+    for r, interp in s.interps.items():
+        checkpoint.load_rank(path, s.global_rank(r), interp.replicas)
+    return Segment(meta["steps_done"], 0, meta["mb_base"], meta["version_base"])
+
+
+def _finish(s: Session, elapsed: float) -> None:
+    timed = s.cfg.trace is not None or s.cfg.costs_out is not None
+    if not timed:
+        return
+    events = {s.global_rank(r): i.record.events for r, i in s.interps.items()}
+    gathered = s.control.gather(events)
+    if gathered is None:
+        return
+    merged: dict[int, list] = {}
+    for part in gathered:
+        merged.update(part)
+    if s.cfg.trace is not None:
+        write_trace(Path(s.cfg.trace), merged)
+    if s.cfg.costs_out is not None:
+        profile = cost_profile(s.manifest, merged, s.boundaries, s.stage_numels)
+        Path(s.cfg.costs_out).write_text(json.dumps(profile, indent=1) + "\n")

@@ -1,0 +1,250 @@
+"""One stage replica's state: weight versions, gradients, optimizer state.
+
+Weights live in flat fp32 buffers, one per version: `current` (the master
+weights, updated in place by STEP), stash slots keyed by version, and a
+look-ahead buffer. The module's parameters are views into whichever buffer is
+*active*; SWAP re-points them (no bytes move).
+
+The backward reads the active weights. Autograd normally saves the tensors a
+backward needs when the forward runs and refuses to run if one was modified
+in place since. Here every saved tensor that aliases a weight buffer is
+saved *by reference* instead: a `saved_tensors_hooks` pack hook records its
+view geometry (size, stride, offset) and the unpack hook rebuilds the view on
+the buffer active when the backward runs. So:
+
+- no-stash schedules (versions 1): B after a STEP reads the new weights, the
+  intended semantics, instead of autograd's version-counter error;
+- stash schedules: SWAP points at the stash slot before B, so B reads exactly
+  the forward's version.
+
+Every weight buffer has the same layout, so a geometry taken on one buffer
+is valid on any other. Tensors computed from the weights that are not views
+of them (none in the built-in models) are saved by value, as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import weights
+from .weights import OptimConfig
+
+CURRENT = "current"
+LOOKAHEAD = "lookahead"
+
+
+@dataclass(frozen=True)
+class _WeightRef:
+    """A saved tensor that is a view of the stage's weights, by geometry."""
+
+    size: tuple[int, ...]
+    stride: tuple[int, ...]
+    offset: int
+
+
+class VersionError(RuntimeError):
+    """A compute op would read a weight version other than its instruction's."""
+
+
+class StageReplica:
+    """Stage `stage` of pipeline `pipeline` on one rank."""
+
+    def __init__(self, module: nn.Module, stage: int, pipeline: int, optim: OptimConfig) -> None:
+        self.module = module
+        self.stage = stage
+        self.pipeline = pipeline
+        self.optim = optim
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        self.current, self.offsets = weights.flatten_params(self.params)
+        weights.repoint(self.params, self.current, self.offsets)
+        self.version = 0  # updates applied to `current`
+        self.stash: dict[int, torch.Tensor] = {}
+        self._free: list[torch.Tensor] = []  # released stash buffers, reused
+        self.lookahead: torch.Tensor | None = None
+        self.lookahead_version: int | None = None
+        self.active: str | int = CURRENT  # CURRENT, LOOKAHEAD, or a stash version
+        self.acc = torch.zeros_like(self.current)
+        self.state = {name: torch.zeros_like(self.current) for name in optim.state_names()}
+        self._grad_pool: list[torch.Tensor] = []
+        self._grad_views: dict[int, list[torch.Tensor]] = {}
+        self._grad_bound: int | None = None
+        self.pending: dict[int, torch.Tensor] = {}  # mb -> its weight gradient, until ACC
+        self._weight_ptrs = {self.current.untyped_storage().data_ptr()}
+        self.weight_unpacks = 0  # saved weight views rebuilt by backwards (tests)
+
+    # ---- versions ---------------------------------------------------------------
+    @property
+    def numel(self) -> int:
+        return self.current.numel()
+
+    def active_version(self) -> int:
+        if self.active == CURRENT:
+            return self.version
+        if self.active == LOOKAHEAD:
+            assert self.lookahead_version is not None
+            return self.lookahead_version
+        return int(self.active)
+
+    def active_buffer(self) -> torch.Tensor:
+        if self.active == CURRENT:
+            return self.current
+        if self.active == LOOKAHEAD:
+            assert self.lookahead is not None
+            return self.lookahead
+        return self.stash[int(self.active)]
+
+    def check_read(self, expected: int, lookahead: bool = False) -> int:
+        """The version a compute op reads now; raise unless it is `expected`."""
+        got = self.active_version()
+        if got != expected or (self.active == LOOKAHEAD) != lookahead:
+            kind = "look-ahead " if self.active == LOOKAHEAD else ""
+            want = "look-ahead " if lookahead else ""
+            raise VersionError(f"reads {kind}version {got}, instruction says {want}{expected}")
+        return got
+
+    def point_at(self, version: int, lookahead: bool = False) -> None:
+        """SWAP: make the parameters views of the buffer holding `version`."""
+        if lookahead:
+            if self.lookahead_version != version:
+                raise VersionError(
+                    f"no look-ahead weights of version {version} "
+                    f"(look-ahead buffer holds {self.lookahead_version})"
+                )
+            target: str | int = LOOKAHEAD
+        elif version == self.version:
+            target = CURRENT
+        elif version in self.stash:
+            target = version
+        else:
+            held = sorted(self.stash) + [self.version]
+            raise VersionError(f"no weights of version {version} (held: {held})")
+        if target != self.active:
+            self.active = target
+            weights.repoint(self.params, self.active_buffer(), self.offsets)
+
+    def stash_current(self, version: int) -> None:
+        """STASH: keep a copy of the current weights (at `version`)."""
+        if version != self.version:
+            raise VersionError(f"STASH of version {version}, current weights are {self.version}")
+        if version in self.stash:
+            raise VersionError(f"version {version} is already stashed")
+        slot = self._free.pop() if self._free else self._new_buffer()
+        weights.copy_(slot, self.current)
+        self.stash[version] = slot
+
+    def release(self, version: int) -> None:
+        if version not in self.stash:
+            raise VersionError(f"RELEASE of version {version}, not stashed ({sorted(self.stash)})")
+        if self.active == version:
+            self.point_at(self.version)
+        self._free.append(self.stash.pop(version))
+
+    def _new_buffer(self) -> torch.Tensor:
+        buf = torch.empty_like(self.current)
+        self._weight_ptrs.add(buf.untyped_storage().data_ptr())
+        return buf
+
+    # ---- saved tensors by reference ----------------------------------------------
+    @contextmanager
+    def weights_by_reference(self) -> Iterator[None]:
+        with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
+            yield
+
+    def _pack(self, t: torch.Tensor) -> object:
+        if t.numel() and t.untyped_storage().data_ptr() in self._weight_ptrs:
+            return _WeightRef(tuple(t.size()), tuple(t.stride()), t.storage_offset())
+        return t
+
+    def _unpack(self, saved: object) -> torch.Tensor:
+        if isinstance(saved, _WeightRef):
+            self.weight_unpacks += 1
+            return self.active_buffer().as_strided(saved.size, saved.stride, saved.offset)
+        assert isinstance(saved, torch.Tensor)
+        return saved
+
+    # ---- gradients ----------------------------------------------------------------
+    def bind_grad(self, mb: int) -> None:
+        """Point every parameter's .grad at a zeroed flat buffer owned by mb.
+
+        Autograd then accumulates the backward's weight gradient into it in
+        place, so the whole gradient is one flat buffer for ACC.
+        """
+        if mb in self.pending:
+            buf = self.pending[mb]
+        else:
+            buf = self._grad_pool.pop() if self._grad_pool else torch.zeros_like(self.current)
+            self.pending[mb] = buf
+        key = buf.untyped_storage().data_ptr()
+        if self._grad_bound == key:
+            return
+        views = self._grad_views.get(key)
+        if views is None:
+            pairs = zip(self.params, self.offsets, strict=True)
+            views = [buf[o : o + p.numel()].view(p.shape) for p, o in pairs]
+            self._grad_views[key] = views
+        for p, g in zip(self.params, views, strict=True):
+            p.grad = g
+        self._grad_bound = key
+
+    def accumulate(self, mb: int) -> None:
+        """ACC: acc += grad(mb), zeroing grad(mb) in the same pass for reuse."""
+        buf = self.pending.pop(mb, None)
+        if buf is None:
+            raise VersionError(f"ACC of micro-batch {mb}: no weight gradient computed for it")
+        weights.accumulate(self.acc, buf, zero_source=True)
+        self._grad_pool.append(buf)
+
+    # ---- optimizer ------------------------------------------------------------------
+    def step(self, version: int, count: int, lookahead_alpha: float | None = None) -> None:
+        """STEP: current <- update(current, acc / count); the version becomes `version`."""
+        if version != self.version + 1:
+            raise VersionError(f"STEP to version {version}, current weights are {self.version}")
+        if self.numel:
+            self.acc.div_(count)
+        la_out = None
+        if lookahead_alpha is not None:
+            if self.lookahead is None:
+                self.lookahead = self._new_buffer()
+            la_out = self.lookahead
+        with torch.no_grad():
+            weights.optimizer_step(
+                self.optim, self.current, self.acc, self.state, version,
+                lookahead_out=la_out, lookahead_alpha=lookahead_alpha or 0.0,
+            )
+        self.acc.zero_()
+        self.version = version
+        if lookahead_alpha is not None:
+            self.lookahead_version = version
+        self.point_at(version)  # after a STEP the current weights are active
+
+    # ---- checkpoint ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "current": self.current.cpu().clone(),
+            "state": {k: v.cpu().clone() for k, v in self.state.items()},
+            "stash": {v: b.cpu().clone() for v, b in self.stash.items()},
+            "lookahead": None if self.lookahead is None else self.lookahead.cpu().clone(),
+            "lookahead_version": self.lookahead_version,
+        }
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.version = int(sd["version"])
+        self.current.copy_(sd["current"])
+        for k, v in sd["state"].items():
+            self.state[k].copy_(v)
+        for v, b in sd["stash"].items():
+            slot = self._new_buffer()
+            slot.copy_(b)
+            self.stash[int(v)] = slot
+        if sd["lookahead"] is not None:
+            self.lookahead = self._new_buffer()
+            self.lookahead.copy_(sd["lookahead"])
+            self.lookahead_version = sd["lookahead_version"]
+        self.active = CURRENT
+        weights.repoint(self.params, self.current, self.offsets)

@@ -1,0 +1,46 @@
+"""`schedc run DIR`: train with program files.
+
+    schedc run out/1f1b --local --model gpt-tiny --steps 20      # every rank in this process
+    schedc run out/1f1b --model gpt-tiny --steps 20              # torchrun, one process per rank
+
+torch is imported inside the handler only: this module is imported whenever
+the `schedc` command starts, and `schedc compile` must not pay for torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from schedc.runtime.config import add_run_arguments  # torch-free
+
+    parser = subparsers.add_parser(
+        "run", help="train with program files (in-process or under torchrun)",
+        description="Execute compiled program files: in this process (--local) or one "
+                    "process per rank under torchrun (the default).",
+    )
+    add_run_arguments(parser)
+    parser.add_argument("--local", action="store_true",
+                        help="run every rank in this process (in-process transport)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from schedc.runtime.config import config_from_args, to_argv
+
+    cfg = config_from_args(args)
+    if args.local:
+        from schedc.runtime.local import run_local  # imports torch
+
+        run_local(cfg)
+        return 0
+    from schedc.runtime.programs import load
+
+    manifest, _ = load(cfg.programs)
+    nproc = manifest.world_size * cfg.dp
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={nproc}", "-m", "schedc.runtime.launch", *to_argv(cfg)]
+    return subprocess.call(cmd)
