@@ -2,15 +2,18 @@
 
 Two clocks matter and are kept apart:
 
-- *Progress* (which rank may run its next instruction) follows the contract's
-  blocking semantics: a send and its receive complete together (rendezvous),
-  an ALLREDUCE completes when every replica has issued it. A program whose
-  progress stalls with instructions left would hang at run time: that is a
-  `Deadlock`, named per rank, never a loop.
+- *Progress* (which rank may run its next instruction) follows the runtime's
+  blocking rules, the ones the verifier proves (`schedc.deadlock`): a maximal
+  run of consecutive sends and receives on a rank is one batch, posted at once
+  and waited for whole; the k-th send from a to b meets the k-th receive on b
+  from a; an ALLREDUCE completes when its whole group stands at it. Progress
+  that stalls with instructions left is a `Deadlock`, named per rank, never a
+  loop.
 - *Time* follows the cost model. With overlapping communication (the default)
   sends and receives take no time on the rank's compute stream: a send leaves
   when posted, and the compute op that consumes a receive waits for its data.
-  With `serial_comm` both ends block on the rank's timeline for the transfer.
+  With `serial_comm` a batch blocks its rank until every message in it has
+  arrived, and a transfer starts only when both ends are posted.
 
 Each directed link carries one message at a time, in the sender's order:
 transfer = bytes / bandwidth, then latency until arrival.
@@ -19,7 +22,7 @@ transfer = bytes / bandwidth, then latency until arrival.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from schedc.errors import UserError
@@ -70,7 +73,11 @@ class Timeline:
 
 
 def _encode(rank: int, stream: Sequence[Instr], costs: CostModel) -> list[tuple]:
-    """(kind, duration, key, data key) per instruction, so the hot loop only indexes."""
+    """(kind, duration, key, data key) per instruction, so the hot loop only indexes.
+
+    For comm ops key = (channel, what): channel (src, dst), what = (ACT|GRAD,
+    producing stage, mb, pipeline), the same on both ends of a message.
+    """
     out: list[tuple] = []
     ar_seen: dict[tuple, int] = {}
     for ins in stream:
@@ -78,21 +85,18 @@ def _encode(rank: int, stream: Sequence[Instr], costs: CostModel) -> list[tuple]
         if op in ("F", "B", "I", "W"):
             dkey = None if op == "W" else (_ACT if op == "F" else _GRAD, s, ins.mb, ins.pipeline)
             out.append((COMPUTE, costs.op_time(op, s), None, dkey))
-        elif op == "SEND_ACT":
-            key = (_ACT, rank, ins.peer, s, ins.mb, ins.pipeline)
-            out.append((SEND, costs.message_time("ACT", s), key, None))
-        elif op == "SEND_GRAD":
-            key = (_GRAD, rank, ins.peer, s, ins.mb, ins.pipeline)
-            out.append((SEND, costs.message_time("GRAD", s), key, None))
-        elif op == "RECV_ACT":
-            key = (_ACT, ins.peer, rank, s - 1, ins.mb, ins.pipeline)
-            out.append((RECV, 0.0, key, (_ACT, s, ins.mb, ins.pipeline)))
-        elif op == "RECV_GRAD":
-            key = (_GRAD, ins.peer, rank, s + 1, ins.mb, ins.pipeline)
-            out.append((RECV, 0.0, key, (_GRAD, s, ins.mb, ins.pipeline)))
+        elif op in ("SEND_ACT", "SEND_GRAD"):
+            kind = _ACT if op == "SEND_ACT" else _GRAD
+            what = (kind, s, ins.mb, ins.pipeline)
+            wire = costs.message_time("ACT" if kind == _ACT else "GRAD", s)
+            out.append((SEND, wire, ((rank, ins.peer), what), None))
+        elif op in ("RECV_ACT", "RECV_GRAD"):
+            kind = _ACT if op == "RECV_ACT" else _GRAD
+            what = (kind, s - 1 if kind == _ACT else s + 1, ins.mb, ins.pipeline)
+            out.append((RECV, 0.0, ((ins.peer, rank), what), (kind, s, ins.mb, ins.pipeline)))
         elif op == "ALLREDUCE":
-            # The n-th all-reduce of a stage by one replica meets the n-th of the others.
-            mine = (s, ins.pipeline, ins.group)
+            # The n-th all-reduce of a stage on one rank meets the n-th on the others.
+            mine = (s, ins.group)
             n = ar_seen.get(mine, 0)
             ar_seen[mine] = n + 1
             out.append((ALLREDUCE, 0.0, (_AR, s, ins.group, n), None))
@@ -102,24 +106,22 @@ def _encode(rank: int, stream: Sequence[Instr], costs: CostModel) -> list[tuple]
 
 
 def simulate_streams(
-    streams: Sequence[Sequence[Instr]],
-    costs: CostModel,
-    replicas: Callable[[int, tuple[int, ...]], int],
-    serial_comm: bool = False,
+    streams: Sequence[Sequence[Instr]], costs: CostModel, serial_comm: bool = False
 ) -> Timeline:
-    """Run every rank's unrolled stream; raise `Deadlock` if progress stalls.
+    """Run every rank's unrolled stream; raise `Deadlock` if progress stalls."""
+    return _Engine(streams, costs, serial_comm).run()
 
-    replicas(stage, group): how many replicas take part in an all-reduce.
-    """
-    return _Engine(streams, costs, replicas, serial_comm).run()
+
+class MessageMismatch(UserError):
+    """The k-th send on a channel meets a receive for something else."""
 
 
 class _Engine:
-    def __init__(self, streams, costs, replicas, serial_comm) -> None:
+    def __init__(self, streams: Sequence[Sequence[Instr]], costs: CostModel,
+                 serial_comm: bool) -> None:
         self.streams = [list(s) for s in streams]
         self.code = [_encode(r, s, costs) for r, s in enumerate(self.streams)]
         self.costs = costs
-        self.replicas = replicas
         self.serial = serial_comm
         n = len(self.streams)
         self.pc = [0] * n
@@ -127,7 +129,12 @@ class _Engine:
         self.starts = [[0.0] * len(s) for s in self.streams]
         self.ends = [[0.0] * len(s) for s in self.streams]
         self.data_ready: list[dict] = [{} for _ in range(n)]
-        self.pending: dict[tuple, tuple[int, int]] = {}  # one half of a rendezvous
+        # Per channel: posted sends and receives, (rank, index), matched in order.
+        self.sends: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self.recvs: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self.batch_end = [-1] * n  # index after the posted batch; -1: none posted
+        self.open = [0] * n  # messages of the posted batch not yet matched
+        self.batch_clock = [0.0] * n  # serial comm: when the batch's last message lands
         self.collectives: dict[tuple, list[int]] = {}
         self.link_free: dict[tuple[int, int], float] = {}
         self.messages: list[tuple[int, int, int, int]] = []
@@ -158,46 +165,67 @@ class _Engine:
                 ends[pc] = t
                 pc += 1
                 continue
-            self.now[r] = t
-            self.pc[r] = pc
+            self.now[r], self.pc[r] = t, pc
             if kind == ALLREDUCE:
                 if not self._collective(r, pc, key):
                     return
-            elif not self._rendezvous(r, pc, key, kind):
-                return
+            else:
+                if self.batch_end[r] < 0:
+                    self._post_batch(r, pc)
+                if self.open[r]:
+                    return
+                self._finish_batch(r)
             pc, t = self.pc[r], self.now[r]
         self.pc[r], self.now[r] = pc, t
 
-    def _rendezvous(self, r: int, pc: int, key: tuple, kind: int) -> bool:
-        """Post one end of a message; complete it if the other end is there."""
-        other = self.pending.pop(key, None)
-        if other is None:
-            self.pending[key] = (r, pc)
-            return False
-        o_rank, o_pc = other
-        if kind == SEND:
-            self._transfer(r, pc, o_rank, o_pc)
-        else:
-            self._transfer(o_rank, o_pc, r, pc)
-        self.pc[o_rank] = o_pc + 1
-        self.pc[r] = pc + 1
-        self.ready.append(o_rank)
-        return True
+    def _post_batch(self, r: int, pc: int) -> None:
+        code = self.code[r]
+        self.batch_clock[r] = self.now[r]
+        i = pc
+        while i < len(code) and code[i][0] in (SEND, RECV):
+            kind, _, (chan, _), _ = code[i]
+            self.starts[r][i] = self.now[r]
+            mine, theirs = (self.sends, self.recvs) if kind == SEND else (self.recvs, self.sends)
+            posted = mine.setdefault(chan, [])
+            posted.append((r, i))
+            other = theirs.get(chan, [])
+            self.open[r] += 1
+            if len(other) >= len(posted):  # the other end is already there
+                o_rank, o_pc = other[len(posted) - 1]
+                send, recv = ((r, i), (o_rank, o_pc)) if kind == SEND else ((o_rank, o_pc), (r, i))
+                self._transfer(*send, *recv)
+                self.open[r] -= 1
+                self.open[o_rank] -= 1
+                if self.open[o_rank] == 0 and o_rank != r:
+                    self.ready.append(o_rank)
+            i += 1
+        self.batch_end[r] = i
+
+    def _finish_batch(self, r: int) -> None:
+        self.pc[r] = self.batch_end[r]
+        self.batch_end[r] = -1
+        if self.serial:
+            self.now[r] = max(self.now[r], self.batch_clock[r])
 
     def _transfer(self, sr: int, sp: int, rr: int, rp: int) -> None:
+        s_what, r_what = self.code[sr][sp][2][1], self.code[rr][rp][2][1]
+        if s_what != r_what:
+            send, recv = self.streams[sr][sp], self.streams[rr][rp]
+            raise MessageMismatch(f"send/receive mismatch: rank {sr} instruction {sp} "
+                                  f"({send.label()}) meets rank {rr} instruction {rp} "
+                                  f"({recv.label()})")
         wire = self.code[sr][sp][1]
-        t_send, t_recv = self.now[sr], self.now[rr]
+        t_send, t_recv = self.starts[sr][sp], self.starts[rr][rp]
         link = (sr, rr)
         begin = max(t_send, t_recv) if self.serial else t_send
         begin = max(begin, self.link_free.get(link, 0.0))
         self.link_free[link] = begin + wire
         arrival = begin + wire + self.costs.latency
-        self.starts[sr][sp] = begin if self.serial else t_send
         self.ends[sr][sp] = arrival
-        self.starts[rr][rp] = begin if self.serial else t_recv
         self.ends[rr][rp] = max(arrival, t_recv)
         if self.serial:
-            self.now[sr] = self.now[rr] = arrival
+            for rank in (sr, rr):
+                self.batch_clock[rank] = max(self.batch_clock[rank], arrival)
         else:
             dkey = self.code[rr][rp][3]
             ready = self.data_ready[rr]
@@ -208,14 +236,13 @@ class _Engine:
         members = self.collectives.setdefault(key, [])
         members.append(r)
         _, stage, group, _ = key
-        count = self.replicas(stage, group)
-        if len(members) < count:
+        if len(members) < len(group):
             return False
         del self.collectives[key]
         begin = max(self.now[m] for m in members)
-        end = begin + self.costs.allreduce_time(stage, count)
+        end = begin + self.costs.allreduce_time(stage, len(group))
         for m in members:
-            i = self.pc[m] if m != r else pc
+            i = self.pc[m]
             self.starts[m][i], self.ends[m][i] = begin, end
             self.now[m] = end
             self.pc[m] = i + 1
@@ -225,14 +252,18 @@ class _Engine:
 
     def _blocked(self, r: int) -> BlockedAt:
         pc = self.pc[r]
-        ins = self.streams[r][pc]
         kind, _, key, _ = self.code[r][pc]
         if kind == ALLREDUCE:
             got = len(self.collectives.get(key, []))
-            need = self.replicas(key[1], key[2])
-            why = f"all-reduce has {got} of {need} replicas of stage {key[1]}"
-        elif kind == SEND:
-            why = f"no matching RECV posted on rank {ins.peer}"
-        else:
-            why = f"no matching SEND posted on rank {ins.peer}"
-        return BlockedAt(r, pc, ins.label(), why)
+            why = f"all-reduce of stage {key[1]} has {got} of {len(key[2])} ranks"
+            return BlockedAt(r, pc, self.streams[r][pc].label(), why)
+        for i in range(pc, self.batch_end[r]):  # the first message still unmatched
+            kind, _, (chan, _), _ = self.code[r][i]
+            mine, theirs = (self.sends, self.recvs) if kind == SEND else (self.recvs, self.sends)
+            k = mine[chan].index((r, i))
+            if len(theirs.get(chan, [])) <= k:
+                ins = self.streams[r][i]
+                why = (f"no matching RECV on rank {ins.peer}" if kind == SEND
+                       else f"no matching SEND from rank {ins.peer}")
+                return BlockedAt(r, i, ins.label(), why)
+        return BlockedAt(r, pc, self.streams[r][pc].label(), "blocked")  # pragma: no cover

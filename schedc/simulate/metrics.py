@@ -3,14 +3,18 @@
 Definitions (also in docs/costs.md):
 - busy time of a rank: time in F, B, I and W. Bubble ratio = 1 - busy / makespan
   per rank; overall = 1 - total busy / (ranks x makespan).
-- steady state: the window from the end of the first body repetition to the
-  end of the last (the latest rank decides both), so it covers steps - 1
-  periods and excludes fill and drain. With one step it is the span of the body.
-  Throughput = micro-batches started per period x periods / window length.
+- steady state: one body repetition away from fill and drain, k = steps - 2
+  (the last one before the drain may be perturbed by it; k = steps - 1 when
+  steps = 2). Its period P is the longest time any rank's clock advances over
+  it; throughput = period.microbatches / P; steady bubble = 1 - busy in that
+  repetition / (ranks x P). With one step, P is the span of the whole body.
+  These are the compiler's definitions (`schedc.analysis`): at steps = 8 the
+  figures equal its `steady_state_bubble_ratio`.
 - activations: a micro-batch's activations on a stage live from its F to its
-  B (or W when the backward is split).
-- weight copies: one per stage replica held, plus one per STASH until its
-  RELEASE, plus the look-ahead buffer and the previous version it reads.
+  B, or to its I when the backward is split (the compiler's convention).
+- weight copies: per stage replica, the peak of 1 + stashed versions (STASH
+  until RELEASE) + the look-ahead buffer (LOOKAHEAD until the next STEP);
+  a rank's figure is the sum over the replicas it holds.
 - inconsistency(mb, s) = version of B (or I) - version of F; delay(mb, s) =
   version the gradient is applied to - version of F, where micro-batch j's
   gradient is applied by the stage replica's (j // period.microbatches)-th STEP
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from schedc.simulate.run import Simulation
 
 COMPUTE = ("F", "B", "I", "W")
+COMM_OPS = ("SEND_ACT", "SEND_GRAD", "RECV_ACT", "RECV_GRAD")
 
 
 @dataclass
@@ -87,19 +92,15 @@ def figures(sim: Simulation) -> Figures:
     tl = sim.timeline
     makespan = tl.makespan
     n = len(tl.streams)
-    busy = [_busy(sim, r, 0.0, makespan) for r in range(n)]
-    window = _steady_window(sim)
-    span = window[1] - window[0]
-    periods = max(sim.steps - 1, 1)
-    steady_busy = sum(_busy(sim, r, *window) for r in range(n))
+    busy = [_busy(sim, r, 0, len(tl.streams[r])) for r in range(n)]
+    lo, hi, period, steady_busy = _steady(sim)
     incons, delays = _version_histograms(sim)
     return Figures(
         name=sim.name, unit=sim.costs.unit, steps=sim.steps, makespan=makespan,
         bubble_ratio=_ratio(sum(busy), n * makespan),
-        steady_window=window,
-        steady_state_throughput=(sim.manifest.period.microbatches * periods / span
-                                 if span > 0 else 0.0),
-        steady_state_bubble_ratio=_ratio(steady_busy, n * span),
+        steady_window=(lo, hi),
+        steady_state_throughput=sim.manifest.period.microbatches / period if period else 0.0,
+        steady_state_bubble_ratio=_ratio(steady_busy, n * period),
         ranks=[_rank_figures(sim, r, busy[r], makespan) for r in range(n)],
         inconsistency_histogram=dict(incons), delay_histogram=dict(delays),
         max_inconsistency=max(incons, default=0), max_delay=max(delays, default=0),
@@ -110,33 +111,44 @@ def _ratio(busy: float, total: float) -> float:
     return 1.0 - busy / total if total > 0 else 0.0
 
 
-def _busy(sim: Simulation, r: int, lo: float, hi: float) -> float:
+def _busy(sim: Simulation, r: int, lo: int, hi: int) -> float:
+    """Compute time of rank r's instructions lo..hi-1."""
     tl = sim.timeline
-    total = 0.0
-    for ins, s, e in zip(tl.streams[r], tl.starts[r], tl.ends[r], strict=True):
-        if ins.op in COMPUTE and e > lo and s < hi:
-            total += min(e, hi) - max(s, lo)
-    return total
+    starts, ends, stream = tl.starts[r], tl.ends[r], tl.streams[r]
+    return sum(ends[i] - starts[i] for i in range(lo, hi) if stream[i].op in COMPUTE)
 
 
-def _on_timeline_end(sim: Simulation, r: int, stop: int) -> float:
-    """The rank's clock after its first `stop` instructions."""
+def _clock(sim: Simulation, r: int, stop: int) -> float:
+    """Rank r's clock after its first `stop` instructions (overlapped comm is off-clock)."""
     tl = sim.timeline
-    end = 0.0
-    for i in range(stop):
-        if tl.serial_comm or not tl.streams[r][i].op.startswith(("SEND", "RECV")):
-            end = max(end, tl.ends[r][i])
-    return end
+    stream, ends = tl.streams[r], tl.ends[r]
+    for i in range(stop - 1, -1, -1):
+        if tl.serial_comm or stream[i].op not in COMM_OPS:
+            return ends[i]  # the clock never goes back, so the last on-clock op has it
+    return 0.0
 
 
-def _steady_window(sim: Simulation) -> tuple[float, float]:
+def _steady(sim: Simulation) -> tuple[float, float, float, float]:
+    """(window start, window end, period, busy time of all ranks in the window)."""
     n = len(sim.timeline.streams)
-    last = max(_on_timeline_end(sim, r, sim.body_ends[r][-1]) for r in range(n))
-    if sim.steps > 1:
-        first = max(_on_timeline_end(sim, r, sim.body_ends[r][0]) for r in range(n))
-    else:
-        first = min(_on_timeline_end(sim, r, sim.body_starts[r][0]) for r in range(n))
-    return first, last
+    k = max(sim.steps - 2, 1) if sim.steps > 1 else 0
+    period = busy = 0.0
+    lo, hi = float("inf"), 0.0
+    for r in range(n):
+        first, stop = sim.body_starts[r][k], sim.body_ends[r][k]
+        before = _clock(sim, r, sim.body_ends[r][k - 1]) if k else _first_start(sim, r, first)
+        after = _clock(sim, r, stop)
+        period = max(period, after - before)
+        lo, hi = min(lo, before), max(hi, after)
+        busy += _busy(sim, r, first, stop)
+    if sim.steps == 1:
+        period = hi - lo
+    return lo, hi, period, busy
+
+
+def _first_start(sim: Simulation, r: int, first: int) -> float:
+    starts = sim.timeline.starts[r]
+    return starts[first] if first < len(starts) else 0.0
 
 
 def _rank_figures(sim: Simulation, r: int, busy: float, makespan: float) -> RankFigures:
@@ -150,9 +162,8 @@ def _peak_activations(sim: Simulation, r: int) -> tuple[int, float | None]:
     sized = costs.stored_bytes(0) is not None
     alive = peak = 0
     alive_b = peak_b = 0.0
-    split = {(i.stage, i.mb, i.pipeline) for i in sim.timeline.streams[r] if i.op == "I"}
     for ins in sim.timeline.streams[r]:
-        frees = ins.op == "W" or (ins.op == "B" and (ins.stage, ins.mb, ins.pipeline) not in split)
+        frees = ins.op in ("B", "I")
         if ins.op == "F":
             alive += 1
             alive_b += costs.stored_bytes(ins.stage) or 0.0
@@ -165,23 +176,24 @@ def _peak_activations(sim: Simulation, r: int) -> tuple[int, float | None]:
 
 def _peak_weights(sim: Simulation, r: int) -> tuple[int, float | None]:
     costs = sim.costs
-    sized = costs.weight_bytes_of(0) is not None
-    replicas = {(i.stage, i.pipeline) for i in sim.timeline.streams[r] if i.stage is not None}
-    copies = len(replicas)
-    held = sum(costs.weight_bytes_of(s) or 0.0 for s, _ in replicas) if sized else 0.0
-    peak, peak_b = copies, held
-    looked: set[tuple[int, int]] = set()
+    held: dict[tuple, list[int]] = {}  # replica -> [stashed, look-ahead, peak]
     for ins in sim.timeline.streams[r]:
-        w = (costs.weight_bytes_of(ins.stage) or 0.0) if ins.stage is not None else 0.0
+        if ins.stage is None:
+            continue
+        rep = held.setdefault((ins.pipeline, ins.stage), [0, 0, 1])
         if ins.op == "STASH":
-            copies, held = copies + 1, held + w
+            rep[0] += 1
         elif ins.op == "RELEASE":
-            copies, held = copies - 1, held - w
-        elif ins.op == "LOOKAHEAD" and (ins.stage, ins.pipeline) not in looked:
-            looked.add((ins.stage, ins.pipeline))
-            copies, held = copies + 2, held + 2 * w
-        peak, peak_b = max(peak, copies), max(peak_b, held)
-    return peak, (peak_b if sized else None)
+            rep[0] -= 1
+        elif ins.op == "LOOKAHEAD":
+            rep[1] = 1
+        elif ins.op == "STEP":
+            rep[1] = 0
+        rep[2] = max(rep[2], 1 + rep[0] + rep[1])
+    copies = sum(rep[2] for rep in held.values())
+    if costs.weight_bytes_of(0) is None:
+        return copies, None
+    return copies, sum(rep[2] * costs.weight_bytes_of(s) for (_, s), rep in held.items())
 
 
 def _version_histograms(sim: Simulation) -> tuple[Counter, Counter]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 
 from schedc.errors import UserError
 from schedc.program import Manifest, RankProgram
@@ -46,22 +45,10 @@ def simulate(
         raise UserError(f"expected one program per rank 0..{manifest.world_size - 1}, "
                         f"got ranks {[p.rank for p in programs]}")
     streams = [p.unrolled(steps, manifest.period) for p in programs]
-    timeline = simulate_streams(streams, costs, _replica_counter(manifest), serial_comm)
+    timeline = simulate_streams(streams, costs, serial_comm)
     starts, ends = [], []
     for p in programs:
         first = len(p.prologue)
         starts.append([first + k * len(p.body) for k in range(steps)])
         ends.append([first + (k + 1) * len(p.body) for k in range(steps)])
     return Simulation(manifest, costs, steps, timeline, starts, ends, name)
-
-
-def _replica_counter(manifest: Manifest):
-    """How many stage replicas (one per pipeline) belong to an all-reduce group."""
-    maps = manifest.stage_to_rank
-
-    @cache
-    def count(stage: int, group: tuple[int, ...]) -> int:
-        members = set(group)
-        return sum(1 for m in maps if m[stage] in members)
-
-    return count

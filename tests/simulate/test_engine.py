@@ -69,10 +69,12 @@ def test_hand_computed_makespan_serial_comm() -> None:
 
 
 def test_dropped_receive_is_a_deadlock_naming_each_rank() -> None:
+    # Rank 0 posts [SEND_ACT mb1, RECV_GRAD mb0] as one batch: the receive is
+    # matched, the send never is; rank 1 then waits in its SEND_GRAD mb1.
     with pytest.raises(Deadlock) as info:
         simulate(*two_rank_gpipe(drop="RECV_ACT s1 mb1 <-0"))
     blocked = {(b.rank, b.index, b.label) for b in info.value.blocked}
-    assert blocked == {(0, 3, "SEND_ACT s0 mb1 ->1"), (1, 4, "SEND_GRAD s1 mb0 ->0")}
+    assert blocked == {(0, 3, "SEND_ACT s0 mb1 ->1"), (1, 6, "SEND_GRAD s1 mb1 ->0")}
     text = info.value.render()
     assert "deadlock" in text and "rank 0, instruction 3 (SEND_ACT s0 mb1 ->1)" in text
 
@@ -85,7 +87,7 @@ def test_missing_allreduce_partner_is_a_deadlock() -> None:
     with pytest.raises(Deadlock) as info:
         simulate(manifest, progs)
     assert info.value.blocked[0].rank == 0
-    assert "1 of 2" in info.value.blocked[0].waiting_for
+    assert "1 of 2 ranks" in info.value.blocked[0].waiting_for
 
 
 def test_versions_give_inconsistency_and_delay() -> None:

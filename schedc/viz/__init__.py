@@ -1,0 +1,1 @@
+"""Pictures of schedules: timelines (SVG, PNG, HTML), traces, dependency graphs."""
