@@ -28,11 +28,12 @@ def accumulate(
     acc: torch.Tensor, grad: torch.Tensor, scale: float, zero_source: bool, return_sqnorm: bool
 ) -> torch.Tensor | None:
     n = acc.numel()
-    grid = (triton.cdiv(n, BLOCK),)
-    partials = torch.empty(grid[0] if return_sqnorm else 0, dtype=torch.float32, device=acc.device)
+    blocks = triton.cdiv(n, BLOCK)
+    # One fp32 partial per block, summed afterwards: no atomics, deterministic order.
+    partials = torch.zeros(blocks, device=acc.device) if return_sqnorm else None
     if n:
-        _accumulate_kernel[grid](
-            acc, grad, partials if return_sqnorm else acc, n, float(scale),
+        _accumulate_kernel[(blocks,)](
+            acc, grad, acc if partials is None else partials, n, float(scale),
             ZERO_SOURCE=zero_source, SQNORM=return_sqnorm, BLOCK=BLOCK,
         )
-    return partials.sum() if return_sqnorm else None
+    return None if partials is None else partials.sum()

@@ -64,9 +64,10 @@ def _error_feedback_ref(grad: torch.Tensor, prev: torch.Tensor | None, lam: floa
     return g_hat
 
 
-def _versions_ref(
+def _lookahead_ref(
     old: torch.Tensor | None, param: torch.Tensor, lookahead_out: torch.Tensor | None, alpha: float
 ) -> None:
+    """``lookahead_out <- w_new + alpha * (w_new - w_old)``, rounded once to its dtype."""
     if lookahead_out is not None:
         lookahead_out.copy_(param + alpha * (param - old))
 
@@ -120,7 +121,7 @@ def adamw_step_ref(
     exp_avg_sq.mul_(betas[1]).addcmul_(grad, grad, value=s["one_minus_beta2"])
     denom = (exp_avg_sq.sqrt() / s["bc2_sqrt"]).add_(eps)
     param.addcdiv_(exp_avg, denom, value=s["neg_step_size"])
-    _versions_ref(old, param, lookahead_out, lookahead_alpha)
+    _lookahead_ref(old, param, lookahead_out, lookahead_alpha)
 
 
 def _check_adamw(param, grad, exp_avg, exp_avg_sq, stash_out, lookahead_out, ef_prev_grad):
@@ -222,7 +223,7 @@ def sgd_step_ref(
             momentum_buf.mul_(momentum).add_(d_p, alpha=1 - dampening)
         d_p = d_p.add(momentum_buf, alpha=momentum) if nesterov else momentum_buf
     param.add_(d_p, alpha=-lr)
-    _versions_ref(old, param, lookahead_out, lookahead_alpha)
+    _lookahead_ref(old, param, lookahead_out, lookahead_alpha)
 
 
 @torch.no_grad()
