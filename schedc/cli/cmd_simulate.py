@@ -33,6 +33,8 @@ def add_simulation_args(p: argparse.ArgumentParser, many: bool = False) -> None:
                    help="body repetitions to run (default: 1 synchronous, 4 asynchronous)")
     p.add_argument("--serial-comm", action="store_true",
                    help="sends and receives block the rank's timeline (no overlap)")
+    p.add_argument("--lazy-recv", action="store_true",
+                   help="a receive holds only the op that consumes it, not its batch")
 
 
 def simulate_args(args: argparse.Namespace, source: str | None = None):
@@ -41,7 +43,7 @@ def simulate_args(args: argparse.Namespace, source: str | None = None):
     costs = load_costs(args.costs) if args.costs else None
     steps = args.steps if args.steps is not None else (1 if manifest.synchronous else 4)
     return simulate(manifest, programs, costs, steps=steps, serial_comm=args.serial_comm,
-                    name=name)
+                    name=name, lazy_recv=args.lazy_recv)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,11 +6,13 @@ row per rank and one cell per action, `<stage><op><mb>` (`0F0`, `1B3`, `2I0`,
 We infer the communication: where consecutive stages sit on different ranks,
 a SEND after the producing op and a RECV before the consuming one.
 
-Why the RECVs are placed by a global execution and not simply before their
-consumer: with blocking (rendezvous) semantics the naive placement deadlocks
-for 1F1B (a rank blocks in a send while its peer blocks in another). Running
-all ranks' orders together and emitting each send and its receive at the same
-point of one global sequence gives programs that always complete.
+Placement: each RECV right before its consumer and each SEND right after its
+producer, so consecutive ones form one batch (batch_isend_irecv), which is
+deadlock-free for the usual orders (1F1B's send-forward/receive-backward pair
+is one batch). Should that placement hang, the receives are placed by a global
+execution instead: running all ranks' orders together and emitting each send
+and its receive at the same point of one sequence always completes, at the
+price of receives posted early.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 
 from schedc.errors import UserError
 from schedc.program import Instr, Manifest, Period, RankProgram
+from schedc.simulate.costs import unit_costs
+from schedc.simulate.engine import Deadlock, simulate_streams
 
 Action = tuple[int, str, int]  # (stage, op, mb)
 _CELL = re.compile(r"^\s*(\d+)\s*([FBIW])\s*(\d+)\s*$")
@@ -58,6 +62,45 @@ def programs_from_orders(
     owner = _stage_owners(orders)
     stages = len(owner)
     mbs = 1 + max(mb for order in orders for _, _, mb in order)
+    streams = _global_placement(orders, owner, stages)
+    lazy = [_local_placement(order, r, owner, stages) for r, order in enumerate(orders)]
+    try:
+        simulate_streams(lazy, unit_costs())
+        streams = lazy
+    except Deadlock:
+        pass
+    for r, stream in enumerate(streams):
+        for s in sorted({s for s, o in owner.items() if o == r}):
+            stream.append(Instr("STEP", stage=s, pipeline=0, version=1, count=mbs))
+    manifest = Manifest(
+        spec={"name": name}, spec_hash="", world_size=len(orders), num_stages=stages,
+        num_pipelines=1, stage_to_rank=(tuple(owner[s] for s in range(stages)),),
+        period=Period(mbs, 1), synchronous=True,
+    )
+    return manifest, [RankProgram(r, body=tuple(s)) for r, s in enumerate(streams)]
+
+
+def _local_placement(order: Sequence[Action], r: int, owner: dict[int, int],
+                     stages: int) -> list[Instr]:
+    out: list[Instr] = []
+    for s, op, mb in order:
+        up, down = owner.get(s - 1), owner.get(s + 1)
+        if op == "F" and up is not None and up != r:
+            out.append(Instr("RECV_ACT", stage=s, mb=mb, pipeline=0, peer=up))
+        if op in ("B", "I") and down is not None and down != r:
+            out.append(Instr("RECV_GRAD", stage=s, mb=mb, pipeline=0, peer=down))
+        out.append(Instr(op, stage=s, mb=mb, pipeline=0, version=0))
+        if op == "F" and down is not None and down != r:
+            out.append(Instr("SEND_ACT", stage=s, mb=mb, pipeline=0, peer=down))
+        if op in ("B", "I") and up is not None and up != r:
+            out.append(Instr("SEND_GRAD", stage=s, mb=mb, pipeline=0, peer=up))
+        if op in ("B", "W"):
+            out.append(Instr("ACC", stage=s, mb=mb, pipeline=0))
+    return out
+
+
+def _global_placement(orders: Sequence[Sequence[Action]], owner: dict[int, int],
+                      stages: int) -> list[list[Instr]]:
     streams: list[list[Instr]] = [[] for _ in orders]
     done: set[tuple[str, int, int]] = set()
     pcs = [0] * len(orders)
@@ -74,15 +117,7 @@ def programs_from_orders(
         r, (s, op, mb) = stuck[0]
         raise UserError(f"compute order cannot run: rank {r} waits forever at {s}{op}{mb} "
                         "(its input is never produced before it)")
-    for r, stream in enumerate(streams):
-        for s in sorted({s for s, o in owner.items() if o == r}):
-            stream.append(Instr("STEP", stage=s, pipeline=0, version=1, count=mbs))
-    manifest = Manifest(
-        spec={"name": name}, spec_hash="", world_size=len(orders), num_stages=stages,
-        num_pipelines=1, stage_to_rank=(tuple(owner[s] for s in range(stages)),),
-        period=Period(mbs, 1), synchronous=True,
-    )
-    return manifest, [RankProgram(r, body=tuple(s)) for r, s in enumerate(streams)]
+    return streams
 
 
 def _stage_owners(orders: Sequence[Sequence[Action]]) -> dict[int, int]:

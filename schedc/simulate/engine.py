@@ -10,10 +10,13 @@ Two clocks matter and are kept apart:
   that stalls with instructions left is a `Deadlock`, named per rank, never a
   loop.
 - *Time* follows the cost model. With overlapping communication (the default)
-  sends and receives take no time on the rank's compute stream: a send leaves
-  when posted, and the compute op that consumes a receive waits for its data.
-  With `serial_comm` a batch blocks its rank until every message in it has
-  arrived, and a transfer starts only when both ends are posted.
+  communication runs beside compute: a send leaves when posted and never
+  holds its rank; a batch's receives hold the rank until their data has
+  arrived, as the runtime waits on the batch (and as the compiler's analysis
+  counts). With `lazy_recv` a receive holds only the compute op that consumes
+  it (receives prefetched on their own stream). With `serial_comm` a batch
+  blocks its rank until every message in it has arrived, and a transfer
+  starts only when both ends are posted.
 
 Each directed link carries one message at a time, in the sender's order:
 transfer = bytes / bandwidth, then latency until arrival.
@@ -106,10 +109,11 @@ def _encode(rank: int, stream: Sequence[Instr], costs: CostModel) -> list[tuple]
 
 
 def simulate_streams(
-    streams: Sequence[Sequence[Instr]], costs: CostModel, serial_comm: bool = False
+    streams: Sequence[Sequence[Instr]], costs: CostModel, serial_comm: bool = False,
+    lazy_recv: bool = False,
 ) -> Timeline:
     """Run every rank's unrolled stream; raise `Deadlock` if progress stalls."""
-    return _Engine(streams, costs, serial_comm).run()
+    return _Engine(streams, costs, serial_comm, lazy_recv).run()
 
 
 class MessageMismatch(UserError):
@@ -118,11 +122,12 @@ class MessageMismatch(UserError):
 
 class _Engine:
     def __init__(self, streams: Sequence[Sequence[Instr]], costs: CostModel,
-                 serial_comm: bool) -> None:
+                 serial_comm: bool, lazy_recv: bool = False) -> None:
         self.streams = [list(s) for s in streams]
         self.code = [_encode(r, s, costs) for r, s in enumerate(self.streams)]
         self.costs = costs
         self.serial = serial_comm
+        self.lazy = lazy_recv and not serial_comm
         n = len(self.streams)
         self.pc = [0] * n
         self.now = [0.0] * n
@@ -134,7 +139,7 @@ class _Engine:
         self.recvs: dict[tuple[int, int], list[tuple[int, int]]] = {}
         self.batch_end = [-1] * n  # index after the posted batch; -1: none posted
         self.open = [0] * n  # messages of the posted batch not yet matched
-        self.batch_clock = [0.0] * n  # serial comm: when the batch's last message lands
+        self.batch_clock = [0.0] * n  # when the messages the batch waits for have landed
         self.collectives: dict[tuple, list[int]] = {}
         self.link_free: dict[tuple[int, int], float] = {}
         self.messages: list[tuple[int, int, int, int]] = []
@@ -204,7 +209,7 @@ class _Engine:
     def _finish_batch(self, r: int) -> None:
         self.pc[r] = self.batch_end[r]
         self.batch_end[r] = -1
-        if self.serial:
+        if not self.lazy:
             self.now[r] = max(self.now[r], self.batch_clock[r])
 
     def _transfer(self, sr: int, sp: int, rr: int, rp: int) -> None:
@@ -226,6 +231,8 @@ class _Engine:
         if self.serial:
             for rank in (sr, rr):
                 self.batch_clock[rank] = max(self.batch_clock[rank], arrival)
+        elif not self.lazy:
+            self.batch_clock[rr] = max(self.batch_clock[rr], arrival)
         else:
             dkey = self.code[rr][rp][3]
             ready = self.data_ready[rr]

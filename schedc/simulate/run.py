@@ -34,6 +34,7 @@ def simulate(
     steps: int = 1,
     serial_comm: bool = False,
     name: str = "",
+    lazy_recv: bool = False,
 ) -> Simulation:
     """Run prologue + body x steps + epilogue of every rank under `costs`."""
     if steps < 1:
@@ -45,7 +46,7 @@ def simulate(
         raise UserError(f"expected one program per rank 0..{manifest.world_size - 1}, "
                         f"got ranks {[p.rank for p in programs]}")
     streams = [p.unrolled(steps, manifest.period) for p in programs]
-    timeline = simulate_streams(streams, costs, serial_comm)
+    timeline = simulate_streams(streams, costs, serial_comm, lazy_recv)
     starts, ends = [], []
     for p in programs:
         first = len(p.prologue)
