@@ -1,0 +1,112 @@
+"""The compiler's analysis, written to manifest.json under `analysis`.
+
+Unit costs (F = 1, B = 2, or I = W = 1 when split), zero latency. Synchronous
+programs are analysed over one step; asynchronous ones over prologue +
+ANALYSIS_REPEATS bodies + epilogue, and their steady state over the body
+alone, measured once the timing has become periodic.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from schedc.program import Manifest, RankProgram
+from schedc.timing import unit_timing
+from schedc.unroll import Unrolled
+from schedc.versions import VersionTable
+
+ANALYSIS_REPEATS = 4
+STEADY_REPEATS = 8
+
+
+def analyse(manifest: Manifest, programs: Sequence[RankProgram], table: VersionTable
+            ) -> dict[str, Any]:
+    repeats = 1 if manifest.synchronous else ANALYSIS_REPEATS
+    un = Unrolled.of(programs, manifest.period, repeats)
+    timing = unit_timing(un.streams)
+    makespan = timing.makespan
+    ranks = manifest.world_size
+    busy = sum(timing.busy(un.streams, r) for r in range(ranks))
+    bubble = 1.0 - busy / (ranks * makespan) if makespan else 0.0
+    steady = bubble if manifest.synchronous else steady_state_bubble(manifest, programs)
+    return {
+        "cost_model": "unit: F=1, B=2, I=W=1, others 0, zero latency",
+        "analysed_repeats": repeats,
+        "makespan": makespan,
+        "bubble_ratio": bubble,
+        "steady_state_bubble_ratio": steady,
+        "ranks": _rank_figures(manifest, table),
+        "stages": _stage_figures(manifest, table),
+        "max_inconsistency": _max(table.inconsistency, table),
+        "max_delay": _max(table.delay, table),
+        **({} if manifest.synchronous else {"versions": _version_table(manifest, table)}),
+    }
+
+
+def steady_state_bubble(manifest: Manifest, programs: Sequence[RankProgram]) -> float:
+    """Idle fraction of the repeated body alone, once timing is periodic."""
+    un = Unrolled.of(programs, manifest.period, STEADY_REPEATS)
+    timing = unit_timing(un.streams)
+    period, busy = 0.0, 0.0
+    for r, prog in enumerate(programs):
+        body = len(prog.body)
+        last = len(prog.prologue) + body * (STEADY_REPEATS - 1) - 1
+        period = max(period, timing.end[r][last] - timing.end[r][last - body])
+        busy += timing.busy(un.streams, r, last - body + 1, last + 1)
+    return 1.0 - busy / (len(programs) * period) if period else 0.0
+
+
+def _max(fn, table: VersionTable) -> int:
+    return max((fn(k) for k in table.forward), default=0)
+
+
+def _rank_figures(manifest: Manifest, table: VersionTable) -> list[dict[str, int]]:
+    out = []
+    for r in range(manifest.world_size):
+        replicas = [(p, s) for p, m in enumerate(manifest.stage_to_rank)
+                    for s, rank in enumerate(m) if rank == r]
+        copies = sum(table.copy_peaks.get(rep, (1, None))[0] for rep in replicas)
+        out.append({
+            "rank": r,
+            "stages": [[p, s] for p, s in replicas],
+            "peak_activations": table.activation_peaks[r][0],
+            "weight_copies": copies,
+        })
+    return out
+
+
+def _stage_figures(manifest: Manifest, table: VersionTable) -> list[list[dict[str, Any]]]:
+    incons: dict[tuple[int, int], Counter] = defaultdict(Counter)
+    delays: dict[tuple[int, int], Counter] = defaultdict(Counter)
+    for key in table.forward:
+        incons[key[:2]][table.inconsistency(key)] += 1
+        delays[key[:2]][table.delay(key)] += 1
+    out = []
+    for p in range(manifest.num_pipelines):
+        row = []
+        for s in range(manifest.num_stages):
+            hist, dhist = incons[(p, s)], delays[(p, s)]
+            row.append({
+                "stage": s,
+                "rank": manifest.stage_to_rank[p][s],
+                "max_inconsistency": max(hist, default=0),
+                "max_delay": max(dhist, default=0),
+                "max_inflight": table.inflight_peaks.get((p, s), (0, None))[0],
+                "weight_copies": table.copy_peaks.get((p, s), (1, None))[0],
+                "inconsistency_histogram": {str(k): v for k, v in sorted(hist.items())},
+                "delay_histogram": {str(k): v for k, v in sorted(dhist.items())},
+            })
+        out.append(row)
+    return out
+
+
+def _version_table(manifest: Manifest, table: VersionTable) -> dict[str, Any]:
+    """Per pipeline and stage: [mb, forward version, backward version, applied to]."""
+    rows: dict[str, list[list[int]]] = defaultdict(list)
+    for key in sorted(table.forward):
+        p, s, mb = key
+        rows[f"{p}/{s}"].append([mb, table.forward[key], table.backward[key],
+                                 table.applied[key]])
+    return {"columns": ["mb", "forward", "backward", "applied_to"], "by_stage": dict(rows)}

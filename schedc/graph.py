@@ -1,0 +1,214 @@
+"""The dependency graph of a schedule: one node per operation, one edge per
+dependency (networkx).
+
+Edges, with their `kind` attribute:
+- `data`: F(s) before F(s+1); the last stage's F before its backward; the
+  backward (B or I) of s+1 before that of s; F before B/I on a stage; I before W.
+- `weights`: a micro-batch's weight gradient (B or W) before the step of its
+  batch; steps of a stage in order; with flush, a step before the next batch's
+  forwards; with a fixed delay d, the step producing version b-d before the
+  forwards of batch b.
+- `order`: consecutive operations of one rank's program (added once ordered).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import networkx as nx
+
+from schedc.ops import Op, step_op
+from schedc.spec import Spec
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A Spec made concrete for `batches` optimizer steps."""
+
+    spec: Spec
+    batches: int
+    maps: tuple[tuple[int, ...], ...]
+
+    @staticmethod
+    def of(spec: Spec, batches: int) -> Problem:
+        return Problem(spec, batches, spec.resolved_directions())
+
+    @property
+    def stages(self) -> int:
+        return self.spec.stages
+
+    @property
+    def ranks(self) -> int:
+        return self.spec.num_ranks
+
+    @property
+    def m(self) -> int:
+        return self.spec.microbatches
+
+    @property
+    def num_pipelines(self) -> int:
+        return len(self.maps)
+
+    @property
+    def num_mbs(self) -> int:
+        return self.batches * self.m
+
+    def pipeline_of(self, mb: int) -> int:
+        return mb % self.num_pipelines
+
+    def batch_of(self, mb: int) -> int:
+        return mb // self.m
+
+    def rank_of(self, op: Op) -> int:
+        return self.maps[op.pipeline][op.stage]
+
+    def backward_kinds(self) -> tuple[str, ...]:
+        return ("I", "W") if self.spec.split_backward else ("B",)
+
+    def grad_kind(self) -> str:
+        """The op that produces the input gradient sent to the previous stage."""
+        return "I" if self.spec.split_backward else "B"
+
+    def weight_grad_kind(self) -> str:
+        """The op that produces the weight gradient."""
+        return "W" if self.spec.split_backward else "B"
+
+    def compute_ops(self) -> Iterator[Op]:
+        kinds = ("F", *self.backward_kinds())
+        for mb in range(self.num_mbs):
+            p = self.pipeline_of(mb)
+            for s in range(self.stages):
+                for kind in kinds:
+                    yield Op(kind, p, s, mb)
+
+
+def data_edges(problem: Problem, mb: int) -> Iterator[tuple[Op, Op]]:
+    p, last = problem.pipeline_of(mb), problem.stages - 1
+    grad = problem.grad_kind()
+    for s in range(problem.stages):
+        if s < last:
+            yield Op("F", p, s, mb), Op("F", p, s + 1, mb)
+            yield Op(grad, p, s + 1, mb), Op(grad, p, s, mb)
+        yield Op("F", p, s, mb), Op(grad, p, s, mb)
+        if problem.spec.split_backward:
+            yield Op("I", p, s, mb), Op("W", p, s, mb)
+
+
+def weight_edges(problem: Problem) -> Iterator[tuple[Op, Op]]:
+    spec, wkind = problem.spec, problem.weight_grad_kind()
+    for mb in range(problem.num_mbs):
+        p, b = problem.pipeline_of(mb), problem.batch_of(mb)
+        for s in range(problem.stages):
+            yield Op(wkind, p, s, mb), step_op(s, b)
+            gate = _forward_gate(spec, b)
+            if gate is not None:
+                yield step_op(s, gate), Op("F", p, s, mb)
+    for s in range(problem.stages):
+        for b in range(1, problem.batches):
+            yield step_op(s, b - 1), step_op(s, b)
+
+
+def _forward_gate(spec: Spec, batch: int) -> int | None:
+    """The step that must precede the forwards of `batch`, if any."""
+    if spec.flush:
+        gate = batch - 1
+    elif spec.fixed_delay is not None:
+        gate = batch - spec.fixed_delay - 1
+    else:
+        return None
+    return gate if gate >= 0 else None
+
+
+def build_graph(problem: Problem) -> nx.DiGraph:
+    """The data and weight-version dependencies of `problem` (no order edges)."""
+    g = nx.DiGraph()
+    for op in problem.compute_ops():
+        g.add_node(op, rank=problem.rank_of(op))
+    for s in range(problem.stages):
+        for b in range(problem.batches):
+            g.add_node(step_op(s, b), rank=-1)
+    for mb in range(problem.num_mbs):
+        g.add_edges_from(data_edges(problem, mb), kind="data")
+    g.add_edges_from(weight_edges(problem), kind="weights")
+    return g
+
+
+def add_order_edges(g: nx.DiGraph, orders: Sequence[Sequence[Op]]) -> None:
+    """Chain each rank's ops in program order."""
+    for seq in orders:
+        g.add_edges_from(zip(seq, seq[1:], strict=False), kind="order")
+
+
+def check_acyclic(g: nx.DiGraph) -> list[Op] | None:
+    """A dependency cycle (program order contradicting data), or None."""
+    try:
+        return [u for u, _ in nx.find_cycle(g)]
+    except nx.NetworkXNoCycle:
+        return None
+
+
+def program_graph(manifest, programs, repeats: int = 1) -> nx.DiGraph:
+    """The dependency graph of compiled programs (compute ops only).
+
+    Nodes are `Op`s with attributes rank, version and index (position in the
+    rank's unrolled stream); edges are `data` (as in `build_graph`) and `order`
+    (consecutive compute ops of a rank).
+    """
+    from schedc.program import COMPUTE_OPS
+    from schedc.unroll import Unrolled
+
+    un = Unrolled.of(programs, manifest.period, repeats)
+    g = nx.DiGraph()
+    for r, stream in enumerate(un.streams):
+        prev = None
+        for i, ins in enumerate(stream):
+            if ins.op not in COMPUTE_OPS:
+                continue
+            op = Op(ins.op, ins.pipeline, ins.stage, ins.mb)
+            g.add_node(op, rank=r, version=ins.version, index=i)
+            if prev is not None:
+                g.add_edge(prev, op, kind="order")
+            prev = op
+    split = any(op.kind == "I" for op in g.nodes)
+    grad = "I" if split else "B"
+    last = manifest.num_stages - 1
+    for op in list(g.nodes):
+        p, s, mb = op.pipeline, op.stage, op.mb
+        targets = []
+        if op.kind == "F":
+            targets = [Op("F", p, s + 1, mb)] if s < last else []
+            targets.append(Op(grad, p, s, mb))
+        elif op.kind == grad:
+            targets = [Op(grad, p, s - 1, mb)] if s > 0 else []
+            if split:
+                targets.append(Op("W", p, s, mb))
+        for t in targets:
+            if t in g:
+                g.add_edge(op, t, kind="data")
+    return g
+
+
+def to_dot(g: nx.DiGraph, highlight: set | None = None) -> str:
+    """Graphviz text: one cluster per rank, data edges solid, order dotted."""
+    highlight = highlight or set()
+    lines = ["digraph schedule {", "  rankdir=LR; node [shape=box, fontsize=10];"]
+    by_rank: dict[int, list] = {}
+    for op, data in g.nodes(data=True):
+        by_rank.setdefault(data.get("rank", -1), []).append(op)
+    colours = {"F": "#9ecae1", "B": "#fdae6b", "I": "#fdd0a2", "W": "#c7e9c0", "S": "#dddddd"}
+    for rank, ops in sorted(by_rank.items()):
+        lines.append(f'  subgraph cluster_rank{rank} {{ label="rank {rank}";')
+        for op in ops:
+            ver = g.nodes[op].get("version")
+            label = op.label() + (f" v{ver}" if ver is not None else "")
+            pen = ", penwidth=3, color=red" if op in highlight else ""
+            lines.append(f'    "{op.label()}" [label="{label}", style=filled, '
+                         f'fillcolor="{colours.get(op.kind, "#ffffff")}"{pen}];')
+        lines.append("  }")
+    for u, v, data in g.edges(data=True):
+        style = "dotted" if data.get("kind") == "order" else "solid"
+        pen = ", color=red, penwidth=2" if u in highlight and v in highlight else ""
+        lines.append(f'  "{u.label()}" -> "{v.label()}" [style={style}{pen}];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,190 @@
+"""Lower: turn each rank's order of operations into explicit instructions.
+
+Communication goes next to the compute that needs it (a receive right before
+its consumer, a send right after its producer); every weight gradient is
+followed by an ACC; a step becomes ALLREDUCE (replicated stages), STASH (when a
+later op reads the outgoing version), STEP and LOOKAHEAD; a compute op whose
+version differs from the weights its stage points at is preceded by a SWAP,
+and a stash slot is RELEASEd after its last reader.
+
+Versions are a static property of the order: the version a replica is at is
+the number of steps before the op in its rank's order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from schedc.graph import Problem
+from schedc.ops import STEP_KIND, Op
+from schedc.program import Instr
+
+Replica = tuple[int, int]  # (pipeline, stage)
+
+
+@dataclass
+class VersionPlan:
+    """Versions read by every compute op, and each stage's look-ahead alpha."""
+
+    reads: dict[Op, int] = field(default_factory=dict)
+    alpha: dict[int, float] = field(default_factory=dict)
+
+
+def plan_versions(problem: Problem, orders: Sequence[Sequence[Op]]) -> VersionPlan:
+    spec, plan = problem.spec, VersionPlan()
+    for seq in orders:
+        current: dict[Replica, int] = defaultdict(int)
+        for op in seq:
+            if op.kind == STEP_KIND:
+                for rep in _replicas_here(problem, op, seq):
+                    current[rep] += 1
+                continue
+            rep = (op.pipeline, op.stage)
+            if op.kind == "F":
+                if spec.fixed_delay is not None:
+                    plan.reads[op] = max(0, problem.batch_of(op.mb) - spec.fixed_delay)
+                else:
+                    plan.reads[op] = current[rep]
+            elif spec.stashes:
+                plan.reads[op] = plan.reads[op._replace(kind="F")]
+            else:
+                plan.reads[op] = current[rep]
+    if spec.lookahead is not None:
+        plan.alpha = _lookahead_alpha(problem, plan)
+    return plan
+
+
+def _replicas_here(problem: Problem, step: Op, seq: Sequence[Op]) -> list[Replica]:
+    rank = _rank_of_seq(problem, seq)
+    return [(p, step.stage) for p, m in enumerate(problem.maps) if m[step.stage] == rank]
+
+
+def _rank_of_seq(problem: Problem, seq: Sequence[Op]) -> int:
+    for op in seq:
+        if op.kind != STEP_KIND:
+            return problem.rank_of(op)
+    raise ValueError("a rank's order holds only steps")
+
+
+def _lookahead_alpha(problem: Problem, plan: VersionPlan) -> dict[int, float]:
+    """alpha_s = the largest delay at stage s ("auto"), or the Spec's constant."""
+    if problem.spec.lookahead != "auto":
+        return {s: float(problem.spec.lookahead) for s in range(problem.stages)}
+    worst: dict[int, int] = defaultdict(int)
+    for op, v in plan.reads.items():
+        if op.kind == "F":
+            worst[op.stage] = max(worst[op.stage], problem.batch_of(op.mb) - v)
+    return {s: float(worst[s]) for s in range(problem.stages)}
+
+
+def lower(problem: Problem, orders: Sequence[Sequence[Op]]) -> list[list[Instr]]:
+    plan = plan_versions(problem, orders)
+    return [_RankLowering(problem, r, seq, plan).run() for r, seq in enumerate(orders)]
+
+
+class _RankLowering:
+    def __init__(self, problem: Problem, rank: int, seq: Sequence[Op], plan: VersionPlan):
+        self.problem, self.rank, self.seq, self.plan = problem, rank, seq, plan
+        self.out: list[Instr] = []
+        self.current: dict[Replica, int] = defaultdict(int)
+        self.active: dict[Replica, tuple[int, bool]] = defaultdict(lambda: (0, False))
+        self.stashed: dict[Replica, set[int]] = defaultdict(set)
+        self.last_reader = self._last_readers()
+
+    def _last_readers(self) -> dict[tuple[Replica, int], int]:
+        """Index in seq of the last op reading each (replica, version)."""
+        last: dict[tuple[Replica, int], int] = {}
+        for i, op in enumerate(self.seq):
+            if op.kind != STEP_KIND:
+                last[((op.pipeline, op.stage), self.plan.reads[op])] = i
+        return last
+
+    def run(self) -> list[Instr]:
+        # The sends after one compute op and the receives before the next form
+        # one batch (as Megatron's send_forward_recv_backward): two neighbours
+        # that exchange in both directions then meet in the same batch.
+        self.after: list[Instr] = []  # sends and ACC of the previous compute op
+        for i, op in enumerate(self.seq):
+            if op.kind == STEP_KIND:
+                self._flush_after()
+                self._step(i, op)
+            else:
+                self._compute(op)
+                self._release_after(i, op)
+        self._flush_after()
+        return self.out
+
+    def _flush_after(self) -> None:
+        self.out.extend(self.after)
+        self.after = []
+
+    # ---- compute and communication ---------------------------------------------
+    def _compute(self, op: Op) -> None:
+        p, s, mb = op.pipeline, op.stage, op.mb
+        m = self.problem.maps[p]
+        last = self.problem.stages - 1
+        is_grad_op = op.kind == self.problem.grad_kind()
+        sends = [i for i in self.after if i.op != "ACC"]
+        local = [i for i in self.after if i.op == "ACC"]
+        self.out.extend(sends)
+        if op.kind == "F" and s > 0 and m[s - 1] != self.rank:
+            self._emit("RECV_ACT", stage=s, mb=mb, pipeline=p, peer=m[s - 1])
+        if is_grad_op and s < last and m[s + 1] != self.rank:
+            self._emit("RECV_GRAD", stage=s, mb=mb, pipeline=p, peer=m[s + 1])
+        self.out.extend(local)
+        self.after = []
+        version, lookahead = self._weights_for(op)
+        self._swap_if_needed((p, s), version, lookahead)
+        extra = {"lookahead": True} if lookahead else {}
+        self._emit(op.kind, stage=s, mb=mb, pipeline=p, version=version, **extra)
+        if op.kind == "F" and s < last and m[s + 1] != self.rank:
+            self.after.append(Instr("SEND_ACT", stage=s, mb=mb, pipeline=p, peer=m[s + 1]))
+        if is_grad_op and s > 0 and m[s - 1] != self.rank:
+            self.after.append(Instr("SEND_GRAD", stage=s, mb=mb, pipeline=p, peer=m[s - 1]))
+        if op.kind == self.problem.weight_grad_kind():
+            self.after.append(Instr("ACC", stage=s, mb=mb, pipeline=p))
+
+    def _weights_for(self, op: Op) -> tuple[int, bool]:
+        version = self.plan.reads[op]
+        alpha = self.plan.alpha.get(op.stage, 0.0)
+        lookahead = op.kind == "F" and alpha != 0.0 and version >= 1
+        lookahead = lookahead and version == self.current[(op.pipeline, op.stage)]
+        return version, lookahead
+
+    def _swap_if_needed(self, rep: Replica, version: int, lookahead: bool) -> None:
+        if self.active[rep] != (version, lookahead):
+            extra = {"lookahead": True} if lookahead else {}
+            self._emit("SWAP", stage=rep[1], pipeline=rep[0], version=version, **extra)
+            self.active[rep] = (version, lookahead)
+
+    # ---- weights -------------------------------------------------------------------
+    def _step(self, i: int, op: Op) -> None:
+        groups = sorted({m[op.stage] for m in self.problem.maps})
+        for p, m in enumerate(self.problem.maps):
+            if m[op.stage] != self.rank:
+                continue
+            rep = (p, op.stage)
+            if len(groups) > 1:
+                self._emit("ALLREDUCE", stage=op.stage, pipeline=p, group=tuple(groups))
+            old = self.current[rep]
+            if self.last_reader.get((rep, old), -1) > i:
+                self._emit("STASH", stage=op.stage, pipeline=p, version=old)
+                self.stashed[rep].add(old)
+            self.current[rep] = old + 1
+            self._emit("STEP", stage=op.stage, pipeline=p, version=old + 1, count=self.problem.m)
+            self.active[rep] = (old + 1, False)
+            alpha = self.plan.alpha.get(op.stage, 0.0)
+            if alpha:
+                self._emit("LOOKAHEAD", stage=op.stage, pipeline=p, version=old + 1, alpha=alpha)
+
+    def _release_after(self, i: int, op: Op) -> None:
+        rep = (op.pipeline, op.stage)
+        version = self.plan.reads[op]
+        if version in self.stashed[rep] and self.last_reader[(rep, version)] == i:
+            self.stashed[rep].discard(version)
+            self._emit("RELEASE", stage=op.stage, pipeline=op.pipeline, version=version)
+
+    def _emit(self, op: str, **kw: object) -> None:
+        self.out.append(Instr(op, **kw))  # type: ignore[arg-type]

@@ -1,0 +1,163 @@
+"""Verify: prove lowered programs correct before anyone runs them.
+
+Guarantees (DESIGN.md): completeness, dependencies (including the weight
+version every compute op reads), deadlock freedom, and the Spec's bounds.
+Asynchronous programs are checked unrolled for several body repetitions, so
+what is proven is the steady state as well as fill and drain. Every failure is
+a VerifyError naming rank, section, instruction index and reason.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from schedc.deadlock import check_deadlock_free
+from schedc.errors import VerifyError
+from schedc.program import (
+    ALL_OPS,
+    COMPUTE_OPS,
+    OPTIONAL_FIELDS,
+    REQUIRED_FIELDS,
+    Instr,
+    Manifest,
+    RankProgram,
+)
+from schedc.spec import Spec
+from schedc.unroll import Unrolled
+from schedc.versions import VersionTable, replay_versions
+
+ASYNC_REPEATS = (1, 2, 3)
+
+
+def verify(manifest: Manifest, programs: Sequence[RankProgram]) -> VersionTable:
+    """Check every guarantee; return the version table of the longest run checked."""
+    if len(programs) != manifest.world_size:
+        raise VerifyError(f"{len(programs)} rank programs for world size {manifest.world_size}")
+    for prog in programs:
+        _check_fields(manifest, prog)
+    repeats = (1,) if manifest.synchronous else ASYNC_REPEATS
+    table = None
+    for n in repeats:
+        un = Unrolled.of(programs, manifest.period, n)
+        check_deadlock_free(un.streams, un.locate)
+        _check_completeness(manifest, un)
+        table = replay_versions(manifest, un)
+        check_bounds(Spec.from_dict(manifest.spec), manifest, un, table)
+    assert table is not None
+    return table
+
+
+def _fail(un: Unrolled, rank: int, index: int, reason: str) -> VerifyError:
+    section, idx = un.locate(rank, index)
+    return VerifyError(reason, rank=rank, index=idx, section=section,
+                       instr=un.streams[rank][index].label())
+
+
+# ---- structure ------------------------------------------------------------------
+def _check_fields(manifest: Manifest, prog: RankProgram) -> None:
+    for section, seq in prog.sections().items():
+        for i, ins in enumerate(seq):
+            reason = _field_problem(manifest, prog.rank, ins)
+            if reason:
+                raise VerifyError(reason, rank=prog.rank, index=i, section=section,
+                                  instr=ins.op)
+
+
+def _field_problem(manifest: Manifest, rank: int, ins: Instr) -> str | None:
+    if ins.op not in ALL_OPS:
+        return f"unknown op {ins.op!r}"
+    required = REQUIRED_FIELDS[ins.op]
+    allowed = set(required) | set(OPTIONAL_FIELDS.get(ins.op, ()))
+    for name in required:
+        if getattr(ins, name) is None:
+            return f"{ins.op} needs field {name!r}"
+    for name in ("stage", "mb", "pipeline", "version", "peer", "group", "count", "alpha",
+                 "lookahead"):
+        if name not in allowed and getattr(ins, name) is not None:
+            return f"{ins.op} does not take field {name!r}"
+    if not 0 <= ins.pipeline < manifest.num_pipelines:
+        return f"pipeline {ins.pipeline} out of range"
+    if not 0 <= ins.stage < manifest.num_stages:
+        return f"stage {ins.stage} out of range"
+    if manifest.stage_to_rank[ins.pipeline][ins.stage] != rank:
+        return f"stage {ins.stage} of pipeline {ins.pipeline} is not on rank {rank}"
+    if ins.mb is not None and ins.mb < 0:
+        return "negative micro-batch"
+    return None
+
+
+# ---- completeness -----------------------------------------------------------------
+def _check_completeness(manifest: Manifest, un: Unrolled) -> None:
+    split = bool(Spec.from_dict(manifest.spec).split_backward)
+    kinds = ("F", "I", "W") if split else ("F", "B")
+    seen: dict[tuple[str, int, int, int], tuple[int, int]] = {}
+    steps: dict[tuple[int, int], int] = defaultdict(int)
+    for r, stream in enumerate(un.streams):
+        for i, ins in enumerate(stream):
+            if ins.op in COMPUTE_OPS:
+                if ins.op not in kinds:
+                    raise _fail(un, r, i, f"{ins.op} in a schedule whose backward is "
+                                f"{'split into I and W' if split else 'not split'}")
+                key = (ins.op, ins.pipeline, ins.stage, ins.mb)
+                if key in seen:
+                    raise _fail(un, r, i, f"second {ins.op} of micro-batch {ins.mb} on stage "
+                                f"{ins.stage} (first at rank {seen[key][0]})")
+                if ins.pipeline != ins.mb % manifest.num_pipelines:
+                    raise _fail(un, r, i, f"micro-batch {ins.mb} belongs to pipeline "
+                                f"{ins.mb % manifest.num_pipelines}")
+                seen[key] = (r, i)
+            elif ins.op == "STEP":
+                steps[(ins.pipeline, ins.stage)] += 1
+    total = 1 + max((k[3] for k in seen), default=-1)
+    m = manifest.period.microbatches
+    if total % m:
+        raise VerifyError(f"{total} micro-batches run, not a whole number of steps of {m}")
+    for mb in range(total):
+        p = mb % manifest.num_pipelines
+        for s in range(manifest.num_stages):
+            for kind in kinds:
+                if (kind, p, s, mb) not in seen:
+                    rank = manifest.stage_to_rank[p][s]
+                    raise VerifyError(f"no {kind} for micro-batch {mb} on stage {s} "
+                                      f"(pipeline {p})", rank=rank)
+    for p in range(manifest.num_pipelines):
+        for s in range(manifest.num_stages):
+            if steps[(p, s)] != total // m:
+                raise VerifyError(
+                    f"stage {s} (pipeline {p}) takes {steps[(p, s)]} steps for "
+                    f"{total // m} batches", rank=manifest.stage_to_rank[p][s])
+
+
+# ---- bounds -------------------------------------------------------------------------
+def check_bounds(spec: Spec, manifest: Manifest, un: Unrolled, table: VersionTable) -> None:
+    for (p, s), (peak, where) in table.inflight_peaks.items():
+        bound = spec.inflight_bound(s)
+        if bound is not None and peak > bound:
+            raise _fail(un, where[0], where[1],
+                        f"max_inflight {bound} at stage {s} exceeded: {peak} micro-batches "
+                        f"in flight (pipeline {p})")
+    if spec.max_activations is not None:
+        for r, (peak, idx) in enumerate(table.activation_peaks):
+            if peak > spec.max_activations:
+                raise _fail(un, r, idx, f"max_activations {spec.max_activations} exceeded: "
+                            f"{peak} micro-batches alive on rank {r}")
+    _check_version_bound(un, table.worst_inconsistency(), spec.max_inconsistency,
+                         "max_inconsistency", "inconsistency")
+    _check_version_bound(un, table.worst_delay(), spec.max_delay, "max_delay", "delay")
+    if isinstance(spec.versions, int):
+        for (p, s), (copies, where) in table.copy_peaks.items():
+            if copies > spec.versions:
+                raise _fail(un, where[0], where[1],
+                            f"versions {spec.versions} exceeded: stage {s} (pipeline {p}) "
+                            f"keeps {copies} weight versions")
+
+
+def _check_version_bound(un: Unrolled, worst, bound: int | None, name: str, what: str) -> None:
+    if bound is None or worst is None:
+        return
+    value, (p, s, mb), where = worst
+    if value > bound:
+        raise _fail(un, where[0], where[1],
+                    f"{name} {bound} exceeded: {what} {value} for micro-batch {mb} at stage "
+                    f"{s} (pipeline {p})")

@@ -1,0 +1,273 @@
+"""Replay each rank's stream against the weight-version and data state it
+implies, checking every dependency, and tabulate the versions read.
+
+Per stage replica the replay tracks the current version, the stash slots, the
+look-ahead buffer and which of them the parameters point at; a compute op
+whose `version` is not what its stage points at, a step taken before its
+batch's gradients are in, or an input consumed before it arrived is an error
+naming the instruction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from schedc.errors import VerifyError
+from schedc.program import Manifest
+from schedc.spec import Spec
+from schedc.unroll import Unrolled
+
+Key = tuple[int, int, int]  # (pipeline, stage, mb)
+Where = tuple[int, int]  # (rank, stream index)
+
+
+@dataclass
+class VersionTable:
+    """Versions read per (pipeline, stage, mb), and the peaks the bounds need."""
+
+    forward: dict[Key, int] = field(default_factory=dict)
+    backward: dict[Key, int] = field(default_factory=dict)
+    applied: dict[Key, int] = field(default_factory=dict)
+    where: dict[Key, Where] = field(default_factory=dict)
+    inflight_peaks: dict[tuple[int, int], tuple[int, Where]] = field(default_factory=dict)
+    copy_peaks: dict[tuple[int, int], tuple[int, Where]] = field(default_factory=dict)
+    activation_peaks: list[tuple[int, int]] = field(default_factory=list)
+
+    def inconsistency(self, key: Key) -> int:
+        return self.backward[key] - self.forward[key]
+
+    def delay(self, key: Key) -> int:
+        return self.applied[key] - self.forward[key]
+
+    def _worst(self, fn):
+        if not self.forward:
+            return None
+        key = max(sorted(self.forward), key=fn)
+        return fn(key), key, self.where[key]
+
+    def worst_inconsistency(self):
+        return self._worst(self.inconsistency)
+
+    def worst_delay(self):
+        return self._worst(self.delay)
+
+
+@dataclass
+class _Replica:
+    current: int = 0
+    stash: set[int] = field(default_factory=set)
+    lookahead: int | None = None
+    active: tuple[int, bool] | None = (0, False)
+    accumulated: set[int] = field(default_factory=set)
+    reduced: bool = False
+    inflight: int = 0
+
+    def copies(self) -> int:
+        return 1 + len(self.stash) + (self.lookahead is not None)
+
+
+def replay_versions(manifest: Manifest, un: Unrolled) -> VersionTable:
+    spec = Spec.from_dict(manifest.spec)
+    table = VersionTable()
+    for rank, stream in enumerate(un.streams):
+        _RankReplay(manifest, spec, un, rank, table).run(stream)
+    return table
+
+
+class _RankReplay:
+    def __init__(self, manifest: Manifest, spec: Spec, un: Unrolled, rank: int,
+                 table: VersionTable) -> None:
+        self.manifest, self.spec, self.un, self.rank, self.table = (
+            manifest, spec, un, rank, table)
+        self.maps = manifest.stage_to_rank
+        self.last = manifest.num_stages - 1
+        self.m = manifest.period.microbatches
+        self.replicas: dict[tuple[int, int], _Replica] = defaultdict(_Replica)
+        self.done: set[tuple[str, int, int, int]] = set()
+        self.received: set[tuple[str, int, int, int]] = set()
+        self.alive = 0
+        self.alive_peak = (0, 0)
+        self.index = 0
+
+    def fail(self, reason: str) -> VerifyError:
+        section, idx = self.un.locate(self.rank, self.index)
+        return VerifyError(reason, rank=self.rank, index=idx, section=section,
+                           instr=self.un.streams[self.rank][self.index].label())
+
+    def run(self, stream) -> None:
+        for self.index, ins in enumerate(stream):
+            handler = getattr(self, "_op_" + ins.op)
+            handler(ins, self.replicas[(ins.pipeline, ins.stage)])
+        self._check_end(len(stream))
+        self.table.activation_peaks.append(self.alive_peak)
+
+    def _check_end(self, length: int) -> None:
+        if self.received:
+            op, p, s, mb = sorted(self.received)[0]
+            raise VerifyError(f"{op} for stage {s} micro-batch {mb} (pipeline {p}) is "
+                              "received but never used", rank=self.rank)
+        for (p, s), rep in sorted(self.replicas.items()):
+            if rep.stash:
+                raise VerifyError(f"stash slot of version {min(rep.stash)} of stage {s} "
+                                  f"(pipeline {p}) is never released", rank=self.rank)
+
+    # ---- compute -------------------------------------------------------------------
+    def _read(self, ins, rep: _Replica) -> None:
+        want = (ins.version, bool(ins.lookahead))
+        if rep.active != want:
+            have = "a released stash slot" if rep.active is None else \
+                f"version {rep.active[0]}{' (look-ahead)' if rep.active[1] else ''}"
+            raise self.fail(f"reads version {ins.version}"
+                            f"{' (look-ahead)' if ins.lookahead else ''} but stage "
+                            f"{ins.stage} points at {have}")
+
+    def _need(self, key, what: str) -> None:
+        if key not in self.done:
+            raise self.fail(f"runs before {what}")
+
+    def _input(self, kind: str, p: int, s: int, mb: int, local_kind: str, src: int) -> None:
+        if self.maps[p][src] == self.rank:
+            self._need((local_kind, p, src, mb), f"{local_kind} of stage {src} on this rank")
+        else:
+            key = (kind, p, s, mb)
+            if key not in self.received:
+                raise self.fail(f"runs before its {kind} from rank {self.maps[p][src]} arrived")
+            self.received.discard(key)
+
+    def _op_F(self, ins, rep: _Replica) -> None:
+        p, s, mb = ins.pipeline, ins.stage, ins.mb
+        self._read(ins, rep)
+        if s > 0:
+            self._input("RECV_ACT", p, s, mb, "F", s - 1)
+        self._done(ins, rep)
+        self.table.forward[(p, s, mb)] = ins.version
+        rep.inflight += 1
+        self._peak(self.table.inflight_peaks, (p, s), rep.inflight)
+        self.alive += 1
+        if self.alive > self.alive_peak[0]:
+            self.alive_peak = (self.alive, self.index)
+
+    def _grad_op(self, ins, rep: _Replica) -> None:
+        p, s, mb = ins.pipeline, ins.stage, ins.mb
+        self._read(ins, rep)
+        self._need(("F", p, s, mb), "its forward")
+        if s < self.last:
+            self._input("RECV_GRAD", p, s, mb, ins.op, s + 1)
+        rep.inflight -= 1
+        self._record_backward(ins)
+        self._done(ins, rep)
+
+    def _op_B(self, ins, rep: _Replica) -> None:
+        self._grad_op(ins, rep)
+        self._free_activation()
+
+    def _op_I(self, ins, rep: _Replica) -> None:
+        self._grad_op(ins, rep)
+        self._free_activation()
+
+    def _op_W(self, ins, rep: _Replica) -> None:
+        self._read(ins, rep)
+        self._need(("I", ins.pipeline, ins.stage, ins.mb), "its I")
+        self._record_backward(ins)
+        self._done(ins, rep)
+
+    def _record_backward(self, ins) -> None:
+        key = (ins.pipeline, ins.stage, ins.mb)
+        self.table.backward[key] = max(self.table.backward.get(key, ins.version), ins.version)
+        self.table.where[key] = (self.rank, self.index)
+
+    def _free_activation(self) -> None:
+        self.alive -= 1
+
+    def _done(self, ins, rep: _Replica) -> None:
+        self.done.add((ins.op, ins.pipeline, ins.stage, ins.mb))
+
+    # ---- communication -----------------------------------------------------------
+    def _op_SEND_ACT(self, ins, rep: _Replica) -> None:
+        self._need(("F", ins.pipeline, ins.stage, ins.mb), "the F whose output it sends")
+
+    def _op_SEND_GRAD(self, ins, rep: _Replica) -> None:
+        kind = "I" if self.spec.split_backward else "B"
+        self._need((kind, ins.pipeline, ins.stage, ins.mb), f"the {kind} whose gradient it sends")
+
+    def _op_RECV_ACT(self, ins, rep: _Replica) -> None:
+        self.received.add(("RECV_ACT", ins.pipeline, ins.stage, ins.mb))
+
+    def _op_RECV_GRAD(self, ins, rep: _Replica) -> None:
+        self.received.add(("RECV_GRAD", ins.pipeline, ins.stage, ins.mb))
+
+    # ---- weights -------------------------------------------------------------------
+    def _op_ACC(self, ins, rep: _Replica) -> None:
+        kind = "W" if self.spec.split_backward else "B"
+        self._need((kind, ins.pipeline, ins.stage, ins.mb), f"the {kind} whose gradient it adds")
+        batch = ins.mb // self.m
+        if batch != rep.current:
+            raise self.fail(f"adds the gradient of micro-batch {ins.mb} (step {batch + 1}) "
+                            f"while stage {ins.stage} is at version {rep.current}")
+        if ins.mb in rep.accumulated:
+            raise self.fail(f"adds micro-batch {ins.mb} twice")
+        rep.accumulated.add(ins.mb)
+        self.table.applied[(ins.pipeline, ins.stage, ins.mb)] = batch
+
+    def _op_ALLREDUCE(self, ins, rep: _Replica) -> None:
+        self._check_batch_in(ins, rep)
+        rep.reduced = True
+
+    def _check_batch_in(self, ins, rep: _Replica) -> None:
+        n = self.manifest.num_pipelines
+        first = rep.current * self.m
+        mine = [mb for mb in range(first, first + self.m) if mb % n == ins.pipeline]
+        missing = [mb for mb in mine if mb not in rep.accumulated]
+        if missing:
+            raise self.fail(f"step {rep.current + 1} of stage {ins.stage} before the gradient "
+                            f"of micro-batch {missing[0]} was added")
+
+    def _op_STEP(self, ins, rep: _Replica) -> None:
+        if ins.version != rep.current + 1:
+            raise self.fail(f"STEP to version {ins.version} from version {rep.current}")
+        if ins.count != self.m:
+            raise self.fail(f"STEP averages {ins.count} gradients; its batch has {self.m}")
+        self._check_batch_in(ins, rep)
+        replicated = len({m[ins.stage] for m in self.maps}) > 1
+        if replicated and not rep.reduced:
+            raise self.fail("STEP of a replicated stage without an ALLREDUCE first")
+        rep.current += 1
+        rep.accumulated.clear()
+        rep.reduced = False
+        rep.lookahead = None
+        rep.active = (rep.current, False)
+
+    def _op_STASH(self, ins, rep: _Replica) -> None:
+        if ins.version != rep.current:
+            raise self.fail(f"STASH of version {ins.version} while current is {rep.current}")
+        rep.stash.add(ins.version)
+        self._peak(self.table.copy_peaks, (ins.pipeline, ins.stage), rep.copies())
+
+    def _op_RELEASE(self, ins, rep: _Replica) -> None:
+        if ins.version not in rep.stash:
+            raise self.fail(f"RELEASE of version {ins.version}, which is not stashed")
+        rep.stash.discard(ins.version)
+        if rep.active == (ins.version, False):
+            rep.active = None
+
+    def _op_LOOKAHEAD(self, ins, rep: _Replica) -> None:
+        if ins.version != rep.current:
+            raise self.fail(f"LOOKAHEAD from version {ins.version} while current is "
+                            f"{rep.current}")
+        rep.lookahead = ins.version
+        self._peak(self.table.copy_peaks, (ins.pipeline, ins.stage), rep.copies())
+
+    def _op_SWAP(self, ins, rep: _Replica) -> None:
+        if ins.lookahead:
+            if rep.lookahead != ins.version:
+                raise self.fail(f"SWAP to look-ahead weights of version {ins.version}, "
+                                "which were not produced")
+        elif ins.version != rep.current and ins.version not in rep.stash:
+            raise self.fail(f"SWAP to version {ins.version}, neither current "
+                            f"({rep.current}) nor stashed")
+        rep.active = (ins.version, bool(ins.lookahead))
+
+    def _peak(self, peaks: dict, key, value: int) -> None:
+        if value > peaks.get(key, (0, None))[0]:
+            peaks[key] = (value, (self.rank, self.index))
