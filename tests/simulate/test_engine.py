@@ -95,3 +95,15 @@ def test_versions_give_inconsistency_and_delay() -> None:
     fig = figures(simulate(manifest, progs, steps=3))
     assert fig.inconsistency_histogram == {0: 12}
     assert fig.delay_histogram == {0: 12}
+
+
+def test_fast_unroll_equals_unrolled() -> None:
+    from schedc.simulate.run import unroll
+
+    prog = RankProgram(0, prologue=(_i("F", stage=0, mb=0, version=0),),
+                       body=(_i("F", stage=0, mb=1, version=0), _i("ACC", stage=0, mb=1),
+                             Instr("STEP", stage=0, pipeline=0, version=1, count=2)),
+                       epilogue=(_i("B", stage=0, mb=2, version=1),))
+    period = Period(2, 1)
+    assert unroll(prog, 3, period) == prog.unrolled(3, period)
+    assert hash(unroll(prog, 3, period)[4]) == hash(prog.unrolled(3, period)[4])
