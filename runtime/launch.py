@@ -82,6 +82,15 @@ def _agree(p: Prepared, device: torch.device) -> None:
         raise UserError("ranks disagree on programs, model or options: launch them alike")
 
 
+def init_world(device: torch.device) -> None:
+    """Join the torchrun world (once per process; later runs reuse it)."""
+    if dist.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    kwargs = {"device_id": device} if device.type == "cuda" else {}
+    dist.init_process_group(backend, timeout=timedelta(minutes=10), **kwargs)
+
+
 def build_dist(cfg: RunConfig) -> Session:
     p = prepare(cfg)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -91,9 +100,7 @@ def build_dist(cfg: RunConfig) -> Session:
         raise UserError(f"the programs need {R} ranks x --dp {cfg.dp} = {R * cfg.dp} "
                         f"processes, torchrun started {world}")
     device = pick_device(cfg, int(os.environ.get("LOCAL_RANK", "0")))
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    kwargs = {"device_id": device} if device.type == "cuda" else {}
-    dist.init_process_group(backend, timeout=timedelta(minutes=10), **kwargs)
+    init_world(device)
     dp_index, rank = divmod(grank, R)
     _agree(p, device)
     writer = p.manifest.stage_to_rank[0][p.manifest.num_stages - 1]
