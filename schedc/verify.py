@@ -146,7 +146,7 @@ def check_bounds(spec: Spec, manifest: Manifest, un: Unrolled, table: VersionTab
                          "max_inconsistency", "inconsistency")
     _check_version_bound(un, table.worst_delay(), spec.max_delay, "max_delay", "delay")
     if isinstance(spec.versions, int):
-        for (p, s), (copies, where) in table.copy_peaks.items():
+        for (p, s), (copies, where) in table.version_peaks.items():
             if copies > spec.versions:
                 raise _fail(un, where[0], where[1],
                             f"versions {spec.versions} exceeded: stage {s} (pipeline {p}) "

@@ -32,6 +32,9 @@ class VersionTable:
     where: dict[Key, Where] = field(default_factory=dict)
     inflight_peaks: dict[tuple[int, int], tuple[int, Where]] = field(default_factory=dict)
     copy_peaks: dict[tuple[int, int], tuple[int, Where]] = field(default_factory=dict)
+    # Versions kept (current + stash), the `versions` bound; look-ahead weights
+    # are a derived copy, counted in copy_peaks only.
+    version_peaks: dict[tuple[int, int], tuple[int, Where]] = field(default_factory=dict)
     activation_peaks: list[tuple[int, int]] = field(default_factory=list)
 
     def inconsistency(self, key: Key) -> int:
@@ -243,6 +246,7 @@ class _RankReplay:
             raise self.fail(f"STASH of version {ins.version} while current is {rep.current}")
         rep.stash.add(ins.version)
         self._peak(self.table.copy_peaks, (ins.pipeline, ins.stage), rep.copies())
+        self._peak(self.table.version_peaks, (ins.pipeline, ins.stage), 1 + len(rep.stash))
 
     def _op_RELEASE(self, ins, rep: _Replica) -> None:
         if ins.version not in rep.stash:

@@ -1,0 +1,36 @@
+# Set-up and the two entry points. Both bootstrap .venv on a fresh machine and
+# are idempotent: the venv is rebuilt only when pyproject.toml changes.
+#   make test   lint + the whole test suite (CPU; Triton kernels run through
+#               TRITON_INTERPRET=1, set by tests/kernels/conftest.py)
+#   make demo   compile, show, simulate, draw and train an example end to end
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch==2.13.0 is PyTorch's CPU build on machines without a GPU (pip takes the
+# wheel on disk there); on a GPU machine the same pin installs the CUDA build.
+TORCH ?= torch==2.13.0
+
+.PHONY: test demo lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[runtime,dev]"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check schedc runtime kernels tests bench
+
+test: $(STAMP) lint
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache .hypothesis
