@@ -75,6 +75,7 @@ def _init(module: nn.Module) -> None:
 # Name -> config. Parameter counts are for the whole model.
 SIZES: dict[str, TransformerConfig] = {
     "gpt-tiny": TransformerConfig(4, 32, 2, 256, causal=True),  # ~ 68 K
+    "gpt-mini": TransformerConfig(4, 128, 4, 256, causal=True),  # ~ 0.9 M (benchmarks)
     "gpt-small": TransformerConfig(12, 768, 12, 1024, causal=True),  # ~ 86 M
     "gpt-medium": TransformerConfig(24, 1024, 16, 1024, causal=True),  # ~ 303 M
     "gpt-1b": TransformerConfig(24, 1920, 16, 1024, causal=True),  # ~ 1.06 B
