@@ -19,17 +19,17 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.distributed.pipelining import PipelineStage, Schedule1F1B
-
-from schedc.compiler import compile_spec
-from schedc.files import write_programs
-from schedc.presets import preset_spec
 from schedc.runtime.build import build_stage_module
 from schedc.runtime.config import add_run_arguments, config_from_args
 from schedc.runtime.launch import build_dist, init_world
 from schedc.runtime.models import resolve_model
 from schedc.runtime.session import train
 from schedc.runtime.setup import make_batches, prepare
+from torch.distributed.pipelining import PipelineStage, Schedule1F1B
+
+from schedc.compiler import compile_spec
+from schedc.files import write_programs
+from schedc.presets import preset_spec
 
 WARMUP = 2
 
