@@ -1,0 +1,48 @@
+"""AMDP's automatic stage -> rank maps."""
+
+from __future__ import annotations
+
+import pytest
+
+from schedc.directions import auto_directions, resolve_directions
+
+
+def test_p4_is_down_and_up():
+    assert auto_directions(4) == ((0, 1, 2, 3), (3, 2, 1, 0))
+
+
+def test_p8_is_the_reference_choice():
+    ref = [
+        tuple(r for r in range(8)),
+        tuple((11 - r) % 8 for r in range(8)),
+        tuple((r + 4) % 8 for r in range(8)),
+        tuple(7 - r for r in range(8)),
+    ]
+    assert auto_directions(8) == tuple(sorted(ref, key=lambda m: m[0]))
+    assert auto_directions(8) == tuple(ref)
+
+
+@pytest.mark.parametrize("p", range(2, 17))
+def test_maps_are_permutations_with_distinct_stage0(p):
+    maps = auto_directions(p)
+    assert len(maps) == max(2, -(-p // 2))
+    assert all(sorted(m) == list(range(p)) for m in maps)
+    firsts = [m[0] for m in maps]
+    assert len(set(firsts)) == len(maps) and firsts == sorted(firsts)
+    assert len(set(maps)) == len(maps)
+
+
+def test_auto_needs_two_ranks_and_one_stage_per_rank():
+    with pytest.raises(ValueError):
+        auto_directions(1)
+    with pytest.raises(ValueError):
+        resolve_directions("auto", 8, 4)
+
+
+def test_named_and_explicit_maps_repeat_over_chunks():
+    assert resolve_directions(("down", "up"), 4, 2) == ((0, 1, 0, 1), (1, 0, 1, 0))
+    assert resolve_directions(((1, 0, 2),), 6, 3) == ((1, 0, 2, 1, 0, 2),)
+    with pytest.raises(ValueError):
+        resolve_directions(((0, 0, 1),), 3, 3)
+    with pytest.raises(ValueError):
+        resolve_directions(("down", (0, 1)), 2, 2)

@@ -1,0 +1,65 @@
+"""Canonical per-rank compute orders (FAMILIES.md), read from the programs."""
+
+from __future__ import annotations
+
+import pytest
+from compiling import compiled, compute_seq
+
+
+def _gpipe_expected(r: int, m: int) -> list[tuple[str, int, int]]:
+    return [("F", r, j) for j in range(m)] + [("B", r, j) for j in range(m)]
+
+
+def _1f1b_expected(p: int, r: int, m: int) -> list[tuple[str, int, int]]:
+    warm = min(p - 1 - r, m)
+    seq = [("F", r, j) for j in range(warm)]
+    for i in range(m - warm):
+        seq += [("F", r, warm + i), ("B", r, i)]
+    return seq + [("B", r, j) for j in range(m - warm, m)]
+
+
+GRID = [(p, m) for p in range(1, 9) for m in range(1, 13)]
+
+
+def test_gpipe_all_forwards_then_all_backwards():
+    for p, m in GRID:
+        progs = compiled("gpipe", p, m).programs
+        assert [compute_seq(g) for g in progs] == [_gpipe_expected(r, m) for r in range(p)]
+
+
+def test_1f1b_warmup_alternation_drain():
+    for p, m in GRID:
+        progs = compiled("1f1b", p, m).programs
+        assert [compute_seq(g) for g in progs] == [_1f1b_expected(p, r, m) for r in range(p)]
+
+
+def test_1f1b_last_rank_alternates_from_the_start():
+    # PyTorch's 1F1B IR gets this rank wrong (DESIGN.md): F0 B0 F1 B1 ...
+    seq = compute_seq(compiled("1f1b", 4, 4).programs[3])
+    assert seq == [(k, 3, j) for j in range(4) for k in ("F", "B")]
+
+
+def test_zb_h1_splits_backward_and_keeps_1f1b_forwards():
+    p, m = 4, 8
+    for r, prog in enumerate(compiled("zb-h1", p, m).programs):
+        seq = compute_seq(prog)
+        kinds = [k for k, _, _ in seq]
+        assert kinds.count("F") == kinds.count("I") == kinds.count("W") == m
+        # warm-up identical to 1F1B; each W after its I
+        assert kinds[: p - 1 - r] == ["F"] * (p - 1 - r) and kinds[p - 1 - r] == "F"
+        pos = {(k, j): i for i, (k, _, j) in enumerate(seq)}
+        assert all(pos[("I", j)] < pos[("W", j)] for j in range(m))
+
+
+@pytest.mark.parametrize("p,v", [(2, 2), (4, 2), (4, 3)])
+def test_interleaved_depth_first_chunks(p, v):
+    m = 2 * p
+    progs = compiled("interleaved-1f1b", v * p, m, ranks=p).programs
+    for r, prog in enumerate(progs):
+        fwd = [(s, j) for k, s, j in compute_seq(prog) if k == "F"]
+        # Megatron: forward k runs chunk (k // p) % v of micro-batch (k // (p v)) * p + k % p
+        want = [(((k // p) % v) * p + r, (k // (p * v)) * p + k % p) for k in range(v * m)]
+        assert fwd == want
+        warm = min((p - r - 1) * 2 + (v - 1) * p, v * m)
+        kinds = [k for k, _, _ in compute_seq(prog)]
+        assert kinds[:warm] == ["F"] * warm
