@@ -64,12 +64,14 @@ def train(s: Session) -> list[dict]:
     first_step = 0 if start is None else start.mb_base // m
     log = MetricsLog(s.cfg.metrics if s.control.is_writer else None, m, s.cfg.dp, tokens,
                      first_step=first_step, append=start is not None)
-    progress = Progress(s.cfg.steps, tokens, s.control.is_writer and not s.cfg.quiet)
+    segs = plan(s.programs, s.manifest, s.cfg.steps, s.cfg.save_every, start)
+    total = after(s.programs, s.manifest, segs[-1]).version_base if segs else first_step
+    progress = Progress(total, tokens, s.control.is_writer and not s.cfg.quiet)
     log.on_line = lambda line: progress.update(line["step"], line["loss"])
     _watch_losses(s, log)
     save_root = s.cfg.save_dir or s.cfg.resume
     t0 = time.perf_counter()
-    for seg in plan(s.programs, s.manifest, s.cfg.steps, s.cfg.save_every, start):
+    for seg in segs:
         streams = {r: segment_stream(s.programs[r], s.manifest, seg) for r in s.interps}
         s.run_streams(streams)
         _drain(s)
