@@ -9,7 +9,7 @@ from schedc.presets import preset_spec
 from schedc.program import COMPUTE_OPS, RankProgram
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiled(name: str, stages: int, microbatches: int, ranks: int | None = None) -> Compiled:
     kw = {"stages": stages, "microbatches": microbatches}
     if ranks is not None:

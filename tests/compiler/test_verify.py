@@ -1,0 +1,156 @@
+"""The verifier rejects broken programs and names rank, section and index."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from compiling import compiled
+from mutate import names_send, rejection, sending_site, with_body
+
+from schedc.errors import VerifyError
+from schedc.program import Instr
+from schedc.verify import verify
+
+CASES = [("1f1b", 4, 4), ("zb-h1", 4, 4), ("chimera", 4, 4), ("paci", 4, 2),
+         ("pipedream", 3, 1), ("pipedream-2bw", 3, 3), ("amdp", 4, 4)]
+IDS = [f"{n}-p{p}-m{m}" for n, p, m in CASES]
+
+
+@pytest.mark.parametrize("name,p,m", CASES, ids=IDS)
+def test_drop_each_first_receive(name, p, m):
+    c = compiled(name, p, m)
+    for r, prog in enumerate(c.programs):
+        body = list(prog.body)
+        i = next((k for k, x in enumerate(body) if x.op.startswith("RECV")), None)
+        if i is None:
+            continue
+        err = rejection(c, with_body(c, r, body[:i] + body[i + 1:]))
+        assert names_send(err, sending_site(c, r, body[i])), (r, i, err.render())
+
+
+SWAP_CASES = [c if c[0] != "pipedream" else ("pipedream", 3, 2) for c in CASES]
+
+
+@pytest.mark.parametrize("name,p,m", SWAP_CASES, ids=[f"{n}-p{p}-m{m}" for n, p, m in SWAP_CASES])
+def test_swap_two_sends_on_one_channel(name, p, m):
+    c = compiled(name, p, m)
+    tried = 0
+    for r, prog in enumerate(c.programs):
+        body = list(prog.body)
+        sends = [k for k, x in enumerate(body) if x.op == "SEND_ACT"]
+        pair = next(((a, b) for a in sends for b in sends if a < b
+                     and (body[a].peer, body[a].pipeline) == (body[b].peer, body[b].pipeline)),
+                    None)
+        if pair is None:
+            continue
+        a, b = pair
+        body[a], body[b] = body[b], body[a]
+        err = rejection(c, with_body(c, r, body))
+        assert (err.rank, err.section, err.index) == (r, "body", a), err.render()
+        assert "mismatch" in err.reason
+        tried += 1
+    assert tried
+
+
+@pytest.mark.parametrize("name,p,m", CASES, ids=IDS)
+def test_backward_moved_before_its_forward(name, p, m):
+    c = compiled(name, p, m)
+    grad = "I" if c.spec.split_backward else "B"
+    tried = 0
+    for r, prog in enumerate(c.programs):
+        body = list(prog.body)
+        for k, x in enumerate(body):
+            f = next((j for j, y in enumerate(body[:k]) if y.op == "F"
+                      and (y.stage, y.mb, y.pipeline) == (x.stage, x.mb, x.pipeline)), None)
+            if x.op == grad and f is not None:
+                body.insert(f, body.pop(k))
+                err = rejection(c, with_body(c, r, body))
+                assert (err.rank, err.section, err.index) == (r, "body", f), err.render()
+                tried += 1
+                break
+    assert tried
+
+
+@pytest.mark.parametrize("name,p,m", CASES, ids=IDS)
+@pytest.mark.parametrize("delta", [1, -1])
+def test_changed_version_field(name, p, m, delta):
+    c = compiled(name, p, m)
+    for r, prog in enumerate(c.programs):
+        body = list(prog.body)
+        k = next((k for k, x in enumerate(body) if x.op in ("F", "B", "I", "W")
+                  and x.version + delta >= 0), None)
+        if k is None:
+            continue  # every op here reads version 0
+        body[k] = replace(body[k], version=body[k].version + delta)
+        err = rejection(c, with_body(c, r, body))
+        assert (err.rank, err.section, err.index) == (r, "body", k), err.render()
+        assert f"reads version {body[k].version}" in err.reason
+
+
+def test_step_count_and_foreign_stage_are_rejected():
+    c = compiled("1f1b", 2, 2)
+    body = list(c.programs[0].body)
+    body[-1] = replace(body[-1], count=3)
+    err = rejection(c, with_body(c, 0, body))
+    assert (err.rank, err.index) == (0, len(body) - 1) and "averages 3" in err.reason
+    body = list(c.programs[0].body) + [Instr("F", stage=1, mb=0, pipeline=0, version=0)]
+    err = rejection(c, with_body(c, 0, body))
+    assert (err.rank, err.index) == (0, len(body) - 1) and "not on rank 0" in err.reason
+    with pytest.raises(VerifyError, match="2 rank programs for world size 3"):
+        verify(replace(c.manifest, world_size=3), c.programs)
+
+
+# ---- bounds ---------------------------------------------------------------------------
+def _tightened(c, **bounds):
+    return replace(c.manifest, spec={**c.manifest.spec, **bounds})
+
+
+BOUND_CASES = [("paci", 4, 1), ("paci", 8, 2), ("pipedream", 4, 1), ("pipedream-2bw", 4, 4),
+               ("amdp", 4, 4), ("amdp", 8, 8), ("1f1b", 4, 6), ("gpipe", 3, 5)]
+BIDS = [f"{n}-p{p}-m{m}" for n, p, m in BOUND_CASES]
+
+
+@pytest.mark.parametrize("name,p,m", BOUND_CASES, ids=BIDS)
+def test_tighter_bounds_name_an_offending_rank(name, p, m):
+    c = compiled(name, p, m)
+    a = c.manifest.analysis
+    verify(c.manifest, c.programs)
+    rows = [(k, row) for k, stage_rows in enumerate(a["stages"]) for row in stage_rows]
+    checks = 0
+    worst = max(row["max_inconsistency"] for _, row in rows)
+    if worst >= 1:
+        err = rejection_of(c, max_inconsistency=worst - 1)
+        assert "max_inconsistency" in err.reason
+        assert err.rank in {row["rank"] for _, row in rows if row["max_inconsistency"] == worst}
+        checks += 1
+    worst = max(row["max_delay"] for _, row in rows)
+    if worst >= 1:
+        err = rejection_of(c, max_delay=worst - 1)
+        assert "max_delay" in err.reason and err.rank is not None
+        checks += 1
+    inflight0 = max(row["max_inflight"] for k, row in rows if row["stage"] == 0)
+    if inflight0 >= 2:
+        err = rejection_of(c, max_inflight=[[0, inflight0 - 1]])
+        assert "max_inflight" in err.reason
+        assert err.rank in {m[0] for m in c.manifest.stage_to_rank}
+        checks += 1
+    peaks = [r["peak_activations"] for r in a["ranks"]]
+    err = rejection_of(c, max_activations=max(peaks) - 1) if max(peaks) >= 2 else None
+    if err is not None:
+        assert "max_activations" in err.reason and peaks[err.rank] == max(peaks)
+        checks += 1
+    assert checks >= 1
+
+
+def rejection_of(c, **bounds) -> VerifyError:
+    with pytest.raises(VerifyError) as e:
+        verify(_tightened(c, **bounds), c.programs)
+    assert e.value.rank is not None and e.value.index is not None
+    return e.value
+
+
+def test_versions_bound_names_the_stash():
+    c = compiled("pipedream", 4, 1)
+    err = rejection_of(c, versions=3)
+    assert "versions 3 exceeded: stage 0" in err.reason and err.rank == 0
