@@ -20,6 +20,7 @@ def _preset(preset: str, name: str, **overrides: object) -> Spec:
 
 EXPECTED: dict[str, Spec] = {
     "1f1b4": _preset("1f1b", "1f1b4", stages=4, microbatches=8),
+    "demo2": _preset("1f1b", "demo2", stages=2, microbatches=4),
     "gpipe4": _preset("gpipe", "gpipe4", stages=4, microbatches=8),
     "interleaved8x4": _preset("interleaved-1f1b", "interleaved8x4", stages=8, ranks=4),
     "zbh1": _preset("zb-h1", "zbh1", stages=4, microbatches=8),
