@@ -62,25 +62,41 @@ def warmup_batches(spec: Spec) -> int:
 
 def compile_spec(spec: Spec) -> Compiled:
     spec.validate()
-    period = Period(microbatches=spec.microbatches, steps=1)
     if spec.flush:
+        period = Period(microbatches=spec.microbatches, steps=1)
         programs = [RankProgram(r, body=tuple(s))
                     for r, s in enumerate(lower_batches(spec, 1).streams)]
     else:
-        programs = _periodic_programs(spec, period)
+        programs, period = _periodic_programs(spec)
     manifest = _manifest(spec, programs, period)
     table = verify(manifest, programs)
     manifest = Manifest(**{**manifest.__dict__, "analysis": analyse(manifest, programs, table)})
     return Compiled(spec, manifest, tuple(programs))
 
 
-def _periodic_programs(spec: Spec, period: Period) -> list[RankProgram]:
-    b = warmup_batches(spec)
-    runs = {n: lower_batches(spec, n, check_order=(n == b)).streams for n in (b, b + 1, b + 2)}
-    programs, extra = split_periodic(runs[b], runs[b + 1], b, period)
-    for n in (b + 1, b + 2):
-        check_periodic(programs, runs[n], n - extra, period)
-    return programs
+def _periodic_programs(spec: Spec) -> tuple[list[RankProgram], Period]:
+    """The shortest period (in steps) whose body repeats exactly.
+
+    One step is the usual period; when micro-batches do not divide evenly over
+    the pipelines (or the order alternates), the pattern repeats only every
+    k steps, and the body then holds k steps.
+    """
+    base = warmup_batches(spec)
+    error: VerifyError | None = None
+    for k in (1, 2, 3, 4):
+        period = Period(microbatches=k * spec.microbatches, steps=k)
+        b = base + (-base % k)
+        runs = {n: lower_batches(spec, n, check_order=(n == b)).streams
+                for n in (b, b + k, b + 2 * k)}
+        try:
+            programs, extra = split_periodic(runs[b], runs[b + k], b // k, period)
+            for n in (b + k, b + 2 * k):
+                check_periodic(programs, runs[n], n // k - extra, period)
+            return programs, period
+        except VerifyError as exc:
+            error = exc
+    assert error is not None
+    raise error
 
 
 def _manifest(spec: Spec, programs: list[RankProgram], period: Period) -> Manifest:

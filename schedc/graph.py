@@ -135,9 +135,14 @@ def build_graph(problem: Problem) -> nx.DiGraph:
 
 
 def add_order_edges(g: nx.DiGraph, orders: Sequence[Sequence[Op]]) -> None:
-    """Chain each rank's ops in program order."""
+    """Chain each rank's compute ops in program order.
+
+    Steps are left out: a replicated stage's step is one node but several
+    ranks' ALLREDUCEs, which the verifier checks as the collective it is.
+    """
     for seq in orders:
-        g.add_edges_from(zip(seq, seq[1:], strict=False), kind="order")
+        ops = [op for op in seq if op.kind != "S"]
+        g.add_edges_from(zip(ops, ops[1:], strict=False), kind="order")
 
 
 def check_acyclic(g: nx.DiGraph) -> list[Op] | None:

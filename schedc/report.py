@@ -18,7 +18,7 @@ def summary(manifest: Manifest) -> str:
     lines = [
         f"schedule {spec.get('name')}: {kind}, {manifest.num_stages} stages on "
         f"{manifest.world_size} ranks, {manifest.num_pipelines} pipeline(s), "
-        f"{manifest.period.microbatches} micro-batches per step",
+        f"{manifest.period.microbatches // manifest.period.steps} micro-batches per step",
         f"  bubble ratio {a['bubble_ratio']:.4f} (steady state "
         f"{a['steady_state_bubble_ratio']:.4f}), makespan {a['makespan']:g} "
         f"[{a['cost_model']}]",

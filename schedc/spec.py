@@ -115,6 +115,7 @@ class Spec:
         self._validate_order()
         self._validate_bounds()
         self._validate_versions()
+        self._validate_async()
         return self
 
     def _validate_directions(self) -> None:
@@ -134,6 +135,18 @@ class Spec:
             raise SpecError(
                 "order", f"order {self.order} needs one stage per rank (stages == ranks)"
             )
+
+    def _validate_async(self) -> None:
+        # Known limits of the periodic split (docs/schedules.md): refused with a
+        # reason rather than compiled into programs that would not repeat.
+        if self.flush:
+            return
+        if self.split_backward:
+            raise SpecError("split_backward", "a split backward (I/W) is supported with "
+                            "flush on only, for now")
+        if self.num_pipelines > 1 and self.inflight_bound(0) != 2:
+            raise SpecError("max_inflight", "asynchronous multi-directional schedules need "
+                            "max_inflight 2 at stage 0 (AMDP's rule), for now")
 
     def _validate_bounds(self) -> None:
         for s, bound in self.max_inflight:

@@ -110,7 +110,7 @@ def _check_completeness(manifest: Manifest, un: Unrolled) -> None:
             elif ins.op == "STEP":
                 steps[(ins.pipeline, ins.stage)] += 1
     total = 1 + max((k[3] for k in seen), default=-1)
-    m = manifest.period.microbatches
+    m = manifest.period.microbatches // manifest.period.steps
     if total % m:
         raise VerifyError(f"{total} micro-batches run, not a whole number of steps of {m}")
     for mb in range(total):

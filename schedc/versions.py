@@ -85,7 +85,7 @@ class _RankReplay:
             manifest, spec, un, rank, table)
         self.maps = manifest.stage_to_rank
         self.last = manifest.num_stages - 1
-        self.m = manifest.period.microbatches
+        self.m = manifest.period.microbatches // manifest.period.steps
         self.replicas: dict[tuple[int, int], _Replica] = defaultdict(_Replica)
         self.done: set[tuple[str, int, int, int]] = set()
         self.received: set[tuple[str, int, int, int]] = set()
