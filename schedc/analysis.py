@@ -41,8 +41,21 @@ def analyse(manifest: Manifest, programs: Sequence[RankProgram], table: VersionT
         "stages": _stage_figures(manifest, table),
         "max_inconsistency": _max(table.inconsistency, table),
         "max_delay": _max(table.delay, table),
+        "data_parallel": _dp_figures(manifest),
         **({} if manifest.synchronous else {"versions": _version_table(manifest, table)}),
     }
+
+
+def _dp_figures(manifest: Manifest) -> dict[str, Any]:
+    """Parameter bytes each replica exchanges per step, as a fraction of a
+    synchronous all-reduce of the gradients (1.0)."""
+    spec = manifest.spec
+    if spec.get("dp_mode", "sync") == "sync":
+        return {"mode": "sync", "exchanged_fraction_per_step": 1.0}
+    fraction = spec["dp_fraction"] / spec["dp_period"]
+    return {"mode": spec["dp_mode"], "fraction": spec["dp_fraction"],
+            "period": spec["dp_period"], "max_lateness": spec["dp_max_lateness"],
+            "beta": spec["dp_beta"], "exchanged_fraction_per_step": fraction}
 
 
 def steady_state_bubble(manifest: Manifest, programs: Sequence[RankProgram]) -> float:

@@ -63,15 +63,21 @@ def warmup_batches(spec: Spec) -> int:
 def compile_spec(spec: Spec) -> Compiled:
     spec.validate()
     if spec.flush:
-        period = Period(microbatches=spec.microbatches, steps=1)
+        k = _sync_period(spec)
+        period = Period(microbatches=k * spec.microbatches, steps=k)
         programs = [RankProgram(r, body=tuple(s))
-                    for r, s in enumerate(lower_batches(spec, 1).streams)]
+                    for r, s in enumerate(lower_batches(spec, k).streams)]
     else:
         programs, period = _periodic_programs(spec)
     manifest = _manifest(spec, programs, period)
     table = verify(manifest, programs)
     manifest = Manifest(**{**manifest.__dict__, "analysis": analyse(manifest, programs, table)})
     return Compiled(spec, manifest, tuple(programs))
+
+
+def _sync_period(spec: Spec) -> int:
+    """Steps after which instructions that recur every few steps line up."""
+    return spec.dp_period if spec.dp_mode == "async-sparse" else 1
 
 
 def _periodic_programs(spec: Spec) -> tuple[list[RankProgram], Period]:
@@ -83,7 +89,7 @@ def _periodic_programs(spec: Spec) -> tuple[list[RankProgram], Period]:
     """
     base = warmup_batches(spec)
     error: VerifyError | None = None
-    for k in (1, 2, 3, 4):
+    for k in (_sync_period(spec) * j for j in (1, 2, 3, 4)):
         period = Period(microbatches=k * spec.microbatches, steps=k)
         b = base + (-base % k)
         runs = {n: lower_batches(spec, n, check_order=(n == b)).streams

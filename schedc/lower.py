@@ -178,6 +178,9 @@ class _RankLowering:
             alpha = self.plan.alpha.get(op.stage, 0.0)
             if alpha:
                 self._emit("LOOKAHEAD", stage=op.stage, pipeline=p, version=old + 1, alpha=alpha)
+            spec = self.problem.spec
+            if spec.dp_mode == "async-sparse" and (old + 1) % spec.dp_period == 0:
+                self._emit("SPARSE_SYNC", stage=op.stage, pipeline=p, version=old + 1)
 
     def _release_after(self, i: int, op: Op) -> None:
         rep = (op.pipeline, op.stage)

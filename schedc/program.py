@@ -21,7 +21,8 @@ COMPUTE_OPS = ("F", "B", "I", "W")
 SEND_OPS = ("SEND_ACT", "SEND_GRAD")
 RECV_OPS = ("RECV_ACT", "RECV_GRAD")
 COMM_OPS = SEND_OPS + RECV_OPS
-WEIGHT_OPS = ("ACC", "ALLREDUCE", "STEP", "STASH", "RELEASE", "SWAP", "LOOKAHEAD")
+WEIGHT_OPS = ("ACC", "ALLREDUCE", "STEP", "STASH", "RELEASE", "SWAP", "LOOKAHEAD",
+              "SPARSE_SYNC")
 ALL_OPS = COMPUTE_OPS + COMM_OPS + WEIGHT_OPS
 
 # Fields each op must carry (beyond `op`); others must be absent.
@@ -35,6 +36,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "RELEASE": ("stage", "pipeline", "version"),
     "SWAP": ("stage", "pipeline", "version"),
     "LOOKAHEAD": ("stage", "pipeline", "version", "alpha"),
+    "SPARSE_SYNC": ("stage", "pipeline", "version"),
 }
 OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
     "F": ("lookahead",),

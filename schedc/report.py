@@ -8,7 +8,7 @@ from schedc.program import COMPUTE_OPS, Instr, Manifest, RankProgram
 
 _SHORT = {"SEND_ACT": ">a", "RECV_ACT": "<a", "SEND_GRAD": ">g", "RECV_GRAD": "<g",
           "STEP": "S", "STASH": "st", "RELEASE": "rl", "SWAP": "sw", "LOOKAHEAD": "la",
-          "ALLREDUCE": "AR", "ACC": "+"}
+          "ALLREDUCE": "AR", "ACC": "+", "SPARSE_SYNC": "ss"}
 
 
 def summary(manifest: Manifest) -> str:

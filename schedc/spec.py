@@ -15,6 +15,7 @@ from typing import Any
 
 ORDERS = ("fill-drain", "1f1b", "interleaved", "zero-bubble")
 NAMED_DIRECTIONS = ("down", "up")
+DP_MODES = ("sync", "async-sparse")
 Direction = str | tuple[int, ...]  # "down", "up", or stage -> rank map of one chunk
 
 
@@ -68,6 +69,19 @@ class Spec:
     # Error-feedback correction g + lambda*(g - g_prev) before the optimizer
     # (runtime option carried with the schedule). None: off.
     error_feedback: float | None = None
+    # PipeMare learning-rate warm-up by delay: over the first K steps a stage
+    # with delay tau uses lr * tau**-(1 - min(k/K, 1)). None: off.
+    lr_warmup_by_delay: int | None = None
+    # Data parallelism across pipeline replicas (`--dp D` at run time): "sync"
+    # all-reduces gradients at every step; "async-sparse" (AsyncMesh) steps on
+    # local gradients and every `dp_period` steps averages a `dp_fraction` of
+    # the parameters, up to `dp_max_lateness` steps late, corrected by an EMA
+    # (coefficient `dp_beta`) of each replica's own drift.
+    dp_mode: str = "sync"
+    dp_fraction: float = 1.0
+    dp_period: int = 1
+    dp_beta: float = 0.9
+    dp_max_lateness: int = 0
     # Free-form origin (preset name) for people; not part of the semantics.
     preset: str | None = field(default=None, compare=False)
 
@@ -116,7 +130,27 @@ class Spec:
         self._validate_bounds()
         self._validate_versions()
         self._validate_async()
+        self._validate_corrections()
         return self
+
+    def _validate_corrections(self) -> None:
+        for name in ("lookahead", "error_feedback"):
+            value = getattr(self, name)
+            if isinstance(value, int | float) and not (0 <= value < float("inf")):
+                raise SpecError(name, "must be a finite number >= 0")
+        if self.lr_warmup_by_delay is not None and self.lr_warmup_by_delay < 1:
+            raise SpecError("lr_warmup_by_delay", "must be at least 1 step")
+        if self.dp_mode not in DP_MODES:
+            raise SpecError("dp_mode", f"unknown mode {self.dp_mode!r}; one of "
+                            f"{', '.join(DP_MODES)}")
+        if not 0 < self.dp_fraction <= 1:
+            raise SpecError("dp_fraction", "must be in (0, 1]")
+        if self.dp_period < 1:
+            raise SpecError("dp_period", "must be at least 1")
+        if not 0 <= self.dp_beta < 1:
+            raise SpecError("dp_beta", "must be in [0, 1)")
+        if self.dp_max_lateness < 0:
+            raise SpecError("dp_max_lateness", "must be at least 0")
 
     def _validate_directions(self) -> None:
         try:

@@ -36,6 +36,7 @@ class VersionTable:
     # are a derived copy, counted in copy_peaks only.
     version_peaks: dict[tuple[int, int], tuple[int, Where]] = field(default_factory=dict)
     activation_peaks: list[tuple[int, int]] = field(default_factory=list)
+    sparse_syncs: dict[tuple[int, int], int] = field(default_factory=dict)
 
     def inconsistency(self, key: Key) -> int:
         return self.backward[key] - self.forward[key]
@@ -261,6 +262,17 @@ class _RankReplay:
                             f"{rep.current}")
         rep.lookahead = ins.version
         self._peak(self.table.copy_peaks, (ins.pipeline, ins.stage), rep.copies())
+
+    def _op_SPARSE_SYNC(self, ins, rep: _Replica) -> None:
+        spec = self.spec
+        if spec.dp_mode != "async-sparse":
+            raise self.fail("SPARSE_SYNC in a schedule whose dp_mode is not async-sparse")
+        if ins.version != rep.current or ins.version % spec.dp_period:
+            raise self.fail(f"SPARSE_SYNC at version {ins.version}: it follows the STEP to a "
+                            f"multiple of dp_period ({spec.dp_period}); current is "
+                            f"{rep.current}")
+        self.table.sparse_syncs[(ins.pipeline, ins.stage)] = \
+            self.table.sparse_syncs.get((ins.pipeline, ins.stage), 0) + 1
 
     def _op_SWAP(self, ins, rep: _Replica) -> None:
         if ins.lookahead:

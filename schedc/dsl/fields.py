@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schedc.dsl.lexer import EOF, FLOAT, INT, NAME, NEWLINE, PUNCT, Cursor, Token, describe
-from schedc.spec import ORDERS
+from schedc.spec import DP_MODES, ORDERS
 
 __all__ = ["FIELDS", "MAX_RANKS", "Statement", "normalize", "suggest"]
 
@@ -107,6 +107,15 @@ def _order(cur: Cursor, kw: Token) -> Statement:
         raise cur.error(f"order needs a policy ({', '.join(ORDERS)})", tok)
     hint = suggest(tok.text, ORDERS)
     raise cur.error(f"unknown order {tok.text!r} (one of {', '.join(ORDERS)}){hint}", tok)
+
+
+def _dp_mode(cur: Cursor, kw: Token) -> Statement:
+    tok = cur.next()
+    if tok.kind == NAME and tok.text in DP_MODES:
+        return Statement("dp_mode", kw, tok.text, tok)
+    hint = suggest(tok.text, DP_MODES) if tok.kind == NAME else ""
+    raise cur.error(f"dp_mode needs one of {', '.join(DP_MODES)}, found {describe(tok)}{hint}",
+                    tok)
 
 
 def _number(*, auto: bool) -> Reader:
@@ -209,6 +218,12 @@ FIELDS: dict[str, Reader] = {
     "lookahead": _number(auto=True),
     "split_backward": _bool,
     "error_feedback": _number(auto=False),
+    "lr_warmup_by_delay": _integer(1, none="none"),
+    "dp_mode": _dp_mode,
+    "dp_fraction": _number(auto=False),
+    "dp_period": _integer(1),
+    "dp_beta": _number(auto=False),
+    "dp_max_lateness": _integer(0),
 }
 
 # Words people reach for that are not statements, with what to write instead.

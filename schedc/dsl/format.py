@@ -19,11 +19,13 @@ __all__ = ["format_spec", "format_value"]
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 _NUMBER = re.compile(r"[+-]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][+-]?[0-9]+)?")
-_NULL_WORD = {"ranks": "auto", "lookahead": "off", "error_feedback": "off"}
+_NULL_WORD = {"ranks": "auto", "lookahead": "off", "error_feedback": "off",
+              "lr_warmup_by_delay": "none"}
 _ORDER = (
     "stages", "ranks", "directions", "microbatches", "order", "flush", "max_inflight",
     "max_inconsistency", "max_delay", "max_activations", "versions", "fixed_delay",
-    "lookahead", "split_backward", "error_feedback",
+    "lookahead", "split_backward", "error_feedback", "lr_warmup_by_delay", "dp_mode",
+    "dp_fraction", "dp_period", "dp_beta", "dp_max_lateness",
 )
 
 
