@@ -1,24 +1,55 @@
 """Write and read program directories (manifest.json + rank<r>.json).
 
-Loading checks the format, every field's presence, and the sha256 of each
-rank file against the manifest, so a hand edit is noticed (`schedc check`
-re-verifies the edited programs). Every problem is a ProgramFileError naming
-the file and the field.
+Loading validates everything before anyone uses it, so a damaged or
+hand-edited directory is one clear message, never a traceback:
+
+- the manifest's schema: every field's presence and type, the Spec (valid,
+  and its `spec_hash`), and that world size, stages, pipelines,
+  stage-to-rank maps and `synchronous` agree with the Spec;
+- every rank file's schema: every instruction's `op`, its fields exactly as
+  `schedc.program.REQUIRED_FIELDS` / `OPTIONAL_FIELDS` say, their types and
+  ranges (stage, pipeline, peer, group members within the manifest's);
+- integrity: the sha256 of each rank file against the manifest's `files`
+  map, and `programs_hash`, one hash over the manifest and every file hash
+  (`programs_hash(manifest)`): the identity of the whole set, which ranks
+  compare at start-up and checkpoints record.
+
+Every problem is a ProgramFileError naming the file and the field, e.g.
+`out/rank1.json: body[4] (F): field 'stage' must be an integer, got "2"`.
+`check_hashes=False` (`schedc check`, after a hand edit) skips the integrity
+checks only; the verifier then re-proves the edited programs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from schedc.errors import ProgramFileError
-from schedc.program import FORMAT_VERSION, Manifest, RankProgram
+from schedc.program import (
+    ALL_OPS,
+    FORMAT_VERSION,
+    OPTIONAL_FIELDS,
+    REQUIRED_FIELDS,
+    Manifest,
+    RankProgram,
+)
 
 MANIFEST = "manifest.json"
+SECTIONS = ("prologue", "body", "epilogue")
+# Manifest fields and their JSON types; `analysis` and `programs_hash` are optional.
+_MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "format": str, "format_version": int, "spec": dict, "spec_hash": str, "world_size": int,
+    "num_stages": int, "num_pipelines": int, "stage_to_rank": list, "period": dict,
+    "synchronous": bool, "files": dict,
+}
+_MANIFEST_OPTIONAL = {"analysis": dict, "programs_hash": str}
+_INT_FIELDS = ("stage", "mb", "pipeline", "version", "peer", "count")
 
 
 def _dumps(data: Any) -> bytes:
@@ -27,6 +58,13 @@ def _dumps(data: Any) -> bytes:
 
 def _sha(blob: bytes) -> str:
     return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def programs_hash(manifest: Manifest) -> str:
+    """One hash over the manifest (without its analysis) and every rank file's hash."""
+    data = manifest.to_dict()
+    data.pop("analysis", None)
+    return _sha(json.dumps(data, sort_keys=True).encode())
 
 
 def _atomic_write(path: Path, blob: bytes) -> None:
@@ -56,7 +94,17 @@ def write_programs(directory: str | os.PathLike, manifest: Manifest,
         files[name] = _sha(blob)
     data = manifest.to_dict()
     data["files"] = files
+    data["programs_hash"] = programs_hash(Manifest.from_dict(data))
     _atomic_write(out / MANIFEST, _dumps(data))
+    return out
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"field {key!r} appears twice")
+        out[key] = value
     return out
 
 
@@ -68,9 +116,11 @@ def _read_json(path: Path) -> tuple[Any, bytes]:
     except OSError as exc:
         raise ProgramFileError(str(path), f"cannot read: {exc.strerror}") from None
     try:
-        return json.loads(blob), blob
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return json.loads(blob, object_pairs_hook=_no_duplicates), blob
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise ProgramFileError(str(path), f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProgramFileError(str(path), "not valid JSON: nested too deeply") from None
 
 
 def load_programs(directory: str | os.PathLike, check_hashes: bool = True
@@ -79,7 +129,7 @@ def load_programs(directory: str | os.PathLike, check_hashes: bool = True
     if not root.is_dir():
         raise ProgramFileError(str(root), "not a program directory")
     data, _ = _read_json(root / MANIFEST)
-    manifest = _manifest_from(root / MANIFEST, data)
+    manifest = _manifest_from(root / MANIFEST, data, check_hashes)
     programs = []
     for r in range(manifest.world_size):
         name = f"rank{r}.json"
@@ -88,43 +138,191 @@ def load_programs(directory: str | os.PathLike, check_hashes: bool = True
             raise ProgramFileError(str(root / name), "field 'files' of manifest.json: hash "
                                    "mismatch (the file changed after compile; run schedc "
                                    "check to re-verify it)")
-        programs.append(_program_from(root / name, pdata, r))
+        programs.append(_program_from(root / name, pdata, r, manifest))
     return manifest, programs
+
+
+# ---- manifest -------------------------------------------------------------------
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {int: "an integer", str: "a string", dict: "an object", list: "a list",
+             bool: "true or false", float: "a number"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and kind is not bool and kind != (bool,):
+        return False  # JSON true is not an integer
+    return isinstance(value, kind)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) \
+        else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _require(path: Path, data: Any, key: str, kind: type | tuple[type, ...]) -> Any:
     if not isinstance(data, dict) or key not in data:
         raise ProgramFileError(str(path), f"field {key!r} is missing")
-    if not isinstance(data[key], kind):
-        raise ProgramFileError(str(path), f"field {key!r} has the wrong type")
+    if not _is(data[key], kind):
+        raise ProgramFileError(str(path), f"field {key!r} must be {_type_name(kind)}, "
+                               f"got {_short(data[key])}")
     return data[key]
 
 
-def _manifest_from(path: Path, data: Any) -> Manifest:
+def _manifest_from(path: Path, data: Any, check_hashes: bool = True) -> Manifest:
+    if not isinstance(data, dict):
+        raise ProgramFileError(str(path), "must hold a JSON object")
     if _require(path, data, "format", str) != "schedc-programs":
         raise ProgramFileError(str(path), "field 'format' is not 'schedc-programs'")
     version = _require(path, data, "format_version", int)
     if version != FORMAT_VERSION:
         raise ProgramFileError(str(path), f"field 'format_version': {version} is not "
                                f"supported (this schedc reads {FORMAT_VERSION})")
-    for key, kind in (("spec", dict), ("spec_hash", str), ("world_size", int),
-                      ("num_stages", int), ("num_pipelines", int), ("stage_to_rank", list),
-                      ("period", dict), ("synchronous", bool), ("files", dict)):
+    for key, kind in _MANIFEST_FIELDS.items():
         _require(path, data, key, kind)
+    for key, kind in _MANIFEST_OPTIONAL.items():
+        if key in data:
+            _require(path, data, key, kind)
+    unknown = sorted(set(data) - set(_MANIFEST_FIELDS) - set(_MANIFEST_OPTIONAL))
+    if unknown:
+        raise ProgramFileError(str(path), f"field {unknown[0]!r} is unknown")
+    w, s, p = data["world_size"], data["num_stages"], data["num_pipelines"]
+    for key in ("world_size", "num_stages", "num_pipelines"):
+        if data[key] < 1:
+            raise ProgramFileError(str(path), f"field {key!r} must be at least 1")
+    _check_maps(path, data["stage_to_rank"], w, s, p)
+    _check_period(path, data["period"])
+    _check_spec(path, data, check_hashes)
+    files = data["files"]
+    for r in range(w):
+        if not isinstance(files.get(f"rank{r}.json"), str):
+            raise ProgramFileError(str(path), f"field 'files' names no hash for rank{r}.json")
+    manifest = Manifest.from_dict({k: v for k, v in data.items() if k != "programs_hash"})
+    if check_hashes and "programs_hash" in data and data["programs_hash"] != \
+            programs_hash(manifest):
+        raise ProgramFileError(str(path), "field 'programs_hash' does not match the manifest "
+                               "and its file hashes (edited after compile; run schedc check)")
+    return manifest
+
+
+def _check_maps(path: Path, maps: list, w: int, s: int, p: int) -> None:
+    if len(maps) != p:
+        raise ProgramFileError(str(path), f"field 'stage_to_rank' has {len(maps)} maps for "
+                               f"num_pipelines {p}")
+    for i, m in enumerate(maps):
+        if not isinstance(m, list) or len(m) != s:
+            raise ProgramFileError(str(path), f"field 'stage_to_rank'[{i}] must list a rank "
+                                   f"for each of the {s} stages")
+        for r in m:
+            if not _is(r, int) or not 0 <= r < w:
+                raise ProgramFileError(str(path), f"field 'stage_to_rank'[{i}]: rank "
+                                       f"{_short(r)} is not in 0..{w - 1}")
+
+
+def _check_period(path: Path, period: dict) -> None:
+    if set(period) != {"microbatches", "steps"}:
+        raise ProgramFileError(str(path), "field 'period' must hold exactly 'microbatches' "
+                               "and 'steps'")
+    for key in ("microbatches", "steps"):
+        if not _is(period[key], int) or period[key] < 1:
+            raise ProgramFileError(str(path), f"field 'period.{key}' must be a positive "
+                                   f"integer, got {_short(period[key])}")
+    if period["microbatches"] % period["steps"]:
+        raise ProgramFileError(str(path), "field 'period': microbatches must be a multiple "
+                               "of steps")
+
+
+def _check_spec(path: Path, data: dict, check_hashes: bool) -> None:
+    """The Spec is valid and the manifest's shape is the Spec's."""
+    from schedc.spec import Spec  # the loader's only use of the Spec
+
     try:
-        return Manifest.from_dict(data)
-    except (TypeError, KeyError, ValueError) as exc:
-        raise ProgramFileError(str(path), f"malformed: {exc}") from None
+        spec = Spec.from_dict(data["spec"]).validate()
+        expected = {
+            "world_size": spec.num_ranks, "num_stages": spec.stages,
+            "num_pipelines": spec.num_pipelines, "synchronous": spec.flush,
+            "stage_to_rank": [list(m) for m in spec.resolved_directions()],
+        }
+    except Exception as exc:  # noqa: BLE001 - any malformed spec is the file's fault
+        raise ProgramFileError(str(path), f"field 'spec' is not a valid schedule: "
+                               f"{exc}") from None
+    for key, value in expected.items():
+        if data[key] != value:
+            raise ProgramFileError(str(path), f"field {key!r} is {_short(data[key])}, the "
+                                   f"spec says {_short(value)}")
+    if check_hashes and data["spec_hash"] != spec.hash():
+        raise ProgramFileError(str(path), "field 'spec_hash' does not match field 'spec' "
+                               "(edited after compile)")
 
 
-def _program_from(path: Path, data: Any, rank: int) -> RankProgram:
+# ---- rank files -------------------------------------------------------------------
+def _program_from(path: Path, data: Any, rank: int, manifest: Manifest) -> RankProgram:
+    if not isinstance(data, dict):
+        raise ProgramFileError(str(path), "must hold a JSON object")
     if _require(path, data, "rank", int) != rank:
         raise ProgramFileError(str(path), f"field 'rank' is {data['rank']}, expected {rank}")
-    for section in ("prologue", "body", "epilogue"):
-        for i, ins in enumerate(_require(path, data, section, list)):
-            if not isinstance(ins, dict) or not isinstance(ins.get("op"), str):
-                raise ProgramFileError(str(path), f"{section}[{i}]: field 'op' is missing")
-    try:
-        return RankProgram.from_dict(data)
-    except TypeError as exc:
-        raise ProgramFileError(str(path), f"malformed instruction: {exc}") from None
+    if "format_version" in data and data["format_version"] != FORMAT_VERSION:
+        got = _short(data["format_version"])
+        raise ProgramFileError(str(path), f"field 'format_version': {got} is not supported "
+                               f"(this schedc reads {FORMAT_VERSION})")
+    unknown = sorted(set(data) - {"rank", "format_version", *SECTIONS})
+    if unknown:
+        raise ProgramFileError(str(path), f"field {unknown[0]!r} is unknown")
+    for section in SECTIONS:
+        seq = _require(path, data, section, list)
+        for i, ins in enumerate(seq):
+            problem = _instr_problem(ins, rank, manifest)
+            if problem:
+                op = ins.get("op") if isinstance(ins, dict) else None
+                where = f"{section}[{i}]" + (f" ({op})" if isinstance(op, str) else "")
+                raise ProgramFileError(str(path), f"{where}: {problem}")
+    return RankProgram.from_dict(data)
+
+
+def _instr_problem(ins: Any, rank: int, manifest: Manifest) -> str | None:
+    """Why `ins` is not a well-formed instruction of `rank`, or None."""
+    if not isinstance(ins, dict):
+        return f"an instruction must be a JSON object, got {_short(ins)}"
+    op = ins.get("op")
+    if not isinstance(op, str):
+        return "field 'op' is missing" if op is None else "field 'op' must be a string"
+    if op not in ALL_OPS:
+        return f"field 'op': unknown op {_short(op)}"
+    required = REQUIRED_FIELDS[op]
+    allowed = {"op", *required, *OPTIONAL_FIELDS.get(op, ())}
+    for name in required:
+        if name not in ins:
+            return f"field {name!r} is missing ({op} needs {', '.join(required)})"
+    for name in ins:
+        if name not in allowed:
+            return f"field {name!r} is not a field of {op}"
+    for name in _INT_FIELDS:
+        if name in ins and not _is(ins[name], int):
+            return f"field {name!r} must be an integer, got {_short(ins[name])}"
+    if "lookahead" in ins and not isinstance(ins["lookahead"], bool):
+        return f"field 'lookahead' must be true or false, got {_short(ins['lookahead'])}"
+    if "alpha" in ins and (not _is(ins["alpha"], (int, float)) or not math.isfinite(ins["alpha"])):
+        return f"field 'alpha' must be a finite number, got {_short(ins['alpha'])}"
+    return _range_problem(ins, rank, manifest)
+
+
+def _range_problem(ins: dict, rank: int, m: Manifest) -> str | None:
+    if not 0 <= ins["stage"] < m.num_stages:
+        return f"field 'stage': {ins['stage']} is not in 0..{m.num_stages - 1}"
+    if not 0 <= ins["pipeline"] < m.num_pipelines:
+        return f"field 'pipeline': {ins['pipeline']} is not in 0..{m.num_pipelines - 1}"
+    for name, low in (("mb", 0), ("version", 0), ("count", 1)):
+        if name in ins and ins[name] < low:
+            return f"field {name!r} must be at least {low}, got {ins[name]}"
+    if "peer" in ins and not (0 <= ins["peer"] < m.world_size and ins["peer"] != rank):
+        return f"field 'peer': {ins['peer']} is not another rank in 0..{m.world_size - 1}"
+    if "group" in ins:
+        g = ins["group"]
+        if not isinstance(g, list) or not g or not all(_is(r, int) for r in g):
+            return f"field 'group' must be a non-empty list of ranks, got {_short(g)}"
+        if g != sorted(set(g)) or not all(0 <= r < m.world_size for r in g) or rank not in g:
+            return (f"field 'group' must list distinct ranks in 0..{m.world_size - 1} in "
+                    f"order, this rank ({rank}) included, got {_short(g)}")
+    return None
