@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from schedc.errors import UserError
 from schedc.program import Manifest
 
 from .config import RunConfig
@@ -24,11 +25,38 @@ def stage_seed(seed: int, stage: int) -> int:
 
 
 def optim_config(cfg: RunConfig, manifest: Manifest) -> OptimConfig:
-    ef = manifest.spec.get("error_feedback")
+    """The optimizer; delay corrections from the Spec unless the options override them."""
+    ef = manifest.spec.get("error_feedback") if cfg.error_feedback is None else cfg.error_feedback
+    warm = manifest.spec.get("lr_warmup_by_delay")
+    if cfg.lr_warmup_by_delay is not None:
+        warm = cfg.lr_warmup_by_delay
     return OptimConfig(
         name=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
-        ef_lambda=None if ef is None else float(ef),
+        ef_lambda=float(ef) if ef else None, muon_momentum=cfg.muon_momentum,
+        lr_warmup_by_delay=int(warm) if warm else None,
     )
+
+
+def stage_delay(manifest: Manifest, pipeline: int, stage: int) -> int:
+    """The stage's largest delay, from the compiler's analysis (0 if absent)."""
+    try:
+        return int(manifest.analysis["stages"][pipeline][stage]["max_delay"] or 0)
+    except (KeyError, IndexError, TypeError):
+        return 0
+
+
+def lookahead_alpha(cfg: RunConfig, manifest: Manifest, pipeline: int, stage: int
+                    ) -> float | None:
+    """--lookahead's alpha for a stage (None: the programs' own)."""
+    if cfg.lookahead is None:
+        return None
+    if manifest.spec.get("lookahead") is None:
+        raise UserError(f"--lookahead {cfg.lookahead}: these programs were compiled without "
+                        "look-ahead (no LOOKAHEAD instructions); add `lookahead auto` (or a "
+                        "number) to the schedule and compile again")
+    if cfg.lookahead == "auto":
+        return float(stage_delay(manifest, pipeline, stage))
+    return float(cfg.lookahead)
 
 
 def build_stage_module(model: ModelDef, stage: int, num_stages: int, seed: int,
@@ -47,7 +75,8 @@ def build_replicas(
         for s, r in enumerate(stage_map):
             if r == rank:
                 module = build_stage_module(model, s, manifest.num_stages, cfg.seed, device)
-                out[(p, s)] = StageReplica(module, s, p, optim)
+                out[(p, s)] = StageReplica(module, s, p, optim, delay=stage_delay(manifest, p, s),
+                                           lookahead_alpha=lookahead_alpha(cfg, manifest, p, s))
     return out
 
 

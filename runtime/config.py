@@ -25,9 +25,20 @@ class RunConfig:
     steps: int = 10
     seed: int = 0
     lr: float = 1e-3
+    # sgd | adamw | muon (Muon for hidden 2-D weights, AdamW for embeddings,
+    # norms, biases and the output head).
     optimizer: str = "adamw"
     weight_decay: float = 0.0
-    momentum: float = 0.0
+    momentum: float = 0.0  # SGD's
+    muon_momentum: float = 0.95
+    # Delay corrections; None: the schedule's (the manifest's Spec) value.
+    # Error feedback lambda (0: off).
+    error_feedback: float | None = None
+    # Look-ahead alpha, a number or "auto" (each stage's max delay); the
+    # programs must have been compiled with `lookahead` (they hold LOOKAHEAD).
+    lookahead: str | None = None
+    # PipeMare warm-up steps K (0: off).
+    lr_warmup_by_delay: int | None = None
     micro_batch_size: int = 4
     seq_len: int = 64
     # Text file for byte-level training data; None: the Python stdlib sources.
@@ -55,9 +66,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--steps", type=int, default=10, help="optimizer steps (body repetitions)")
     add("--seed", type=int, default=0)
     add("--lr", type=float, default=1e-3)
-    add("--optimizer", choices=("sgd", "adamw"), default="adamw")
+    add("--optimizer", choices=("sgd", "adamw", "muon"), default="adamw",
+        help="muon: torch.optim.Muon for hidden 2-D weights, AdamW for the rest")
     add("--weight-decay", type=float, default=0.0)
     add("--momentum", type=float, default=0.0, help="SGD momentum")
+    add("--muon-momentum", type=float, default=0.95, help="Muon's momentum")
+    add("--error-feedback", type=float, default=None, metavar="L",
+        help="error feedback g + L*(g - g_prev) (0: off; default: the schedule's)")
+    add("--lookahead", default=None, metavar="A|auto",
+        help="look-ahead alpha for programs compiled with lookahead (default: theirs)")
+    add("--lr-warmup-by-delay", type=int, default=None, metavar="K",
+        help="PipeMare lr warm-up over K steps by stage delay (0: off; default: the schedule's)")
     add("--micro-batch-size", type=int, default=4)
     add("--seq-len", type=int, default=64)
     add("--data", type=Path, default=None, help="text file (default: Python stdlib sources)")
@@ -86,6 +105,15 @@ def _check(cfg: RunConfig) -> None:
     for name in ("steps", "micro_batch_size", "seq_len", "dp"):
         if getattr(cfg, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.error_feedback is not None and cfg.error_feedback < 0:
+        raise UserError("--error-feedback must be at least 0")
+    if cfg.lr_warmup_by_delay is not None and cfg.lr_warmup_by_delay < 0:
+        raise UserError("--lr-warmup-by-delay must be at least 0")
+    if cfg.lookahead is not None and cfg.lookahead != "auto":
+        try:
+            float(cfg.lookahead)
+        except ValueError:
+            raise UserError(f"--lookahead {cfg.lookahead}: a number or auto") from None
     if cfg.save_every < 0:
         raise UserError("--save-every must be at least 0")
     if cfg.save_every and cfg.save_dir is None and cfg.resume is None:

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from . import weights
+from .optim import FlatOptimizer, muon_split, pipemare_lr
 from .weights import OptimConfig
 
 CURRENT = "current"
@@ -54,12 +55,22 @@ class VersionError(RuntimeError):
 class StageReplica:
     """Stage `stage` of pipeline `pipeline` on one rank."""
 
-    def __init__(self, module: nn.Module, stage: int, pipeline: int, optim: OptimConfig) -> None:
+    def __init__(self, module: nn.Module, stage: int, pipeline: int, optim: OptimConfig,
+                 delay: int = 0, lookahead_alpha: float | None = None) -> None:
+        """`delay`: the stage's delay (the manifest's max_delay), for PipeMare's
+        warm-up; `lookahead_alpha`: replaces the programs' LOOKAHEAD alpha."""
         self.module = module
         self.stage = stage
         self.pipeline = pipeline
         self.optim = optim
-        self.params = [p for p in module.parameters() if p.requires_grad]
+        self.delay = delay
+        self.lookahead_alpha = lookahead_alpha
+        params = [p for p in module.parameters() if p.requires_grad]
+        muon: list[nn.Parameter] = []
+        if optim.name == "muon":  # flat layout [AdamW's | Muon's matrices]
+            adamw, muon = muon_split(module, params)
+            params = adamw + muon
+        self.params = params
         self.current, self.offsets = weights.flatten_params(self.params)
         weights.repoint(self.params, self.current, self.offsets)
         self.version = 0  # updates applied to `current`
@@ -69,7 +80,12 @@ class StageReplica:
         self.lookahead_version: int | None = None
         self.active: str | int = CURRENT  # CURRENT, LOOKAHEAD, or a stash version
         self.acc = torch.zeros_like(self.current)
-        self.state = {name: torch.zeros_like(self.current) for name in optim.state_names()}
+        k = len(params) - len(muon)
+        self.optimizer = FlatOptimizer(
+            optim, self.current, n_adamw=sum(p.numel() for p in params[:k]),
+            muon_offsets=self.offsets[k:], muon_shapes=[p.shape for p in muon],
+        )
+        self.state = self.optimizer.state  # name -> flat fp32 buffer
         self._grad_pool: list[torch.Tensor] = []
         self._grad_views: dict[int, list[torch.Tensor]] = {}
         self._grad_bound: int | None = None
@@ -211,11 +227,12 @@ class StageReplica:
             if self.lookahead is None:
                 self.lookahead = self._new_buffer()
             la_out = self.lookahead
+        if lookahead_alpha is not None and self.lookahead_alpha is not None:
+            lookahead_alpha = self.lookahead_alpha  # --lookahead overrides the programs'
+        lr = pipemare_lr(self.optim.lr, self.delay, version - 1, self.optim.lr_warmup_by_delay)
         with torch.no_grad():
-            weights.optimizer_step(
-                self.optim, self.current, self.acc, self.state, version,
-                lookahead_out=la_out, lookahead_alpha=lookahead_alpha or 0.0,
-            )
+            self.optimizer.step(self.current, self.acc, version, lr=lr, lookahead_out=la_out,
+                                lookahead_alpha=lookahead_alpha or 0.0)
         self.acc.zero_()
         self.version = version
         if lookahead_alpha is not None:

@@ -74,19 +74,29 @@ def accumulate(acc: torch.Tensor, grad: torch.Tensor, zero_source: bool = False)
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: str = "adamw"  # adamw | sgd
+    name: str = "adamw"  # adamw | sgd | muon (Muon for hidden 2-D weights, AdamW for the rest)
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.0
-    momentum: float = 0.0
+    momentum: float = 0.0  # SGD's
     ef_lambda: float | None = None  # error feedback (schedule option), None: off
+    # Muon (torch.optim.Muon): momentum, Nesterov, and the lr adjustment.
+    # "match_rms_adamw" (Moonshot) lets Muon share AdamW's learning rate.
+    muon_momentum: float = 0.95
+    muon_nesterov: bool = True
+    muon_adjust_lr: str = "match_rms_adamw"
+    # PipeMare warm-up: over the first K steps a stage with delay tau >= 1
+    # uses lr * tau**-(1 - min(k/K, 1)). None: off.
+    lr_warmup_by_delay: int | None = None
 
     def state_names(self) -> tuple[str, ...]:
         """Flat fp32 state buffers the optimizer keeps, one per name."""
         names: tuple[str, ...] = ("exp_avg", "exp_avg_sq") if self.name == "adamw" else ()
         if self.name == "sgd" and self.momentum:
             names = ("momentum",)
+        if self.name == "muon":
+            names = ("exp_avg", "exp_avg_sq", "muon_momentum")
         if self.ef_lambda is not None:
             names += ("ef_prev_grad",)
         return names
