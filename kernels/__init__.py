@@ -14,12 +14,15 @@ not overlap.
   stash, look-ahead weights and applying error feedback in the same pass.
 - ``flatten_params`` / ``repoint``: flat buffers and zero-copy parameter views.
 - ``copy_`` / ``swap_``: fused copy (with dtype conversion) and in-place swap.
+- ``drift_apply``: asynchronous data parallelism's drift EMA and late sparse
+  average (``x[S] = avg[S] + lateness * drift[S]``), over blocks of the buffer.
 """
 
 from . import budget
 from ._dispatch import triton_available, use_triton
 from .accumulate import accumulate, accumulate_ref
 from .optim_step import adamw_step, adamw_step_ref, sgd_step, sgd_step_ref
+from .sparse_avg import drift_apply, drift_apply_ref, num_blocks
 from .versions import copy_, copy_ref, flatten_params, repoint, swap_, swap_ref
 
 __all__ = [
@@ -30,7 +33,10 @@ __all__ = [
     "budget",
     "copy_",
     "copy_ref",
+    "drift_apply",
+    "drift_apply_ref",
     "flatten_params",
+    "num_blocks",
     "repoint",
     "sgd_step",
     "sgd_step_ref",

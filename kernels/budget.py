@@ -21,6 +21,7 @@ __all__ = [
     "adamw_bytes",
     "copy_bytes",
     "sgd_bytes",
+    "sparse_avg_bytes",
     "swap_bytes",
 ]
 
@@ -68,6 +69,18 @@ def swap_bytes(dtype: torch.dtype | int) -> int:
     return 4 * _size(dtype)
 
 
+def sparse_avg_bytes(update_drift: bool = True, applied_fraction: float = 0.0,
+                     late: bool = True) -> float:
+    """``drift_apply`` per element of the whole buffer: the drift update reads x, prev,
+    drift and writes drift, prev (20); a fraction ``applied_fraction`` of the elements
+    (the subset S) also reads the average and writes x (+8); an apply-only call
+    reads the average and writes x and prev of S only (12), plus reading drift
+    when ``late`` (+4)."""
+    if update_drift:
+        return 5 * FP32 + 2 * FP32 * applied_fraction
+    return (3 * FP32 + (FP32 if late else 0)) * applied_fraction
+
+
 # The configurations the runtime uses most, by name (bytes per element).
 TABLE: dict[str, int] = {
     "accumulate fp32 += s*bf16": accumulate_bytes(torch.bfloat16),
@@ -87,5 +100,8 @@ TABLE: dict[str, int] = {
     "copy fp32 -> fp32": copy_bytes(torch.float32, torch.float32),
     "copy fp32 -> bf16": copy_bytes(torch.bfloat16, torch.float32),
     "swap fp32": swap_bytes(torch.float32),
+    "drift update": int(sparse_avg_bytes()),
+    "drift update + late average on all": int(sparse_avg_bytes(applied_fraction=1.0)),
+    "average on all, on time": int(sparse_avg_bytes(False, 1.0, late=False)),
     "swap by repointing": REPOINT_BYTES,
 }
