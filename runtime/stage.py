@@ -207,13 +207,15 @@ class StageReplica:
             p.grad = g
         self._grad_bound = key
 
-    def accumulate(self, mb: int) -> None:
-        """ACC: acc += grad(mb), zeroing grad(mb) in the same pass for reuse."""
+    def accumulate(self, mb: int) -> torch.Tensor | None:
+        """ACC: acc += grad(mb), zeroing grad(mb) in the same pass for reuse.
+        Returns the squared norm of grad(mb) (fused; the NaN/Inf check's input)."""
         buf = self.pending.pop(mb, None)
         if buf is None:
             raise VersionError(f"ACC of micro-batch {mb}: no weight gradient computed for it")
-        weights.accumulate(self.acc, buf, zero_source=True)
+        sqnorm = weights.accumulate(self.acc, buf, zero_source=True, return_sqnorm=True)
         self._grad_pool.append(buf)
+        return sqnorm
 
     # ---- optimizer ------------------------------------------------------------------
     def step(self, version: int, count: int, lookahead_alpha: float | None = None) -> None:

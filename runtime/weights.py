@@ -60,16 +60,19 @@ def copy_(dst: torch.Tensor, src: torch.Tensor) -> None:
         dst.copy_(src)
 
 
-def accumulate(acc: torch.Tensor, grad: torch.Tensor, zero_source: bool = False) -> None:
-    """acc += grad (and grad = 0 in the same pass when asked)."""
+def accumulate(acc: torch.Tensor, grad: torch.Tensor, zero_source: bool = False,
+               return_sqnorm: bool = False) -> torch.Tensor | None:
+    """acc += grad (and grad = 0 in the same pass when asked); with
+    `return_sqnorm`, also sum(grad ** 2) as a 0-d fp32 tensor (NaN/Inf checks)."""
     if acc.numel() == 0:
-        return
+        return acc.new_zeros(()) if return_sqnorm else None
     if _k is not None:
-        _k.accumulate(acc, grad, zero_source=zero_source)
-        return
+        return _k.accumulate(acc, grad, zero_source=zero_source, return_sqnorm=return_sqnorm)
+    sqnorm = grad.float().square().sum() if return_sqnorm else None
     acc.add_(grad)
     if zero_source:
         grad.zero_()
+    return sqnorm
 
 
 @dataclass(frozen=True)
