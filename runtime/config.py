@@ -55,6 +55,12 @@ class RunConfig:
     threads: int = 0
     device: str = "auto"
     quiet: bool = False
+    # Seconds a rank may wait on one receive or collective before it reports
+    # what it waits for and the run stops (docs/reliability.md).
+    timeout: float = 300.0
+    # NaN/Inf in a loss or gradient: "stop" (with step, stage, micro-batch) or
+    # "skip" the step on every stage (synchronous programs).
+    on_nan: str = "stop"
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +96,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--threads", type=int, default=0, help="torch threads per rank (0: default)")
     add("--device", default="auto", help="auto, cpu or cuda")
     add("--quiet", action="store_true", help="no progress bar")
+    add("--timeout", type=float, default=300.0, metavar="S",
+        help="seconds a rank may wait on a receive or collective before the run stops")
+    add("--on-nan", choices=("stop", "skip"), default="stop",
+        help="NaN/Inf in a loss or gradient: stop, or skip the step on every stage")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -114,6 +124,8 @@ def _check(cfg: RunConfig) -> None:
             float(cfg.lookahead)
         except ValueError:
             raise UserError(f"--lookahead {cfg.lookahead}: a number or auto") from None
+    if not cfg.timeout > 0:
+        raise UserError("--timeout must be a positive number of seconds")
     if cfg.save_every < 0:
         raise UserError("--save-every must be at least 0")
     if cfg.save_every and cfg.save_dir is None and cfg.resume is None:
