@@ -86,6 +86,7 @@ class Interpreter:
         self.grad_out: dict[Key, torch.Tensor] = {}
         self.saved: dict[Key, Saved] = {}
         self._fused_lookahead: Instr | None = None
+        self.dp_sparse = None  # dp_sparse.SparseDP of an async-sparse run with --dp > 1
         self._sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
 
     # ---- driving --------------------------------------------------------------
@@ -107,6 +108,8 @@ class Interpreter:
                     (instr.op, instr.label(), instr.stage or 0, start, time.perf_counter() - start)
                 )
             self.executed += 1
+        if self.dp_sparse is not None:  # the end of a stream is a drain point
+            self.dp_sparse.flush(self.replicas)
 
     def run_to_end(self, stream: list[Instr]) -> None:
         """Run a stream whose transport never answers "not yet"."""
@@ -252,15 +255,21 @@ class Interpreter:
             alpha = float(nxt.alpha)  # fused: the LOOKAHEAD that follows is written here
             self._fused_lookahead = nxt
         count = instr.count
-        if self.dp_size > 1:
+        if self.dp_size > 1 and self.dp_sparse is None:
             self.transport.dp_allreduce(replica.acc)
             count *= self.dp_size
         replica.step(instr.version, count, lookahead_alpha=alpha)
+        if self.dp_sparse is not None:  # async-sparse DP: own gradients, drift EMA
+            self.dp_sparse.after_step(replica)
 
     def _op_LOOKAHEAD(self, instr: Instr) -> None:
         if self._fused_lookahead != instr:
             raise RuntimeError("LOOKAHEAD must follow the STEP that produces its version")
         self._fused_lookahead = None
+
+    def _op_SPARSE_SYNC(self, instr: Instr) -> None:
+        if self.dp_sparse is not None:  # else one replica: nothing to average with
+            self.dp_sparse.sync(self._replica(instr), instr.version)
 
     def _op_STASH(self, instr: Instr) -> None:
         self._replica(instr).stash_current(instr.version)
