@@ -45,6 +45,10 @@ class RunConfig:
     data: Path | None = None
     # Pipeline replicas (data parallel): world size = program ranks x dp.
     dp: int = 1
+    # Async-sparse DP (spec dp_mode async-sparse), an average not arrived
+    # dp_max_lateness steps after its version: `wait` for it (deterministic) or
+    # `drop` it (a slow replica never stalls the others). See runtime/dp_sparse.py.
+    dp_late: str = "wait"
     metrics: Path | None = None
     trace: Path | None = None
     costs_out: Path | None = None
@@ -87,6 +91,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seq-len", type=int, default=64)
     add("--data", type=Path, default=None, help="text file (default: Python stdlib sources)")
     add("--dp", type=int, default=1, help="data-parallel pipeline replicas")
+    add("--dp-late", choices=("wait", "drop"), default="wait",
+        help="async-sparse DP: wait for an average at its max lateness, or drop it")
     add("--metrics", type=Path, default=None, help="JSON-lines file: step, loss, ...")
     add("--trace", type=Path, default=None, help="Chrome trace of the run")
     add("--costs-out", type=Path, default=None, help="measured cost profile (docs/costs.md)")

@@ -148,6 +148,19 @@ class SparseDP:
                    period=int(spec["dp_period"]), beta=float(spec["dp_beta"]),
                    max_lateness=int(spec["dp_max_lateness"]), policy=policy, group=group)
 
+    def attach(self, interp) -> SparseDP:
+        """Hook into an interpreter: its STEP and SPARSE_SYNC call this object, and
+        every drain of its transport first completes the exchanges in flight."""
+        interp.dp_sparse = self
+        drain = interp.transport.drain
+
+        def drain_with_averages() -> None:
+            self.flush(interp.replicas)
+            drain()
+
+        interp.transport.drain = drain_with_averages
+        return self
+
     # ---- the interpreter's hooks ------------------------------------------------------
     def after_step(self, rep: StageReplica) -> None:
         """Right after STEP: the drift EMA, fused with the averages due now."""
@@ -183,7 +196,8 @@ class SparseDP:
             st.inflight.append(ex)
 
     def flush(self, replicas: dict[tuple[int, int], StageReplica]) -> None:
-        """At a drain point: wait for every exchange in flight and apply it."""
+        """At a drain point: wait for every exchange in flight and apply it (a
+        second call finds nothing left)."""
         for key, st in self.state.items():
             rep = replicas[key]
             while st.inflight:

@@ -26,6 +26,7 @@ from schedc.errors import UserError
 
 from .build import build_replicas
 from .config import RunConfig, add_run_arguments, config_from_args
+from .dp_sparse import SparseDP
 from .interpreter import Interpreter
 from .session import Session, train
 from .setup import Prepared, make_batches, pick_device, prepare
@@ -111,6 +112,9 @@ def build_dist(cfg: RunConfig) -> Session:
     interp = Interpreter(rank, build_replicas(rank, p.manifest, p.model, cfg, device), transport,
                          make_batches(p, dp_index), p.model.loss, p.manifest.num_stages,
                          dp_size=cfg.dp, timing=timing)
+    if cfg.dp > 1 and p.manifest.spec.get("dp_mode", "sync") == "async-sparse":
+        SparseDP.from_spec(p.manifest.spec, interp.replicas, cfg.dp, cfg.dp_late,
+                           dp_group).attach(interp)
     return Session(cfg, p.manifest, p.programs, {rank: interp},
                    lambda r: dp_index * R + r, dp_index, control,
                    lambda streams: interp.run_to_end(streams[rank]),
