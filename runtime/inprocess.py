@@ -16,9 +16,11 @@ from collections.abc import Generator
 
 import torch
 
-from schedc.program import Instr, Manifest
+from schedc.program import SEND_OPS, Instr, Manifest
 
 from .transport import boundary_of, ordered_sum
+
+_PENDING = object()
 
 
 def _message_key(instr: Instr) -> tuple:
@@ -41,6 +43,8 @@ class Hub:
         self.manifest = manifest
         self.mailbox: dict[tuple, torch.Tensor] = {}
         self.reductions: dict[tuple, _Reduction] = {}
+        self.votes: dict[int, dict[int, bool]] = {}  # step agreement: epoch -> rank -> flag
+        self.voted: dict[int, set[int]] = {}
 
     def replicas_in(self, stage: int, group: tuple[int, ...]) -> int:
         return sum(1 for _, r in self.manifest.ranks_of_stage(stage) if r in group)
@@ -55,14 +59,39 @@ class LocalTransport:
         self._count: dict[tuple, int] = defaultdict(int)
         self._waiting: dict[tuple[int, int], tuple] = {}  # (stage, pipeline) -> reduction key
 
-    def send(self, instr: Instr, tensor: torch.Tensor) -> None:
-        key = _message_key(instr)
-        if key in self.hub.mailbox:
-            raise RuntimeError(f"a message {key} is already waiting to be received")
-        self.hub.mailbox[key] = tensor
+    def post(self, batch: list[Instr], tensors: list[torch.Tensor | None]) -> list:
+        """Sends go to the mailbox at once; the handle collects the receives."""
+        for ins, t in zip(batch, tensors, strict=True):
+            if ins.op in SEND_OPS:
+                key = _message_key(ins)
+                if key in self.hub.mailbox:
+                    raise RuntimeError(f"a message {key} is already waiting to be received")
+                self.hub.mailbox[key] = t
+        return [None if ins.op in SEND_OPS else _PENDING for ins in batch] + [batch]
 
-    def recv(self, instr: Instr) -> torch.Tensor | None:
-        return self.hub.mailbox.pop(_message_key(instr), None)
+    def wait(self, handle: list) -> list[torch.Tensor | None] | None:
+        """The batch's received tensors, or None while one has not been sent yet."""
+        *got, batch = handle
+        for i, ins in enumerate(batch):
+            if got[i] is _PENDING:
+                handle[i] = got[i] = self.hub.mailbox.pop(_message_key(ins), _PENDING)
+        return None if any(g is _PENDING for g in got) else got
+
+    def pending(self, handle: list) -> int:
+        """Position in the batch of the first receive still waiting (for reports)."""
+        return next((i for i, g in enumerate(handle[:-1]) if g is _PENDING), 0)
+
+    def agree(self, epoch: int, flag: bool) -> bool | None:
+        """OR of `flag` over every rank once all have voted; None until then."""
+        votes = self.hub.votes.setdefault(epoch, {})
+        votes.setdefault(self.rank, flag)
+        if len(votes) < self.hub.manifest.world_size:
+            return None
+        result = any(votes.values())
+        self.hub.voted.setdefault(epoch, set()).add(self.rank)
+        if len(self.hub.voted[epoch]) == self.hub.manifest.world_size:
+            del self.hub.votes[epoch], self.hub.voted[epoch]
+        return result
 
     def allreduce(self, instr: Instr, tensor: torch.Tensor) -> bool:
         me = (instr.stage, instr.pipeline or 0)

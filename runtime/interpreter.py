@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from schedc.program import Instr
+from schedc.program import COMM_OPS, SEND_OPS, Instr
 
+from . import faults
 from .data import Batches
 from .stage import StageReplica
-from .transport import Transport
+from .transport import BatchError, Transport
 
 Key = tuple[int, int, int]  # (pipeline, stage, mb)
 
@@ -68,6 +69,7 @@ class Interpreter:
         self, rank: int, replicas: dict[tuple[int, int], StageReplica], transport: Transport,
         batches: Batches, loss_fn: Callable, num_stages: int, dp_size: int = 1,
         timing: bool = False, on_loss: Callable[[int, torch.Tensor], None] | None = None,
+        on_nan: str = faults.STOP, step_microbatches: int = 1, body_len: int = 0,
     ) -> None:
         self.rank = rank
         self.replicas = replicas  # (pipeline, stage) -> replica
@@ -86,13 +88,39 @@ class Interpreter:
         self.grad_out: dict[Key, torch.Tensor] = {}
         self.saved: dict[Key, Saved] = {}
         self._fused_lookahead: Instr | None = None
+        # Numerical faults (runtime/faults.py): per replica, non-finite values since its STEP.
+        self.on_nan = on_nan
+        self.m = max(1, step_microbatches)  # micro-batches per optimizer step
+        self.body_len = body_len  # skip policy: STEPs are settled at body ends
+        self.poison = {key: faults.Poison() for key in replicas}
+        self._deferred: list[tuple[Instr, Instr | None]] = []
+        self.skipped: list[int] = []  # versions whose step was skipped (--on-nan skip)
+        self.posted = 0  # batches posted (the cooperative driver's progress, with executed)
         self.dp_sparse = None  # dp_sparse.SparseDP of an async-sparse run with --dp > 1
         self._sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
 
     # ---- driving --------------------------------------------------------------
+    def progress(self) -> int:
+        """Grows whenever the rank does something (the cooperative driver's check)."""
+        return self.executed + self.posted
+
     def run(self, stream: list[Instr]) -> Generator[Instr, None, None]:
-        for index, instr in enumerate(stream):
-            nxt = stream[index + 1] if index + 1 < len(stream) else None
+        n, index = len(stream), 0
+        boundary = self.body_len if self.body_len else n + 1
+        while index < n:
+            if index >= boundary:
+                boundary += self.body_len
+                if self._deferred:
+                    yield from self._settle(index - 1, stream[index - 1])
+            instr = stream[index]
+            if instr.op in COMM_OPS:  # a maximal run of sends/receives: one batch
+                end = index
+                while end < n and stream[end].op in COMM_OPS:
+                    end += 1
+                yield from self._batch(stream, index, end)
+                index = end
+                continue
+            nxt = stream[index + 1] if index + 1 < n else None
             start = time.perf_counter() if self.timing else 0.0
             try:
                 while not self._execute(instr, nxt):
@@ -102,14 +130,75 @@ class Interpreter:
             except Exception as exc:  # name the instruction, whatever went wrong
                 raise ExecutionError(self.rank, index, instr, f"{type(exc).__name__}: {exc}") \
                     from exc
-            if self.timing:
-                self._sync()
-                self.record.events.append(
-                    (instr.op, instr.label(), instr.stage or 0, start, time.perf_counter() - start)
-                )
+            self._timed(instr.op, instr.label(), instr.stage or 0, start)
             self.executed += 1
+            index += 1
+        if self._deferred:
+            yield from self._settle(n - 1, stream[n - 1])
         if self.dp_sparse is not None:  # the end of a stream is a drain point
             self.dp_sparse.flush(self.replicas)
+
+    def _timed(self, op: str, label: str, stage: int, start: float) -> None:
+        if self.timing:
+            self._sync()
+            self.record.events.append((op, label, stage, start, time.perf_counter() - start))
+
+    def _batch(self, stream: list[Instr], begin: int, end: int
+               ) -> Generator[Instr, None, None]:
+        """Post stream[begin:end] at once, wait for all of it (docs/programs.md)."""
+        batch = stream[begin:end]
+        start = time.perf_counter() if self.timing else 0.0
+        pos = 0
+        try:
+            tensors = []
+            for ins in batch:
+                tensors.append(self._outgoing(ins) if ins.op in SEND_OPS else None)
+                pos += 1
+            pos = 0
+            handle = self.transport.post(batch, tensors)
+            self.posted += 1
+            while (got := self.transport.wait(handle)) is None:
+                pending = getattr(self.transport, "pending", None)
+                yield batch[pending(handle) if pending else 0]
+            for ins, t in zip(batch, got, strict=True):
+                if t is not None:
+                    store = self.act_in if ins.op == "RECV_ACT" else self.grad_in
+                    store[self._key(ins)] = t
+        except BatchError as exc:
+            raise ExecutionError(self.rank, begin + exc.pos, batch[exc.pos], str(exc)) from None
+        except Exception as exc:
+            raise ExecutionError(self.rank, begin + pos, batch[pos],
+                                 f"{type(exc).__name__}: {exc}") from exc
+        self._timed("COMM", " + ".join(i.label() for i in batch), batch[0].stage or 0, start)
+        self.executed += len(batch)
+
+    def _settle(self, index: int, instr: Instr) -> Generator[Instr, None, None]:
+        """--on-nan skip: every process votes on the deferred STEPs of this
+        step; all of them run, or all are skipped."""
+        deferred, self._deferred = self._deferred, []
+        version = deferred[0][0].version
+        bad = None
+        try:
+            for step, _ in deferred:
+                found = self.poison[(step.pipeline or 0, step.stage)].first_bad()
+                if found and bad is None:
+                    bad = (step, *found)
+            while (skip := self.transport.agree(version, bad is not None)) is None:
+                yield instr
+            for step, nxt in deferred:
+                replica = self._replica(step)
+                self.poison[(step.pipeline or 0, step.stage)].clear()
+                if skip:
+                    faults.skip_step(replica, step.version)
+                else:
+                    self._step(step, nxt)
+        except ExecutionError:
+            raise
+        except Exception as exc:
+            raise ExecutionError(self.rank, index, instr, f"{type(exc).__name__}: {exc}") \
+                from exc
+        if skip:
+            self.skipped.append(version)
 
     def run_to_end(self, stream: list[Instr]) -> None:
         """Run a stream whose transport never answers "not yet"."""
@@ -128,8 +217,6 @@ class Interpreter:
     def _execute(self, instr: Instr, nxt: Instr | None) -> bool:
         """Run one instruction; False when the transport says "not yet"."""
         op = instr.op
-        if op in ("RECV_ACT", "RECV_GRAD"):
-            return self._recv(instr)
         if op == "ALLREDUCE":
             return self.transport.allreduce(instr, self._replica(instr).acc)
         handler = getattr(self, f"_op_{op}", None)
@@ -173,6 +260,10 @@ class Interpreter:
                 out = self.loss_fn(out, targets)
         if s == self.last:
             loss = out.detach()
+            if not faults.loss_is_finite(loss):
+                if self.on_nan == faults.STOP:
+                    raise faults.NumericalFault(faults.fault_message("loss", mb, s, p, self.m))
+                self.poison[(p, s)].losses.append(mb)
             self.record.losses.append((mb, loss))
             if self.on_loss is not None:
                 self.on_loss(mb, loss)
@@ -229,25 +320,31 @@ class Interpreter:
             torch.autograd.backward(saved.out, saved.grad, inputs=replica.params)
 
     # ---- communication --------------------------------------------------------------
-    def _op_SEND_ACT(self, instr: Instr) -> None:
-        self.transport.send(instr, self._take(self.act_out, self._key(instr), "activation"))
-
-    def _op_SEND_GRAD(self, instr: Instr) -> None:
-        self.transport.send(instr, self._take(self.grad_out, self._key(instr), "input gradient"))
-
-    def _recv(self, instr: Instr) -> bool:
-        tensor = self.transport.recv(instr)
-        if tensor is None:
-            return False
-        store = self.act_in if instr.op == "RECV_ACT" else self.grad_in
-        store[self._key(instr)] = tensor
-        return True
+    def _outgoing(self, instr: Instr) -> torch.Tensor:
+        """The tensor a SEND_ACT / SEND_GRAD sends."""
+        if instr.op == "SEND_ACT":
+            return self._take(self.act_out, self._key(instr), "activation")
+        return self._take(self.grad_out, self._key(instr), "input gradient")
 
     # ---- weights -----------------------------------------------------------------------
     def _op_ACC(self, instr: Instr) -> None:
-        self._replica(instr).accumulate(instr.mb)
+        sqnorm = self._replica(instr).accumulate(instr.mb)
+        if sqnorm is not None:
+            self.poison[(instr.pipeline or 0, instr.stage)].norms.append((instr.mb, sqnorm))
 
     def _op_STEP(self, instr: Instr, nxt: Instr | None) -> None:
+        if self.on_nan == faults.SKIP:
+            self._deferred.append((instr, nxt))  # settled at the end of the body
+            return
+        poison = self.poison[(instr.pipeline or 0, instr.stage)]
+        found = poison.first_bad()
+        if found:
+            raise faults.NumericalFault(
+                faults.fault_message(found[0], found[1], instr.stage, instr.pipeline or 0, self.m))
+        poison.clear()
+        self._step(instr, nxt)
+
+    def _step(self, instr: Instr, nxt: Instr | None) -> None:
         replica = self._replica(instr)
         alpha = None
         if (nxt is not None and nxt.op == "LOOKAHEAD" and nxt.stage == instr.stage

@@ -17,38 +17,45 @@ import argparse
 import hashlib
 import os
 import sys
+import traceback
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 from schedc.errors import UserError
+from schedc.files import programs_hash
 
 from .build import build_replicas
 from .config import RunConfig, add_run_arguments, config_from_args
 from .dp_sparse import SparseDP
-from .interpreter import Interpreter
+from .interpreter import ExecutionError, Interpreter
+from .preflight import preflight
 from .session import Session, train
 from .setup import Prepared, make_batches, pick_device, prepare
 from .transport import DistTransport
+from .watchdog import EXIT_FAULT, EXIT_HANG, Watchdog
 
 
 class _DistControl:
     """gather/barrier on a gloo group, apart from the pipeline's P2P traffic."""
 
-    def __init__(self, writer: int) -> None:
+    def __init__(self, writer: int, watchdog: Watchdog) -> None:
         self.group = dist.new_group(backend="gloo")
         self.writer = writer
         self.is_writer = dist.get_rank() == writer
         self.is_rank0 = dist.get_rank() == 0
+        self.watchdog = watchdog
 
     def gather(self, obj: object) -> list | None:
         out = [None] * dist.get_world_size() if self.is_writer else None
-        dist.gather_object(obj, out, dst=self.writer, group=self.group)
+        with self.watchdog.waiting("the other ranks at a drain point (gathering results)"):
+            dist.gather_object(obj, out, dst=self.writer, group=self.group)
         return out
 
     def barrier(self) -> None:
-        dist.barrier(group=self.group)
+        with self.watchdog.waiting("the other ranks at a drain point (checkpoint barrier)"):
+            dist.barrier(group=self.group)
 
 
 def _groups(p: Prepared, dp_index: int, rank: int):
@@ -67,14 +74,23 @@ def _groups(p: Prepared, dp_index: int, rank: int):
         pg = dist.new_group([d * R + r for d in range(D)])
         if r == rank:
             dp_group = pg
-    return mine, (dp_group if D > 1 else None)
+    # One communicator per pipeline (of each replica): messages match in order
+    # per direction and per pipeline, the rule the verifier proved under.
+    pipelines = []
+    for d in range(D):
+        for _ in range(p.manifest.num_pipelines):
+            pg = dist.new_group([d * R + r for r in range(R)])
+            if d == dp_index:
+                pipelines.append(pg)
+    return mine, (dp_group if D > 1 else None), pipelines
 
 
 def _agree(p: Prepared, device: torch.device) -> None:
     """The one start-up collective on the pipeline group: every rank runs the
     same program directory, model and message shapes (also creates NCCL's
     communicator before any point-to-point operation)."""
-    text = repr((sorted(p.meta.items()), sorted(p.boundaries.items())))
+    text = repr((sorted(p.meta.items()), sorted(p.boundaries.items()),
+                 programs_hash(p.manifest)))
     mine = int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "little")
     t = torch.tensor([mine], dtype=torch.int64, device=device)
     parts = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
@@ -83,35 +99,50 @@ def _agree(p: Prepared, device: torch.device) -> None:
         raise UserError("ranks disagree on programs, model or options: launch them alike")
 
 
-def init_world(device: torch.device) -> None:
-    """Join the torchrun world (once per process; later runs reuse it)."""
+def init_world(device: torch.device, timeout: float = 600.0) -> None:
+    """Join the torchrun world (once per process; later runs reuse it).
+
+    The process-group timeout bounds every collective the backend runs (and
+    the rendezvous, hence at least a minute); the watchdog enforces --timeout.
+    """
     if dist.is_initialized():
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
     kwargs = {"device_id": device} if device.type == "cuda" else {}
-    dist.init_process_group(backend, timeout=timedelta(minutes=10), **kwargs)
+    dist.init_process_group(backend, timeout=timedelta(seconds=max(60.0, timeout)), **kwargs)
 
 
 def build_dist(cfg: RunConfig) -> Session:
+    # Everything that can be checked alone is checked before any communication,
+    # so a mismatch is one message on every rank, not a hang.
     p = prepare(cfg)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     grank = int(os.environ.get("RANK", "0"))
     R = p.manifest.world_size
     if world != R * cfg.dp:
-        raise UserError(f"the programs need {R} ranks x --dp {cfg.dp} = {R * cfg.dp} "
-                        f"processes, torchrun started {world}")
+        raise UserError(f"{cfg.programs}/manifest.json: field 'world_size': the programs need "
+                        f"{R} ranks x --dp {cfg.dp} = {R * cfg.dp} processes, torchrun "
+                        f"started {world}")
+    preflight(p)
     device = pick_device(cfg, int(os.environ.get("LOCAL_RANK", "0")))
-    init_world(device)
+    watchdog = _watchdog(cfg, grank)
+    with watchdog.waiting("the other ranks to join the run (rendezvous)"):
+        init_world(device, cfg.timeout)
     dp_index, rank = divmod(grank, R)
-    _agree(p, device)
-    writer = p.manifest.stage_to_rank[0][p.manifest.num_stages - 1]
-    control = _DistControl(writer)
-    groups, dp_group = _groups(p, dp_index, rank)
-    transport = DistTransport(rank, R, dp_index, cfg.dp, p.boundaries, device, groups, dp_group)
+    with watchdog.waiting("the other ranks to agree on programs, model and options"):
+        _agree(p, device)
+        writer = p.manifest.stage_to_rank[0][p.manifest.num_stages - 1]
+        control = _DistControl(writer, watchdog)
+        groups, dp_group, pipelines = _groups(p, dp_index, rank)
+    transport = DistTransport(rank, R, dp_index, cfg.dp, p.boundaries, device, groups, dp_group,
+                              pipelines=pipelines, control=control.group, watchdog=watchdog)
     timing = cfg.trace is not None or cfg.costs_out is not None
+    period = p.manifest.period
     interp = Interpreter(rank, build_replicas(rank, p.manifest, p.model, cfg, device), transport,
                          make_batches(p, dp_index), p.model.loss, p.manifest.num_stages,
-                         dp_size=cfg.dp, timing=timing)
+                         dp_size=cfg.dp, timing=timing, on_nan=cfg.on_nan,
+                         step_microbatches=period.microbatches // period.steps,
+                         body_len=len(p.programs[rank].body) if cfg.on_nan == "skip" else 0)
     if cfg.dp > 1 and p.manifest.spec.get("dp_mode", "sync") == "async-sparse":
         SparseDP.from_spec(p.manifest.spec, interp.replicas, cfg.dp, cfg.dp_late,
                            dp_group).attach(interp)
@@ -121,21 +152,46 @@ def build_dist(cfg: RunConfig) -> Session:
                    p.boundaries, p.meta, p.stage_numels)
 
 
+_WATCHDOG: Watchdog | None = None
+
+
+def _watchdog(cfg: RunConfig, grank: int) -> Watchdog:
+    """One per process (several runs per launch share it; the latest timeout holds)."""
+    global _WATCHDOG
+    if _WATCHDOG is None:
+        _WATCHDOG = Watchdog(cfg.timeout, f"[rank {grank}]").start()
+    _WATCHDOG.timeout = cfg.timeout
+    return _WATCHDOG
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m schedc.runtime.launch",
                                      description="Run program files, one process per rank.")
     add_run_arguments(parser)
+    label = f"[rank {os.environ.get('RANK', '0')}]"
     try:
         cfg = config_from_args(parser.parse_args(argv))
         session = build_dist(cfg)
         train(session)
     except UserError as exc:
-        print(f"[rank {os.environ.get('RANK', '0')}] {exc.render()}", file=sys.stderr)
-        return exc.exit_code
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        return _fail(f"{label} {exc.render()}", exc.exit_code)
+    except ExecutionError as exc:
+        code = EXIT_HANG if exc.reason.startswith("timeout:") else EXIT_FAULT
+        return _fail(f"{label} schedc: error: {exc}", code)
+    except Exception as exc:  # noqa: BLE001 - one line per rank, not a traceback per rank
+        traceback.print_exc()
+        return _fail(f"{label} schedc: error: {type(exc).__name__}: {exc}", EXIT_FAULT)
+    if dist.is_initialized():
+        dist.destroy_process_group()
     return 0
+
+
+def _fail(message: str, code: int) -> int:
+    """Report and leave at once: peers may be dead or blocked, so tearing the
+    process group down (which waits for them) could hang."""
+    print(message, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

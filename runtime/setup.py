@@ -35,14 +35,19 @@ def prepare(cfg: RunConfig) -> Prepared:
     model = resolve_model(cfg.model, cfg.loss)
     if model.max_seq is not None and cfg.seq_len > model.max_seq:
         raise UserError(f"--seq-len {cfg.seq_len} exceeds {model.name}'s {model.max_seq}")
-    boundaries = boundary_specs(model, manifest.num_stages, cfg.micro_batch_size, cfg.seq_len)
+    try:  # the model's stage split, run on the meta device: no compute
+        boundaries = boundary_specs(model, manifest.num_stages, cfg.micro_batch_size,
+                                    cfg.seq_len)
+        numels = stage_numels(model, manifest.num_stages)
+    except Exception as exc:  # noqa: BLE001 - the user's model, whatever it raises
+        raise UserError(f"--model {cfg.model} cannot be split into the programs' "
+                        f"{manifest.num_stages} stages: {type(exc).__name__}: {exc}") from None
     meta = {
         "spec_hash": manifest.spec_hash, "model": cfg.model, "optimizer": cfg.optimizer,
         "micro_batch_size": cfg.micro_batch_size, "seq_len": cfg.seq_len, "seed": cfg.seed,
         "dp": cfg.dp, "save_every": cfg.save_every,
     }
-    return Prepared(cfg, manifest, programs, model, boundaries,
-                    stage_numels(model, manifest.num_stages), meta)
+    return Prepared(cfg, manifest, programs, model, boundaries, numels, meta)
 
 
 def pick_device(cfg: RunConfig, local_rank: int = 0) -> torch.device:

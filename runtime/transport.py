@@ -1,27 +1,38 @@
 """Moving tensors between ranks: the transport interface and the
 `torch.distributed` point-to-point transport.
 
-A transport sends and receives the activation or gradient of one
-instruction, and sums gradient accumulators over replicas. `recv` and
-`allreduce` may answer "not yet" (None / False) -- only the in-process
-transport does, to let its cooperative driver switch ranks; the distributed
-transport blocks instead.
+The interpreter hands a transport one *batch* at a time: a maximal run of
+consecutive send/receive instructions, exactly the unit under which the
+verifier proved the programs deadlock-free (docs/programs.md). `post` starts
+every send and receive of the batch at once (`batch_isend_irecv`), `wait`
+completes the whole batch -- sends included -- before the interpreter goes
+on, so a rank holds at most one posted batch. Each pipeline has its own
+communicator, so messages between two ranks match in order per direction and
+per pipeline, as the verifier assumed. ALLREDUCEs run in program order.
+
+`wait`, `allreduce` and `agree` may answer "not yet" (None / False) -- only
+the in-process transport does, to let its cooperative driver switch ranks;
+the distributed transport blocks instead, under the watchdog's deadline
+(`runtime/watchdog.py`).
 
 Shapes and dtypes are agreed once at start-up (`boundary_specs`), so a message
-carries only its data. Sends are asynchronous (`isend`, waited for before
-the next drain point); receives block. Summation order of every reduction is
-fixed (sorted ranks) so that results are bitwise reproducible and equal to the
-in-process transport's.
+carries only its data. Summation order of every reduction is fixed (sorted
+ranks) so that results are bitwise reproducible and equal to the in-process
+transport's.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 
 import torch
 import torch.distributed as dist
 
-from schedc.program import Instr
+from schedc.program import SEND_OPS, Instr
+
+from .watchdog import NullWatchdog, Watchdog
 
 # Boundary s is the tensor between stage s and stage s + 1 (activation forward,
 # its gradient backward): same shape and dtype both ways.
@@ -35,14 +46,34 @@ def boundary_of(instr: Instr) -> int:
     return instr.stage - 1  # RECV_ACT, SEND_GRAD
 
 
-class Transport(Protocol):
-    def send(self, instr: Instr, tensor: torch.Tensor) -> None: ...
+def describe(instr: Instr, peer: str | None = None) -> str:
+    """What a rank standing at `instr` waits for, in words."""
+    peer = peer or f"rank {instr.peer}"
+    what = "activation" if instr.op.endswith("ACT") else "gradient"
+    b = boundary_of(instr)
+    if instr.op in SEND_OPS:
+        return f"{peer} to receive the {what} of micro-batch {instr.mb} (boundary {b}|{b + 1})"
+    return f"the {what} of micro-batch {instr.mb} (boundary {b}|{b + 1}) from {peer}"
 
-    def recv(self, instr: Instr) -> torch.Tensor | None: ...
+
+class BatchError(RuntimeError):
+    """A batch failed; `pos` is the position of the failing instruction in it."""
+
+    def __init__(self, pos: int, reason: str) -> None:
+        super().__init__(reason)
+        self.pos = pos
+
+
+class Transport(Protocol):
+    def post(self, batch: list[Instr], tensors: list[torch.Tensor | None]) -> object: ...
+
+    def wait(self, handle: object) -> list[torch.Tensor | None] | None: ...
 
     def allreduce(self, instr: Instr, tensor: torch.Tensor) -> bool: ...
 
     def dp_allreduce(self, tensor: torch.Tensor) -> None: ...
+
+    def agree(self, epoch: int, flag: bool) -> bool | None: ...
 
     def drain(self) -> None: ...
 
@@ -72,16 +103,27 @@ def _reduce(tensor: torch.Tensor, group: dist.ProcessGroup, size: int) -> None:
     ordered_sum(parts, tensor)
 
 
+@dataclass
+class _Posted:
+    batch: list[Instr]
+    works: list
+    tensors: list[torch.Tensor] = field(default_factory=list)  # sends' buffers and recvs'
+
+
 class DistTransport:
     """Point-to-point over torch.distributed (gloo on CPU, NCCL on GPU).
 
     Program rank r of data-parallel replica d is global rank d * R + r.
+    `pipelines[p]`: the communicator of pipeline p (this replica's R ranks).
+    `control`: a gloo group over every process, for the step agreement.
     """
 
     def __init__(
         self, rank: int, ranks: int, dp_index: int, dp_size: int,
         boundaries: dict[int, BoundarySpec], device: torch.device,
         groups: dict[tuple[int, ...], dist.ProcessGroup], dp_group: dist.ProcessGroup | None,
+        pipelines: list[dist.ProcessGroup] | None = None,
+        control: dist.ProcessGroup | None = None, watchdog: Watchdog | None = None,
     ) -> None:
         self.rank = rank
         self.ranks = ranks
@@ -91,50 +133,107 @@ class DistTransport:
         self.device = device
         self.groups = groups
         self.dp_group = dp_group
-        self._inflight: list[tuple[dist.Work, torch.Tensor]] = []
+        self.pipelines = pipelines
+        self.control = control
+        self.watchdog = watchdog or NullWatchdog()
         self.bytes_sent: dict[int, int] = {}  # boundary -> bytes of one message
 
     def _global(self, program_rank: int) -> int:
         return self.dp_index * self.ranks + program_rank
 
-    def send(self, instr: Instr, tensor: torch.Tensor) -> None:
-        shape, dtype = self.boundaries[boundary_of(instr)]
-        if tuple(tensor.shape) != shape or tensor.dtype != dtype:
-            raise RuntimeError(
-                f"message of shape {tuple(tensor.shape)} {tensor.dtype}, "
-                f"agreed {shape} {dtype} at start-up"
-            )
-        tensor = tensor.contiguous()
-        work = dist.isend(tensor, dst=self._global(instr.peer))
-        self._inflight.append((work, tensor))  # keep the buffer alive until sent
-        if len(self._inflight) > 32:
-            self._reap()
+    def peer_name(self, instr: Instr) -> str:
+        g = self._global(instr.peer)
+        return f"rank {g}" if g == instr.peer else f"rank {g} (program rank {instr.peer})"
 
-    def _reap(self) -> None:
-        keep = []
-        for work, t in self._inflight:
-            if not work.is_completed():
-                keep.append((work, t))
-        self._inflight = keep
+    def _group(self, instr: Instr) -> dist.ProcessGroup | None:
+        if self.pipelines is None:
+            return None
+        return self.pipelines[instr.pipeline or 0]
 
-    def recv(self, instr: Instr) -> torch.Tensor:
-        shape, dtype = self.boundaries[boundary_of(instr)]
-        buf = torch.empty(shape, dtype=dtype, device=self.device)
-        dist.recv(buf, src=self._global(instr.peer))
-        return buf
+    def post(self, batch: list[Instr], tensors: list[torch.Tensor | None]) -> _Posted:
+        ops, kept = [], []
+        for ins, t in zip(batch, tensors, strict=True):
+            shape, dtype = self.boundaries[boundary_of(ins)]
+            if ins.op in SEND_OPS:
+                assert t is not None
+                if tuple(t.shape) != shape or t.dtype != dtype:
+                    raise BatchError(len(ops), f"message of shape {tuple(t.shape)} {t.dtype}, "
+                                     f"agreed {shape} {dtype} at start-up")
+                buf, fn = t.contiguous(), dist.isend
+            else:
+                buf, fn = torch.empty(shape, dtype=dtype, device=self.device), dist.irecv
+            kept.append(buf)
+            ops.append(dist.P2POp(fn, buf, self._global(ins.peer), group=self._group(ins)))
+        # One batch_isend_irecv per communicator (NCCL coalesces per group).
+        works: list = [None] * len(ops)
+        by_group: dict[int, list[int]] = {}
+        for i, ins in enumerate(batch):
+            by_group.setdefault(ins.pipeline or 0, []).append(i)
+        for idx in by_group.values():
+            got = dist.batch_isend_irecv([ops[i] for i in idx])
+            if len(got) == len(idx):
+                for i, w in zip(idx, got, strict=True):
+                    works[i] = w
+            else:  # a coalesced work for the whole sub-batch
+                for i in idx:
+                    works[i] = got[-1] if got else None
+        return _Posted(batch, works, kept)
+
+    def wait(self, handle: object) -> list[torch.Tensor | None]:
+        assert isinstance(handle, _Posted)
+        batch = handle.batch
+        # Receives first: what a blocked rank reports is what it waits for.
+        order = sorted(range(len(batch)), key=lambda i: batch[i].op in SEND_OPS)
+        done: set[int] = set()
+        for i in order:
+            work = handle.works[i]
+            if work is None or id(work) in done:
+                continue
+            what = describe(batch[i], self.peer_name(batch[i]))
+            with self.watchdog.waiting(what):
+                try:
+                    work.wait(timeout=timedelta(seconds=self.watchdog.remaining()))
+                except RuntimeError as exc:
+                    if "timed out" in str(exc).lower():
+                        raise BatchError(i, f"timeout: waited {self.watchdog.timeout:g} s "
+                                         f"for {what}") from None
+                    raise BatchError(i, f"while waiting for {what}: "
+                                     f"{_first_line(exc)}") from None
+            done.add(id(work))
+        return [None if ins.op in SEND_OPS else t
+                for ins, t in zip(batch, handle.tensors, strict=True)]
 
     def allreduce(self, instr: Instr, tensor: torch.Tensor) -> bool:
         group = tuple(instr.group)
         if self.rank not in group:
             raise RuntimeError(f"rank {self.rank} is not in its own ALLREDUCE group {group}")
-        _reduce(tensor, self.groups[group], len(group))
+        with self.watchdog.waiting(f"ALLREDUCE of stage {instr.stage} with ranks "
+                                   f"{', '.join(str(self._global(r)) for r in group)}"):
+            _reduce(tensor, self.groups[group], len(group))
         return True
 
     def dp_allreduce(self, tensor: torch.Tensor) -> None:
         if self.dp_group is not None:
-            _reduce(tensor, self.dp_group, self.dp_size)
+            with self.watchdog.waiting("the data-parallel gradient sum"):
+                _reduce(tensor, self.dp_group, self.dp_size)
+
+    def agree(self, epoch: int, flag: bool) -> bool:
+        """OR of `flag` over every process (the NaN/Inf step agreement)."""
+        if self.control is None:
+            return flag
+        t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+        with self.watchdog.waiting(f"the other ranks' NaN/Inf check of step {epoch}"):
+            dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control)
+        return bool(t.item())
 
     def drain(self) -> None:
-        for work, _ in self._inflight:
-            work.wait()
-        self._inflight = []
+        return None  # every batch is waited for whole
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    # gloo prefixes its source location: "[.../pair.cc:553] Connection closed by peer ..."
+    if line.startswith("[") and "] " in line:
+        line = line.split("] ", 1)[1]
+    return line[:300]

@@ -1,0 +1,104 @@
+"""Numerical faults: NaN or Inf in a loss or a gradient, and what to do about it.
+
+Detection costs no extra pass: the last stage checks each loss it computes,
+and every ACC gets the micro-batch gradient's squared norm from the fused
+accumulation kernel (`schedc.kernels.accumulate(..., return_sqnorm=True)`);
+a non-finite norm means a NaN or Inf in that gradient (or a norm beyond fp32).
+The norms are kept as device tensors and looked at once per STEP, so a GPU
+run synchronises once per step, not once per micro-batch.
+
+Policy (`--on-nan`):
+
+- `stop` (default): the STEP that would apply the poisoned gradient raises
+  `NumericalFault` naming the step, stage and micro-batch; a non-finite loss
+  stops the run at once, at its forward. Nothing is applied.
+- `skip`: the step is skipped on every stage of every replica, consistently.
+  The STEPs of a synchronous step are deferred to the end of the step's body
+  (nothing reads a stage's weights after its STEP in the same body: checked
+  at start-up), where every process votes: one all-reduce (MAX) of a flag
+  over every process (`Transport.agree`), posted when no point-to-point
+  operation is in flight. If any stage of any replica saw a non-finite loss or
+  gradient, every stage skips: the accumulator is zeroed, weights and
+  optimizer state stay, and the version advances so the program's later
+  version checks hold. Asynchronous programs have no point where all stages
+  stand between the same two steps, so `skip` is refused for them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from schedc.errors import UserError
+from schedc.program import RankProgram
+
+STOP, SKIP = "stop", "skip"
+
+
+class NumericalFault(RuntimeError):
+    """A NaN or Inf under the `stop` policy."""
+
+
+@dataclass
+class Poison:
+    """Non-finite values seen by one stage replica since its last STEP."""
+
+    norms: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (mb, sqnorm)
+    losses: list[int] = field(default_factory=list)  # mbs whose loss was not finite
+
+    def first_bad(self) -> tuple[str, int] | None:
+        """('loss' | 'gradient', mb) of the first non-finite value, or None."""
+        if self.losses:
+            return "loss", self.losses[0]
+        if not self.norms:
+            return None
+        norms = torch.stack([n.reshape(()) for _, n in self.norms])
+        finite = torch.isfinite(norms).tolist()  # one host sync per STEP
+        for (mb, _), ok in zip(self.norms, finite, strict=True):
+            if not ok:
+                return "gradient", mb
+        return None
+
+    def clear(self) -> None:
+        self.norms.clear()
+        self.losses.clear()
+
+
+def fault_message(kind: str, mb: int, stage: int, pipeline: int, m: int) -> str:
+    where = f"stage {stage}" + (f" (pipeline {pipeline})" if pipeline else "")
+    return (f"non-finite {kind} (NaN or Inf) at step {mb // m}, {where}, micro-batch {mb}; "
+            "--on-nan skip would skip such steps")
+
+
+def loss_is_finite(loss: torch.Tensor) -> bool:
+    return math.isfinite(float(loss))
+
+
+def check_skip_supported(program: RankProgram, synchronous: bool) -> None:
+    """`--on-nan skip` defers STEPs to the end of their body: refuse programs
+    where that would change what runs (asynchronous, or a stage used again
+    after its STEP within the body)."""
+    if not synchronous:
+        raise UserError("--on-nan skip needs a synchronous (flush on) schedule: an "
+                        "asynchronous pipeline never stands between two steps on every "
+                        "stage at once; use --on-nan stop")
+    stepped: set[tuple[int, int]] = set()
+    for i, ins in enumerate(program.body):
+        key = (ins.pipeline or 0, ins.stage)
+        if key in stepped:
+            raise UserError(f"--on-nan skip: rank {program.rank}, body {i} ({ins.label()}) "
+                            "uses a stage after its STEP in the same step; use --on-nan stop")
+        if ins.op == "STEP":
+            stepped.add(key)
+
+
+def skip_step(replica, version: int) -> None:
+    """A skipped STEP: zero the accumulator, keep weights and optimizer state,
+    advance the version (the program's later version checks expect it)."""
+    if version != replica.version + 1:
+        raise RuntimeError(f"STEP to version {version}, current weights are {replica.version}")
+    replica.acc.zero_()
+    replica.version = version
+    replica.point_at(version)
