@@ -1,25 +1,36 @@
-"""Checkpoints at drain points, written atomically.
+"""Checkpoints at drain points: atomic, checksummed, and never the only copy.
 
 Layout of a checkpoint directory DIR:
 
-    DIR/step-00000010/rank0.pt ...   one file per global rank: every stage
-                                     replica's weights, version, optimizer
-                                     state, stash slots, look-ahead buffer
-    DIR/step-00000010/meta.json      written last, by global rank 0, after
-                                     every rank's file is durable
-    DIR/latest                       the name of the newest complete step dir
+    DIR/step-00000010/rank0.pt ...      one file per global rank: every stage
+                                        replica's weights, version, optimizer
+                                        state, stash slots, look-ahead buffer
+    DIR/step-00000010/rank0.pt.sha256   its checksum, written after it
+    DIR/step-00000010/meta.json         written last, by global rank 0, after
+                                        every rank's file is durable: the run's
+                                        description, every rank file's sha256,
+                                        and a checksum of meta.json itself
+    DIR/latest                          the name of the newest complete step dir
 
-Every file is written to a temporary name, fsync'ed and renamed, so a crash
-during a save leaves either the old checkpoint or the new one complete; a
-step directory without meta.json is ignored. A checkpoint is taken only
-between segments, where the pipeline is drained (asynchronous schedules: after
-the epilogue; the resumed run starts with the prologue).
+Every file is written to a temporary name, fsync'ed and renamed, and its
+directory fsync'ed. Saving never deletes an older step directory, so a crash
+during a save leaves the previous checkpoint whole. Resuming (`find`) takes
+the newest step directory that is *valid*: meta.json present, parseable and
+matching its checksum, every rank file present with the recorded sha256. A
+corrupted, truncated or partial checkpoint is refused with a message naming
+the file, and the next older valid one is used (`latest` is only a hint).
+A checkpoint is taken only between segments, where the pipeline is drained
+(asynchronous schedules: after the epilogue; the resumed run starts with the
+prologue).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -28,11 +39,13 @@ from schedc.errors import UserError
 
 from .stage import StageReplica
 
+STEP_PREFIX = "step-"
 
-def _atomic_write(path: Path, write) -> None:
+
+def _atomic_write(path: Path, blob: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as f:
-        write(f)
+        f.write(blob)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -47,8 +60,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _sha(blob: bytes) -> str:
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def _sha_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
 def step_dir(root: Path, steps_done: int) -> Path:
-    return root / f"step-{steps_done:08d}"
+    return root / f"{STEP_PREFIX}{steps_done:08d}"
 
 
 def save_rank(root: Path, steps_done: int, global_rank: int,
@@ -56,32 +81,110 @@ def save_rank(root: Path, steps_done: int, global_rank: int,
     d = step_dir(root, steps_done)
     d.mkdir(parents=True, exist_ok=True)
     state = {f"{p}:{s}": r.state_dict() for (p, s), r in replicas.items()}
-    _atomic_write(d / f"rank{global_rank}.pt", lambda f: torch.save(state, f))
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    blob = buf.getvalue()
+    name = f"rank{global_rank}.pt"
+    _atomic_write(d / name, blob)
+    _atomic_write(d / f"{name}.sha256", _sha(blob).encode())
 
 
-def commit(root: Path, steps_done: int, meta: dict) -> None:
-    """After every rank's save: meta.json, then the `latest` pointer."""
+def _meta_checksum(meta: dict) -> str:
+    body = {k: v for k, v in meta.items() if k != "checksum"}
+    return _sha(json.dumps(body, sort_keys=True).encode())
+
+
+def commit(root: Path, steps_done: int, meta: dict, world: int = 1) -> None:
+    """After every rank's save (`world` rank files): meta.json, then `latest`."""
     d = step_dir(root, steps_done)
-    body = json.dumps({**meta, "steps_done": steps_done}, indent=1).encode()
-    _atomic_write(d / "meta.json", lambda f: f.write(body))
-    _atomic_write(root / "latest", lambda f: f.write(d.name.encode()))
+    files = {}
+    for g in range(world):
+        side = d / f"rank{g}.pt.sha256"
+        if not side.exists():
+            raise UserError(f"checkpoint {d}: rank{g}.pt was not saved")
+        files[f"rank{g}.pt"] = side.read_text().strip()
+    meta = {**meta, "steps_done": steps_done, "files": files}
+    meta["checksum"] = _meta_checksum(meta)
+    _atomic_write(d / "meta.json", json.dumps(meta, indent=1).encode())
+    _atomic_write(root / "latest", d.name.encode())
 
 
-def find(path: Path) -> tuple[Path, dict]:
-    """The complete checkpoint at `path` (a root with `latest`, or a step dir)."""
-    if (path / "latest").exists():
-        path = path / (path / "latest").read_text().strip()
-    meta_path = path / "meta.json"
+def validate(step_path: Path) -> dict:
+    """meta of a complete, intact checkpoint; UserError naming what is wrong."""
+    meta_path = step_path / "meta.json"
     if not meta_path.exists():
-        raise UserError(f"--resume {path}: no complete checkpoint (no meta.json)")
-    return path, json.loads(meta_path.read_text())
+        raise UserError(f"{meta_path}: missing (the save did not complete)")
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("checksum") != _meta_checksum(meta):
+        raise UserError(f"{meta_path}: field 'checksum' does not match (corrupted)")
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        raise UserError(f"{meta_path}: field 'files' is missing")
+    for name, digest in sorted(files.items()):
+        path = step_path / name
+        if not path.exists():
+            raise UserError(f"{path}: missing (partial checkpoint)")
+        if _sha_file(path) != digest:
+            raise UserError(f"{path}: sha256 does not match meta.json (corrupted or truncated)")
+    return meta
+
+
+def _candidates(root: Path) -> list[Path]:
+    """Step directories, newest first; `latest`'s target first when it names one."""
+    dirs = sorted((d for d in root.glob(f"{STEP_PREFIX}*") if d.is_dir()),
+                  key=lambda d: d.name, reverse=True)
+    latest = root / "latest"
+    if latest.exists():
+        try:
+            named = root / latest.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            named = None
+        if named in dirs:
+            dirs.remove(named)
+            dirs.insert(0, named)
+    return dirs
+
+
+def find(path: Path, warn=None) -> tuple[Path, dict]:
+    """The newest valid checkpoint at `path` (a root of step dirs, or one step dir).
+
+    Invalid newer ones are skipped with a message (`warn`, default stderr).
+    """
+    warn = warn or (lambda text: print(f"schedc: warning: {text}", file=sys.stderr))
+    if (path / "meta.json").exists() or path.name.startswith(STEP_PREFIX):
+        try:
+            return path, validate(path)
+        except UserError as exc:
+            raise UserError(f"--resume {path}: refused: {exc}") from None
+    refused = []
+    for d in _candidates(path):
+        try:
+            meta = validate(d)
+        except UserError as exc:
+            refused.append(str(exc))
+            continue
+        for reason in refused:
+            warn(f"checkpoint refused: {reason}; resuming from {d.name}")
+        return d, meta
+    detail = ("; ".join(refused)) if refused else "no checkpoint in it"
+    raise UserError(f"--resume {path}: no valid checkpoint ({detail})")
 
 
 def load_rank(step_path: Path, global_rank: int,
               replicas: dict[tuple[int, int], StageReplica]) -> None:
-    state = torch.load(step_path / f"rank{global_rank}.pt", weights_only=True)
-    for (p, s), replica in replicas.items():
-        replica.load_state_dict(state[f"{p}:{s}"])
+    path = step_path / f"rank{global_rank}.pt"
+    try:
+        state = torch.load(path, weights_only=True)
+        for (p, s), replica in replicas.items():
+            replica.load_state_dict(state[f"{p}:{s}"])
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing (the checkpoint was saved by fewer ranks)") from None
+    except KeyError as exc:
+        raise UserError(f"{path}: holds no stage replica {exc} (saved by other programs)") \
+            from None
 
 
 def check_meta(meta: dict, expected: dict) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from schedc.files import programs_hash
 from schedc.program import Instr, Manifest, RankProgram
 
 from . import checkpoint
@@ -120,14 +121,15 @@ def _save(s: Session, root: Path, where: Segment) -> None:
     s.control.barrier()  # every rank's file is durable before the commit
     if s.control.is_rank0:
         checkpoint.commit(root, where.first, {
-            **s.meta, "mb_base": where.mb_base, "version_base": where.version_base,
-        })
+            **s.meta, "programs_hash": programs_hash(s.manifest),
+            "mb_base": where.mb_base, "version_base": where.version_base,
+        }, world=s.manifest.world_size * s.cfg.dp)
     s.control.barrier()
 
 
 def _resume(s: Session) -> Segment:
     path, meta = checkpoint.find(Path(s.cfg.resume))
-    checkpoint.check_meta(meta, s.meta)
+    checkpoint.check_meta(meta, {**s.meta, "programs_hash": programs_hash(s.manifest)})
     for r, interp in s.interps.items():
         checkpoint.load_rank(path, s.global_rank(r), interp.replicas)
     return Segment(meta["steps_done"], 0, meta["mb_base"], meta["version_base"])
