@@ -155,19 +155,41 @@ def compile_config(c: Config, p: int, out: Path):
     return d
 
 
-def bodies_for(d: Path, total_mbs: int) -> int:
-    """Body repetitions whose prologue + bodies + epilogue consume exactly total_mbs."""
-    from schedc.runtime.programs import load, span
+def bodies_for(d: Path, total_mbs: int, save_every: int = 0) -> tuple[int, int]:
+    """(bodies, micro-batches used): the most body repetitions whose segments
+    (prologue + bodies + epilogue each, one per checkpoint interval) use at most
+    total_mbs micro-batches; exactly total_mbs without checkpoints."""
+    from schedc.runtime.programs import after, load, plan, span
 
     manifest, programs = load(d)
     m = manifest.period.microbatches
+
+    def used(bodies: int) -> int:
+        segs = plan(programs, manifest, bodies, save_every)
+        return after(programs, manifest, segs[-1]).mb_base
+
     extra = span(programs, manifest, 1)[0] - m  # fill and drain micro-batches
-    bodies = (total_mbs - extra) // m
-    got = span(programs, manifest, bodies)[0]
-    if got != total_mbs:
+    bodies = max(1, (total_mbs - extra) // m)
+    while bodies > 1 and used(bodies) > total_mbs:
+        bodies -= 1
+    while used(bodies + 1) <= total_mbs:
+        bodies += 1
+    got = used(bodies)
+    if got != total_mbs and not save_every:
         raise RuntimeError(f"cannot match the token budget: {bodies} bodies use {got} "
                            f"micro-batches, the budget is {total_mbs}")
-    return bodies
+    return bodies, got
+
+
+def _truncate_metrics(path: Path, ckpt: Path, m: int) -> None:
+    """Keep the metrics lines of the steps the checkpoint holds (a resumed run appends)."""
+    from schedc.runtime.checkpoint import find
+
+    _, meta = find(ckpt)
+    keep = meta["mb_base"] // m
+    if path.exists():
+        lines = [x for x in path.read_text().splitlines() if json.loads(x)["step"] < keep]
+        path.write_text("".join(x + "\n" for x in lines))
 
 
 def run_config(c: Config, p: int, size_name: str, out: Path, threads: int) -> dict:
@@ -187,7 +209,7 @@ def run_config(c: Config, p: int, size_name: str, out: Path, threads: int) -> di
         result["status"] = f"compile failed: {type(exc).__name__}: {_one_line(exc)}"
         return result
     try:
-        bodies = bodies_for(d, size.steps * REF_M)
+        bodies, used_mbs = bodies_for(d, size.steps * REF_M, size.save_every)
         model = (f"convergence:gpt_{size_name}8" if c.model == "gpt" else size.bert_model)
         argv = [str(d), "--model", model, "--steps", str(bodies), "--optimizer", c.optimizer,
                 "--lr", str(size.lr), "--micro-batch-size", str(size.micro_batch_size),
@@ -199,6 +221,8 @@ def run_config(c: Config, p: int, size_name: str, out: Path, threads: int) -> di
             argv += ["--save-every", str(size.save_every), "--save-dir", str(ckpt)]
             if (ckpt / "latest").exists():
                 argv += ["--resume", str(ckpt)]
+                _truncate_metrics(out / f"{key}.metrics.jsonl", ckpt, c.microbatches)
+                print(f"    resuming {key} from {ckpt}", file=sys.stderr)
         parser = argparse.ArgumentParser()
         add_run_arguments(parser)
         cfg = config_from_args(parser.parse_args(argv))
@@ -212,7 +236,8 @@ def run_config(c: Config, p: int, size_name: str, out: Path, threads: int) -> di
         traceback.print_exc()
         return result
     lines = [json.loads(x) for x in (out / f"{key}.metrics.jsonl").read_text().splitlines()]
-    result.update(status="ok", bodies=bodies, wall_s=round(wall, 2), val_loss=val,
+    result.update(status="ok", bodies=bodies, microbatches_used=used_mbs,
+                  wall_s=round(wall, 2), val_loss=val,
                   losses=[x["loss"] for x in lines], tokens_per_step=lines[0]["tokens"],
                   max_delay=[s["max_delay"] for s in session.manifest.analysis["stages"][0]])
     return result
@@ -400,11 +425,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--steps", type=int, default=None, help="override the size's token budget")
+    ap.add_argument("--save-every", type=int, default=None,
+                    help="checkpoint every K bodies (resume after an interruption)")
     args = ap.parse_args(argv)
-    if args.steps is not None:
-        import dataclasses
+    import dataclasses
 
+    if args.steps is not None:
         SIZES[args.size] = dataclasses.replace(SIZES[args.size], steps=args.steps)
+    if args.save_every is not None:
+        SIZES[args.size] = dataclasses.replace(SIZES[args.size], save_every=args.save_every)
     out = args.out or ROOT / "bench" / "results" / f"convergence-{args.size}"
     out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # `convergence:gpt_*8`
