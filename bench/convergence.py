@@ -122,6 +122,11 @@ GPT_CONFIGS = [
     Config("amdp", "amdp"),
     Config("paci-lookahead", "paci", spec={"lookahead": "auto"}),
 ]
+# lambda sensitivity of error feedback, at p = 4 only
+EF_SWEEP = [
+    Config(f"2bw-{opt}-ef{lam}", "pipedream-2bw", opt, spec={"error_feedback": lam})
+    for opt in ("adamw", "muon") for lam in (0.1, 0.25)
+]
 BERT_CONFIGS = [
     Config("1f1b", "1f1b", model="bert"),
     Config("2bw-adamw", "pipedream-2bw", model="bert"),
@@ -132,6 +137,8 @@ BERT_CONFIGS = [
 
 def plan_runs(ps: list[int], only: list[str] | None, bert: bool) -> list[tuple[Config, int]]:
     runs = [(c, p) for p in ps for c in GPT_CONFIGS]
+    if 4 in ps:
+        runs += [(c, 4) for c in EF_SWEEP]
     if bert:
         runs += [(c, 4) for c in BERT_CONFIGS]
     if only:
@@ -387,7 +394,7 @@ def plot(results: list[dict], img: Path) -> list[Path]:
     written = []
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        if r.get("status") == "ok":
+        if r.get("status") == "ok" and "-ef0." not in r["name"]:  # the sweep: table only
             groups.setdefault((r["model"], r["p"]), []).append(r)
     for (model, p), rs in sorted(groups.items()):
         fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
