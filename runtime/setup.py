@@ -47,6 +47,11 @@ def prepare(cfg: RunConfig) -> Prepared:
         "micro_batch_size": cfg.micro_batch_size, "seq_len": cfg.seq_len, "seed": cfg.seed,
         "dp": cfg.dp, "save_every": cfg.save_every,
     }
+    corrections = {k: getattr(cfg, k) for k in ("error_feedback", "lookahead",
+                                                 "lr_warmup_by_delay", "muon_momentum")
+                   if getattr(cfg, k) != getattr(RunConfig, k)}
+    if corrections:  # optimizer options beyond the defaults must match on --resume
+        meta["optimizer_options"] = corrections
     return Prepared(cfg, manifest, programs, model, boundaries, numels, meta)
 
 
