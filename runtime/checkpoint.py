@@ -37,6 +37,7 @@ import torch
 
 from schedc.errors import UserError
 
+from .faults import injected
 from .stage import StageReplica
 
 STEP_PREFIX = "step-"
@@ -85,6 +86,10 @@ def save_rank(root: Path, steps_done: int, global_rank: int,
     torch.save(state, buf)
     blob = buf.getvalue()
     name = f"rank{global_rank}.pt"
+    if injected("die-in-save", steps_done):  # a crash half-way through the write
+        with open(d / name, "wb") as f:
+            f.write(blob[: len(blob) // 2])
+        os._exit(137)
     _atomic_write(d / name, blob)
     _atomic_write(d / f"{name}.sha256", _sha(blob).encode())
 

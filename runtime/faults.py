@@ -27,6 +27,7 @@ Policy (`--on-nan`):
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -102,3 +103,15 @@ def skip_step(replica, version: int) -> None:
     replica.acc.zero_()
     replica.version = version
     replica.point_at(version)
+
+
+# ---- fault injection (tests, docs/reliability.md) ------------------------------------
+# SCHEDC_INJECT="nan-grad@S:MB,nan-loss@MB,die-in-save@STEPS": make stage S's weight
+# gradient of micro-batch MB NaN, the loss of MB NaN, or end the process (exit 137,
+# as SIGKILL would) half-way through writing the checkpoint after STEPS steps.
+def injected(kind: str, *where: int) -> bool:
+    spec = os.environ.get("SCHEDC_INJECT")
+    if not spec:
+        return False
+    want = f"{kind}@" + ":".join(str(w) for w in where)
+    return want in (part.strip() for part in spec.split(","))

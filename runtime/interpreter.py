@@ -260,6 +260,8 @@ class Interpreter:
                 out = self.loss_fn(out, targets)
         if s == self.last:
             loss = out.detach()
+            if faults.injected("nan-loss", mb):
+                loss = torch.full_like(loss, float("nan"))
             if not faults.loss_is_finite(loss):
                 if self.on_nan == faults.STOP:
                     raise faults.NumericalFault(faults.fault_message("loss", mb, s, p, self.m))
@@ -328,7 +330,10 @@ class Interpreter:
 
     # ---- weights -----------------------------------------------------------------------
     def _op_ACC(self, instr: Instr) -> None:
-        sqnorm = self._replica(instr).accumulate(instr.mb)
+        replica = self._replica(instr)
+        if faults.injected("nan-grad", instr.stage, instr.mb) and instr.mb in replica.pending:
+            replica.pending[instr.mb][:1] = float("nan")
+        sqnorm = replica.accumulate(instr.mb)
         if sqnorm is not None:
             self.poison[(instr.pipeline or 0, instr.stage)].norms.append((instr.mb, sqnorm))
 

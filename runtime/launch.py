@@ -125,10 +125,13 @@ def build_dist(cfg: RunConfig) -> Session:
                         f"started {world}")
     preflight(p)
     device = pick_device(cfg, int(os.environ.get("LOCAL_RANK", "0")))
+    dp_index, rank = divmod(grank, R)
+    # Slow local set-up before the start-up agreement, so ranks begin together.
+    replicas = build_replicas(rank, p.manifest, p.model, cfg, device)
+    batches = make_batches(p, dp_index)
     watchdog = _watchdog(cfg, grank)
     with watchdog.waiting("the other ranks to join the run (rendezvous)"):
         init_world(device, cfg.timeout)
-    dp_index, rank = divmod(grank, R)
     with watchdog.waiting("the other ranks to agree on programs, model and options"):
         _agree(p, device)
         writer = p.manifest.stage_to_rank[0][p.manifest.num_stages - 1]
@@ -138,8 +141,7 @@ def build_dist(cfg: RunConfig) -> Session:
                               pipelines=pipelines, control=control.group, watchdog=watchdog)
     timing = cfg.trace is not None or cfg.costs_out is not None
     period = p.manifest.period
-    interp = Interpreter(rank, build_replicas(rank, p.manifest, p.model, cfg, device), transport,
-                         make_batches(p, dp_index), p.model.loss, p.manifest.num_stages,
+    interp = Interpreter(rank, replicas, transport, batches, p.model.loss, p.manifest.num_stages,
                          dp_size=cfg.dp, timing=timing, on_nan=cfg.on_nan,
                          step_microbatches=period.microbatches // period.steps,
                          body_len=len(p.programs[rank].body) if cfg.on_nan == "skip" else 0)

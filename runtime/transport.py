@@ -236,4 +236,4 @@ def _first_line(exc: BaseException) -> str:
     # gloo prefixes its source location: "[.../pair.cc:553] Connection closed by peer ..."
     if line.startswith("[") and "] " in line:
         line = line.split("] ", 1)[1]
-    return line[:300]
+    return line.split(". This is typically")[0][:300]  # gloo's advice and emoji
