@@ -104,10 +104,10 @@ def test_tiny_study_runs_end_to_end(tmp_path):
     out, img = tmp_path / "out", tmp_path / "img"
     img.mkdir()
     argv = ["--steps", "12", "--p", "4", "--no-bert", "--out", str(out), "--img", str(img),
-            "--only", "1f1b", "2bw-muon-ef", "paci-lookahead"]
+            "--only", "1f1b", "2bw-muon-ef"]
     assert convergence.main(argv) == 0
     rows = {r["name"]: r for r in json.loads((out / "rows.json").read_text())}
-    assert set(rows) == {"1f1b", "2bw-muon-ef", "paci-lookahead"}
+    assert set(rows) == {"1f1b", "2bw-muon-ef"}
     for r in rows.values():
         assert r["status"] == "ok", r
         assert 0 < r["val_loss"] < 6
@@ -115,4 +115,4 @@ def test_tiny_study_runs_end_to_end(tmp_path):
     assert rows["1f1b"]["time_to_target"] > 0
     # a second invocation skips what is done
     assert convergence.main(argv) == 0
-    assert "| gpt | 4 | paci-lookahead |" in (out / "table.md").read_text()
+    assert "| gpt | 4 | 2bw-muon-ef |" in (out / "table.md").read_text()
