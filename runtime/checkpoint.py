@@ -18,7 +18,7 @@ during a save leaves the previous checkpoint whole. Resuming (`find`) takes
 the newest step directory that is *valid*: meta.json present, parseable and
 matching its checksum, every rank file present with the recorded sha256. A
 corrupted, truncated or partial checkpoint is refused with a message naming
-the file, and the next older valid one is used (`latest` is only a hint).
+the file, and the next older valid one is used (`latest` is for people).
 A checkpoint is taken only between segments, where the pipeline is drained
 (asynchronous schedules: after the epilogue; the resumed run starts with the
 prologue).
@@ -138,19 +138,10 @@ def validate(step_path: Path) -> dict:
 
 
 def _candidates(root: Path) -> list[Path]:
-    """Step directories, newest first; `latest`'s target first when it names one."""
-    dirs = sorted((d for d in root.glob(f"{STEP_PREFIX}*") if d.is_dir()),
+    """Step directories, newest first. `latest` is not consulted: a crash between
+    meta.json and `latest` leaves a newer valid checkpoint than it names."""
+    return sorted((d for d in root.glob(f"{STEP_PREFIX}*") if d.is_dir()),
                   key=lambda d: d.name, reverse=True)
-    latest = root / "latest"
-    if latest.exists():
-        try:
-            named = root / latest.read_text().strip()
-        except (OSError, UnicodeDecodeError):
-            named = None
-        if named in dirs:
-            dirs.remove(named)
-            dirs.insert(0, named)
-    return dirs
 
 
 def find(path: Path, warn=None) -> tuple[Path, dict]:
