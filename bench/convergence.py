@@ -23,7 +23,11 @@ their fill and drain steps out of the same token budget. Per configuration:
   profile the runtime measured (`--costs-out`): F/B/ACC times pooled over
   every run of that model and p (the same work; the median of the runs'
   medians), optimizer and weight ops (STEP, STASH, SWAP, LOOKAHEAD, ...) the
-  run's own; no link latency (in-process CPU runs).
+  run's own; no link latency (in-process CPU runs). ALLREDUCE (AMDP) is
+  priced as one ACC (a sum of two gradient buffers, what the in-process
+  reduction does): the in-process measurement of an ALLREDUCE includes the
+  other ranks' work run while the first member waited (the cooperative
+  driver), so it is not a cost. The simulator adds the waiting itself.
 
 Results: one JSON per configuration in OUT (default
 bench/results/convergence-<size>/), skipped when present (delete it to rerun);
@@ -298,6 +302,8 @@ def pooled_costs(results: list[dict], out: Path) -> dict[str, dict]:
                         if op in g["stages"][s]]
                 if vals:
                     times[op] = statistics.median(vals)
+            if "ALLREDUCE" in times:  # see the module docstring
+                times["ALLREDUCE"] = times.get("ACC", 0.0)
         pooled[r["key"]] = mine
     return pooled
 
