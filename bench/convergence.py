@@ -138,6 +138,7 @@ EF_SWEEP = [
 ]
 BERT_CONFIGS = [
     Config("1f1b", "1f1b", model="bert"),
+    Config("1f1b-muon", "1f1b", "muon", model="bert"),
     Config("2bw-adamw", "pipedream-2bw", model="bert"),
     Config("2bw-muon", "pipedream-2bw", "muon", model="bert"),
     Config("paci", "paci", model="bert"),
