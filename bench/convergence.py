@@ -410,21 +410,30 @@ def plot(results: list[dict], img: Path) -> list[Path]:
     for r in results:
         if r.get("status") == "ok" and "-ef0." not in r["name"] and "-lr" not in r["name"]:
             groups.setdefault((r["model"], r["p"]), []).append(r)
+    panels = [
+        ("schedules (AdamW unless named)", lambda n: "muon" not in n or n == "1f1b-muon"),
+        ("optimizers under 2BW's one-step delay", lambda n: n.startswith(("1f1b", "2bw"))),
+    ]
     for (model, p), rs in sorted(groups.items()):
-        fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-        for r in rs:
-            xs, ys = curve(r)
-            style = "-" if r["name"] in ("gpipe", "1f1b", "1f1b-muon") else "--"
-            if "ef" in r["name"] or "lookahead" in r["name"] or "pipemare" in r["name"]:
-                style = ":"
-            ax.plot(xs, ys, style, label=f"{r['name']} (val {r['val_loss']:.3f})", linewidth=1.3)
-        ax.set_xlabel(f"reference steps ({REF_M} micro-batches each; same tokens for every run)")
-        ax.set_ylabel(f"training loss (trailing mean of {SMOOTH} steps)")
-        ax.set_title(f"{model}, p = {p}: loss under synchronous and asynchronous schedules")
+        fig, axes = plt.subplots(1, 2, figsize=(13, 5), dpi=100, sharey=True)
         lo = min(min(curve(r)[1]) for r in rs)
-        ax.set_ylim(lo - 0.05, lo + 1.2)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, ncol=2)
+        palette = plt.cm.tab10.colors + plt.cm.Dark2.colors
+        colors = {r["name"]: palette[i % len(palette)] for i, r in enumerate(rs)}
+        for ax, (title, keep) in zip(axes, panels, strict=True):
+            shown = [r for r in rs if keep(r["name"])]
+            for r in shown:
+                xs, ys = curve(r)
+                style = "-" if r["name"] in ("gpipe", "1f1b", "1f1b-muon") else "--"
+                if any(k in r["name"] for k in ("-ef", "lookahead", "pipemare")):
+                    style = ":"
+                ax.plot(xs, ys, style, color=colors[r["name"]], linewidth=1.3,
+                        label=f"{r['name']} (val {r['val_loss']:.3f})")
+            ax.set_title(f"{model}, p = {p}: {title}", fontsize=10)
+            ax.set_xlabel(f"reference steps ({REF_M} micro-batches each; equal tokens)")
+            ax.set_ylim(lo - 0.05, lo + 1.2)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        axes[0].set_ylabel(f"training loss (trailing mean of {SMOOTH} steps)")
         path = img / f"results_{model}_p{p}.png"
         fig.tight_layout()
         fig.savefig(path)
