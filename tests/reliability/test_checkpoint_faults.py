@@ -103,7 +103,7 @@ def test_process_killed_during_a_save_resumes_from_the_previous(saved, tmp_path)
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_never_loses_the_run(saved, tmp_path):
-    """SIGKILL a run that saves every step at 5 moments; each time resume works
+    """SIGKILL a run that saves every step at 4 moments; each time resume works
     from the newest valid checkpoint."""
     import os
     import random
@@ -114,7 +114,7 @@ def test_sigkill_at_random_moments_never_loses_the_run(saved, tmp_path):
     ck = tmp_path / "ck"
     rng = random.Random(0)
     kills = 0
-    for _ in range(5):
+    for _ in range(4):
         cmd = [sys.executable, "-m", "schedc", "run", str(d), "--local", *TINY, "--steps", "40",
                "--save-every", "1", "--save-dir" if not ck.exists() else "--resume", str(ck)]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -126,4 +126,4 @@ def test_sigkill_at_random_moments_never_loses_the_run(saved, tmp_path):
         proc.wait()
         if ck.exists() and any(ck.glob("step-*/meta.json")):
             checkpoint.find(ck, warn=lambda _: None)  # always a valid one
-    assert kills >= 3
+    assert kills >= 2

@@ -23,7 +23,7 @@ def _start(tmp_path, timeout: str):
                        "--metrics", str(metrics)], tmp_path / "logs")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until training runs (a step is logged)
-        if metrics.exists() and metrics.read_text().count("\n") >= 2:
+        if metrics.exists() and metrics.read_text().count("\n") >= 1:
             return ranks
         if any(r.proc.poll() is not None for r in ranks):
             break
@@ -64,7 +64,7 @@ def test_killed_rank_every_other_rank_exits_with_a_report(tmp_path):
 
 @pytest.mark.slow
 def test_frozen_rank_every_other_rank_times_out_with_a_report(tmp_path):
-    ranks = _start(tmp_path, "8")
+    ranks = _start(tmp_path, "6")
     victim = 2
     t0 = time.monotonic()
     ranks[victim].proc.send_signal(signal.SIGSTOP)  # alive, silent: only a deadline helps
@@ -76,4 +76,4 @@ def test_frozen_rank_every_other_rank_times_out_with_a_report(tmp_path):
     assert max(times) < 60
     assert any("timeout" in r.text() or "no progress" in r.text() for r in ranks), \
         [r.text()[-500:] for r in ranks]
-    print(f"exit after freeze (--timeout 8): {', '.join(f'{t:.2f}' for t in times)} s")
+    print(f"exit after freeze (--timeout 6): {', '.join(f'{t:.2f}' for t in times)} s")
