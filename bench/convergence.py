@@ -209,7 +209,8 @@ def _truncate_metrics(path: Path, ckpt: Path, m: int) -> None:
         path.write_text("".join(x + "\n" for x in lines))
 
 
-def run_config(c: Config, p: int, size_name: str, out: Path, threads: int) -> dict:
+def run_config(c: Config, p: int, size_name: str, out: Path, threads: int, seed: int = 0
+               ) -> dict:
     from schedc.runtime.config import add_run_arguments, config_from_args
     from schedc.runtime.evaluate import validation_loss
     from schedc.runtime.local import build_local
@@ -230,7 +231,7 @@ def run_config(c: Config, p: int, size_name: str, out: Path, threads: int) -> di
         model = (f"convergence:gpt_{size_name}8" if c.model == "gpt" else size.bert_model)
         argv = [str(d), "--model", model, "--steps", str(bodies), "--optimizer", c.optimizer,
                 "--lr", str(c.lr or size.lr), "--micro-batch-size", str(size.micro_batch_size),
-                "--seq-len", str(size.seq_len), "--threads", str(threads), "--seed", "0",
+                "--seq-len", str(size.seq_len), "--threads", str(threads), "--seed", str(seed),
                 "--metrics", str(out / f"{key}.metrics.jsonl"),
                 "--costs-out", str(out / f"{key}.costs.json")]
         ckpt = out / "checkpoints" / key
@@ -454,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--img", type=Path, default=ROOT / "docs" / "img")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="initialisation and data seed (another seed: a noise estimate)")
     ap.add_argument("--steps", type=int, default=None, help="override the size's token budget")
     ap.add_argument("--save-every", type=int, default=None,
                     help="checkpoint every K bodies (resume after an interruption)")
@@ -464,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         SIZES[args.size] = dataclasses.replace(SIZES[args.size], steps=args.steps)
     if args.save_every is not None:
         SIZES[args.size] = dataclasses.replace(SIZES[args.size], save_every=args.save_every)
-    out = args.out or ROOT / "bench" / "results" / f"convergence-{args.size}"
+    suffix = f"-seed{args.seed}" if args.seed else ""
+    out = args.out or ROOT / "bench" / "results" / f"convergence-{args.size}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # `convergence:gpt_*8`
     runs = plan_runs(args.p, args.only, not args.no_bert)
@@ -482,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"[{i}/{len(runs)}] {c.key(p)} ({time.perf_counter() - t0:.0f} s so far)",
               file=sys.stderr)
-        r = run_config(c, p, args.size, out, args.threads)
+        r = run_config(c, p, args.size, out, args.threads, args.seed)
         if r["status"] == "ok":
             path.write_text(json.dumps(r) + "\n")
         else:
