@@ -36,6 +36,14 @@ def matches(send: Instr, recv: Instr) -> bool:
     )
 
 
+class _Reorder(Exception):
+    """Repair: the receiver must take `send`'s message before the one at index."""
+
+    def __init__(self, rank: int, index: int, send: Instr) -> None:
+        super().__init__()
+        self.rank, self.index, self.send = rank, index, send
+
+
 class _Checker:
     def __init__(self, streams: Sequence[Sequence[Instr]], locate: Locate,
                  repair: bool = False) -> None:
@@ -81,19 +89,20 @@ class _Checker:
             if self.batch_end[r] < 0:
                 continue
             for theirs, chan, k in self.waits[r]:
-                if theirs == "recv" and len(self.recvs[chan]) <= k:
-                    q = chan[1]
-                    if self._hoist(q, chan):
-                        moved |= {q, r}
+                # only the next receive of the channel: the k-th meets the k-th send
+                if theirs == "recv" and len(self.recvs[chan]) == k:
+                    send_at = self.sends[chan][k]
+                    send = self.streams[send_at[0]][send_at[1]]
+                    if self._hoist(chan[1], chan, send):
+                        moved |= {chan[1], r}
         return moved
 
-    def _hoist(self, q: int, chan: tuple[int, int, int]) -> bool:
+    def _hoist(self, q: int, chan: tuple[int, int, int], send: Instr) -> bool:
         seq = self.streams[q]
         start = self.batch_end[q] if self.batch_end[q] >= 0 else self.pc[q]
         for j in range(start, len(seq)):
             ins = seq[j]
-            if ins.op in ("RECV_ACT", "RECV_GRAD") and (ins.peer, ins.pipeline) == (
-                    chan[0], chan[2]):
+            if ins.op in ("RECV_ACT", "RECV_GRAD") and matches(send, ins):
                 seq.insert(start, seq.pop(j))
                 if self.batch_end[q] >= 0:
                     self.recvs[chan].append((q, start))
@@ -156,6 +165,8 @@ class _Checker:
             send = self.streams[send_at[0]][send_at[1]]
             recv = self.streams[recv_at[0]][recv_at[1]]
             if not matches(send, recv):
+                if self.repair:
+                    raise _Reorder(recv_at[0], recv_at[1], send)
                 section, idx = self.locate(*recv_at)
                 raise self.fail(*send_at, f"send/receive mismatch: {send.label()} meets "
                                 f"{recv.label()} on rank {recv_at[0]} ({section} {idx})")
@@ -172,8 +183,7 @@ class _Checker:
             if other.op != "ALLREDUCE":
                 return None
             if other.stage != ins.stage or tuple(other.group or ()) != group:
-                raise self.fail(r, self.pc[r], f"ALLREDUCE mismatch: rank {g} reduces stage "
-                                f"{other.stage} while this rank reduces stage {ins.stage}")
+                return None  # that rank is in another collective first; may resolve
         return group
 
     def report_stuck(self) -> None:
@@ -199,4 +209,26 @@ def place_receives(streams: list[list[Instr]]) -> None:
     receive the oldest waiting send needs joins its receiver's current batch.
     Raises VerifyError if that cannot untie the wait.
     """
-    _Checker(streams, lambda r, i: ("stream", i), repair=True).run()
+    locate = lambda r, i: ("stream", i)  # noqa: E731
+    while True:
+        try:
+            _Checker(streams, locate, repair=True).run()
+            return
+        except _Reorder as move:
+            _receive_first(streams, move, locate)
+
+
+def _receive_first(streams: list[list[Instr]], move: _Reorder, locate: Locate) -> None:
+    """Two message kinds share a channel (a rank holding stages s and s+2 of one
+    pipeline sends both activations and gradients to the same neighbour): the
+    receiver takes them in the order they are sent, by moving the matching
+    receive in front of the one it expected. The sender has already posted that
+    message, so the receiver only waits for data that is on its way."""
+    seq = streams[move.rank]
+    for j in range(move.index + 1, len(seq)):
+        if seq[j].op in ("RECV_ACT", "RECV_GRAD") and matches(move.send, seq[j]):
+            seq.insert(move.index, seq.pop(j))
+            return
+    raise VerifyError(f"send/receive mismatch: {move.send.label()} is never received",
+                      rank=move.rank, index=move.index, section="stream",
+                      instr=seq[move.index].label())

@@ -23,12 +23,17 @@ def resolve_directions(
         else:
             if stages != ranks:
                 raise ValueError("directions auto needs one stage per rank")
-            return auto_directions(ranks)
+            directions = auto_directions(ranks)
     if not directions:
         raise ValueError("at least one direction is needed")
     maps = tuple(_one_map(d, stages, ranks) for d in directions)
     if len(set(maps)) != len(maps):
         raise ValueError("two pipelines have the same stage -> rank map")
+    for s in range(stages):
+        holders = [m[s] for m in maps]
+        if len(set(holders)) != len(holders):
+            raise ValueError(f"two pipelines put stage {s} on the same rank; the replicas "
+                             "of a stage must be on different ranks")
     return maps
 
 
@@ -49,31 +54,39 @@ def _one_map(direction: str | Sequence[int], stages: int, ranks: int) -> Map:
 
 
 def auto_directions(p: int) -> tuple[Map, ...]:
-    """N = max(2, ceil(p/2)) pipelines over p ranks, one stage of each per rank.
+    """N = max(2, ceil(p/2)) pipelines over p ranks (rounded up to even for even
+    p), one stage of each per rank.
 
     Why this rule: each pipeline admits two micro-batches at stage 0, so N
     pipelines keep 2N >= p micro-batches in flight, enough to fill depth p.
-    Maps come in pairs, a rotation s -> (s + shift) mod p and its mirror
-    s -> (p - 1 - s + shift) mod p, so within a pair every rank holds stages
-    whose depths sum to p - 1: a rank that is late in one pipeline is early in
-    the other, and their bubbles interleave (Chimera's argument). Shifts are
-    spread evenly, k * floor(p / pairs), which puts stage 0 of every pipeline
-    on a different rank. Pipelines are ordered by the rank of their stage 0.
-    For p = 4 and p = 8 this is exactly the AMDP reference's choice.
+    The replicas of every stage must sit on different ranks (they all-reduce),
+    so the maps form a Latin rectangle:
+    - even p: maps come in pairs, a rotation s -> (s + c) mod p and its mirror
+      s -> (p - 1 - s + c) mod p, so within a pair every rank holds stages whose
+      depths sum to p - 1: a rank late in one pipeline is early in the other,
+      and their bubbles interleave (Chimera's argument). The shifts c are even
+      and spread evenly, c_k = 2 * floor(k * (p/2) / pairs): a rotation and a
+      mirror meet on a rank only when their shifts differ by an odd number, so
+      no stage has two replicas on one rank, and stage 0 of every pipeline is
+      on a different rank (rotations on even ranks, mirrors on odd ones).
+    - odd p: a rotation and a mirror always share a rank for some stage (2 is
+      invertible mod p), so the maps are rotations by c_k = floor(k * p / N).
+    Pipelines are ordered by the rank of their stage 0. For p = 4 and p = 8
+    this is exactly the AMDP reference's choice.
     """
     if p < 2:
         raise ValueError("multi-directional schedules need at least 2 ranks")
     n = max(2, -(-p // 2))
-    pairs = -(-n // 2)
-    step = p // pairs
     maps: list[Map] = []
-    for k in range(pairs):
-        shift = k * step
-        maps.append(tuple((s + shift) % p for s in range(p)))
-        if len(maps) < n:
+    if p % 2 == 0:
+        n += n % 2  # whole pairs only: an unpaired rotation unbalances the ranks
+        pairs = -(-n // 2)
+        for k in range(pairs):
+            shift = 2 * (k * (p // 2) // pairs)
+            maps.append(tuple((s + shift) % p for s in range(p)))
             maps.append(tuple((p - 1 - s + shift) % p for s in range(p)))
-    maps = maps[:n]
+        maps = maps[:n]
+    else:
+        maps = [tuple((s + k * p // n) % p for s in range(p)) for k in range(n)]
     maps.sort(key=lambda m: m[0])
-    if len({m[0] for m in maps}) != n:  # pragma: no cover - proven in the docstring
-        raise AssertionError(f"auto directions for p={p} put two stage 0s on one rank")
     return tuple(maps)

@@ -7,7 +7,7 @@ Edges, with their `kind` attribute:
 - `weights`: a micro-batch's weight gradient (B or W) before the step of its
   batch; steps of a stage in order; with flush, a step before the next batch's
   forwards; with a fixed delay d, the step producing version b-d before the
-  forwards of batch b.
+  forwards of batch b; a step before the next batch's weight gradients.
 - `order`: consecutive operations of one rank's program (added once ordered).
 """
 
@@ -101,6 +101,10 @@ def weight_edges(problem: Problem) -> Iterator[tuple[Op, Op]]:
         p, b = problem.pipeline_of(mb), problem.batch_of(mb)
         for s in range(problem.stages):
             yield Op(wkind, p, s, mb), step_op(s, b)
+            if b > 0:
+                # The accumulator holds one batch: the next batch's weight
+                # gradients wait for this batch's step on every replica.
+                yield step_op(s, b - 1), Op(wkind, p, s, mb)
             gate = _forward_gate(spec, b)
             if gate is not None:
                 yield step_op(s, gate), Op("F", p, s, mb)

@@ -25,6 +25,7 @@ from schedc.errors import UserError
 from schedc.graph import Problem
 from schedc.ops import STEP_KIND, Op, step_op
 
+_WAITING = 1 << 62  # busy_until of a rank waiting in a collective step
 UNIT_COST = {"F": 1, "B": 2, "I": 1, "W": 1, STEP_KIND: 0}
 
 
@@ -32,41 +33,86 @@ class OrderError(UserError):
     """The policy cannot order the graph (a bound leaves no admissible op)."""
 
 
-def order_ops(problem: Problem, graph: nx.DiGraph) -> list[list[Op]]:
+Policy = tuple[str, float, bool]  # (ready-key mode, in-flight scale, steps first)
+DEFAULT_POLICY: Policy = ("mb", 1.0, True)
+
+
+def order_ops(problem: Problem, graph: nx.DiGraph, policy: Policy = DEFAULT_POLICY
+              ) -> list[list[Op]]:
     if problem.spec.order == "interleaved":
         return interleaved_order(problem)
-    return ListScheduler(problem, graph).run()
+    return ListScheduler(problem, graph, *policy).run()
+
+
+# Several pipelines share every rank, and no single rule orders them well for
+# every p and m: the compiler tries a few priorities and in-flight scales and
+# keeps the order with the shortest unit-cost makespan (then the least memory).
+# A Spec's own max_inflight bounds are never scaled.
+# A replicated stage's step is a collective: taken as soon as it is ready, a
+# rank may wait in it for a busy replica, so "when idle" is tried as well.
+PORTFOLIO = tuple((mode, scale, first) for first in (True, False)
+                  for mode in ("mb", "critical-path", "forward-first")
+                  for scale in (1.0, 1.5, 2.0))
+
+
+def shortlist(problem: Problem, graph: nx.DiGraph, keep: int = 3) -> list[Policy]:
+    """Policies to compile in full: one pipeline takes its family's canonical
+    rule; several pipelines take the portfolio entries whose orders differ,
+    best unit-cost makespan first (at most `keep`). The greedy's makespan is
+    only a proxy (it does not see how receives are batched), so the compiler
+    verifies and measures each finalist."""
+    if problem.num_pipelines == 1 or problem.spec.order == "interleaved":
+        return [DEFAULT_POLICY]
+    seen: dict[tuple, tuple[int, int, Policy]] = {}
+    for i, policy in enumerate(PORTFOLIO):
+        sched = ListScheduler(problem, graph, *policy)
+        try:
+            orders = sched.run()
+        except OrderError:
+            continue
+        key = tuple(tuple(seq) for seq in orders)
+        if key not in seen:
+            seen[key] = (sched.makespan, i, policy)
+    ranked = sorted(seen.values())
+    return [policy for _, _, policy in ranked[:keep]] or [DEFAULT_POLICY]
 
 
 # ---- interleaved 1F1B (Megatron) ------------------------------------------------
 def interleaved_order(problem: Problem) -> list[list[Op]]:
-    """Megatron's depth-first interleaved schedule, one batch.
+    """Megatron's depth-first interleaved schedule, batch after batch.
 
     Forward k on rank r runs chunk (k // p) % v of micro-batch
     (k // (p v)) * p + k % p; backwards walk the chunks in reverse. Rank r warms
-    up with (p - r - 1) * 2 + (v - 1) * p forwards, then alternates.
+    up with (p - r - 1) * 2 + (v - 1) * p forwards, then alternates. Each batch
+    ends with its steps (interleaved schedules flush).
     """
-    p, v, m = problem.ranks, problem.spec.chunks, problem.m
-    total = m * v
-    orders = []
-    for r in range(p):
-        def item(kind: str, k: int, r: int = r) -> Op:
-            chunk = (k // p) % v
-            if kind == "B":
-                chunk = v - 1 - chunk
-            mb = (k // (p * v)) * p + k % p
-            return Op(kind, 0, chunk * p + r, mb)
-
-        warmup = min((p - r - 1) * 2 + (v - 1) * p, total)
-        seq = [item("F", k) for k in range(warmup)]
-        for i in range(total - warmup):
-            seq += [item("F", warmup + i), item("B", i)]
-        seq += [item("B", k) for k in range(total - warmup, total)]
-        orders.append(_append_steps(seq, problem))
+    orders: list[list[Op]] = [[] for _ in range(problem.ranks)]
+    for b in range(problem.batches):
+        for r in range(problem.ranks):
+            orders[r] += _append_steps(_interleaved_batch(problem, r, b), problem, b)
     return orders
 
 
-def _append_steps(seq: list[Op], problem: Problem) -> list[Op]:
+def _interleaved_batch(problem: Problem, r: int, batch: int) -> list[Op]:
+    p, v, m = problem.ranks, problem.spec.chunks, problem.m
+    total = m * v
+
+    def item(kind: str, k: int) -> Op:
+        chunk = (k // p) % v
+        if kind == "B":
+            chunk = v - 1 - chunk
+        mb = batch * m + (k // (p * v)) * p + k % p
+        return Op(kind, 0, chunk * p + r, mb)
+
+    warmup = min((p - r - 1) * 2 + (v - 1) * p, total)
+    seq = [item("F", k) for k in range(warmup)]
+    for i in range(total - warmup):
+        seq += [item("F", warmup + i), item("B", i)]
+    seq += [item("B", k) for k in range(total - warmup, total)]
+    return seq
+
+
+def _append_steps(seq: list[Op], problem: Problem, batch: int) -> list[Op]:
     """Place each stage's step right after its last backward on this rank."""
     last: dict[int, int] = {}
     for i, op in enumerate(seq):
@@ -75,7 +121,7 @@ def _append_steps(seq: list[Op], problem: Problem) -> list[Op]:
     out: list[Op] = []
     for i, op in enumerate(seq):
         out.append(op)
-        out.extend(step_op(s, 0) for s, idx in sorted(last.items()) if idx == i)
+        out.extend(step_op(s, batch) for s, idx in sorted(last.items()) if idx == i)
     return out
 
 
@@ -83,13 +129,21 @@ def _append_steps(seq: list[Op], problem: Problem) -> list[Op]:
 class ListScheduler:
     """Unit-cost list scheduling of `graph` under the Spec's order policy."""
 
-    def __init__(self, problem: Problem, graph: nx.DiGraph) -> None:
+    def __init__(self, problem: Problem, graph: nx.DiGraph, mode: str = "mb",
+                 scale: float = 1.0, steps_first: bool = True) -> None:
         self.problem = problem
         self.graph = graph
         spec = problem.spec
         self.priority = _priorities(spec.order, spec.split_backward)
-        self.limit = _inflight_limits(problem)
-        self.release_kind = problem.grad_kind()
+        self.key = _ready_key(mode, problem, self.priority)
+        self.limit = _inflight_limits(problem, scale)
+        self.makespan = 0
+        self.peak_inflight = 0
+        self.step_key = -(1 << 30) if steps_first else 1 << 30
+        self.in_collective: dict[Op, list[int]] = {}
+        # Without a flush nothing else bounds deferred Ws: count to W there.
+        deferred_w = spec.split_backward and not spec.flush
+        self.release_kind = "W" if deferred_w else problem.grad_kind()
         self.replica_ranks = {
             s: sorted({m[s] for m in problem.maps}) for s in range(problem.stages)
         }
@@ -98,6 +152,24 @@ class ListScheduler:
         self.inflight: dict[tuple[int, int], int] = defaultdict(int)
         self.step_copies_left: dict[Op, int] = {}
         self.orders: list[list[Op]] = [[] for _ in range(problem.ranks)]
+        # Replicated stages' steps are collectives (ALLREDUCE): every rank takes
+        # them in one global order, batch first, then later stages first (the
+        # order backwards finish in), so no two ranks wait on each other.
+        self.collective_steps = [
+            sorted(((b, -s) for s in range(problem.stages)
+                    if len(self.replica_ranks[s]) > 1 and r in self.replica_ranks[s]
+                    for b in range(problem.batches)), reverse=True)
+            for r in range(problem.ranks)
+        ]
+
+    def _step_allowed(self, r: int, op: Op) -> bool:
+        pending = self.collective_steps[r]
+        if len(self.replica_ranks[op.stage]) < 2:
+            return True
+        if pending and pending[-1] == (op.mb, -op.stage):
+            pending.pop()
+            return True
+        return False
 
     def run(self) -> list[list[Op]]:
         for op, n in self.waiting.items():
@@ -116,6 +188,9 @@ class ListScheduler:
             if not events:
                 raise self._stuck_error()
             now = events[0][0]
+        self.makespan = max(busy_until)
+        if self.makespan == _WAITING:
+            raise self._stuck_error()
         return self.orders
 
     def _start_ready(self, now: int, busy_until: list[int], events: list) -> int:
@@ -131,11 +206,27 @@ class ListScheduler:
                     started += 1
                     progress = True
                     if op.kind == STEP_KIND:
-                        self._finish_step_copy(op, r)
+                        self._enter_step(op, r, now, busy_until)
                         continue
                     busy_until[r] = now + UNIT_COST[op.kind]
                     heapq.heappush(events, (busy_until[r], started, op))
         return started
+
+    def _enter_step(self, op: Op, r: int, now: int, busy_until: list[int]) -> None:
+        """A replicated stage's step is a collective: the rank waits in it until
+        every replica has entered, then all leave together."""
+        group = self.replica_ranks[op.stage]
+        if len(group) < 2:
+            self._finish_step_copy(op, r)
+            return
+        entered = self.in_collective.setdefault(op, [])
+        entered.append(r)
+        busy_until[r] = _WAITING
+        if len(entered) == len(group):
+            del self.in_collective[op]
+            for rank in entered:
+                busy_until[rank] = now
+                self._finish_step_copy(op, rank)
 
     def _copies(self, op: Op) -> int:
         return len(self.replica_ranks[op.stage]) if op.kind == STEP_KIND else 1
@@ -144,10 +235,10 @@ class ListScheduler:
         if op.kind == STEP_KIND:
             self.step_copies_left[op] = len(self.replica_ranks[op.stage])
             for r in self.replica_ranks[op.stage]:
-                heapq.heappush(self.ready[r], (0, op.mb, op.stage, op))
+                heapq.heappush(self.ready[r], (self.step_key, op.mb, op.stage, op))
         else:
             rank = self.problem.rank_of(op)
-            heapq.heappush(self.ready[rank], (self.priority[op.kind], op.mb, op.stage, op))
+            heapq.heappush(self.ready[rank], (*self.key(op), op))
 
     def _pick(self, r: int) -> Op | None:
         heap = self.ready[r]
@@ -155,8 +246,11 @@ class ListScheduler:
         chosen = None
         while heap:
             item = heapq.heappop(heap)
-            op = item[3]
+            op = item[-1]
             if op.kind == "F" and self.inflight[(op.pipeline, op.stage)] >= self.limit(op):
+                skipped.append(item)
+                continue
+            if op.kind == STEP_KIND and not self._step_allowed(r, op):
                 skipped.append(item)
                 continue
             chosen = op
@@ -174,6 +268,7 @@ class ListScheduler:
         key = (op.pipeline, op.stage)
         if op.kind == "F":
             self.inflight[key] += 1
+            self.peak_inflight = max(self.peak_inflight, self.inflight[key])
         elif op.kind == self.release_kind:
             self.inflight[key] -= 1
 
@@ -182,9 +277,9 @@ class ListScheduler:
             self._release(succ)
 
     def _finish_step_copy(self, op: Op, rank: int) -> None:
-        # The replica on `rank` has its new version: its gated forwards may run.
+        # The replica on `rank` has its new version: its gated ops may run.
         for succ in self.graph.successors(op):
-            if succ.kind == "F" and self.problem.rank_of(succ) == rank:
+            if succ.kind != STEP_KIND and self.problem.rank_of(succ) == rank:
                 self._release(succ)
         self.step_copies_left[op] -= 1
         if self.step_copies_left[op] == 0:
@@ -217,16 +312,38 @@ def _priorities(order: str, split: bool) -> dict[str, int]:
     return {"B": 1, "I": 1, "W": 2, "F": 3}  # 1f1b: a finished backward's W follows it
 
 
-def _inflight_limits(problem: Problem) -> Callable[[Op], int]:
+def _inflight_limits(problem: Problem, scale: float = 1.0) -> Callable[[Op], int]:
     spec = problem.spec
-    unbounded = problem.num_mbs
 
     def limit(op: Op) -> int:
         bound = spec.inflight_bound(op.stage)
         if bound is not None:
             return bound
         if spec.order == "fill-drain":
-            return unbounded
-        return problem.stages - op.stage
+            return problem.m  # one step's micro-batches: GPipe fills per step
+        return max(1, int(scale * (problem.stages - op.stage)))
 
     return limit
+
+
+def _ready_key(mode: str, problem: Problem, priority: dict[str, int]
+               ) -> Callable[[Op], tuple[int, int, int]]:
+    """Heap key of a ready op (smaller runs first); steps always come first.
+
+    mb: the policy's kind priority, then the oldest micro-batch.
+    critical-path: the longest unit-cost path still ahead of the micro-batch
+    (its remaining forwards and backwards), longest first.
+    forward-first: forwards before backwards, oldest first.
+    """
+    stages = problem.stages
+
+    def ahead(op: Op) -> int:
+        if op.kind == "F":
+            return (stages - 1 - op.stage) + 2 * stages
+        return 2 * (op.stage + 1)
+
+    if mode == "critical-path":
+        return lambda op: (-ahead(op), op.mb, op.stage)
+    if mode == "forward-first":
+        return lambda op: (0 if op.kind == "F" else 1, op.mb, op.stage)
+    return lambda op: (priority[op.kind], op.mb, op.stage)

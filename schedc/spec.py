@@ -161,26 +161,34 @@ class Spec:
     def _validate_order(self) -> None:
         if self.order == "zero-bubble" and not self.split_backward:
             raise SpecError("split_backward", "order zero-bubble needs split_backward on")
-        if self.order == "interleaved" and self.chunks < 2:
-            raise SpecError(
-                "order", "interleaved needs at least 2 chunks per rank (stages = chunks x ranks)"
-            )
+        if self.order == "interleaved":
+            self._validate_interleaved()
         if self.chunks > 1 and self.order not in ("fill-drain", "interleaved"):
             raise SpecError(
                 "order", f"order {self.order} needs one stage per rank (stages == ranks)"
             )
+
+    def _validate_interleaved(self) -> None:
+        """Megatron's depth-first order, as written, covers this form only."""
+        if self.chunks < 2:
+            raise SpecError("order", "interleaved needs at least 2 chunks per rank "
+                            "(stages = chunks x ranks)")
+        if self.directions not in (("down",), "down"):
+            raise SpecError("directions", "interleaved runs one pipeline, direction down")
+        if not self.flush:
+            raise SpecError("flush", "interleaved is synchronous (flush on)")
+        if self.split_backward:
+            raise SpecError("split_backward", "interleaved does not split the backward; "
+                            "use order zero-bubble for I/W")
+        if self.microbatches % self.num_ranks:
+            raise SpecError("microbatches", f"interleaved needs a multiple of ranks "
+                            f"({self.num_ranks}) micro-batches per step")
 
     def _validate_async(self) -> None:
         # Known limits of the periodic split (docs/schedules.md): refused with a
         # reason rather than compiled into programs that would not repeat.
         if self.flush:
             return
-        if self.split_backward:
-            raise SpecError("split_backward", "a split backward (I/W) is supported with "
-                            "flush on only, for now")
-        if self.num_pipelines > 1 and self.inflight_bound(0) != 2:
-            raise SpecError("max_inflight", "asynchronous multi-directional schedules need "
-                            "max_inflight 2 at stage 0 (AMDP's rule), for now")
 
     def _validate_bounds(self) -> None:
         for s, bound in self.max_inflight:

@@ -111,6 +111,9 @@ def _check_completeness(manifest: Manifest, un: Unrolled) -> None:
                 steps[(ins.pipeline, ins.stage)] += 1
     total = 1 + max((k[3] for k in seen), default=-1)
     m = manifest.period.microbatches // manifest.period.steps
+    if manifest.synchronous and total != un.repeats * manifest.period.microbatches:
+        raise VerifyError(f"{total} micro-batches run in {un.repeats} synchronous bodies of "
+                          f"{manifest.period.microbatches} each")
     if total % m:
         raise VerifyError(f"{total} micro-batches run, not a whole number of steps of {m}")
     for mb in range(total):

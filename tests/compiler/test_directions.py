@@ -25,8 +25,11 @@ def test_p8_is_the_reference_choice():
 @pytest.mark.parametrize("p", range(2, 17))
 def test_maps_are_permutations_with_distinct_stage0(p):
     maps = auto_directions(p)
-    assert len(maps) == max(2, -(-p // 2))
+    n = max(2, -(-p // 2))
+    assert len(maps) == (n + n % 2 if p % 2 == 0 else n)  # whole mirror pairs for even p
     assert all(sorted(m) == list(range(p)) for m in maps)
+    for s in range(p):  # the replicas of a stage sit on different ranks
+        assert len({m[s] for m in maps}) == len(maps)
     firsts = [m[0] for m in maps]
     assert len(set(firsts)) == len(maps) and firsts == sorted(firsts)
     assert len(set(maps)) == len(maps)

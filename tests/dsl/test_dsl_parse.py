@@ -53,7 +53,7 @@ def test_dash_spellings() -> None:
 def test_directions_forms() -> None:
     assert parse_text("schedule s { directions up }").directions == ("up",)
     assert parse_text("schedule s { directions auto }").directions == "auto"
-    spec = parse_text("schedule s { stages 8 ranks 4 order interleaved\n"
+    spec = parse_text("schedule s { stages 8 ranks 4 order fill-drain\n"
                       " directions map(1, 0, 3, 2), down }")
     assert spec.directions == ((1, 0, 3, 2), "down")
     assert spec.resolved_directions()[0] == (1, 0, 3, 2, 1, 0, 3, 2)
