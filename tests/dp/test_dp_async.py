@@ -135,8 +135,6 @@ def test_a_slowed_replica_does_not_stall_the_other(runs):
     assert len(sync.losses) == SLOW_STEPS
 
 
-@pytest.mark.xfail(strict=True, reason="compiler: an interleaved body for dp_period 2 holds one "
-                   "step's micro-batches, not two (lower_batches(spec, 2) orders one batch)")
 def test_interleaved_multi_step_body():
     from schedc.compiler import lower_batches
     from schedc.presets import preset_spec

@@ -115,7 +115,7 @@ def test_sigkill_at_random_moments_never_loses_the_run(saved, tmp_path):
     rng = random.Random(0)
     kills = 0
     for _ in range(4):
-        cmd = [sys.executable, "-m", "schedc", "run", str(d), "--local", *TINY, "--steps", "40",
+        cmd = [sys.executable, "-m", "schedc", "run", str(d), "--local", *TINY, "--steps", "2000",
                "--save-every", "1", "--save-dir" if not ck.exists() else "--resume", str(ck)]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
