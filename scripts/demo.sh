@@ -30,6 +30,9 @@ PY
 echo; echo "== predict from the measured costs, and draw it"
 schedc simulate "$OUT/programs" --costs "$OUT/costs.json" --steps 4
 schedc viz "$OUT/programs" --costs "$OUT/costs.json" --timeline "$OUT/timeline-measured.svg"
+echo; echo "== draw the real run from its trace, beside the simulated one"
+schedc viz "$OUT/programs" --real-trace "$OUT/trace-real.json" --timeline "$OUT/timeline-real.svg"
+schedc viz "$OUT/programs" --real-trace "$OUT/trace-real.json" --timeline "$OUT/timeline-real.html"
 
 echo; echo "wrote, in $OUT/:"
 echo "  programs/                 compiled and verified program files"
@@ -37,3 +40,4 @@ echo "  schedule.csv              the same schedule in PyTorch's compute-only CS
 echo "  timeline-simulated.svg/.html, graph.svg   the simulated run and its dependency graph"
 echo "  metrics.jsonl, trace-real.json (open in ui.perfetto.dev), costs.json"
 echo "  timeline-measured.svg     the schedule predicted from the real run's costs"
+echo "  timeline-real.svg/.html   the real run, drawn from trace-real.json (steps 1..4)"

@@ -2,6 +2,7 @@
 
     schedc compare preset:1f1b:8:32 preset:paci:8:32 out/ pytorch.csv \\
         --costs costs.json --steps 4 --timeline compare.html
+    schedc compare out/ --costs costs.json --real-trace trace.json --timeline vs.svg
 
 Each argument is a program directory, a .sched file, a PyTorch compute-only
 CSV, or preset:NAME[:STAGES[:MICROBATCHES]]. One table, and optionally one
@@ -14,9 +15,10 @@ import argparse
 import json
 
 from schedc.cli.cmd_simulate import add_simulation_args, simulate_args
-from schedc.cli.cmd_viz import write_timeline
+from schedc.cli.cmd_viz import add_real_args, load_real, real_title, write_timeline
 from schedc.errors import UserError
 from schedc.simulate import figures, render_comparison
+from schedc.viz.real import UNITS
 from schedc.viz.timeline import timeline_svg
 
 
@@ -30,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeline", metavar="FILE", help="stacked timelines: .svg, .png or .html")
     p.add_argument("--width", type=float, metavar="PX", help="figure width in pixels")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    add_real_args(p)
     p.set_defaults(func=run)
 
 
@@ -46,7 +49,23 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([f.to_dict() for f in figs], indent=2))
     else:
         print(table)
+    if args.real_trace and not args.timeline:
+        raise UserError("--real-trace draws with --timeline FILE; give --timeline")
+    if args.window and not args.real_trace:
+        raise UserError("--window chooses what --real-trace draws; give --real-trace")
     if args.timeline:
-        write_timeline(args.timeline, timeline_svg(sims, args.width), "schedc compare", table)
+        panels: list = list(sims)
+        titles = [s.name for s in sims]
+        if args.real_trace:
+            unit = sims[0].costs.unit
+            if unit not in UNITS:
+                raise UserError(f"--real-trace: the simulations' time unit is {unit!r}; "
+                                f"give --costs in {', '.join(UNITS)} (e.g. the runtime's "
+                                "--costs-out) to draw them on one axis")
+            real = load_real(args, args.sources[0], unit)
+            panels.append(real)
+            titles.append(real_title(real))
+        write_timeline(args.timeline, timeline_svg(panels, args.width, titles),
+                       "schedc compare", table)
         print(f"wrote {args.timeline}")
     return 0

@@ -15,6 +15,7 @@ KIND_HUE: dict[str, tuple[int, int]] = {
 }
 KIND_NAMES = {"F": "forward", "B": "backward", "I": "backward (input)",
               "W": "backward (weights)", "STEP": "optimizer step", "ALLREDUCE": "all-reduce",
+              "ACC": "accumulate",
               "SEND_ACT": "send/recv (serial)"}
 SHADES = 8
 PIPELINE_PATTERNS = ("", "hatch1", "hatch2", "dots3", "hatch4", "dots5", "hatch6", "dots7")

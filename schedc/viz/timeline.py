@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from schedc.program import Instr
 from schedc.simulate.run import Simulation
 from schedc.viz import style
+from schedc.viz.real import RealRun
 from schedc.viz.svg import document, esc, num, text, time_axis
 
 ROW_H = 24
@@ -30,12 +31,16 @@ class Op:
     instr: Instr
     start: float
     end: float
+    label: str = ""  # when not instr.label(): a real run's batch of sends/receives
 
 
-def drawn_ops(sim: Simulation) -> list[Op]:
+def drawn_ops(sim: Simulation | RealRun) -> list[Op]:
     """The ops a timeline shows: compute, optimizer steps, and every op that
-    occupies the rank's stream (communication only with --serial-comm)."""
+    occupies the rank's stream (communication only with --serial-comm, and in
+    a real run)."""
     tl = sim.timeline
+    labels = getattr(sim, "labels", {})
+    indices = getattr(sim, "indices", None)
     out = []
     for r, stream in enumerate(tl.streams):
         for i, ins in enumerate(stream):
@@ -44,7 +49,8 @@ def drawn_ops(sim: Simulation) -> list[Op]:
                 continue
             s, e = tl.starts[r][i], tl.ends[r][i]
             if ins.op in ("F", "B", "I", "W") or ins.op in MARKED or e > s:
-                out.append(Op(r, i, ins, s, e))
+                index = indices[r][i] if indices else i
+                out.append(Op(r, index, ins, s, e, labels.get((r, index), "")))
     return out
 
 
@@ -58,7 +64,7 @@ def op_attrs(op: Op, unit: str) -> str:
 
 def _op_title(op: Op, unit: str) -> str:
     u = "" if unit == "unit" else f" {unit}"
-    return f"rank {op.rank}: {op.instr.label()} [{op.start:.6g}, {op.end:.6g}]{u}"
+    return f"rank {op.rank}: {op.label or op.instr.label()} [{op.start:.6g}, {op.end:.6g}]{u}"
 
 
 def _op_element(op: Op, x0: float, y: float, scale: float, unit: str) -> list[str]:
@@ -97,8 +103,8 @@ def _version_marks(ops: Sequence[Op], x0: float, y_of: dict[int, float], scale: 
     return out
 
 
-def panel(sim: Simulation, y0: float, scale: float, span: float, title: str = "") -> tuple[
-        list[str], float]:
+def panel(sim: Simulation | RealRun, y0: float, scale: float, span: float,
+          title: str = "") -> tuple[list[str], float]:
     """One simulation's rows starting at y0; returns elements and height used."""
     ranks = len(sim.timeline.streams)
     top = y0 + (18 if title else 0) + 16
@@ -119,6 +125,9 @@ def panel(sim: Simulation, y0: float, scale: float, span: float, title: str = ""
 
 def legend(y: float, kinds: set[str], pipelines: int) -> tuple[list[str], float]:
     out, x = [], LEFT
+    comm = ("SEND_ACT", "RECV_ACT", "SEND_GRAD", "RECV_GRAD")
+    if kinds & set(comm):  # one entry for every send and receive
+        kinds = (kinds - set(comm)) | {"SEND_ACT"}
     for kind in [k for k in style.KIND_HUE if k in kinds]:
         label = style.KIND_NAMES.get(kind, kind)
         out.append(f'<rect x="{x}" y="{num(y)}" width="14" height="12" '
@@ -136,7 +145,7 @@ def legend(y: float, kinds: set[str], pipelines: int) -> tuple[list[str], float]
     return out, 20
 
 
-def timeline_svg(sims: Sequence[Simulation], width: float | None = None,
+def timeline_svg(sims: Sequence[Simulation | RealRun], width: float | None = None,
                  titles: Sequence[str] | None = None) -> str:
     """Stacked Gantt panels (one per simulation) on one common time axis."""
     span = max(s.timeline.makespan for s in sims) or 1.0
