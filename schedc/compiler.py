@@ -7,7 +7,7 @@ respecting, deadlock-free and within the Spec's bounds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import networkx as nx
 
@@ -114,10 +114,10 @@ def compile_with(spec: Spec, policy: Policy) -> Compiled:
         programs, period = _periodic_programs(spec, policy)
     manifest = _manifest(spec, programs, period)
     table = verify(manifest, programs)
-    manifest = Manifest(**{**manifest.__dict__, "analysis": analyse(manifest, programs, table),
-                           })
-    manifest.analysis["order_policy"] = {"priority": policy[0], "inflight_scale": policy[1],
-                                         "steps": "first" if policy[2] else "when idle"}
+    analysis = analyse(manifest, programs, table)
+    analysis["order_policy"] = {"priority": policy[0], "inflight_scale": policy[1],
+                                "steps": "first" if policy[2] else "when idle"}
+    manifest = replace(manifest, analysis=analysis)
     return Compiled(spec, manifest, tuple(programs), policy)
 
 

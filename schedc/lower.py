@@ -92,6 +92,7 @@ class _RankLowering:
         self.active: dict[Replica, tuple[int, bool]] = defaultdict(lambda: (0, False))
         self.stashed: dict[Replica, set[int]] = defaultdict(set)
         self.last_reader = self._last_readers()
+        self.after: list[Instr] = []  # sends and ACC of the previous compute op
 
     def _last_readers(self) -> dict[tuple[Replica, int], int]:
         """Index in seq of the last op reading each (replica, version)."""
@@ -105,7 +106,6 @@ class _RankLowering:
         # The sends after one compute op and the receives before the next form
         # one batch (as Megatron's send_forward_recv_backward): two neighbours
         # that exchange in both directions then meet in the same batch.
-        self.after: list[Instr] = []  # sends and ACC of the previous compute op
         for i, op in enumerate(self.seq):
             if op.kind == STEP_KIND:
                 self._flush_after()

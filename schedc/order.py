@@ -162,7 +162,9 @@ class ListScheduler:
             for r in range(problem.ranks)
         ]
 
-    def _step_allowed(self, r: int, op: Op) -> bool:
+    def _take_collective_turn(self, r: int, op: Op) -> bool:
+        """Whether `op` is rank r's next step in the global collective order
+        (and, if so, consume that turn)."""
         pending = self.collective_steps[r]
         if len(self.replica_ranks[op.stage]) < 2:
             return True
@@ -250,7 +252,7 @@ class ListScheduler:
             if op.kind == "F" and self.inflight[(op.pipeline, op.stage)] >= self.limit(op):
                 skipped.append(item)
                 continue
-            if op.kind == STEP_KIND and not self._step_allowed(r, op):
+            if op.kind == STEP_KIND and not self._take_collective_turn(r, op):
                 skipped.append(item)
                 continue
             chosen = op

@@ -3,16 +3,12 @@ torchrun launch for several jobs, and the parameter-averaging reference."""
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import torch
+from launching import torchrun_jobs
 
 from schedc.compiler import compile_spec
 from schedc.errors import VerifyError
@@ -40,12 +36,6 @@ def compile_dp(directory: Path, preset: str, *, fraction: float = 1.0, period: i
     return directory
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class DpResult:
     losses: list[float] = field(default_factory=list)
@@ -58,16 +48,8 @@ class DpResult:
 
 def run_dp(jobs: dict[str, list[str]], nproc: int, out: Path,
            env: dict[str, str] | None = None) -> dict[str, DpResult]:
-    out.mkdir(parents=True, exist_ok=True)
-    jobs_file = out / "jobs.json"
-    jobs_file.write_text(json.dumps({k: [*BASE, *v] for k, v in jobs.items()}))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-           f"--nproc-per-node={nproc}", "--master-addr", "127.0.0.1",
-           f"--master-port={free_port()}", str(HERE / "dp_worker.py"), str(jobs_file), str(out)]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=900)
-    if proc.returncode:
-        raise AssertionError(f"torchrun failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
+    torchrun_jobs(HERE / "dp_worker.py", {k: [*BASE, *v] for k, v in jobs.items()}, nproc, out,
+                  env=env, timeout=900)
     results = {}
     for name in jobs:
         res = DpResult()

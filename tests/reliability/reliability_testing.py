@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from launching import free_port
 
 from schedc.compiler import compile_spec
 from schedc.files import write_programs
@@ -26,12 +27,6 @@ def compile_preset(directory: Path, name: str, **kw) -> Path:
     compiled = compile_spec(preset_spec(name, **kw).validate())
     write_programs(directory, compiled.manifest, compiled.programs)
     return directory
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -4,15 +4,12 @@ them in-process or under torchrun (gloo, CPU), and plain reference training."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import torch
+from launching import torchrun_jobs
 from schedc.runtime.config import add_run_arguments, config_from_args
 from schedc.runtime.local import build_local
 from schedc.runtime.session import train
@@ -86,24 +83,9 @@ def run_inprocess(program_dir: Path, *extra: str) -> Result:
     return collect(session, train(session))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_torchrun(jobs: dict[str, list[str]], nproc: int, out: Path) -> dict[str, Result]:
     """Run every job in one torchrun launch (one process group, jobs in order)."""
-    out.mkdir(parents=True, exist_ok=True)
-    jobs_file = out / "jobs.json"
-    jobs_file.write_text(json.dumps({k: [*BASE, *v] for k, v in jobs.items()}))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-           f"--nproc-per-node={nproc}", "--master-addr", "127.0.0.1",
-           f"--master-port={free_port()}", str(HERE / "dist_worker.py"), str(jobs_file), str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    if proc.returncode:
-        raise AssertionError(f"torchrun failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
+    torchrun_jobs(HERE / "dist_worker.py", {k: [*BASE, *v] for k, v in jobs.items()}, nproc, out)
     results = {}
     for name in jobs:
         res = Result()
