@@ -10,7 +10,6 @@ the `schedc` command starts, and `schedc compile` must not pay for torch.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 
 
@@ -29,18 +28,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from schedc.runtime.config import config_from_args, to_argv
+    from schedc.runtime.config import config_from_args
 
     cfg = config_from_args(args)
     if args.local:
-        from schedc.runtime.local import run_local  # imports torch
-
-        run_local(cfg)
-        return 0
+        return _run_local(cfg)
+    from schedc.cli.torchrun_launch import launch
     from schedc.runtime.programs import load
 
     manifest, _ = load(cfg.programs)
-    nproc = manifest.world_size * cfg.dp
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={nproc}", "-m", "schedc.runtime.launch", *to_argv(cfg)]
-    return subprocess.call(cmd)
+    return launch(cfg, manifest.world_size * cfg.dp)
+
+
+def _run_local(cfg) -> int:
+    """In-process: a run-time fault (NaN stop, a failed instruction) is one line too."""
+    from schedc.runtime.exits import classify
+    from schedc.runtime.local import run_local  # imports torch
+
+    try:
+        run_local(cfg)
+    except Exception as exc:
+        known = classify(exc)
+        if known is None:
+            raise
+        print(known[0], file=sys.stderr)
+        return known[1]
+    return 0
