@@ -69,7 +69,7 @@ class Poison:
 
 def fault_message(kind: str, mb: int, stage: int, pipeline: int, m: int) -> str:
     where = f"stage {stage}" + (f" (pipeline {pipeline})" if pipeline else "")
-    return (f"non-finite {kind} (NaN or Inf) at step {mb // m}, {where}, micro-batch {mb}; "
+    return (f"non-finite {kind} (NaN or Inf) at step {mb // m + 1}, {where}, micro-batch {mb}; "
             "--on-nan skip would skip such steps")
 
 

@@ -4,7 +4,7 @@
 # standard library's sources) and draw the real run beside the simulated one.
 set -euo pipefail
 OUT=${OUT:-demo-out}
-STEPS=${STEPS:-200}
+STEPS=${STEPS:-200}  # SCHEDC_MAX_STEPS, when set, caps it (as every run's --steps)
 SCHED=${SCHED:-examples/demo2.sched}
 rm -rf "$OUT" && mkdir -p "$OUT"
 
@@ -40,4 +40,4 @@ echo "  schedule.csv              the same schedule in PyTorch's compute-only CS
 echo "  timeline-simulated.svg/.html, graph.svg   the simulated run and its dependency graph"
 echo "  metrics.jsonl, trace-real.json (open in ui.perfetto.dev), costs.json"
 echo "  timeline-measured.svg     the schedule predicted from the real run's costs"
-echo "  timeline-real.svg/.html   the real run, drawn from trace-real.json (steps 1..4)"
+echo "  timeline-real.svg/.html   the real run, drawn from trace-real.json (optimizer steps 2..5)"
