@@ -4,7 +4,11 @@
 # standard library's sources) and draw the real run beside the simulated one.
 set -euo pipefail
 OUT=${OUT:-demo-out}
-STEPS=${STEPS:-200}  # SCHEDC_MAX_STEPS, when set, caps it (as every run's --steps)
+STEPS=${STEPS:-200}
+# SCHEDC_MAX_STEPS, when set, caps every run's --steps (docs/runtime.md)
+if [ -n "${SCHEDC_MAX_STEPS:-}" ] && [ "$STEPS" -gt "$SCHEDC_MAX_STEPS" ]; then
+  STEPS=$SCHEDC_MAX_STEPS
+fi
 SCHED=${SCHED:-examples/demo2.sched}
 rm -rf "$OUT" && mkdir -p "$OUT"
 
