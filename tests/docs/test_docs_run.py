@@ -120,12 +120,13 @@ def _check_sched(block: Block, cwd: Path) -> str | None:
         except DslError:
             return None
         return "shown as an error, but it parses"
-    if first.startswith("# ") and first.endswith(".sched"):
-        named = cwd / first[2:].strip()
+    name = first[2:].split()[0] if first.startswith("# ") and len(first) > 2 else ""
+    if name.endswith(".sched"):  # `# examples/x.sched`: the block is that file
+        named = cwd / name
         if not named.is_file():
-            return f"names {first[2:]}, which does not exist"
+            return f"names {name}, which does not exist"
         if named.read_text() != block.text:
-            return f"is not the text of {first[2:]}"
+            return f"is not the text of {name}"
     try:
         parse_text(block.text, block.where)
     except DslError as exc:
