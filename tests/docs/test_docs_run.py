@@ -1,8 +1,8 @@
 """Every example in README.md and docs/*.md runs as written (docs/README rule:
 every command shown must run). The blocks of one document run in order in a
 scratch directory of their own that holds copies of `examples/`, `scripts/`,
-`bench/` (scripts only) and `docs/`, and `.venv` (a link to this test's
-environment), so relative paths work as from the repository root.
+`bench/` (scripts only) and `docs/`, and `.venv` (this test's environment,
+through links), so relative paths work as from the repository root.
 
 Training runs are shortened by SCHEDC_MAX_STEPS (docs/runtime.md), which caps
 every run's --steps; a block that cannot run here (a GPU, several nodes, more
@@ -58,8 +58,17 @@ def _scratch(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "bench", work / "bench",
                     ignore=shutil.ignore_patterns("results", "__pycache__"))
     for name in ("Makefile", "pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, work / name)  # copy2: keeps mtimes, so make sees .venv current
-    (work / ".venv").symlink_to(Path(sys.prefix))
+        shutil.copy2(ROOT / name, work / name)
+    # .venv: this environment, seen through links, with a fresh stamp so that
+    # `make demo` takes it as installed (and could never rebuild the real one).
+    venv, real = work / ".venv", Path(sys.prefix)
+    venv.mkdir()
+    for part in real.iterdir():
+        if part.name not in (".installed", "pyvenv.cfg"):
+            (venv / part.name).symlink_to(part)
+    if (real / "pyvenv.cfg").exists():
+        shutil.copy(real / "pyvenv.cfg", venv / "pyvenv.cfg")
+    (venv / ".installed").touch()
     return work
 
 
