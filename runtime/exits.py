@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -53,8 +54,15 @@ def record(rank: int, message: str, code: int) -> None:
         pass  # the line on stderr still says it
 
 
+# A rank that lost its connection to a peer failed because that peer did (or
+# because the peer's own wait timed out, which closes gloo's connection at
+# once, before the peer has said why): the peer's record is the cause.
+_CONSEQUENCE = re.compile(r"Connection (closed|reset)|Broken pipe", re.IGNORECASE)
+
+
 def read_records(folder: Path) -> list[dict]:
-    """Every rank's failure record, first failure first."""
+    """Every rank's failure record, the cause first: first failure first,
+    failures caused by a lost connection after every other one."""
     out = []
     for path in sorted(Path(folder).glob("rank*.json")):
         try:
@@ -63,4 +71,5 @@ def read_records(folder: Path) -> list[dict]:
             continue
         if isinstance(data, dict) and {"rank", "code", "message", "time"} <= set(data):
             out.append(data)
-    return sorted(out, key=lambda d: (d["time"], d["rank"]))
+    return sorted(out, key=lambda d: (bool(_CONSEQUENCE.search(str(d["message"]))),
+                                      d["time"], d["rank"]))

@@ -73,7 +73,7 @@ def test_a_nan_stop_is_one_line_naming_the_rank_and_status_3(prog: Path) -> None
 
 def test_a_frozen_rank_ends_the_run_with_status_124(prog: Path, tmp_path: Path) -> None:
     metrics = tmp_path / "m.jsonl"
-    proc = _schedc_run(str(prog), *BASE, "--steps", "100000", "--timeout", "3",
+    proc = _schedc_run(str(prog), *BASE, "--steps", "2000", "--timeout", "3",
                        "--metrics", str(metrics))
     workers: list[int] = []
     try:
@@ -130,3 +130,13 @@ def test_world_size_message_says_what_to_do(prog: Path, monkeypatch, rank, world
     assert text.startswith(f"{prog}/manifest.json: field 'world_size': the programs need 2 "
                            f"ranks x --dp {dp} = {2 * dp} processes, torchrun started {world} ")
     assert hint in text
+
+
+def test_the_cause_comes_first_among_failure_records(tmp_path: Path, monkeypatch) -> None:
+    from schedc.runtime.exits import REPORT_DIR_ENV, read_records, record
+
+    monkeypatch.setenv(REPORT_DIR_ENV, str(tmp_path))
+    record(0, "schedc: error: rank 0, ...: Connection closed by peer [127.0.0.1]:1", 3)
+    record(3, "schedc: error: rank 3, ...: timeout: waited 6 s for ... from rank 2", 124)
+    record(1, "schedc: error: rank 1, ...: timeout: waited 6 s for ... from rank 2", 124)
+    assert [r["rank"] for r in read_records(tmp_path)] == [3, 1, 0]
