@@ -118,3 +118,18 @@ def test_bare_runtime_and_kernels_are_not_importable(name: str) -> None:
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert f"import schedc.{name}, not {name}" in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["viz", "{p}", "--timeline", "{d}/nodir/x.svg"],
+    ["graph", "{p}", "--dot", "{d}/nodir/x.dot"],
+    ["compile", "--preset", "1f1b", "-o", "{d}/q", "-q", "--emit", "torch-csv",
+     "{d}/nodir/x.csv"],
+])
+def test_a_file_that_cannot_be_written_is_named(tmp_path: Path, capsys, argv) -> None:
+    out = _compile(tmp_path / "p")
+    argv = [a.format(p=out, d=tmp_path) for a in argv]
+    capsys.readouterr()
+    assert run(*argv) == 2
+    assert capsys.readouterr().err == (f"schedc: error: {argv[-1]}: No such file or "
+                                       "directory\n")
