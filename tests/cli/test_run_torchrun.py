@@ -29,10 +29,12 @@ def prog(tmp_path_factory) -> Path:
     return out
 
 
-def _schedc_run(*argv: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+def _schedc_run(*argv: str, tmp: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`schedc run ...` in a process of its own; its log goes under `tmp`."""
     return subprocess.Popen([sys.executable, "-m", "schedc", "run", *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, **kw)
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp),
+                                 **(env or {})})
 
 
 def _error_line(stderr: str) -> str:
@@ -49,19 +51,21 @@ def _log_of(line: str) -> Path:
     return Path(m.group(1))
 
 
-def test_a_model_that_cannot_load_is_one_line_and_status_2(prog: Path) -> None:
-    proc = _schedc_run(str(prog), *BASE, "--model", "no_such_module:build", "--steps", "2")
+def test_a_model_that_cannot_load_is_one_line_and_status_2(prog: Path, tmp_path: Path) -> None:
+    proc = _schedc_run(str(prog), *BASE, "--model", "no_such_module:build", "--steps", "2",
+                       tmp=tmp_path)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2
     line = _error_line(err)
     assert re.match(r"schedc: error: (rank [01]|every rank): --model no_such_module:build: "
                     r"cannot import", line), line
     log = _log_of(line)
-    assert "no_such_module" in log.read_text()
+    assert log.parent.parent == tmp_path and "no_such_module" in log.read_text()
 
 
-def test_a_nan_stop_is_one_line_naming_the_rank_and_status_3(prog: Path) -> None:
-    proc = _schedc_run(str(prog), *BASE, "--steps", "3",
+def test_a_nan_stop_is_one_line_naming_the_rank_and_status_3(prog: Path, tmp_path: Path
+                                                             ) -> None:
+    proc = _schedc_run(str(prog), *BASE, "--steps", "3", tmp=tmp_path,
                        env={"SCHEDC_INJECT": "nan-grad@1:5"})
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 3
@@ -73,8 +77,8 @@ def test_a_nan_stop_is_one_line_naming_the_rank_and_status_3(prog: Path) -> None
 
 def test_a_frozen_rank_ends_the_run_with_status_124(prog: Path, tmp_path: Path) -> None:
     metrics = tmp_path / "m.jsonl"
-    proc = _schedc_run(str(prog), *BASE, "--steps", "2000", "--timeout", "3",
-                       "--metrics", str(metrics))
+    proc = _schedc_run(str(prog), *BASE, "--steps", "2000", "--timeout", "8",
+                       "--metrics", str(metrics), tmp=tmp_path)
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 240
@@ -99,7 +103,7 @@ def test_a_frozen_rank_ends_the_run_with_status_124(prog: Path, tmp_path: Path) 
     assert proc.returncode == 124
     line = _error_line(err)
     assert re.match(r"schedc: error: rank [01], instruction \d+ \(\w+ .*\): timeout: waited "
-                    r"3 s for ", line), line
+                    r"8 s for ", line), line
     assert gone == [True, True]  # the frozen rank too: schedc run ended it
 
 
