@@ -29,7 +29,7 @@ from pathlib import Path
 from schedc.runtime.config import RunConfig, to_argv
 from schedc.runtime.exits import PREFIX, REPORT_DIR_ENV, read_records
 
-GRACE = 2.0  # seconds the other ranks get after the first failure
+GRACE = 1.0  # seconds the other ranks get after the first failure
 _POLL = 0.05
 _SHOWN = re.compile(r"^(step \d+/\d+ |schedc: warning: |\[rank \d+\] schedc: warning: )")
 EXIT_FAULT = 3  # a run that failed without a rank's record (a crash, a signal)
