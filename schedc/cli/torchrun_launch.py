@@ -35,25 +35,29 @@ _SHOWN = re.compile(r"^(step \d+/\d+ |schedc: warning: |\[rank \d+\] schedc: war
 EXIT_FAULT = 3  # a run that failed without a rank's record (a crash, a signal)
 
 
-def torchrun_command(cfg: RunConfig, nproc: int) -> list[str]:
+def torchrun_command(cfg: RunConfig, nproc: int, options: tuple[str, ...] = ()) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc-per-node={nproc}", "-m", "schedc.runtime.launch", *to_argv(cfg)]
+            f"--nproc-per-node={nproc}", *options, "-m", "schedc.runtime.launch",
+            *to_argv(cfg)]
 
 
-def launch(cfg: RunConfig, nproc: int) -> int:
-    """Run `cfg` under torchrun on `nproc` processes; returns the exit status."""
+def launch(cfg: RunConfig, nproc: int, options: tuple[str, ...] = (),
+           end_on_failure: bool = True) -> int:
+    """Run `cfg` under torchrun (with torchrun `options`) on `nproc` processes;
+    returns the exit status. `end_on_failure=False` leaves a failed attempt
+    to torchrun (which restarts the job under --max-restarts)."""
     run_dir = Path(tempfile.mkdtemp(prefix="schedc-run-"))
     reports = run_dir / "failures"
     reports.mkdir()
     log = run_dir / "torchrun.log"
     env = {**os.environ, REPORT_DIR_ENV: str(reports)}
     with open(log, "wb") as sink:
-        proc = subprocess.Popen(torchrun_command(cfg, nproc), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(torchrun_command(cfg, nproc, options), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
         reader = threading.Thread(target=_copy, args=(proc.stdout, sink), daemon=True)
         reader.start()
         try:
-            _supervise(proc, reports)
+            _supervise(proc, reports if end_on_failure else None)
         except KeyboardInterrupt:
             _kill_all(proc)
             print("schedc: interrupted", file=sys.stderr)
@@ -81,11 +85,11 @@ def _copy(stream, sink) -> None:
                 print(text, file=sys.stderr, flush=True)
 
 
-def _supervise(proc: subprocess.Popen, reports: Path) -> None:
+def _supervise(proc: subprocess.Popen, reports: Path | None) -> None:
     """Wait for torchrun; after the first failure, at most GRACE more seconds."""
     first = None
     while proc.poll() is None:
-        if first is None and any(reports.glob("rank*.json")):
+        if first is None and reports is not None and any(reports.glob("rank*.json")):
             first = time.monotonic()
         if first is not None and time.monotonic() - first > GRACE:
             _kill_all(proc)
