@@ -56,12 +56,18 @@ def launch(cfg: RunConfig, nproc: int, options: tuple[str, ...] = (),
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
         reader = threading.Thread(target=_copy, args=(proc.stdout, sink), daemon=True)
         reader.start()
+        main_thread = threading.current_thread() is threading.main_thread()
+        if main_thread:  # `kill` of schedc run ends its ranks too, as Ctrl-C does
+            previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             _supervise(proc, reports if end_on_failure else None)
         except KeyboardInterrupt:
             _kill_all(proc)
             print("schedc: interrupted", file=sys.stderr)
             return 130
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
         reader.join(timeout=5)
     records = read_records(reports)
     if proc.returncode == 0 and not records:
@@ -69,6 +75,10 @@ def launch(cfg: RunConfig, nproc: int, options: tuple[str, ...] = (),
         return 0
     print(_one_line(records, proc.returncode, nproc, log), file=sys.stderr)
     return records[0]["code"] if records else (proc.returncode or EXIT_FAULT)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _copy(stream, sink) -> None:
