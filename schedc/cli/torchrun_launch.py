@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from schedc.runtime.config import RunConfig, to_argv
@@ -42,10 +43,13 @@ def torchrun_command(cfg: RunConfig, nproc: int, options: tuple[str, ...] = ()) 
 
 
 def launch(cfg: RunConfig, nproc: int, options: tuple[str, ...] = (),
-           end_on_failure: bool = True) -> int:
+           end_on_failure: bool = True,
+           explain: Callable[[], tuple[str, int] | None] | None = None) -> int:
     """Run `cfg` under torchrun (with torchrun `options`) on `nproc` processes;
     returns the exit status. `end_on_failure=False` leaves a failed attempt
-    to torchrun (which restarts the job under --max-restarts)."""
+    to torchrun (which restarts the job under --max-restarts); `explain`, when
+    it gives one, is the failed run's (line, status) instead of the first
+    failing rank's."""
     run_dir = Path(tempfile.mkdtemp(prefix="schedc-run-"))
     reports = run_dir / "failures"
     reports.mkdir()
@@ -70,9 +74,13 @@ def launch(cfg: RunConfig, nproc: int, options: tuple[str, ...] = (),
                 signal.signal(signal.SIGTERM, previous)
         reader.join(timeout=5)
     records = read_records(reports)
-    if proc.returncode == 0 and not records:
+    if proc.returncode == 0 and (not records or not end_on_failure):
         shutil.rmtree(run_dir, ignore_errors=True)
         return 0
+    told = explain() if explain is not None else None
+    if told is not None:
+        print(f"{told[0]} (log: {log})", file=sys.stderr)
+        return told[1]
     print(_one_line(records, proc.returncode, nproc, log), file=sys.stderr)
     return records[0]["code"] if records else (proc.returncode or EXIT_FAULT)
 
