@@ -25,13 +25,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_run_arguments(parser)
     parser.add_argument("--local", action="store_true",
                         help="run every rank in this process (in-process transport)")
+    parser.add_argument("--max-restarts", type=int, default=0, metavar="N",
+                        help="torchrun restarts the job up to N times after a rank dies; "
+                             "each restart resumes from --save-dir (docs/reliability.md)")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from schedc.runtime.config import config_from_args, to_argv
+    from schedc.runtime.restarts import failures_mark, gave_up, restart_options
 
     cfg = config_from_args(args)
+    restarts = restart_options(cfg, args.max_restarts, args.local)
     if args.local:
         from schedc.runtime.local import run_local  # imports torch
 
@@ -42,5 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     manifest, _ = load(cfg.programs)
     nproc = manifest.world_size * cfg.dp
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={nproc}", "-m", "schedc.runtime.launch", *to_argv(cfg)]
-    return subprocess.call(cmd)
+           f"--nproc-per-node={nproc}", *restarts, "-m", "schedc.runtime.launch", *to_argv(cfg)]
+    mark = failures_mark(cfg.save_dir)
+    code = subprocess.call(cmd)
+    return gave_up(cfg.save_dir, mark, args.max_restarts) if code and restarts else code
