@@ -2,7 +2,7 @@
 
     schedc run out/1f1b --steps 20 --save-every 5 --save-dir ck    # dies at step 12
     schedc run out/1f1b --steps 20 --save-every 5 --save-dir ck    # same line: resumes at 10
-    torchrun --max-restarts 3 --nproc-per-node 2 -m schedc.runtime.launch out/1f1b \\
+    torchrun --max-restarts 3 --nproc-per-node 4 -m schedc.runtime.launch out/1f1b \\
         --steps 20 --save-every 5 --save-dir ck                    # restarts resume by themselves
     schedc run out/1f1b --steps 20 --save-every 5 --save-dir ck --max-restarts 3
 
@@ -63,9 +63,8 @@ class Found:
 def locate(cfg: RunConfig, say=None) -> Found | None:
     """The checkpoint this run continues from, or None (from step 0)."""
     if cfg.resume is not None:
-        notes: list[str] = []
-        path, meta = checkpoint.find(Path(cfg.resume), warn=notes.append)
-        return Found(path, meta, tuple(notes), "--resume")
+        path, meta, refused = checkpoint.resolve(Path(cfg.resume))
+        return Found(path, meta, tuple(refused), "--resume")
     if cfg.save_dir is None or not Path(cfg.save_dir).is_dir():
         return None
     path, meta, refused = checkpoint.newest_valid(Path(cfg.save_dir))
@@ -96,7 +95,8 @@ def reconcile(found: Found, cfg: RunConfig, expected: dict) -> RunConfig:
     where = f"{found.flag} {found.path.parent if found.flag == '--save-dir' else found.path}"
     head = f"{where}: checkpoint {found.path.name} was saved"
     tail = "to continue it, or another --save-dir to start a new run"
-    for key in sorted({*expected, "optimizer_options"}):
+    programs_first = ("spec_hash", "programs_hash")
+    for key in sorted({*expected, "optimizer_options"}, key=lambda k: (k not in programs_first, k)):
         saved, value = meta.get(key), expected.get(key)
         if saved == value:
             continue

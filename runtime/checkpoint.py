@@ -157,21 +157,27 @@ def newest_valid(root: Path) -> tuple[Path | None, dict | None, list[str]]:
     return None, None, refused
 
 
-def find(path: Path, warn=None) -> tuple[Path, dict]:
-    """The newest valid checkpoint at `path` (a root of step dirs, or one step dir).
-
-    Invalid newer ones are skipped with a message (`warn`, default stderr).
-    """
-    warn = warn or (lambda text: print(f"schedc: warning: {text}", file=sys.stderr))
+def resolve(path: Path) -> tuple[Path, dict, list[str]]:
+    """(step dir, meta, why each newer step dir was refused) of the newest valid
+    checkpoint at `path` (a root of step dirs, or one step dir: that one or an
+    error, no silent fallback); UserError when there is none."""
     if (path / "meta.json").exists() or path.name.startswith(STEP_PREFIX):
         try:
-            return path, validate(path)
+            return path, validate(path), []
         except UserError as exc:
             raise UserError(f"--resume {path}: refused: {exc}") from None
     d, meta, refused = newest_valid(path)
     if d is None:
         detail = ("; ".join(refused)) if refused else "no checkpoint in it"
         raise UserError(f"--resume {path}: no valid checkpoint ({detail})")
+    return d, meta, refused
+
+
+def find(path: Path, warn=None) -> tuple[Path, dict]:
+    """The newest valid checkpoint at `path` (see `resolve`); each newer invalid
+    one is named through `warn` (default stderr)."""
+    warn = warn or (lambda text: print(f"schedc: warning: {text}", file=sys.stderr))
+    d, meta, refused = resolve(path)
     for reason in refused:
         warn(f"checkpoint refused: {reason}; resuming from {d.name}")
     return d, meta
