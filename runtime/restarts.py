@@ -56,7 +56,7 @@ def attempt() -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-def record_failure(save_dir: Path | None, global_rank: int, step: int, code: int,
+def record_failure(save_dir: Path | None, global_rank: int, step: int | None, code: int,
                    message: str) -> None:
     """Append this rank's failure to DIR/failures.jsonl (under torchrun only)."""
     if save_dir is None or attempt() is None:
@@ -118,15 +118,16 @@ def give_up_line(save_dir: Path | None, mark: int, max_restarts: int) -> tuple[s
 
     def cause(rs: list[dict]) -> dict:
         own = [r for r in rs if not _is_echo(r["error"])]
-        return min(own or rs, key=lambda r: (r["step"], r["rank"]))
+        return min(own or rs, key=lambda r: (-1 if r["step"] is None else r["step"], r["rank"]))
 
     root = cause(attempts[last])
     steps = {cause(rs)["step"] for rs in attempts.values()}
     n = len(attempts)
+    at = "at start-up" if root["step"] is None else f"at step {root['step']}"
     if len(steps) == 1 and n > 1:
-        what = f"every one of {n} attempts died at step {root['step']}"
+        what = f"every one of {n} attempts died {at}"
     else:
-        what = f"the last attempt died at step {root['step']}"
+        what = f"the last attempt died {at}"
     line = (f"schedc: error: gave up after --max-restarts {max_restarts}: {what}: "
             f"[rank {root['rank']}] {root['error']}")
     return line, root["code"]

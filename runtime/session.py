@@ -61,7 +61,11 @@ def _tokens_per_step(s: Session) -> int:
 
 def train(s: Session) -> list[dict]:
     """Run every segment; returns the metrics lines (on the writer; [] elsewhere)."""
-    start = _resume(s)
+    try:
+        start = _resume(s)
+    except BaseException as exc:
+        _record_failure(s, None, exc)
+        raise
     if start is _DONE:
         return []
     m = s.manifest.period.microbatches
@@ -158,13 +162,14 @@ def _resume(s: Session) -> Segment | None:
                                       meta["version_base"])
 
 
-def _record_failure(s: Session, seg: Segment, exc: BaseException) -> None:
-    """Under torchrun: which step this rank died at, and why (for `schedc run
-    --max-restarts`'s last line)."""
-    step = seg.first
+def _record_failure(s: Session, seg: Segment | None, exc: BaseException) -> None:
+    """Under torchrun: which step this rank died at (None: before training),
+    and why (for `schedc run --max-restarts`'s last line)."""
+    m = s.manifest.period.microbatches
+    step = None if seg is None else seg.mb_base // m
     instr = getattr(exc, "instr", None)
     if instr is not None and instr.mb is not None:
-        step = instr.mb // s.manifest.period.microbatches
+        step = instr.mb // m
     if isinstance(exc, UserError):
         code = exc.exit_code
     elif isinstance(exc, ExecutionError) and exc.reason.startswith("timeout:"):

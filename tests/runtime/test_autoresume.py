@@ -179,3 +179,13 @@ def test_max_restarts_needs_a_save_dir_and_torchrun(tmp_path):
         restarts.restart_options(with_dir, 2, True)
     with pytest.raises(UserError, match="at least 0"):
         restarts.restart_options(with_dir, -1, False)
+
+
+def test_a_failure_before_training_is_named_as_start_up(tmp_path, monkeypatch):
+    for a in range(2):
+        _record(tmp_path, monkeypatch, a, 0, None, "--save-dir ck: checkpoint step-00000005 was "
+                "saved with --seed 0, this run has --seed 7: pass --seed 0 ...", code=2)
+    assert restarts.give_up_line(tmp_path, 0, 1) == (
+        "schedc: error: gave up after --max-restarts 1: every one of 2 attempts died at "
+        "start-up: [rank 0] --save-dir ck: checkpoint step-00000005 was saved with --seed 0, "
+        "this run has --seed 7: pass --seed 0 ...", 2)
