@@ -130,7 +130,7 @@ def _recovery_s(kill_time: float, lines_at_resume: int, seen: list) -> float:
     """Kill to the first step logged after the resume (after the restarted
     writer cut the metrics file back to the checkpoint)."""
     after = [(t, n) for t, n in seen if t > kill_time]
-    cut = next(i for i, (_, n) in enumerate(after) if n <= lines_at_resume)
+    cut = next((i for i, (_, n) in enumerate(after) if n <= lines_at_resume), 0)
     return next(t for t, n in after[cut:] if n > lines_at_resume) - kill_time
 
 
