@@ -32,6 +32,7 @@ from .dp_sparse import SparseDP
 from .exits import PREFIX, classify, record
 from .interpreter import Interpreter
 from .preflight import preflight
+from .restarts import attempt_store
 from .session import Session, train
 from .setup import Prepared, make_batches, pick_device, prepare
 from .transport import DistTransport
@@ -122,6 +123,10 @@ def init_world(device: torch.device, timeout: float = 600.0) -> None:
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
     kwargs = {"device_id": device} if device.type == "cuda" else {}
+    store = attempt_store(max(60.0, timeout))  # a torchrun restart: this attempt's keys
+    if store is not None:
+        kwargs.update(store=store, rank=int(os.environ["RANK"]),
+                      world_size=int(os.environ["WORLD_SIZE"]))
     dist.init_process_group(backend, timeout=timedelta(seconds=max(60.0, timeout)), **kwargs)
 
 

@@ -24,20 +24,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_run_arguments(parser)
     parser.add_argument("--local", action="store_true",
                         help="run every rank in this process (in-process transport)")
+    parser.add_argument("--max-restarts", type=int, default=0, metavar="N",
+                        help="torchrun restarts the job up to N times after a rank dies; "
+                             "each restart resumes from --save-dir (docs/reliability.md)")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from schedc.runtime.config import config_from_args
+    from schedc.runtime.restarts import failures_mark, give_up_line, restart_options
 
     cfg = config_from_args(args)
+    restarts = restart_options(cfg, args.max_restarts, args.local)
     if args.local:
         return _run_local(cfg)
     from schedc.cli.torchrun_launch import launch
     from schedc.runtime.programs import load
 
     manifest, _ = load(cfg.programs)
-    return launch(cfg, manifest.world_size * cfg.dp)
+    mark = failures_mark(cfg.save_dir)
+    explain = (lambda: give_up_line(cfg.save_dir, mark, args.max_restarts)) if restarts else None
+    return launch(cfg, manifest.world_size * cfg.dp, tuple(restarts),
+                  end_on_failure=not restarts, explain=explain)
 
 
 def _run_local(cfg) -> int:
