@@ -193,7 +193,7 @@ def test_a_rank_killed_during_a_save(programs, tmp_path):
 
 @pytest.mark.slow
 def test_a_deterministic_crash_stops_after_max_restarts_with_one_line(programs, tmp_path):
-    """A NaN loss at micro-batch 50 (step 12) on every attempt: `schedc run
+    """A NaN loss at micro-batch 50 (step 13) on every attempt: `schedc run
     --max-restarts 1` gives up after one restart, naming the step and cause."""
     prog, _ = programs[(2, "1f1b")]
     cmd = [sys.executable, "-m", "schedc", "run", str(prog), *RUN, "--save-dir",
@@ -203,6 +203,6 @@ def test_a_deterministic_crash_stops_after_max_restarts_with_one_line(programs, 
     assert proc.returncode == 3, proc.stderr[-4000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("schedc: error: gave up after --max-restarts 1: every one of 2 "
-                           "attempts died at step 12: [rank 1] "), last
-    assert "non-finite loss (NaN or Inf) at step 12" in last, last
+                           "attempts died at step 13: [rank 1] "), last
+    assert "non-finite loss (NaN or Inf) at step 13" in last, last
     assert _resumed_from(proc.stderr) == [10]
