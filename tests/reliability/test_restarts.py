@@ -68,7 +68,7 @@ def _reference(prog: Path, out: Path) -> Path:
 def _assert_equal_runs(run: Path, ref: Path, world: int) -> None:
     lines = [json.loads(t) for t in (run / "m.jsonl").read_text().splitlines()]
     want = [json.loads(t) for t in (ref / "m.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in lines] == list(range(len(want)))  # none twice, none missing
+    assert [x["step"] for x in lines] == list(range(1, len(want) + 1))  # none twice, none lost
     assert [x["loss"] for x in lines] == [x["loss"] for x in want]  # bitwise
     final = f"step-{STEPS:08d}"
     for g in range(world):
