@@ -32,7 +32,10 @@ from schedc.runtime.exits import PREFIX, REPORT_DIR_ENV, read_records
 
 GRACE = 1.0  # seconds the other ranks get after the first failure
 _POLL = 0.05
-_SHOWN = re.compile(r"^(step \d+/\d+ |schedc: warning: |\[rank \d+\] schedc: warning: )")
+# Shown on the terminal: the progress line and the ranks' notes (warnings, the
+# resume line; a warning once, as every rank may give it); errors are summed
+# up in the last line.
+_SHOWN = re.compile(r"^(step \d+/\d+ |(\[rank \d+\] )?schedc: (?!error))")
 EXIT_FAULT = 3  # a run that failed without a rank's record (a crash, a signal)
 
 
@@ -90,7 +93,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _copy(stream, sink) -> None:
-    """Everything to the log; the progress line and warnings also to the terminal."""
+    """Everything to the log; the progress line and the ranks' notes also to the terminal."""
     seen: set[str] = set()
     for raw in iter(stream.readline, b""):
         sink.write(raw)
@@ -98,7 +101,7 @@ def _copy(stream, sink) -> None:
         line = raw.decode(errors="replace").rstrip("\n")
         if _SHOWN.match(line):
             text = re.sub(r"^\[rank \d+\] ", "", line)
-            if text.startswith("step ") or text not in seen:
+            if "warning:" not in text or text not in seen:  # every rank may warn alike
                 seen.add(text)
                 print(text, file=sys.stderr, flush=True)
 
