@@ -137,8 +137,9 @@ def nothing_left_line(found: Found) -> str:
 
 
 def trim_metrics(path: Path, first_step: int) -> None:
-    """Keep the metrics lines of the `first_step` steps the checkpoint holds
-    (steps are numbered from 1); drop later ones and a line cut short by a kill."""
+    """Keep the metrics lines of the `first_step` steps done before the
+    checkpoint (steps 1 .. first_step); drop later ones and a line cut short
+    by a kill."""
     if not path.exists():
         return
     kept = []

@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from schedc.errors import UserError
 from schedc.files import programs_hash
 from schedc.program import Instr, Manifest, RankProgram
 
 from . import autoresume, checkpoint, restarts
 from .config import RunConfig
 from .costs import cost_profile
-from .exits import classify
-from .interpreter import Interpreter
+from .interpreter import ExecutionError, Interpreter
 from .metrics import MetricsLog, Progress, write_trace
 from .programs import Segment, after, plan, segment_stream
-from .watchdog import EXIT_FAULT
+from .watchdog import EXIT_FAULT, EXIT_HANG
 
 
 class Control(Protocol):
@@ -163,15 +163,20 @@ def _resume(s: Session) -> Segment | None:
 
 
 def _record_failure(s: Session, seg: Segment | None, exc: BaseException) -> None:
-    """Under torchrun: which step this rank died at (None: before training),
-    and why (for `schedc run --max-restarts`'s last line)."""
+    """Under torchrun: which step this rank died at (numbered from 1, as in the
+    metrics; None: before training), and why (for `schedc run --max-restarts`'s
+    last line)."""
     m = s.manifest.period.microbatches
-    step = None if seg is None else seg.mb_base // m + 1  # numbered from 1, as the metrics
+    step = None if seg is None else seg.mb_base // m + 1
     instr = getattr(exc, "instr", None)
     if instr is not None and instr.mb is not None:
         step = instr.mb // m + 1
-    known = classify(exc)
-    code = known[1] if known is not None else EXIT_FAULT
+    if isinstance(exc, UserError):
+        code = exc.exit_code
+    elif isinstance(exc, ExecutionError) and exc.reason.startswith("timeout:"):
+        code = EXIT_HANG
+    else:
+        code = EXIT_FAULT
     for r in s.interps:
         restarts.record_failure(s.cfg.save_dir or s.cfg.resume, s.global_rank(r), step, code,
                                   str(exc) or type(exc).__name__)

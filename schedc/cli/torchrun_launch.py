@@ -32,10 +32,9 @@ from schedc.runtime.exits import PREFIX, REPORT_DIR_ENV, read_records
 
 GRACE = 1.0  # seconds the other ranks get after the first failure
 _POLL = 0.05
-# Shown on the terminal: the progress line and the ranks' notes (warnings, the
-# resume line; a warning once, as every rank may give it); errors are summed
-# up in the last line.
-_SHOWN = re.compile(r"^(step \d+/\d+ |(\[rank \d+\] )?schedc: (?!error))")
+_SHOWN = re.compile(r"^(step \d+/\d+ |schedc: warning: |\[rank \d+\] schedc: warning: "
+                    r"|schedc: resuming from |schedc: checkpoint .* nothing to run"
+                    r"|schedc: --save-dir .* holds no valid checkpoint)")
 EXIT_FAULT = 3  # a run that failed without a rank's record (a crash, a signal)
 
 
@@ -93,7 +92,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _copy(stream, sink) -> None:
-    """Everything to the log; the progress line and the ranks' notes also to the terminal."""
+    """Everything to the log; the progress line and warnings also to the terminal."""
     seen: set[str] = set()
     for raw in iter(stream.readline, b""):
         sink.write(raw)
@@ -101,7 +100,7 @@ def _copy(stream, sink) -> None:
         line = raw.decode(errors="replace").rstrip("\n")
         if _SHOWN.match(line):
             text = re.sub(r"^\[rank \d+\] ", "", line)
-            if "warning:" not in text or text not in seen:  # every rank may warn alike
+            if text.startswith("step ") or text not in seen:
                 seen.add(text)
                 print(text, file=sys.stderr, flush=True)
 

@@ -41,7 +41,7 @@ def test_the_same_command_line_continues_the_run(prog, tmp_path, capsys):
 
 
 def test_metrics_are_cut_back_to_the_checkpoint(prog, tmp_path):
-    """A run killed after its checkpoint at 2 had logged steps 3 and half of 4:
+    """A run killed after its checkpoint at 2 had logged step 3 and half of 4:
     the resumed run logs them again, each step once."""
     m = tmp_path / "m.jsonl"
     args = ["--save-every", "2", "--save-dir", str(tmp_path / "ck"), "--metrics", str(m)]
