@@ -20,12 +20,25 @@ from schedc.program import COMPUTE_OPS, Instr, Period, RankProgram
 ANCHORS = (0.35, 0.5, 0.65)  # where in the run to look for the steady state
 
 
+def _key(ins: Instr) -> tuple:
+    return (ins.op, ins.stage, ins.mb, ins.pipeline, ins.version, ins.peer, ins.group,
+            ins.count, ins.alpha, ins.lookahead)
+
+
+def _shifted_key(key: tuple, period: Period) -> tuple:
+    """_key of the instruction one period later (Instr.shifted, on tuples)."""
+    op, stage, mb, pipeline, version, *rest = key
+    return (op, stage, None if mb is None else mb + period.microbatches, pipeline,
+            None if version is None else version + period.steps, *rest)
+
+
 def _repeat_runs(seq: Sequence[Instr], length: int, period: Period) -> list[int]:
     """runs[i]: how many consecutive j >= i have seq[j + L] == seq[j] shifted once."""
     n = len(seq)
+    keys = [_key(ins) for ins in seq]
     runs = [0] * (n + 1)
     for i in range(n - length - 1, -1, -1):
-        same = seq[i + length] == seq[i].shifted(period.microbatches, period.steps)
+        same = keys[i + length] == _shifted_key(keys[i], period)
         runs[i] = runs[i + 1] + 1 if same else 0
     return runs
 
