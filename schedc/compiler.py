@@ -16,6 +16,7 @@ from schedc import __version__
 from schedc.analysis import analyse
 from schedc.deadlock import check_deadlock_free, place_receives
 from schedc.errors import VerifyError
+from schedc.fallback import candidate_policies, search_programs
 from schedc.graph import Problem, add_order_edges, build_graph, check_acyclic
 from schedc.lower import lower
 from schedc.modulo import modulo_plan
@@ -126,6 +127,8 @@ def compile_spec(spec: Spec) -> Compiled:
 
 
 def compile_with(spec: Spec, policy: Policy) -> Compiled:
+    if not spec.flush and spec.num_pipelines > 1 and modulo_plan(spec) is None:
+        return _compile_fallback(spec)
     if spec.flush:
         k = _sync_period(spec)
         period = Period(microbatches=k * spec.microbatches, steps=k)
@@ -141,6 +144,26 @@ def compile_with(spec: Spec, policy: Policy) -> Compiled:
                                 else policy.describe())
     manifest = replace(manifest, analysis=analysis)
     return Compiled(spec, manifest, tuple(programs), policy)
+
+
+def _compile_fallback(spec: Spec) -> Compiled:
+    """Several asynchronous pipelines the construction does not cover
+    (schedc.fallback): the first verified (policy, period) is kept."""
+    warm = warmup_batches(spec)
+    policies = candidate_policies(spec, _list_spec(spec) or spec, 3 * warm)
+    proven: dict[str, object] = {}
+
+    def prove(programs: list[RankProgram], period: Period) -> None:
+        manifest = _manifest(spec, programs, period)
+        proven["manifest"], proven["table"] = manifest, verify(manifest, programs)
+
+    programs, period, policy = search_programs(
+        spec, policies, warm, _sync_period(spec),
+        lambda n, pol: lower_batches(spec, n, policy=pol).streams, prove)
+    manifest = proven["manifest"]
+    analysis = analyse(manifest, programs, proven["table"])
+    analysis["order_policy"] = policy.describe()
+    return Compiled(spec, replace(manifest, analysis=analysis), tuple(programs), policy)
 
 
 def _sync_period(spec: Spec) -> int:

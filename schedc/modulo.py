@@ -132,7 +132,7 @@ def find_template(maps: tuple[tuple[int, ...], ...], phases: tuple[int, ...]
     caps = REFERENCE_ACTIVATIONS.get(p) if n == p // 2 else None
     spent = [0]
     for ii in range(max(2, 3 * n), 6 * n + 1):
-        structured = list(_offset_candidates(maps, ii, phases))
+        structured = list(_offset_candidates(maps, ii))
         others = (offs for offs in _all_offsets(n, ii) if offs not in structured)
         for offsets, budget in itertools.chain(
                 ((o, NODE_BUDGET) for o in structured),
@@ -155,7 +155,7 @@ def _all_offsets(n: int, ii: int):
     yield from ((0, *rest) for rest in itertools.product(range(ii), repeat=n - 1))
 
 
-def _offset_candidates(maps, ii: int, phases: tuple[int, ...]):
+def _offset_candidates(maps: tuple[tuple[int, ...], ...], ii: int):
     """Entry offsets worth trying: mirror pairs enter together (their ranks'
     depths are complementary), pairs or rotations spread evenly over the
     period; then every pipeline spread evenly."""
