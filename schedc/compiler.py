@@ -7,6 +7,7 @@ respecting, deadlock-free and within the Spec's bounds.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import networkx as nx
@@ -14,13 +15,16 @@ import networkx as nx
 from schedc import __version__
 from schedc.analysis import analyse
 from schedc.deadlock import check_deadlock_free, place_receives
-from schedc.errors import UserError, VerifyError
+from schedc.errors import VerifyError
+from schedc.fallback import candidate_policies, search_programs
 from schedc.graph import Problem, add_order_edges, build_graph, check_acyclic
 from schedc.lower import lower
-from schedc.order import DEFAULT_POLICY, Policy, order_ops, shortlist
-from schedc.periodic import check_periodic, split_periodic
+from schedc.modulo import modulo_plan
+from schedc.order import DEFAULT_POLICY, Policy, distinct_orders, order_ops
+from schedc.periodic import split_run
 from schedc.program import Instr, Manifest, Period, RankProgram
 from schedc.spec import Spec
+from schedc.timing import unit_timing
 from schedc.unroll import Unrolled
 from schedc.verify import verify
 
@@ -52,26 +56,62 @@ def lower_batches(spec: Spec, batches: int, check_order: bool = False,
     problem = Problem.of(spec, batches)
     graph = build_graph(problem)
     if policy is None:
-        policy = candidate_policies(spec)[0]
-    orders = order_ops(problem, graph, policy)
+        policy = choose_policy(spec)
+    plan = modulo_plan(spec)
+    times = None
+    if plan is not None:
+        orders, times = plan.orders(problem)
+    else:
+        orders = order_ops(Problem.of(_list_spec(spec) or spec, batches), graph, policy)
     if check_order:
         add_order_edges(graph, orders)
         cycle = check_acyclic(graph)
         if cycle:
             raise VerifyError("the order contradicts the dependencies: cycle "
                               + " -> ".join(op.label() for op in cycle[:8]))
-    streams = lower(problem, orders)
+    streams = lower(problem, orders, times)
     place_receives(streams)
     return Lowered(problem, graph, streams)
 
 
-def candidate_policies(spec: Spec) -> list[Policy]:
-    """Ordering policies worth compiling in full (see order.shortlist)."""
-    if spec.num_pipelines == 1:
-        return [DEFAULT_POLICY]
-    batches = _sync_period(spec) if spec.flush else 3 * warmup_batches(spec)
-    problem = Problem.of(spec, batches)
-    return shortlist(problem, build_graph(problem))
+FINALISTS = 3
+
+
+def choose_policy(spec: Spec) -> Policy:
+    """The ordering policy: the family's own rule, except for synchronous
+    schedules of several pipelines (Chimera). Those list-schedule the order
+    portfolio on one period; the best FINALISTS by the greedy's makespan are
+    lowered and timed (unit costs), and the least makespan, then the least
+    peak memory, is kept. Nothing is verified twice: the chosen programs are
+    proven once by compile_with."""
+    if spec.num_pipelines == 1 or not spec.flush or spec.order == "interleaved":
+        return DEFAULT_POLICY
+    problem = Problem.of(spec, _sync_period(spec))
+    best: tuple[float, int, int] | None = None
+    chosen = DEFAULT_POLICY
+    for i, (_, policy, orders) in enumerate(distinct_orders(problem, build_graph(problem))):
+        if i == FINALISTS:
+            break
+        streams = lower(problem, orders)
+        try:
+            place_receives(streams)
+        except VerifyError:
+            continue  # the receives cannot be placed for this order; the next one
+        score = (unit_timing(streams).makespan, _peak_inflight(streams), i)
+        if best is None or score < best:
+            best, chosen = score, policy
+    return chosen
+
+
+def _peak_inflight(streams: list[list[Instr]]) -> int:
+    """Most forwards without their backward on any rank (activation memory)."""
+    peak = 0
+    for seq in streams:
+        alive = 0
+        for ins in seq:
+            alive += 1 if ins.op == "F" else -1 if ins.op in ("B", "I") else 0
+            peak = max(peak, alive)
+    return peak
 
 
 def warmup_batches(spec: Spec) -> int:
@@ -81,44 +121,49 @@ def warmup_batches(spec: Spec) -> int:
 
 
 def compile_spec(spec: Spec) -> Compiled:
-    """Compile and verify `spec`. Where several ordering policies are in the
-    running (several pipelines), each is compiled and verified and the one
-    with the least (steady-state) bubble, then memory, is kept."""
+    """Compile and verify `spec`: one order, one lowering, one proof."""
     spec.validate()
-    best: tuple[tuple[float, int, int], Compiled] | None = None
-    first_error: UserError | None = None
-    for i, policy in enumerate(candidate_policies(spec)):
-        try:
-            compiled = compile_with(spec, policy)
-        except UserError as exc:
-            first_error = first_error or exc
-            continue
-        a = compiled.manifest.analysis
-        memory = max(r["peak_activations"] for r in a["ranks"])
-        score = (round(a["steady_state_bubble_ratio"], 12), memory, i)
-        if best is None or score < best[0]:
-            best = (score, compiled)
-    if best is None:
-        assert first_error is not None
-        raise first_error
-    return best[1]
+    return compile_with(spec, choose_policy(spec))
 
 
 def compile_with(spec: Spec, policy: Policy) -> Compiled:
+    if not spec.flush and spec.num_pipelines > 1 and modulo_plan(spec) is None:
+        return _compile_fallback(spec)
     if spec.flush:
         k = _sync_period(spec)
         period = Period(microbatches=k * spec.microbatches, steps=k)
         programs = [RankProgram(r, body=tuple(s))
                     for r, s in enumerate(lower_batches(spec, k, policy=policy).streams)]
+        construction = "list"
     else:
-        programs, period = _periodic_programs(spec, policy)
+        programs, period, construction = _periodic_programs(spec, policy)
     manifest = _manifest(spec, programs, period)
     table = verify(manifest, programs)
     analysis = analyse(manifest, programs, table)
-    analysis["order_policy"] = {"priority": policy[0], "inflight_scale": policy[1],
-                                "steps": "first" if policy[2] else "when idle"}
+    analysis["order_policy"] = ({"construction": "modulo"} if construction == "modulo"
+                                else policy.describe())
     manifest = replace(manifest, analysis=analysis)
     return Compiled(spec, manifest, tuple(programs), policy)
+
+
+def _compile_fallback(spec: Spec) -> Compiled:
+    """Several asynchronous pipelines the construction does not cover
+    (schedc.fallback): the first verified (policy, period) is kept."""
+    warm = warmup_batches(spec)
+    policies = candidate_policies(spec, _list_spec(spec) or spec, 3 * warm)
+    proven: dict[str, object] = {}
+
+    def prove(programs: list[RankProgram], period: Period) -> None:
+        manifest = _manifest(spec, programs, period)
+        proven["manifest"], proven["table"] = manifest, verify(manifest, programs)
+
+    programs, period, policy = search_programs(
+        spec, policies, warm, _sync_period(spec),
+        lambda n, pol: lower_batches(spec, n, policy=pol).streams, prove)
+    manifest = proven["manifest"]
+    analysis = analyse(manifest, programs, proven["table"])
+    analysis["order_policy"] = policy.describe()
+    return Compiled(spec, replace(manifest, analysis=analysis), tuple(programs), policy)
 
 
 def _sync_period(spec: Spec) -> int:
@@ -126,46 +171,81 @@ def _sync_period(spec: Spec) -> int:
     return spec.dp_period if spec.dp_mode == "async-sparse" else 1
 
 
-def _periodic_programs(spec: Spec, policy: Policy) -> tuple[list[RankProgram], Period]:
-    """The shortest period (in steps) whose body repeats exactly.
+def _periodic_programs(spec: Spec, policy: Policy
+                       ) -> tuple[list[RankProgram], Period, str]:
+    """Prologue, body and epilogue of an asynchronous schedule, from one run.
 
-    One step is the usual period; when micro-batches do not divide evenly over
-    the pipelines (or the order alternates), the pattern repeats only every
-    k steps, and the body then holds k steps. Schedules whose fill takes longer
-    to settle are unrolled further (2x, 4x the estimated warm-up).
+    The order is built once for enough batches to pass the warm-up and repeat
+    the steady state a few times (a modulo schedule for AMDP, whose period is
+    known by construction; the family's list-scheduling rule otherwise, whose
+    steady state repeats every step, or every few steps where micro-batches do
+    not divide evenly over the pipelines). The lowered run is split where it
+    repeats itself (periodic.split_run); the verifier then proves the programs.
     """
-    error: VerifyError | None = None
-    for base in (warmup_batches(spec) * f for f in (1, 2, 4)):
-        for k in (_sync_period(spec) * j for j in (1, 2, 3, 4)):
-            try:
-                return _split_with_period(spec, base + (-base % k), k, policy)
-            except VerifyError as exc:
-                error = exc
-    assert error is not None
-    raise error
+    plan = modulo_plan(spec)
+    if plan is not None:
+        k = plan.period_steps
+        batches = plan.warmup_batches + 4 * k
+        batches += -batches % k
+        period = Period(microbatches=k * spec.microbatches, steps=k)
+        streams = lower_batches(spec, batches, policy=policy).streams
+        programs, extra = split_run(streams, batches // k, period)
+        return _fold_short_runs(programs, period, batches // k - extra), period, "modulo"
+    base = _list_period(spec)
+    # A step of many micro-batches (more than the pipelines hold in flight)
+    # repeats every step; fewer may need a few steps to line up.
+    in_flight = 2 * spec.stages * spec.num_pipelines
+    longest = 1 if spec.microbatches >= in_flight else LIST_PERIODS[-1]
+    batches = warmup_batches(spec) + 3 * longest * base
+    batches += -batches % (longest * base)
+    streams = lower_batches(spec, batches, policy=policy).streams
+    # The first period that repeats on every rank.
+    for j in LIST_PERIODS[:longest]:
+        k = j * base
+        period = Period(microbatches=k * spec.microbatches, steps=k)
+        try:
+            programs, extra = split_run(streams, batches // k, period)
+        except VerifyError:
+            if j == longest:
+                raise
+            continue
+        if batches // k - extra >= 2 or j == longest:
+            return _fold_short_runs(programs, period, batches // k - extra), period, "list"
+    raise AssertionError("unreachable")
 
 
-def _split_with_period(spec: Spec, b: int, k: int, policy: Policy
-                       ) -> tuple[list[RankProgram], Period]:
-    period = Period(microbatches=k * spec.microbatches, steps=k)
-    runs = {n: lower_batches(spec, n, policy=policy).streams
-            for n in (b, b + k, b + 2 * k)}
-    programs, extra = split_periodic(runs[b], runs[b + k], b // k, period)
-    for n in (b, b + k, b + 2 * k):
-        check_periodic(programs, runs[n], n // k - extra, period)
-    return _fold_short_runs(programs, period, b // k - extra), period
+def _list_spec(spec: Spec) -> Spec | None:
+    """AMDP list-scheduled (deeper than the construction searches, or no
+    template found): stage 0 admits the next forward only after a backward
+    (two alive, one fewer than the Spec allows), which keeps the list
+    scheduler's order deadlock-free and within the bounds."""
+    if spec.num_pipelines > 1 and (spec.inflight_bound(0) or 0) > 2:
+        return spec.with_(max_inflight=tuple((s, 2 if s == 0 else b)
+                                             for s, b in spec.max_inflight))
+    return None
+
+
+LIST_PERIODS = (1, 2, 3, 4)
+
+
+def _list_period(spec: Spec) -> int:
+    """Steps per period of a list-scheduled asynchronous order: one step's
+    micro-batches must also be a whole number of rounds over the pipelines."""
+    n = spec.num_pipelines
+    rounds = n // math.gcd(n, spec.microbatches)
+    return _sync_period(spec) * rounds
 
 
 def _fold_short_runs(programs: list[RankProgram], period: Period, validated: int
                      ) -> list[RankProgram]:
-    """Runs shorter than the ones lowered directly were never scheduled as such:
-    when one of them would not complete (a receive placed for a longer run), move
-    whole bodies into the prologue until the shortest run is sound."""
+    """Runs shorter than the one lowered were never scheduled as such: when the
+    shortest (one body) would not complete (a receive placed for a longer run),
+    move whole bodies into the prologue until it does. Longer runs repeat the
+    same body; the verifier proves them all."""
     for _ in range(validated):
+        un = Unrolled.of(programs, period, 1)
         try:
-            for n in (1, 2, 3):
-                un = Unrolled.of(programs, period, n)
-                check_deadlock_free(un.streams, un.locate)
+            check_deadlock_free(un.streams, un.locate)
             return programs
         except VerifyError:
             programs = [_fold_one(p, period) for p in programs]

@@ -13,12 +13,14 @@ the number of steps before the op in its rank's order.
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from schedc.graph import Problem
 from schedc.ops import STEP_KIND, Op
+from schedc.order import UNIT_COST
 from schedc.program import Instr
 
 Replica = tuple[int, int]  # (pipeline, stage)
@@ -79,14 +81,25 @@ def _lookahead_alpha(problem: Problem, plan: VersionPlan) -> dict[int, float]:
     return {s: float(worst[s]) for s in range(problem.stages)}
 
 
-def lower(problem: Problem, orders: Sequence[Sequence[Op]]) -> list[list[Instr]]:
+def lower(problem: Problem, orders: Sequence[Sequence[Op]],
+          times: Mapping[Op, int] | None = None) -> list[list[Instr]]:
+    """Instructions of every rank. With `times` (a constructed schedule's
+    planned start of every op, each rank's order sorted by it), a receive is
+    posted in the batch before the receiver's first op planned at or after the
+    moment its message is sent, rather than right before its consumer: the
+    receiver is then never waited for by the sender, nor waits itself, and the
+    batches are deadlock-free by construction (each batch waits only on batches
+    planned no later than itself)."""
     plan = plan_versions(problem, orders)
-    return [_RankLowering(problem, r, seq, plan).run() for r, seq in enumerate(orders)]
+    return [_RankLowering(problem, r, seq, plan, times).run() for r, seq in enumerate(orders)]
 
 
 class _RankLowering:
-    def __init__(self, problem: Problem, rank: int, seq: Sequence[Op], plan: VersionPlan):
+    def __init__(self, problem: Problem, rank: int, seq: Sequence[Op], plan: VersionPlan,
+                 times: Mapping[Op, int] | None = None):
         self.problem, self.rank, self.seq, self.plan = problem, rank, seq, plan
+        self.early = _early_receives(problem, rank, seq, times) if times else {}
+        self.posted: set[Op] = {op for ops in self.early.values() for op, _ in ops}
         self.out: list[Instr] = []
         self.current: dict[Replica, int] = defaultdict(int)
         self.active: dict[Replica, tuple[int, bool]] = defaultdict(lambda: (0, False))
@@ -108,10 +121,14 @@ class _RankLowering:
         # that exchange in both directions then meet in the same batch.
         for i, op in enumerate(self.seq):
             if op.kind == STEP_KIND:
-                self._flush_after()
+                # the sends of the last op and the receives posted here form one batch
+                self.out.extend(i for i in self.after if i.op != "ACC")
+                self._post_early(i)
+                self.out.extend(i for i in self.after if i.op == "ACC")
+                self.after = []
                 self._step(i, op)
             else:
-                self._compute(op)
+                self._compute(op, i)
                 self._release_after(i, op)
         self._flush_after()
         return self.out
@@ -121,7 +138,20 @@ class _RankLowering:
         self.after = []
 
     # ---- compute and communication ---------------------------------------------
-    def _compute(self, op: Op) -> None:
+    def _post_early(self, i: int) -> None:
+        for consumer, _ in self.early.get(i, ()):
+            self._receive(consumer)
+
+    def _receive(self, op: Op) -> None:
+        p, s, mb = op.pipeline, op.stage, op.mb
+        m = self.problem.maps[p]
+        if op.kind == "F" and s > 0 and m[s - 1] != self.rank:
+            self._emit("RECV_ACT", stage=s, mb=mb, pipeline=p, peer=m[s - 1])
+        if op.kind == self.problem.grad_kind() and s < self.problem.stages - 1 \
+                and m[s + 1] != self.rank:
+            self._emit("RECV_GRAD", stage=s, mb=mb, pipeline=p, peer=m[s + 1])
+
+    def _compute(self, op: Op, index: int) -> None:
         p, s, mb = op.pipeline, op.stage, op.mb
         m = self.problem.maps[p]
         last = self.problem.stages - 1
@@ -129,10 +159,9 @@ class _RankLowering:
         sends = [i for i in self.after if i.op != "ACC"]
         local = [i for i in self.after if i.op == "ACC"]
         self.out.extend(sends)
-        if op.kind == "F" and s > 0 and m[s - 1] != self.rank:
-            self._emit("RECV_ACT", stage=s, mb=mb, pipeline=p, peer=m[s - 1])
-        if is_grad_op and s < last and m[s + 1] != self.rank:
-            self._emit("RECV_GRAD", stage=s, mb=mb, pipeline=p, peer=m[s + 1])
+        self._post_early(index)
+        if op not in self.posted:
+            self._receive(op)
         self.out.extend(local)
         self.after = []
         version, lookahead = self._weights_for(op)
@@ -191,3 +220,31 @@ class _RankLowering:
 
     def _emit(self, op: str, **kw: object) -> None:
         self.out.append(Instr(op, **kw))  # type: ignore[arg-type]
+
+
+def _early_receives(problem: Problem, rank: int, seq: Sequence[Op], times: Mapping[Op, int]
+                    ) -> dict[int, list[tuple[Op, int]]]:
+    """seq index -> the ops whose input is received in the batch before it,
+    in the order the messages are sent."""
+    starts = [times[op] for op in seq]
+    out: dict[int, list[tuple[Op, int]]] = defaultdict(list)
+    for op in seq:
+        producer = _remote_producer(problem, rank, op)
+        if producer is None:
+            continue
+        sent = times[producer] + UNIT_COST[producer.kind]
+        at = bisect.bisect_left(starts, sent)
+        out[at].append((op, sent))
+    for ops in out.values():
+        ops.sort(key=lambda item: item[1])
+    return out
+
+
+def _remote_producer(problem: Problem, rank: int, op: Op) -> Op | None:
+    """The op on another rank whose output `op` receives, if any."""
+    m, s, last = problem.maps[op.pipeline], op.stage, problem.stages - 1
+    if op.kind == "F" and s > 0 and m[s - 1] != rank:
+        return op._replace(stage=s - 1)
+    if op.kind == problem.grad_kind() and s < last and m[s + 1] != rank:
+        return op._replace(stage=s + 1)
+    return None

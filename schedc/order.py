@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import networkx as nx
 
@@ -33,48 +34,65 @@ class OrderError(UserError):
     """The policy cannot order the graph (a bound leaves no admissible op)."""
 
 
-Policy = tuple[str, float, bool]  # (ready-key mode, in-flight scale, steps first)
-DEFAULT_POLICY: Policy = ("mb", 1.0, True)
+@dataclass(frozen=True)
+class Policy:
+    """How the list scheduler ranks ready operations.
+
+    priority: "mb" (the order's kind priority, then the oldest micro-batch),
+    "critical-path" (longest unit-cost path ahead first) or "forward-first".
+    inflight_scale: scales the default in-flight bound p - s of stages the
+    Spec leaves unbounded (a Spec's own max_inflight is never scaled).
+    steps_first: a ready step runs before anything else (else when idle).
+    """
+
+    priority: str = "mb"
+    inflight_scale: float = 1.0
+    steps_first: bool = True
+
+    def describe(self) -> dict[str, object]:
+        return {"priority": self.priority, "inflight_scale": self.inflight_scale,
+                "steps": "first" if self.steps_first else "when idle"}
+
+
+DEFAULT_POLICY = Policy()
 
 
 def order_ops(problem: Problem, graph: nx.DiGraph, policy: Policy = DEFAULT_POLICY
               ) -> list[list[Op]]:
     if problem.spec.order == "interleaved":
         return interleaved_order(problem)
-    return ListScheduler(problem, graph, *policy).run()
+    return ListScheduler(problem, graph, policy).run()
 
 
 # Several pipelines share every rank, and no single rule orders them well for
-# every p and m: the compiler tries a few priorities and in-flight scales and
+# every p and m: for synchronous multi-pipeline schedules (Chimera) the compiler
+# list-schedules a few priorities and in-flight scales on the one-step graph and
 # keeps the order with the shortest unit-cost makespan (then the least memory).
-# A Spec's own max_inflight bounds are never scaled.
 # A replicated stage's step is a collective: taken as soon as it is ready, a
 # rank may wait in it for a busy replica, so "when idle" is tried as well.
-PORTFOLIO = tuple((mode, scale, first) for first in (True, False)
+PORTFOLIO = tuple(Policy(mode, scale, first) for first in (True, False)
                   for mode in ("mb", "critical-path", "forward-first")
                   for scale in (1.0, 1.5, 2.0))
 
 
-def shortlist(problem: Problem, graph: nx.DiGraph, keep: int = 3) -> list[Policy]:
-    """Policies to compile in full: one pipeline takes its family's canonical
-    rule; several pipelines take the portfolio entries whose orders differ,
-    best unit-cost makespan first (at most `keep`). The greedy's makespan is
-    only a proxy (it does not see how receives are batched), so the compiler
-    verifies and measures each finalist."""
-    if problem.num_pipelines == 1 or problem.spec.order == "interleaved":
-        return [DEFAULT_POLICY]
-    seen: dict[tuple, tuple[int, int, Policy]] = {}
+def distinct_orders(problem: Problem, graph: nx.DiGraph
+                    ) -> list[tuple[int, Policy, list[list[Op]]]]:
+    """(unit-cost makespan, policy, order) of each portfolio policy whose order
+    differs from the ones before it, best makespan first. The greedy's makespan
+    is only a proxy (it does not see how receives are batched), so the caller
+    measures the lowered finalists."""
+    seen: dict[tuple, tuple[int, int, Policy, list[list[Op]]]] = {}
     for i, policy in enumerate(PORTFOLIO):
-        sched = ListScheduler(problem, graph, *policy)
+        sched = ListScheduler(problem, graph, policy)
         try:
             orders = sched.run()
         except OrderError:
             continue
         key = tuple(tuple(seq) for seq in orders)
         if key not in seen:
-            seen[key] = (sched.makespan, i, policy)
-    ranked = sorted(seen.values())
-    return [policy for _, _, policy in ranked[:keep]] or [DEFAULT_POLICY]
+            seen[key] = (sched.makespan, i, policy, orders)
+    return [(span, policy, orders) for span, _, policy, orders in sorted(seen.values(),
+                                                                            key=lambda v: v[:2])]
 
 
 # ---- interleaved 1F1B (Megatron) ------------------------------------------------
@@ -129,17 +147,17 @@ def _append_steps(seq: list[Op], problem: Problem, batch: int) -> list[Op]:
 class ListScheduler:
     """Unit-cost list scheduling of `graph` under the Spec's order policy."""
 
-    def __init__(self, problem: Problem, graph: nx.DiGraph, mode: str = "mb",
-                 scale: float = 1.0, steps_first: bool = True) -> None:
+    def __init__(self, problem: Problem, graph: nx.DiGraph,
+                 policy: Policy = DEFAULT_POLICY) -> None:
         self.problem = problem
         self.graph = graph
         spec = problem.spec
         self.priority = _priorities(spec.order, spec.split_backward)
-        self.key = _ready_key(mode, problem, self.priority)
-        self.limit = _inflight_limits(problem, scale)
+        self.key = _ready_key(policy.priority, problem, self.priority)
+        self.limit = _inflight_limits(problem, policy.inflight_scale)
         self.makespan = 0
         self.peak_inflight = 0
-        self.step_key = -(1 << 30) if steps_first else 1 << 30
+        self.step_key = -(1 << 30) if policy.steps_first else 1 << 30
         self.in_collective: dict[Op, list[int]] = {}
         # Without a flush nothing else bounds deferred Ws: count to W there.
         deferred_w = spec.split_backward and not spec.flush

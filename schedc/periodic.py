@@ -1,12 +1,13 @@
-"""Split unrolled asynchronous streams into prologue, body and epilogue.
+"""Split an asynchronous run into prologue, body and epilogue.
 
-Given each rank's stream for B batches and the number of instructions L_r one
-more batch adds, the body on rank r is the earliest window of L_r instructions
-from which the stream repeats itself, each repetition shifted by one period
-(micro-batches + m, versions + 1), for as long as possible. Ranks then agree on
-a common number n of bodies (surplus repetitions move into the prologue), so
-that prologue + body x N + epilogue is the run of N + (B - n) batches. The
-caller proves that claim on longer runs (`check_periodic`).
+Given each rank's lowered stream for B batches, the body on rank r is the
+earliest window from which the stream repeats itself, each repetition shifted
+by one period (micro-batches + period.microbatches, versions + period.steps),
+for as long as possible. Its length L_r is read off the run itself: the
+distance from a steady-state compute instruction to its copy one period later.
+Ranks then agree on a common number n of bodies (surplus repetitions move into
+the prologue), so that prologue + body x n + epilogue is the run. The verifier
+proves the programs for 1, 2 and 3 repetitions.
 """
 
 from __future__ import annotations
@@ -14,15 +15,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from schedc.errors import VerifyError
-from schedc.program import Instr, Period, RankProgram
+from schedc.program import COMPUTE_OPS, Instr, Period, RankProgram
+
+ANCHORS = (0.35, 0.5, 0.65)  # where in the run to look for the steady state
+
+
+def _key(ins: Instr) -> tuple:
+    return (ins.op, ins.stage, ins.mb, ins.pipeline, ins.version, ins.peer, ins.group,
+            ins.count, ins.alpha, ins.lookahead)
+
+
+def _shifted_key(key: tuple, period: Period) -> tuple:
+    """_key of the instruction one period later (Instr.shifted, on tuples)."""
+    op, stage, mb, pipeline, version, *rest = key
+    return (op, stage, None if mb is None else mb + period.microbatches, pipeline,
+            None if version is None else version + period.steps, *rest)
 
 
 def _repeat_runs(seq: Sequence[Instr], length: int, period: Period) -> list[int]:
     """runs[i]: how many consecutive j >= i have seq[j + L] == seq[j] shifted once."""
     n = len(seq)
+    keys = [_key(ins) for ins in seq]
     runs = [0] * (n + 1)
     for i in range(n - length - 1, -1, -1):
-        same = seq[i + length] == seq[i].shifted(period.microbatches, period.steps)
+        same = keys[i + length] == _shifted_key(keys[i], period)
         runs[i] = runs[i + 1] + 1 if same else 0
     return runs
 
@@ -38,24 +54,42 @@ def _best_start(seq: Sequence[Instr], length: int, period: Period) -> tuple[int,
     return best
 
 
-def split_periodic(
-    short: Sequence[Sequence[Instr]], longer: Sequence[Sequence[Instr]], batches: int,
-    period: Period,
-) -> tuple[list[RankProgram], int]:
-    """Programs from streams of `batches` and `batches + 1` batches.
+def body_lengths(seq: Sequence[Instr], period: Period) -> list[int]:
+    """Candidate body lengths: from compute instructions at a few points of the
+    run to their copies one period later."""
+    where = {ins: i for i, ins in enumerate(seq) if ins.op in COMPUTE_OPS}
+    out: list[int] = []
+    for frac in ANCHORS:
+        for i in range(int(frac * len(seq)), len(seq)):
+            ins = seq[i]
+            if ins.op in COMPUTE_OPS:
+                j = where.get(ins.shifted(period.microbatches, period.steps))
+                if j is not None and j > i and j - i not in out:
+                    out.append(j - i)
+                break
+    return out
 
-    Returns the programs and c, the batches a run has beyond its body
-    repetitions: N repetitions run N + c batches.
+
+def split_run(streams: Sequence[Sequence[Instr]], batches: int, period: Period
+              ) -> tuple[list[RankProgram], int]:
+    """Programs from one run of `batches` periods.
+
+    Returns the programs and c, the periods a run has beyond its body
+    repetitions: n repetitions run n + c periods.
     """
-    lengths = [len(b) - len(a) for a, b in zip(short, longer, strict=True)]
-    if any(n <= 0 for n in lengths):
-        raise VerifyError("one more step adds no instructions on some rank: not periodic")
-    starts = [_best_start(seq, n, period) for seq, n in zip(short, lengths, strict=True)]
-    bodies = min(reps for _, reps in starts)
-    if bodies < 1:
-        raise VerifyError("no repeating body found")
+    starts = []
+    for r, seq in enumerate(streams):
+        best = (0, 0, 0)  # (repetitions, -start, length)
+        for length in body_lengths(seq, period):
+            start, reps = _best_start(seq, length, period)
+            best = max(best, (reps, -start, length))
+        if best[0] < 1:
+            raise VerifyError(f"the schedule does not settle into a repeating body within "
+                              f"{batches} periods", rank=r)
+        starts.append((-best[1], best[0], best[2]))
+    bodies = min(reps for _, reps, _ in starts)
     programs = []
-    for r, (seq, length, (start, reps)) in enumerate(zip(short, lengths, starts, strict=True)):
+    for r, (seq, (start, reps, length)) in enumerate(zip(streams, starts, strict=True)):
         start += (reps - bodies) * length
         body = tuple(seq[start:start + length])
         back = -(bodies - 1)
@@ -63,18 +97,3 @@ def split_periodic(
         epilogue = tuple(i.shifted(back * period.microbatches, back * period.steps) for i in tail)
         programs.append(RankProgram(r, tuple(seq[:start]), body, epilogue))
     return programs, batches - bodies
-
-
-def check_periodic(programs: Sequence[RankProgram], streams: Sequence[Sequence[Instr]],
-                   repeats: int, period: Period) -> None:
-    """The programs unrolled `repeats` times must equal the directly built streams."""
-    for prog, expected in zip(programs, streams, strict=True):
-        got = prog.unrolled(repeats, period)
-        if got != list(expected):
-            i = next((k for k, (a, b) in enumerate(zip(got, expected, strict=False))
-                      if a != b),
-                     min(len(got), len(expected)))
-            raise VerifyError(
-                f"the body does not repeat: with {repeats} repetitions the program "
-                f"differs from the schedule at instruction {i}", rank=prog.rank, index=i,
-                section="unrolled stream")

@@ -46,9 +46,12 @@ def _paci(s: int, m: int) -> dict[str, Any]:
 
 
 def _amdp(s: int, m: int) -> dict[str, Any]:
+    # AMDP's "two micro-batches in flight at stage 0" is Megatron's warm-up of
+    # two: the third forward starts before the first backward. schedc counts
+    # the forward being started too (as 1F1B's p - s), hence 3.
     return {
         "order": "1f1b", "flush": False, "versions": 1, "directions": "auto",
-        "max_inflight": ((0, 2),), "max_inconsistency": 1, "max_delay": 1,
+        "max_inflight": ((0, 3),), "max_inconsistency": 1, "max_delay": 1,
     }
 
 

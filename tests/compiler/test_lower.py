@@ -48,12 +48,15 @@ TWO_BW_2_2 = {s: {j: (max(0, j // 2 - 1),) * 2 + (j // 2,) for j in range(8)} fo
 # AMDP p=2 m=2: two pipelines, one micro-batch each per step; stage 0 of a pipeline
 # admits the next one only after the step: every (mb 2b + k) reads b throughout.
 AMDP_2_2 = {(k, s): {2 * b + k: (b, b, b) for b in range(3)} for k in (0, 1) for s in (0, 1)}
-# AMDP p=4 m=4: per pipeline two micro-batches a step, two in flight at stage 0: the
-# first micro-batch of step b+1 enters stage 0 before step b's straggler backward,
-# so it reads b there and its backward reads b+1 (inconsistency 1). Later stages
-# see it after the step.
+# AMDP p=4 m=4 (modulo schedule, schedc.modulo): both pipelines enter every II = 6
+# units (iteration it holds mbs 2it, 2it+1); chain starts F 0 1 2 3, B3 4, B2 9,
+# B1 11, B0 13; step b of stage s at 12b + 12 + (9, 7, 5, 0)[s]. So stage 0's
+# forwards of step b >= 1 read b - 1 (the step lands at 12b + 9, after them) and
+# their backwards b; stages 1 and 2 see step b - 1 land between the forwards of
+# the step's first and second iteration; stage 3 steps before its forwards.
 AMDP_4_4 = {
-    (k, s): {4 * b + k + 2 * i: ((b - 1 if (s == 0 and i == 0 and b) else b), b, b)
+    (k, s): {4 * b + k + 2 * i: ((b - 1 if b and (s == 0 or (s in (1, 2) and i == 0)) else b),
+                                 b, b)
              for b in range(3) for i in (0, 1)}
     for k in (0, 1) for s in range(4)
 }

@@ -30,7 +30,7 @@ def test_overrides_win_and_derived_bounds_follow():
     assert preset_spec("paci", stages=8, microbatches=2, max_inconsistency=9).max_inconsistency == 9
     assert preset_spec("pipedream").microbatches == 1
     spec = preset_spec("amdp", stages=8)
-    assert spec.inflight_bound(0) == 2 and spec.inflight_bound(1) is None
+    assert spec.inflight_bound(0) == 3 and spec.inflight_bound(1) is None
 
 
 def test_unknown_preset_and_bad_fields_are_spec_errors():

@@ -105,7 +105,7 @@ def test_format_spec_is_complete_and_round_trips() -> None:
     spec = preset_spec("amdp", stages=8).validate()
     text = format_spec(spec)
     assert text.startswith("schedule amdp from amdp {\n")
-    assert "  directions auto\n" in text and "  max_inflight 2 at stage 0\n" in text
+    assert "  directions auto\n" in text and "  max_inflight 3 at stage 0\n" in text
     again = parse_text(text)
     assert again == spec and again.preset == "amdp"
 
