@@ -95,23 +95,33 @@ def check_skip_supported(program: RankProgram, synchronous: bool) -> None:
             stepped.add(key)
 
 
-def skip_step(replica, version: int) -> None:
-    """A skipped STEP: zero the accumulator, keep weights and optimizer state,
-    advance the version (the program's later version checks expect it)."""
-    if version != replica.version + 1:
-        raise RuntimeError(f"STEP to version {version}, current weights are {replica.version}")
-    replica.acc.zero_()
-    replica.version = version
-    replica.point_at(version)
-
-
 # ---- fault injection (tests, docs/reliability.md) ------------------------------------
 # SCHEDC_INJECT="nan-grad@S:MB,nan-loss@MB,die-in-save@STEPS": make stage S's weight
 # gradient of micro-batch MB NaN, the loss of MB NaN, or end the process (exit 137,
 # as SIGKILL would) half-way through writing the checkpoint after STEPS steps.
+# Read once, when a run is built (`Injection.from_env`); the interpreter asks the
+# resolved object, never the environment.
+@dataclass(frozen=True)
+class Injection:
+    """The faults to inject into one run: kind -> set of places."""
+
+    places: frozenset[str] = frozenset()  # "nan-grad@1:5", "nan-loss@2", ...
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Injection:
+        spec = (os.environ if env is None else env).get("SCHEDC_INJECT", "")
+        return cls(frozenset(part.strip() for part in spec.split(",") if part.strip()))
+
+    def __bool__(self) -> bool:
+        return bool(self.places)
+
+    def at(self, kind: str, *where: int) -> bool:
+        return bool(self.places) and f"{kind}@" + ":".join(map(str, where)) in self.places
+
+
+NO_INJECTION = Injection()
+
+
 def injected(kind: str, *where: int) -> bool:
-    spec = os.environ.get("SCHEDC_INJECT")
-    if not spec:
-        return False
-    want = f"{kind}@" + ":".join(str(w) for w in where)
-    return want in (part.strip() for part in spec.split(","))
+    """Outside the interpreter's loop (a checkpoint save): the environment now."""
+    return Injection.from_env().at(kind, *where)

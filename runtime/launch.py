@@ -28,13 +28,15 @@ from schedc.files import programs_hash
 
 from .build import build_replicas
 from .config import RunConfig, add_run_arguments, config_from_args
-from .dp_sparse import SparseDP
-from .interpreter import ExecutionError, Interpreter
+from .driver import DistDriver
+from .interpreter import ExecutionError
+from .models import ModelDef
 from .preflight import preflight
 from .session import Session, train
-from .setup import Prepared, make_batches, pick_device, prepare
+from .setup import Prepared, pick_device, prepare
 from .transport import DistTransport
 from .watchdog import EXIT_FAULT, EXIT_HANG, Watchdog
+from .wiring import build_interpreter
 
 
 class _DistControl:
@@ -112,10 +114,13 @@ def init_world(device: torch.device, timeout: float = 600.0) -> None:
     dist.init_process_group(backend, timeout=timedelta(seconds=max(60.0, timeout)), **kwargs)
 
 
-def build_dist(cfg: RunConfig) -> Session:
+def build_dist(cfg: RunConfig, model: ModelDef | None = None, data: object = None
+               ) -> Session:
+    """This process's rank of a torchrun launch. `model` / `data`: the Python
+    API's objects (default: resolved from cfg)."""
     # Everything that can be checked alone is checked before any communication,
     # so a mismatch is one message on every rank, not a hang.
-    p = prepare(cfg)
+    p = prepare(cfg, model, data)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     grank = int(os.environ.get("RANK", "0"))
     R = p.manifest.world_size
@@ -128,7 +133,6 @@ def build_dist(cfg: RunConfig) -> Session:
     dp_index, rank = divmod(grank, R)
     # Slow local set-up before the start-up agreement, so ranks begin together.
     replicas = build_replicas(rank, p.manifest, p.model, cfg, device)
-    batches = make_batches(p, dp_index)
     watchdog = _watchdog(cfg, grank)
     with watchdog.waiting("the other ranks to join the run (rendezvous)"):
         init_world(device, cfg.timeout)
@@ -138,20 +142,12 @@ def build_dist(cfg: RunConfig) -> Session:
         control = _DistControl(writer, watchdog)
         groups, dp_group, pipelines = _groups(p, dp_index, rank)
     transport = DistTransport(rank, R, dp_index, cfg.dp, p.boundaries, device, groups, dp_group,
-                              pipelines=pipelines, control=control.group, watchdog=watchdog)
-    timing = cfg.trace is not None or cfg.costs_out is not None
-    period = p.manifest.period
-    interp = Interpreter(rank, replicas, transport, batches, p.model.loss, p.manifest.num_stages,
-                         dp_size=cfg.dp, timing=timing, on_nan=cfg.on_nan,
-                         step_microbatches=period.microbatches // period.steps,
-                         body_len=len(p.programs[rank].body) if cfg.on_nan == "skip" else 0)
-    if cfg.dp > 1 and p.manifest.spec.get("dp_mode", "sync") == "async-sparse":
-        SparseDP.from_spec(p.manifest.spec, interp.replicas, cfg.dp, cfg.dp_late,
-                           dp_group).attach(interp)
+                              pipelines=pipelines, control=control.group, watchdog=watchdog,
+                              grad_boundaries=p.grad_boundaries)
+    interp = build_interpreter(p, rank, transport, device, dp_index, dp_group, replicas)
     return Session(cfg, p.manifest, p.programs, {rank: interp},
-                   lambda r: dp_index * R + r, dp_index, control,
-                   lambda streams: interp.run_to_end(streams[rank]),
-                   p.boundaries, p.meta, p.stage_numels)
+                   lambda r: dp_index * R + r, dp_index, control, DistDriver({rank: interp}),
+                   p.boundaries, p.meta, p.stage_numels, p.unit, p.per_microbatch)
 
 
 _WATCHDOG: Watchdog | None = None
