@@ -26,13 +26,14 @@ import torch.distributed as dist
 from schedc.errors import UserError
 from schedc.files import programs_hash
 
+from .api import Run
 from .build import build_replicas
 from .config import RunConfig, add_run_arguments, config_from_args
 from .driver import DistDriver
 from .interpreter import ExecutionError
 from .models import ModelDef
 from .preflight import preflight
-from .session import Session, train
+from .session import Session
 from .setup import Prepared, pick_device, prepare
 from .transport import DistTransport
 from .watchdog import EXIT_FAULT, EXIT_HANG, Watchdog
@@ -169,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     label = f"[rank {os.environ.get('RANK', '0')}]"
     try:
         cfg = config_from_args(parser.parse_args(argv))
-        session = build_dist(cfg)
-        train(session)
+        for _ in Run(config=cfg, launcher="torchrun").train():
+            pass
     except UserError as exc:
         return _fail(f"{label} {exc.render()}", exc.exit_code)
     except ExecutionError as exc:

@@ -15,7 +15,7 @@ from .driver import LocalDriver
 from .inprocess import Hub, LocalTransport
 from .models import ModelDef
 from .preflight import preflight
-from .session import Session, train
+from .session import Session
 from .setup import pick_device, prepare
 from .wiring import build_interpreter
 
@@ -49,5 +49,8 @@ def build_local(cfg: RunConfig, model: ModelDef | None = None, data: object = No
 
 
 def run_local(cfg: RunConfig) -> list[dict]:
-    """Train in-process; returns the metrics lines."""
-    return train(build_local(cfg))
+    """Train in-process (`schedc run --local`, through the Python API); returns
+    the metrics lines."""
+    from .api import Run
+
+    return list(Run(config=cfg, launcher="local").train())

@@ -113,7 +113,12 @@ def split_traced(model: nn.Module, example_args: tuple, split_points: Sequence[s
                  example_kwargs: dict | None = None) -> BuildStage:
     """`build_stage(s, n)` from `torch.distributed.pipelining.pipeline`: the
     model is traced once (torch.export) on one micro-batch's example inputs and
-    cut before each submodule named in `split_points` (n = len + 1 stages)."""
+    cut before each submodule named in `split_points` (n = len + 1 stages).
+
+    PyTorch's split may feed a later stage values of earlier ones (the model's
+    input to a residual two stages on, say); here every such value is carried
+    down the pipeline: stage s returns the tuple of values later stages read
+    (those that need no gradient travel forward only)."""
     traced: dict[str, object] = {}
 
     def pipe() -> object:
@@ -136,7 +141,56 @@ def split_traced(model: nn.Module, example_args: tuple, split_points: Sequence[s
         if p.num_stages != num_stages:
             raise SplitError(f"{len(split_points)} split points give {p.num_stages} stages, "
                              f"the programs have {num_stages}")
-        return copy.deepcopy(p.get_stage_module(stage))
+        return _TracedStage(p.split_gm, stage, num_stages)
 
     build_stage.__qualname__ = f"split_traced[{type(model).__name__}]"
     return build_stage
+
+
+class _TracedStage(nn.Module):
+    """Stage s of a traced split: runs its part of the top-level graph on the
+    values carried in, returns the values carried on (or, last, the output)."""
+
+    def __init__(self, gm: nn.Module, stage: int, num_stages: int) -> None:
+        super().__init__()
+        nodes = list(gm.graph.nodes)
+        where: dict[object, int] = {}  # node -> stage that makes it (-1: an input)
+        calls = 0
+        for node in nodes:
+            if node.op == "placeholder":
+                where[node] = -1
+            elif node.op == "call_module":
+                where[node] = calls
+                calls += 1
+            elif node.op == "call_function":  # getitem of a stage's tuple output
+                where[node] = max(where[a] for a in node.all_input_nodes)
+        self.output = next(n for n in nodes if n.op == "output")
+
+        def live_after(s: int) -> list:
+            last = num_stages
+            return [n for n in nodes if n in where and where[n] <= s and any(
+                where.get(u, last) > s for u in n.users)]
+
+        self.stage, self.last = stage, stage == num_stages - 1
+        self.inputs = [n for n in nodes if n.op == "placeholder"] if stage == 0 \
+            else live_after(stage - 1)
+        self.mine = [n for n in nodes if where.get(n) == stage]
+        self.carried = None if self.last else live_after(stage)
+        name = next(n.target for n in self.mine if n.op == "call_module")
+        self.name = name
+        self.add_module(name, copy.deepcopy(gm.get_submodule(name)))
+
+    def forward(self, *args: object) -> object:
+        from torch.fx.node import map_arg
+
+        env = dict(zip(self.inputs, args, strict=True))
+        for node in self.mine:
+            a = map_arg(node.args, env.__getitem__)
+            kw = map_arg(node.kwargs, env.__getitem__)
+            fn = getattr(self, node.target) if node.op == "call_module" else node.target
+            env[node] = fn(*a, **kw)
+        if self.last:  # the model's output (PyTorch's split wraps one value in a tuple)
+            out = map_arg(self.output.args[0], env.__getitem__)
+            return out[0] if isinstance(out, (tuple, list)) and len(out) == 1 else out
+        out = tuple(env[n] for n in self.carried)
+        return out[0] if len(out) == 1 else out
