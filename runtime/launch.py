@@ -93,6 +93,7 @@ def _agree(p: Prepared, device: torch.device) -> None:
     same program directory, model and message shapes (also creates NCCL's
     communicator before any point-to-point operation)."""
     text = repr((sorted(p.meta.items()), sorted(p.boundaries.items()),
+                 sorted((b, repr(form)) for b, form in p.layouts.items()),
                  programs_hash(p.manifest)))
     mine = int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "little")
     t = torch.tensor([mine], dtype=torch.int64, device=device)

@@ -55,14 +55,20 @@ class Segment:
 
 
 def span(programs: list[RankProgram], manifest: Manifest, count: int) -> tuple[int, int]:
-    """(micro-batches, optimizer steps) of a segment of `count` bodies."""
+    """(micro-batches, optimizer steps) of a segment of `count` bodies: the
+    largest of the unrolled stream, from one repetition (the body and the
+    epilogue of the last repetition are shifted by count - 1 periods), so a
+    long run costs no unrolling."""
+    period, last = manifest.period, count - 1
     mbs, steps = 0, 0
     for program in programs:
-        for i in program.unrolled(count, manifest.period):
-            if i.mb is not None:
-                mbs = max(mbs, i.mb + 1)
-            if i.op == "STEP":
-                steps = max(steps, i.version)
+        for shift, part in ((0, program.prologue), (last, program.body),
+                            (last, program.epilogue)):
+            for i in part:
+                if i.mb is not None:
+                    mbs = max(mbs, i.mb + shift * period.microbatches + 1)
+                if i.op == "STEP":
+                    steps = max(steps, i.version + shift * period.steps)
     return mbs, steps
 
 

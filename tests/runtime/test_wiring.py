@@ -11,7 +11,14 @@ from schedc.runtime import faults
 from schedc.runtime.boundary import Boundary
 from schedc.runtime.interpreter import ExecutionError
 from schedc.runtime.local import build_local
-from schedc.runtime.programs import Segment, body_piece, epilogue_piece, load, segment_stream
+from schedc.runtime.programs import (
+    Segment,
+    body_piece,
+    epilogue_piece,
+    load,
+    segment_stream,
+    span,
+)
 from schedc.runtime.session import train
 from schedc.runtime.setup import prepare
 from schedc.runtime.wiring import interpreter_config
@@ -75,3 +82,13 @@ def test_several_tensors_travel_as_one_message_bit_for_bit():
                                                   strict=True))
     with pytest.raises(ValueError, match="needs no gradient"):
         Boundary.of((torch.zeros(2), torch.arange(3)), stage=1)
+
+
+@pytest.mark.parametrize("name", ["1f1b", "paci"])
+def test_span_without_unrolling_equals_the_unrolled_stream(progs, name):
+    manifest, programs = load(progs[name])
+    for count in (1, 2, 5):
+        stream = [i for prog in programs for i in prog.unrolled(count, manifest.period)]
+        mbs = max(i.mb + 1 for i in stream if i.mb is not None)
+        steps = max(i.version for i in stream if i.op == "STEP")
+        assert span(programs, manifest, count) == (mbs, steps)
