@@ -3,7 +3,7 @@
     pip install transformers
     schedc compile --preset 1f1b --stages 4 --microbatches 4 -o out/llama
     python examples/hf_llama.py out/llama                          # every rank in this process
-    torchrun --nproc-per-node 4 examples/hf_llama.py out/llama     # one process per rank
+    torchrun --standalone --nproc-per-node 4 examples/hf_llama.py out/llama  # one per rank
     # or through the command line, with this file's functions:
     PYTHONPATH=examples schedc run out/llama --local --model hf_llama:build_stage \\
         --data hf_llama:batches --loss hf_llama:loss --seq-len 32 --steps 10

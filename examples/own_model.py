@@ -2,7 +2,7 @@
 
     schedc compile --preset 1f1b --stages 2 --microbatches 4 -o out/own
     python examples/own_model.py out/own                          # every rank in this process
-    torchrun --nproc-per-node 2 examples/own_model.py out/own     # one process per rank
+    torchrun --standalone --nproc-per-node 2 examples/own_model.py out/own   # one per rank
 
 Float inputs, integer class targets, and a boundary of two tensors: the hidden
 state (it gets a gradient back) and a 0/1 mask of the features (it travels

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import importlib
 
+if __name__ != "schedc.runtime":  # the folder is on sys.path when python starts in the repository
+    raise ImportError("this folder installs as schedc.runtime: import schedc.runtime, not runtime")
+
 __all__ = [
     "Batch", "ExecutionError", "Run", "RunConfig", "SplitError", "TokenFile", "UserError",
     "cross_entropy", "split_layers", "split_traced",

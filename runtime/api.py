@@ -39,7 +39,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .config import RunConfig, _check
+from .config import MAX_STEPS_ENV, RunConfig, _capped, _check
 from .models import ModelDef, user_model
 from .session import Session, Trainer
 from .split import split_layers
@@ -79,6 +79,7 @@ class Run:
                 raise TypeError(f"unknown run options {unknown}; see RunConfig")
             config = RunConfig(programs=Path(programs), **options)  # type: ignore[arg-type]
             _check(config)
+            config = _capped(config)  # SCHEDC_MAX_STEPS, as on the command line
         self.config = config
         model = _model(build_stage, loss, config)
         if launcher == "torchrun" or (launcher == "auto" and _under_torchrun()):
@@ -131,6 +132,9 @@ class Run:
         return self._trainer.close() if self._trainer else []
 
     def _start(self, steps: int | None) -> Trainer:
+        cap = os.environ.get(MAX_STEPS_ENV, "").strip()
+        if steps is not None and cap.isdigit():
+            steps = min(steps, int(cap))
         if self._trainer is None:
             self._trainer = Trainer(self.session, steps)
         elif self._trainer.closed:

@@ -69,7 +69,7 @@ class Poison:
 
 def fault_message(kind: str, mb: int, stage: int, pipeline: int, m: int) -> str:
     where = f"stage {stage}" + (f" (pipeline {pipeline})" if pipeline else "")
-    return (f"non-finite {kind} (NaN or Inf) at step {mb // m}, {where}, micro-batch {mb}; "
+    return (f"non-finite {kind} (NaN or Inf) at step {mb // m + 1}, {where}, micro-batch {mb}; "
             "--on-nan skip would skip such steps")
 
 
@@ -98,25 +98,34 @@ def check_skip_supported(program: RankProgram, synchronous: bool) -> None:
 # ---- fault injection (tests, docs/reliability.md) ------------------------------------
 # SCHEDC_INJECT="nan-grad@S:MB,nan-loss@MB,die-in-save@STEPS": make stage S's weight
 # gradient of micro-batch MB NaN, the loss of MB NaN, or end the process (exit 137,
-# as SIGKILL would) half-way through writing the checkpoint after STEPS steps.
+# as SIGKILL would) half-way through writing the checkpoint after STEPS steps (every
+# rank; `die-in-save@STEPS:G` global rank G only). A suffix #A limits a fault to
+# torchrun's restart attempt A (TORCHELASTIC_RESTART_COUNT; 0 outside torchrun):
+# `die-in-save@10#0` dies once, and the restarted job goes on.
 # Read once, when a run is built (`Injection.from_env`); the interpreter asks the
 # resolved object, never the environment.
 @dataclass(frozen=True)
 class Injection:
-    """The faults to inject into one run: kind -> set of places."""
+    """The faults to inject into one run, and the restart attempt they apply to."""
 
-    places: frozenset[str] = frozenset()  # "nan-grad@1:5", "nan-loss@2", ...
+    places: frozenset[str] = frozenset()  # "nan-grad@1:5", "nan-loss@2#0", ...
+    attempt: str = "0"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Injection:
-        spec = (os.environ if env is None else env).get("SCHEDC_INJECT", "")
-        return cls(frozenset(part.strip() for part in spec.split(",") if part.strip()))
+        env = os.environ if env is None else env
+        spec = env.get("SCHEDC_INJECT", "")
+        return cls(frozenset(part.strip() for part in spec.split(",") if part.strip()),
+                   env.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
     def __bool__(self) -> bool:
         return bool(self.places)
 
     def at(self, kind: str, *where: int) -> bool:
-        return bool(self.places) and f"{kind}@" + ":".join(map(str, where)) in self.places
+        if not self.places:
+            return False
+        want = f"{kind}@" + ":".join(str(w) for w in where)
+        return want in self.places or f"{want}#{self.attempt}" in self.places
 
 
 NO_INJECTION = Injection()

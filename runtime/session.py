@@ -16,15 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from schedc.errors import UserError
 from schedc.files import programs_hash
 from schedc.program import Instr, Manifest, RankProgram
 
-from . import checkpoint
+from . import autoresume, checkpoint, restarts
 from .config import RunConfig
 from .costs import cost_profile
-from .interpreter import Interpreter
+from .interpreter import ExecutionError, Interpreter
 from .metrics import MetricsLog, Progress, write_trace
 from .programs import Segment, after, body_piece, epilogue_piece, plan
+from .watchdog import EXIT_FAULT, EXIT_HANG
 
 
 class Control(Protocol):
@@ -69,10 +71,19 @@ class Trainer:
 
     def __init__(self, s: Session, steps: int | None = None) -> None:
         self.s = s
-        start = _resume(s) if s.cfg.resume else None
+        try:
+            start = _resume(s)  # may adopt the checkpoint's options (runtime/autoresume.py)
+        except BaseException as exc:
+            _record_failure(s, None, exc)
+            raise
+        done = start is _DONE  # resumed at the requested steps: nothing to run
+        start = None if done else start
         m = s.manifest.period.microbatches
         self.first_step = 0 if start is None else start.mb_base // m
-        self.log = MetricsLog(s.cfg.metrics if s.control.is_writer else None, m, s.cfg.dp,
+        writer = s.control.is_writer
+        if start is not None and writer and s.cfg.metrics is not None:
+            autoresume.trim_metrics(Path(s.cfg.metrics), self.first_step)
+        self.log = MetricsLog(s.cfg.metrics if writer and not done else None, m, s.cfg.dp,
                               _per_step(s), first_step=self.first_step,
                               append=start is not None, unit=s.unit)
         self.seg = start or Segment(0, 0)
@@ -80,23 +91,27 @@ class Trainer:
         steps = s.cfg.steps if steps is None else steps
         segs = plan(s.programs, s.manifest, steps, s.cfg.save_every, start)
         total = after(s.programs, s.manifest, segs[-1]).version_base if segs else 0
-        self.bodies_left = max(steps - self.seg.first, 0)  # of the planned run
+        self.bodies_left = 0 if done else max(steps - self.seg.first, 0)  # of the plan
         self.progress = Progress(total or self.first_step, _per_step(s),
-                                 s.control.is_writer and not s.cfg.quiet, unit=s.unit)
+                                 writer and not s.cfg.quiet and not done, unit=s.unit)
         self.log.on_line = lambda line: self.progress.update(line["step"], line["loss"])
         self.t0 = time.perf_counter()
-        self.closed = False
+        self.closed = done
 
     def step(self) -> list[dict]:
         s, n = self.s, len(self.log.lines)
-        self.s.driver({r: body_piece(s.programs[r], s.manifest, self.seg, self.k)
-                       for r in s.interps}, False)
-        self.k += 1
-        self.bodies_left -= 1
-        if s.cfg.save_every and self.k == s.cfg.save_every:
-            self._end_segment()
-        else:
-            _poll_losses(s, self.log)
+        try:
+            s.driver({r: body_piece(s.programs[r], s.manifest, self.seg, self.k)
+                      for r in s.interps}, False)
+            self.k += 1
+            self.bodies_left -= 1
+            if s.cfg.save_every and self.k == s.cfg.save_every:
+                self._end_segment()
+            else:
+                _poll_losses(s, self.log)
+        except BaseException as exc:
+            _record_failure(s, self.seg, exc)
+            raise
         return self.log.lines[n:]
 
     def _end_segment(self) -> None:
@@ -120,7 +135,11 @@ class Trainer:
         self.closed = True
         n = len(self.log.lines)
         if self.k:
-            self._end_segment()
+            try:
+                self._end_segment()
+            except BaseException as exc:
+                _record_failure(self.s, self.seg, exc)
+                raise
         elapsed = time.perf_counter() - self.t0
         self.progress.close()
         self.log.close()
@@ -184,12 +203,44 @@ def _save(s: Session, root: Path, where: Segment) -> None:
     s.control.barrier()
 
 
-def _resume(s: Session) -> Segment:
-    path, meta = checkpoint.find(Path(s.cfg.resume))
-    checkpoint.check_meta(meta, {**s.meta, "programs_hash": programs_hash(s.manifest)})
+_DONE = Segment(-1, 0)  # resumed at the requested steps: nothing to run
+
+
+def _resume(s: Session) -> Segment | None:
+    """Where the run starts: a checkpoint (runtime/autoresume.py), or None."""
+    say = autoresume.say if s.control.is_rank0 else (lambda _: None)
+    found = autoresume.locate(s.cfg, say)
+    if found is None:
+        return None
+    expected = {**s.meta, "programs_hash": programs_hash(s.manifest)}
+    s.cfg = autoresume.reconcile(found, s.cfg, expected)
+    s.meta = {**s.meta, "save_every": s.cfg.save_every}
+    done = autoresume.check_steps(found, s.cfg.steps)
+    say(autoresume.nothing_left_line(found) if done else autoresume.announce(found, s.cfg.steps))
     for r, interp in s.interps.items():
-        checkpoint.load_rank(path, s.global_rank(r), interp.replicas)
-    return Segment(meta["steps_done"], 0, meta["mb_base"], meta["version_base"])
+        checkpoint.load_rank(found.path, s.global_rank(r), interp.replicas)
+    meta = found.meta
+    return _DONE if done else Segment(meta["steps_done"], 0, meta["mb_base"],
+                                      meta["version_base"])
+
+
+def _record_failure(s: Session, seg: Segment | None, exc: BaseException) -> None:
+    """Under torchrun: which step this rank died at (None: before training),
+    and why (for `schedc run --max-restarts`'s last line)."""
+    m = s.manifest.period.microbatches
+    step = None if seg is None else seg.mb_base // m
+    instr = getattr(exc, "instr", None)
+    if instr is not None and instr.mb is not None:
+        step = instr.mb // m
+    if isinstance(exc, UserError):
+        code = exc.exit_code
+    elif isinstance(exc, ExecutionError) and exc.reason.startswith("timeout:"):
+        code = EXIT_HANG
+    else:
+        code = EXIT_FAULT
+    for r in s.interps:
+        restarts.record_failure(s.cfg.save_dir or s.cfg.resume, s.global_rank(r), step, code,
+                                  str(exc) or type(exc).__name__)
 
 
 def _finish(s: Session, elapsed: float) -> None:
