@@ -4,6 +4,7 @@ and paci, in-process on CPU, with its loss falling."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,9 +13,14 @@ import schedc.runtime as sr
 import torch
 from runtime_testing import compile_preset
 
+ROOT = Path(__file__).resolve().parents[2]
+# `python -m pytest` puts the repository on sys.path, where transformers' probe
+# for an optional package named `kernels` would import our kernels/ folder (which
+# refuses to be imported as `kernels`): the installed packages only.
+sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != ROOT]
 pytest.importorskip("transformers", reason="HuggingFace transformers is not installed "
                     "(pip install -e '.[hf]')")
-sys.path.insert(0, str(Path(__file__).parents[2] / "examples"))
+sys.path.insert(0, str(ROOT / "examples"))
 import hf_llama  # noqa: E402
 
 
