@@ -137,8 +137,9 @@ def nothing_left_line(found: Found) -> str:
 
 
 def trim_metrics(path: Path, first_step: int) -> None:
-    """Keep the metrics lines of steps before `first_step` (written before the
-    checkpoint); drop later ones and a line cut short by a kill."""
+    """Keep the metrics lines of the `first_step` steps done before the
+    checkpoint (steps 1 .. first_step); drop later ones and a line cut short
+    by a kill."""
     if not path.exists():
         return
     kept = []
@@ -147,7 +148,7 @@ def trim_metrics(path: Path, first_step: int) -> None:
             line = json.loads(text)
         except ValueError:
             break
-        if not isinstance(line, dict) or line.get("step") != len(kept) \
+        if not isinstance(line, dict) or line.get("step") != len(kept) + 1 \
                 or len(kept) >= first_step:
             break
         kept.append(text + "\n")

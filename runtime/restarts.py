@@ -10,7 +10,7 @@ restarts torchrun gives up, and `schedc run` prints one line naming the step
 and the cause:
 
     schedc: error: gave up after --max-restarts 2: every one of 3 attempts died at
-    step 12: [rank 1] rank 1, instruction 53 (F s1 mb50 v12): NumericalFault: ...
+    step 13: [rank 1] rank 1, instruction 53 (F s1 mb50 v12): NumericalFault: ...
 
 The cause comes from `DIR/failures.jsonl`: under torchrun
 (`TORCHELASTIC_RESTART_COUNT` set), a rank whose training fails appends one

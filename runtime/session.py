@@ -225,13 +225,14 @@ def _resume(s: Session) -> Segment | None:
 
 
 def _record_failure(s: Session, seg: Segment | None, exc: BaseException) -> None:
-    """Under torchrun: which step this rank died at (None: before training),
-    and why (for `schedc run --max-restarts`'s last line)."""
+    """Under torchrun: which step this rank died at (numbered from 1, as in the
+    metrics; None: before training), and why (for `schedc run --max-restarts`'s
+    last line)."""
     m = s.manifest.period.microbatches
-    step = None if seg is None else seg.mb_base // m
+    step = None if seg is None else seg.mb_base // m + 1
     instr = getattr(exc, "instr", None)
     if instr is not None and instr.mb is not None:
-        step = instr.mb // m
+        step = instr.mb // m + 1
     if isinstance(exc, UserError):
         code = exc.exit_code
     elif isinstance(exc, ExecutionError) and exc.reason.startswith("timeout:"):

@@ -32,7 +32,9 @@ from schedc.runtime.exits import PREFIX, REPORT_DIR_ENV, read_records
 
 GRACE = 1.0  # seconds the other ranks get after the first failure
 _POLL = 0.05
-_SHOWN = re.compile(r"^(step \d+/\d+ |schedc: warning: |\[rank \d+\] schedc: warning: )")
+_SHOWN = re.compile(r"^(step \d+/\d+ |schedc: warning: |\[rank \d+\] schedc: warning: "
+                    r"|schedc: resuming from |schedc: checkpoint .* nothing to run"
+                    r"|schedc: --save-dir .* holds no valid checkpoint)")
 EXIT_FAULT = 3  # a run that failed without a rank's record (a crash, a signal)
 
 

@@ -68,7 +68,7 @@ def _reference(prog: Path, out: Path) -> Path:
 def _assert_equal_runs(run: Path, ref: Path, world: int) -> None:
     lines = [json.loads(t) for t in (run / "m.jsonl").read_text().splitlines()]
     want = [json.loads(t) for t in (ref / "m.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in lines] == list(range(len(want)))  # none twice, none missing
+    assert [x["step"] for x in lines] == list(range(1, len(want) + 1))  # each step once
     assert [x["loss"] for x in lines] == [x["loss"] for x in want]  # bitwise
     final = f"step-{STEPS:08d}"
     for g in range(world):
@@ -153,7 +153,7 @@ def test_a_killed_rank_resumes_by_itself_bit_for_bit(world, preset, programs, tm
     step, victim = rng.randint(6, 15), rng.randrange(world)
     kill, seg = _kill(prog, 0, victim, step, 0, rng)
     text, seen = _torchrun(prog, world, tmp_path, {"SCHEDC_KILL": kill})
-    where = f"killed rank {victim} at step {step} ({kill})"
+    where = f"killed rank {victim} in step {step + 1} ({kill})"
     assert _resumed_from(text) == _resumes(seg), (where, text[-4000:])
     lost = step - seg.mb_base // M  # optimizer steps run again
     assert 0 <= lost < _segment_steps(prog, seg)  # at most one segment (--save-every bodies)
@@ -193,8 +193,9 @@ def test_a_rank_killed_during_a_save(programs, tmp_path):
 
 @pytest.mark.slow
 def test_a_deterministic_crash_stops_after_max_restarts_with_one_line(programs, tmp_path):
-    """A NaN loss at micro-batch 50 (step 12) on every attempt: `schedc run
-    --max-restarts 1` gives up after one restart, naming the step and cause."""
+    """A NaN loss at micro-batch 50 (step 13) on every attempt: `schedc run
+    --max-restarts 1` gives up after one restart, naming the step and cause; the
+    terminal shows the resume line."""
     prog, _ = programs[(2, "1f1b")]
     cmd = [sys.executable, "-m", "schedc", "run", str(prog), *RUN, "--save-dir",
            str(tmp_path / "ck"), "--max-restarts", "1"]
@@ -203,6 +204,6 @@ def test_a_deterministic_crash_stops_after_max_restarts_with_one_line(programs, 
     assert proc.returncode == 3, proc.stderr[-4000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("schedc: error: gave up after --max-restarts 1: every one of 2 "
-                           "attempts died at step 12: [rank 1] "), last
-    assert "non-finite loss (NaN or Inf) at step 12" in last, last
+                           "attempts died at step 13: [rank 1] "), last
+    assert "non-finite loss (NaN or Inf) at step 13" in last, last
     assert _resumed_from(proc.stderr) == [10]

@@ -41,15 +41,15 @@ def test_the_same_command_line_continues_the_run(prog, tmp_path, capsys):
 
 
 def test_metrics_are_cut_back_to_the_checkpoint(prog, tmp_path):
-    """A run killed after its checkpoint at 2 had logged steps 2 and half of 3:
+    """A run killed after its checkpoint at 2 had logged step 3 and half of 4:
     the resumed run logs them again, each step once."""
     m = tmp_path / "m.jsonl"
     args = ["--save-every", "2", "--save-dir", str(tmp_path / "ck"), "--metrics", str(m)]
     run_inprocess(prog, "--steps", "2", *args)
     with open(m, "a") as f:
-        f.write('{"step": 2, "loss": 1.0}\n{"step": 3, "lo')
+        f.write('{"step": 3, "loss": 1.0}\n{"step": 4, "lo')
     run_inprocess(prog, "--steps", "4", *args)
-    assert [x["step"] for x in _lines(m)] == [0, 1, 2, 3]
+    assert [x["step"] for x in _lines(m)] == [1, 2, 3, 4]
     assert _lines(m)[2]["loss"] != 1.0
 
 
