@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[runtime,dev]"
+	$(PY) -m pip install -q -e ".[runtime,dev,hf]"
 	touch $(STAMP)
 
 lint: $(STAMP)

@@ -13,10 +13,12 @@ import torch
 from schedc.errors import UserError
 from schedc.program import Manifest
 
+from .boundary import Boundary, call_stage, describe, detach, leaves_of, map_tensors, to_device
 from .config import RunConfig
+from .data import Batch
+from .derived import follow, refusal
 from .models import ModelDef
 from .stage import StageReplica
-from .transport import BoundarySpec
 from .weights import OptimConfig
 
 
@@ -80,22 +82,89 @@ def build_replicas(
     return out
 
 
-def boundary_specs(model: ModelDef, num_stages: int, micro_batch_size: int,
-                   seq_len: int) -> dict[int, BoundarySpec]:
-    """Shape and dtype of the tensor between stage s and s+1, for every s.
+def probe(model: ModelDef, num_stages: int, batch: Batch, refuse_derived: bool = False
+          ) -> tuple[dict[int, Boundary], list[int]]:
+    """Every stage boundary (structure, shapes, dtypes, which leaves carry a
+    gradient) and every stage's parameter count, from micro-batch `batch`.
 
-    Computed by running the whole model on the meta device (no memory, no
-    compute), identically on every rank.
+    The whole model runs on the meta device (no memory, no compute),
+    identically on every rank; a model with an op that has no meta kernel is
+    probed for real on the CPU instead. Checks, before any step: stage 0 takes
+    the data's inputs, each stage's output fits the next stage's input, the loss
+    takes the last output and the targets and returns a scalar. `refuse_derived`:
+    refuse a stage that saves tensors computed from its weights (derived.py).
     """
-    specs: dict[int, BoundarySpec] = {}
-    with torch.device("meta"):
-        x = torch.zeros(micro_batch_size, seq_len, dtype=torch.long)
-        for s in range(num_stages - 1):
-            module = model.build_stage(s, num_stages)
-            with torch.no_grad():
-                x = module(x)
-            specs[s] = (tuple(x.shape), x.dtype)
-    return specs
+    try:
+        return _probe(model, num_stages, batch, "meta", refuse_derived)
+    except ProbeError as meta_error:
+        try:
+            return _probe(model, num_stages, batch, "cpu", refuse_derived)
+        except ProbeError:
+            raise meta_error from None
+
+
+class ProbeError(UserError):
+    """The model, the data and the loss do not fit together."""
+
+
+def _like(tree: object, device: str) -> object:
+    if device == "meta":
+        return map_tensors(lambda t: torch.empty_like(t, device="meta"), tree)
+    return to_device(tree, torch.device(device))
+
+
+def _probe(model: ModelDef, n: int, batch: Batch, device: str, refuse_derived: bool
+           ) -> tuple[dict[int, Boundary], list[int]]:
+    x, side = _like(batch.inputs, device), _like(batch.side, device) if batch.side else None
+    bounds: dict[int, Boundary] = {}
+    numels = []
+    for s in range(n):
+        try:
+            with torch.device(device):
+                module = model.build_stage(s, n)
+            module = module.to(device)
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's build_stage
+            raise ProbeError(f"--model {model.name}: build_stage({s}, {n}) raised "
+                             f"{type(exc).__name__}: {_line(exc)}") from None
+        numels.append(sum(q.numel() for q in module.parameters() if q.requires_grad))
+        try:
+            with follow(module, leaves_of(x) + leaves_of(side or {})) as followed:
+                out = call_stage(module, x, side)
+        except Exception as exc:  # noqa: BLE001 - the user's forward
+            what = f"{type(exc).__name__}: {_line(exc)}"
+            if s == 0:
+                raise ProbeError(f"stage 0 cannot take the data's inputs {describe(x)}: "
+                                 f"{what}") from None
+            raise ProbeError(f"stage {s - 1}'s output {describe(x)} does not fit stage {s}'s "
+                             f"input: {what}") from None
+        if refuse_derived and followed.found:
+            raise UserError(refusal(s, followed.found))
+        if s < n - 1:
+            try:
+                bounds[s] = Boundary.of(out, s)
+            except ValueError as exc:
+                raise ProbeError(str(exc)) from None
+            x = bounds[s].as_input(detach(out))
+            continue
+        targets = _like(batch.targets, device)
+        try:
+            loss = model.loss(out, targets)
+        except Exception as exc:  # noqa: BLE001 - the user's loss
+            raise ProbeError(f"the loss cannot take the last stage's output {describe(out)} "
+                             f"and the targets {describe(targets)}: {type(exc).__name__}: "
+                             f"{_line(exc)}") from None
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            got = describe(loss) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ProbeError(f"the loss returns {got}: it must return a scalar tensor (e.g. "
+                             "the mean over the micro-batch)")
+    return bounds, numels
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""
 
 
 def stage_numels(model: ModelDef, num_stages: int) -> list[int]:

@@ -41,8 +41,12 @@ class RunConfig:
     lr_warmup_by_delay: int | None = None
     micro_batch_size: int = 4
     seq_len: int = 64
-    # Text file for byte-level training data; None: the Python stdlib sources.
+    # Training data (runtime/userdata.py): a text file (byte-level), a nanoGPT
+    # token file FILE.bin, or `module:function` giving micro-batch j as
+    # function(j, seed) -> (inputs, targets[, side]); None: the stdlib sources.
     data: Path | None = None
+    # Element type of a .bin token file: uint16 (nanoGPT's) or uint32.
+    token_dtype: str = "uint16"
     # Pipeline replicas (data parallel): world size = program ranks x dp.
     dp: int = 1
     # Async-sparse DP (spec dp_mode async-sparse), an average not arrived
@@ -89,7 +93,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="PipeMare lr warm-up over K steps by stage delay (0: off; default: the schedule's)")
     add("--micro-batch-size", type=int, default=4)
     add("--seq-len", type=int, default=64)
-    add("--data", type=Path, default=None, help="text file (default: Python stdlib sources)")
+    add("--data", type=Path, default=None, metavar="FILE|FILE.bin|M:F",
+        help="text file, nanoGPT token file (.bin), or module:function(j, seed) -> "
+             "(inputs, targets[, side]) (default: Python stdlib sources)")
+    add("--token-dtype", choices=("uint16", "uint32"), default="uint16",
+        help="element type of a .bin token file")
     add("--dp", type=int, default=1, help="data-parallel pipeline replicas")
     add("--dp-late", choices=("wait", "drop"), default="wait",
         help="async-sparse DP: wait for an average at its max lateness, or drop it")

@@ -56,8 +56,13 @@ def _stdlib_bytes(cap: int) -> bytes:
 
 @dataclass(frozen=True)
 class Batch:
-    inputs: torch.Tensor  # [b, t] int64
-    targets: torch.Tensor  # [b, t] int64; -100 where no loss (MLM)
+    """One micro-batch. The built-in data: token ids [b, t] int64 in and out.
+    A user's data: any tensor or tuple / list / dict of tensors
+    (runtime/boundary.py), and side inputs every stage reads locally."""
+
+    inputs: object  # [b, t] int64 here; a tensor or tree of tensors in general
+    targets: object  # [b, t] int64; -100 where no loss (MLM)
+    side: dict | None = None  # name -> tensor, passed to every stage as keywords
 
 
 class Batches:
@@ -87,7 +92,7 @@ class Batches:
         rows = self.b * self.dp_size
         starts = torch.randint(0, len(self.tokens) - self.window, (rows,), generator=gen)
         idx = starts[:, None] + torch.arange(self.window)  # [rows, window]
-        windows = self.tokens[idx].long()
+        windows = self._take(idx)
         if self.objective == "causal":
             inputs, targets = windows[:, :-1], windows[:, 1:]  # [rows, t] each
         else:
@@ -96,3 +101,7 @@ class Batches:
             targets = windows.masked_fill(~masked, -100)
         mine = slice(self.dp_rank * self.b, (self.dp_rank + 1) * self.b)
         return Batch(inputs[mine].contiguous(), targets[mine].contiguous())
+
+    def _take(self, idx: torch.Tensor) -> torch.Tensor:
+        """tokens[idx] as int64."""
+        return self.tokens[idx].long()

@@ -149,19 +149,6 @@ class SparseDP:
                    period=int(spec["dp_period"]), beta=float(spec["dp_beta"]),
                    max_lateness=int(spec["dp_max_lateness"]), policy=policy, group=group)
 
-    def attach(self, interp) -> SparseDP:
-        """Hook into an interpreter: its STEP and SPARSE_SYNC call this object, and
-        every drain of its transport first completes the exchanges in flight."""
-        interp.dp_sparse = self
-        drain = interp.transport.drain
-
-        def drain_with_averages() -> None:
-            self.flush(interp.replicas)
-            drain()
-
-        interp.transport.drain = drain_with_averages
-        return self
-
     # ---- the interpreter's hooks ------------------------------------------------------
     def after_step(self, rep: StageReplica) -> None:
         """Right after STEP: the drift EMA, fused with the averages due now."""

@@ -95,16 +95,6 @@ def check_skip_supported(program: RankProgram, synchronous: bool) -> None:
             stepped.add(key)
 
 
-def skip_step(replica, version: int) -> None:
-    """A skipped STEP: zero the accumulator, keep weights and optimizer state,
-    advance the version (the program's later version checks expect it)."""
-    if version != replica.version + 1:
-        raise RuntimeError(f"STEP to version {version}, current weights are {replica.version}")
-    replica.acc.zero_()
-    replica.version = version
-    replica.point_at(version)
-
-
 # ---- fault injection (tests, docs/reliability.md) ------------------------------------
 # SCHEDC_INJECT="nan-grad@S:MB,nan-loss@MB,die-in-save@STEPS": make stage S's weight
 # gradient of micro-batch MB NaN, the loss of MB NaN, or end the process (exit 137,
@@ -112,10 +102,35 @@ def skip_step(replica, version: int) -> None:
 # rank; `die-in-save@STEPS:G` global rank G only). A suffix #A limits a fault to
 # torchrun's restart attempt A (TORCHELASTIC_RESTART_COUNT; 0 outside torchrun):
 # `die-in-save@10#0` dies once, and the restarted job goes on.
+# Read once, when a run is built (`Injection.from_env`); the interpreter asks the
+# resolved object, never the environment.
+@dataclass(frozen=True)
+class Injection:
+    """The faults to inject into one run, and the restart attempt they apply to."""
+
+    places: frozenset[str] = frozenset()  # "nan-grad@1:5", "nan-loss@2#0", ...
+    attempt: str = "0"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Injection:
+        env = os.environ if env is None else env
+        spec = env.get("SCHEDC_INJECT", "")
+        return cls(frozenset(part.strip() for part in spec.split(",") if part.strip()),
+                   env.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+    def __bool__(self) -> bool:
+        return bool(self.places)
+
+    def at(self, kind: str, *where: int) -> bool:
+        if not self.places:
+            return False
+        want = f"{kind}@" + ":".join(str(w) for w in where)
+        return want in self.places or f"{want}#{self.attempt}" in self.places
+
+
+NO_INJECTION = Injection()
+
+
 def injected(kind: str, *where: int) -> bool:
-    spec = os.environ.get("SCHEDC_INJECT")
-    if not spec:
-        return False
-    want = f"{kind}@" + ":".join(str(w) for w in where)
-    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    return any(part.strip() in (want, f"{want}#{attempt}") for part in spec.split(","))
+    """Outside the interpreter's loop (a checkpoint save): the environment now."""
+    return Injection.from_env().at(kind, *where)

@@ -28,7 +28,7 @@ import torch
 from schedc.program import COMM_OPS, SEND_OPS, Instr
 
 from . import faults
-from .data import Batches
+from .boundary import StageIO, call_stage, detach, to_device
 from .stage import StageReplica
 from .transport import BatchError, Transport
 
@@ -48,9 +48,23 @@ class ExecutionError(RuntimeError):
 
 @dataclass
 class Saved:
-    x: torch.Tensor  # the input (a leaf that requires grad, except at stage 0)
-    out: torch.Tensor  # output, or the loss at the last stage
-    grad: torch.Tensor | None = None  # output gradient, kept from I for W
+    x: object  # the input: a tensor or tree; leaves that carry a gradient require grad
+    out: object  # output (tensor or tree), or the loss at the last stage
+    grad: list[torch.Tensor] | None = None  # output gradients, kept from I for W
+
+
+@dataclass(frozen=True)
+class InterpreterConfig:
+    """How one rank's interpreter runs; made once by `runtime/wiring.py`."""
+
+    rank: int
+    num_stages: int
+    dp_size: int = 1  # pipeline replicas (dp_mode sync: STEP sums gradients over them)
+    timing: bool = False  # time every instruction (--trace, --costs-out)
+    on_nan: str = faults.STOP
+    step_microbatches: int = 1  # micro-batches per optimizer step (fault messages)
+    body_len: int = 0  # --on-nan skip: STEPs are settled at body ends
+    inject: faults.Injection = faults.NO_INJECTION  # resolved at start-up
 
 
 @dataclass
@@ -66,20 +80,21 @@ class Record:
 
 class Interpreter:
     def __init__(
-        self, rank: int, replicas: dict[tuple[int, int], StageReplica], transport: Transport,
-        batches: Batches, loss_fn: Callable, num_stages: int, dp_size: int = 1,
-        timing: bool = False, on_loss: Callable[[int, torch.Tensor], None] | None = None,
-        on_nan: str = faults.STOP, step_microbatches: int = 1, body_len: int = 0,
+        self, cfg: InterpreterConfig, replicas: dict[tuple[int, int], StageReplica],
+        transport: Transport, batches, loss_fn: Callable, io: StageIO, dp_sparse=None,
     ) -> None:
-        self.rank = rank
+        """`batches`: the data (`.get(mb)` -> Batch); `io`: the stage boundaries;
+        `dp_sparse`: the async-sparse DP state of a `--dp` run (runtime/dp_sparse.py)."""
+        self.rank = cfg.rank
         self.replicas = replicas  # (pipeline, stage) -> replica
         self.transport = transport
         self.batches = batches
         self.loss_fn = loss_fn
-        self.last = num_stages - 1
-        self.dp_size = dp_size
-        self.timing = timing
-        self.on_loss = on_loss
+        self.io = io
+        self.last = cfg.num_stages - 1
+        self.dp_size = cfg.dp_size
+        self.timing = cfg.timing
+        self.inject = cfg.inject
         self.record = Record()
         self.executed = 0  # instructions completed (the cooperative driver's progress)
         self.act_in: dict[Key, torch.Tensor] = {}
@@ -89,14 +104,14 @@ class Interpreter:
         self.saved: dict[Key, Saved] = {}
         self._fused_lookahead: Instr | None = None
         # Numerical faults (runtime/faults.py): per replica, non-finite values since its STEP.
-        self.on_nan = on_nan
-        self.m = max(1, step_microbatches)  # micro-batches per optimizer step
-        self.body_len = body_len  # skip policy: STEPs are settled at body ends
+        self.on_nan = cfg.on_nan
+        self.m = max(1, cfg.step_microbatches)  # micro-batches per optimizer step
+        self.body_len = cfg.body_len  # skip policy: STEPs are settled at body ends
         self.poison = {key: faults.Poison() for key in replicas}
         self._deferred: list[tuple[Instr, Instr | None]] = []
         self.skipped: list[int] = []  # versions whose step was skipped (--on-nan skip)
         self.posted = 0  # batches posted (the cooperative driver's progress, with executed)
-        self.dp_sparse = None  # dp_sparse.SparseDP of an async-sparse run with --dp > 1
+        self.dp_sparse = dp_sparse  # dp_sparse.SparseDP of an async-sparse run with --dp > 1
         self._sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
 
     # ---- driving --------------------------------------------------------------
@@ -135,8 +150,12 @@ class Interpreter:
             index += 1
         if self._deferred:
             yield from self._settle(n - 1, stream[n - 1])
-        if self.dp_sparse is not None:  # the end of a stream is a drain point
+
+    def drain(self) -> None:
+        """At a drain point: complete every exchange in flight."""
+        if self.dp_sparse is not None:
             self.dp_sparse.flush(self.replicas)
+        self.transport.drain()
 
     def _timed(self, op: str, label: str, stage: int, start: float) -> None:
         if self.timing:
@@ -189,7 +208,7 @@ class Interpreter:
                 replica = self._replica(step)
                 self.poison[(step.pipeline or 0, step.stage)].clear()
                 if skip:
-                    faults.skip_step(replica, step.version)
+                    replica.skip_step(step.version)
                 else:
                     self._step(step, nxt)
         except ExecutionError:
@@ -249,47 +268,46 @@ class Interpreter:
     def _op_F(self, instr: Instr) -> None:
         replica = self._read(instr)
         p, s, mb = self._key(instr)
+        device = replica.current.device
+        batch = self.batches.get(mb) if s in (0, self.last) or self.io.side else None
         if s == 0:
-            x = self.batches.get(mb).inputs.to(replica.current.device)  # [b, t] tokens
+            x = to_device(batch.inputs, device)  # e.g. [b, t] tokens
         else:
-            x = self._take(self.act_in, (p, s, mb), "input activation").requires_grad_(True)
+            x = self.io.input(s, self._take(self.act_in, (p, s, mb), "input activation"))
+        side = to_device(batch.side, device) if self.io.side else None
         with replica.weights_by_reference():
-            out = replica.module(x)
+            out = call_stage(replica.module, x, side)
             if s == self.last:
-                targets = self.batches.get(mb).targets.to(out.device)
-                out = self.loss_fn(out, targets)
+                out = self.loss_fn(out, to_device(batch.targets, device))
         if s == self.last:
             loss = out.detach()
-            if faults.injected("nan-loss", mb):
+            if self.inject.at("nan-loss", mb):
                 loss = torch.full_like(loss, float("nan"))
             if not faults.loss_is_finite(loss):
                 if self.on_nan == faults.STOP:
                     raise faults.NumericalFault(faults.fault_message("loss", mb, s, p, self.m))
                 self.poison[(p, s)].losses.append(mb)
             self.record.losses.append((mb, loss))
-            if self.on_loss is not None:
-                self.on_loss(mb, loss)
         elif (p, s + 1) in self.replicas:
-            self.act_in[(p, s + 1, mb)] = out.detach()  # local hand-over
+            self.act_in[(p, s + 1, mb)] = detach(out)  # local hand-over
         else:
-            self.act_out[(p, s, mb)] = out.detach()
+            self.act_out[(p, s, mb)] = detach(out)
         self.saved[(p, s, mb)] = Saved(x, out)
 
-    def _output_grad(self, key: Key) -> torch.Tensor | None:
+    def _output_grad(self, key: Key) -> list[torch.Tensor] | None:
         if key[1] == self.last:
             return None  # the loss: autograd seeds it with 1
         return self._take(self.grad_in, key, "output gradient")
 
-    def _hand_input_grad(self, key: Key, x: torch.Tensor) -> None:
+    def _hand_input_grad(self, key: Key, x: object) -> None:
         p, s, mb = key
         if s == 0:
             return
-        if x.grad is None:
-            raise RuntimeError("the stage's output does not depend on its input")
+        grads = self.io.input_grads(s, x)
         if (p, s - 1) in self.replicas:
-            self.grad_in[(p, s - 1, mb)] = x.grad  # local hand-over
+            self.grad_in[(p, s - 1, mb)] = grads  # local hand-over
         else:
-            self.grad_out[key] = x.grad
+            self.grad_out[key] = grads
 
     def _op_B(self, instr: Instr) -> None:
         replica = self._read(instr)
@@ -297,9 +315,9 @@ class Interpreter:
         saved = self._take(self.saved, key, "forward state")
         grad = self._output_grad(key)
         replica.bind_grad(instr.mb)
-        inputs = replica.params + ([saved.x] if key[1] > 0 else [])
+        inputs = replica.params + self.io.grad_inputs(key[1], saved.x)
         if inputs:
-            torch.autograd.backward(saved.out, grad, inputs=inputs)
+            torch.autograd.backward(*self.io.roots(key[1], saved.out, grad), inputs=inputs)
         self._hand_input_grad(key, saved.x)
 
     def _op_I(self, instr: Instr) -> None:
@@ -311,18 +329,22 @@ class Interpreter:
         saved.grad = self._output_grad(key)
         if key[1] > 0:
             # Input gradient only; the graph stays for W.
-            torch.autograd.backward(saved.out, saved.grad, inputs=[saved.x], retain_graph=True)
+            torch.autograd.backward(*self.io.roots(key[1], saved.out, saved.grad),
+                                    inputs=self.io.grad_inputs(key[1], saved.x),
+                                    retain_graph=True)
             self._hand_input_grad(key, saved.x)
 
     def _op_W(self, instr: Instr) -> None:
         replica = self._read(instr)
-        saved = self._take(self.saved, self._key(instr), "forward state")
+        key = self._key(instr)
+        saved = self._take(self.saved, key, "forward state")
         replica.bind_grad(instr.mb)
         if replica.params:
-            torch.autograd.backward(saved.out, saved.grad, inputs=replica.params)
+            torch.autograd.backward(*self.io.roots(key[1], saved.out, saved.grad),
+                                    inputs=replica.params)
 
     # ---- communication --------------------------------------------------------------
-    def _outgoing(self, instr: Instr) -> torch.Tensor:
+    def _outgoing(self, instr: Instr) -> object:
         """The tensor a SEND_ACT / SEND_GRAD sends."""
         if instr.op == "SEND_ACT":
             return self._take(self.act_out, self._key(instr), "activation")
@@ -331,7 +353,7 @@ class Interpreter:
     # ---- weights -----------------------------------------------------------------------
     def _op_ACC(self, instr: Instr) -> None:
         replica = self._replica(instr)
-        if faults.injected("nan-grad", instr.stage, instr.mb) and instr.mb in replica.pending:
+        if self.inject.at("nan-grad", instr.stage, instr.mb) and instr.mb in replica.pending:
             replica.pending[instr.mb][:1] = float("nan")
         sqnorm = replica.accumulate(instr.mb)
         if sqnorm is not None:

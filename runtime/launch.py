@@ -26,17 +26,19 @@ import torch.distributed as dist
 from schedc.errors import UserError
 from schedc.files import programs_hash
 
+from .api import Run
 from .build import build_replicas
 from .config import RunConfig, add_run_arguments, config_from_args
-from .dp_sparse import SparseDP
+from .driver import DistDriver
 from .exits import PREFIX, classify, record
-from .interpreter import Interpreter
+from .models import ModelDef
 from .preflight import preflight
 from .restarts import attempt_store
-from .session import Session, train
-from .setup import Prepared, make_batches, pick_device, prepare
+from .session import Session
+from .setup import Prepared, pick_device, prepare
 from .transport import DistTransport
 from .watchdog import EXIT_FAULT, Watchdog
+from .wiring import build_interpreter
 
 
 class _DistControl:
@@ -92,6 +94,7 @@ def _agree(p: Prepared, device: torch.device) -> None:
     same program directory, model and message shapes (also creates NCCL's
     communicator before any point-to-point operation)."""
     text = repr((sorted(p.meta.items()), sorted(p.boundaries.items()),
+                 sorted((b, repr(form)) for b, form in p.layouts.items()),
                  programs_hash(p.manifest)))
     mine = int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "little")
     t = torch.tensor([mine], dtype=torch.int64, device=device)
@@ -130,10 +133,13 @@ def init_world(device: torch.device, timeout: float = 600.0) -> None:
     dist.init_process_group(backend, timeout=timedelta(seconds=max(60.0, timeout)), **kwargs)
 
 
-def build_dist(cfg: RunConfig) -> Session:
+def build_dist(cfg: RunConfig, model: ModelDef | None = None, data: object = None
+               ) -> Session:
+    """This process's rank of a torchrun launch. `model` / `data`: the Python
+    API's objects (default: resolved from cfg)."""
     # Everything that can be checked alone is checked before any communication,
     # so a mismatch is one message on every rank, not a hang.
-    p = prepare(cfg)
+    p = prepare(cfg, model, data)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     grank = int(os.environ.get("RANK", "0"))
     R = p.manifest.world_size
@@ -144,7 +150,6 @@ def build_dist(cfg: RunConfig) -> Session:
     dp_index, rank = divmod(grank, R)
     # Slow local set-up before the start-up agreement, so ranks begin together.
     replicas = build_replicas(rank, p.manifest, p.model, cfg, device)
-    batches = make_batches(p, dp_index)
     watchdog = _watchdog(cfg, grank)
     with watchdog.waiting("the other ranks to join the run (rendezvous)"):
         init_world(device, cfg.timeout)
@@ -154,20 +159,12 @@ def build_dist(cfg: RunConfig) -> Session:
         control = _DistControl(writer, watchdog)
         groups, dp_group, pipelines = _groups(p, dp_index, rank)
     transport = DistTransport(rank, R, dp_index, cfg.dp, p.boundaries, device, groups, dp_group,
-                              pipelines=pipelines, control=control.group, watchdog=watchdog)
-    timing = cfg.trace is not None or cfg.costs_out is not None
-    period = p.manifest.period
-    interp = Interpreter(rank, replicas, transport, batches, p.model.loss, p.manifest.num_stages,
-                         dp_size=cfg.dp, timing=timing, on_nan=cfg.on_nan,
-                         step_microbatches=period.microbatches // period.steps,
-                         body_len=len(p.programs[rank].body) if cfg.on_nan == "skip" else 0)
-    if cfg.dp > 1 and p.manifest.spec.get("dp_mode", "sync") == "async-sparse":
-        SparseDP.from_spec(p.manifest.spec, interp.replicas, cfg.dp, cfg.dp_late,
-                           dp_group).attach(interp)
+                              pipelines=pipelines, control=control.group, watchdog=watchdog,
+                              grad_boundaries=p.grad_boundaries)
+    interp = build_interpreter(p, rank, transport, device, dp_index, dp_group, replicas)
     return Session(cfg, p.manifest, p.programs, {rank: interp},
-                   lambda r: dp_index * R + r, dp_index, control,
-                   lambda streams: interp.run_to_end(streams[rank]),
-                   p.boundaries, p.meta, p.stage_numels)
+                   lambda r: dp_index * R + r, dp_index, control, DistDriver({rank: interp}),
+                   p.boundaries, p.meta, p.stage_numels, p.unit, p.per_microbatch)
 
 
 _WATCHDOG: Watchdog | None = None
@@ -189,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     grank = int(os.environ.get("RANK", "0"))
     try:
         cfg = config_from_args(parser.parse_args(argv))
-        session = build_dist(cfg)
-        train(session)
+        for _ in Run(config=cfg, launcher="torchrun").train():
+            pass
     except Exception as exc:  # noqa: BLE001 - one line per rank, not a traceback per rank
         known = classify(exc)
         if known is None:  # a bug: its traceback helps (schedc run keeps it in its log)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from schedc.errors import UserError
 
-from .build import build_replicas
 from .config import RunConfig
-from .inprocess import Hub, LocalTransport, run_cooperatively
-from .interpreter import Interpreter
+from .driver import LocalDriver
+from .inprocess import Hub, LocalTransport
+from .models import ModelDef
 from .preflight import preflight
-from .session import Session, train
-from .setup import make_batches, pick_device, prepare
+from .session import Session
+from .setup import pick_device, prepare
+from .wiring import build_interpreter
 
 
 class _LocalControl:
@@ -30,32 +31,26 @@ class _LocalControl:
         return None
 
 
-def build_local(cfg: RunConfig) -> Session:
+def build_local(cfg: RunConfig, model: ModelDef | None = None, data: object = None
+                ) -> Session:
+    """Every rank of the programs in this process. `model` / `data`: the Python
+    API's objects (default: resolved from cfg)."""
     if cfg.dp != 1:
         raise UserError("--dp needs one process per rank: launch with torchrun")
-    p = prepare(cfg)
+    p = prepare(cfg, model, data)
     preflight(p)
     device = pick_device(cfg)
     hub = Hub(p.manifest)
-    batches = make_batches(p, 0)
-    timing = cfg.trace is not None or cfg.costs_out is not None
-    m = p.manifest.period.microbatches // p.manifest.period.steps
-    interps = {
-        r: Interpreter(r, build_replicas(r, p.manifest, p.model, cfg, device),
-                       LocalTransport(hub, r), batches, p.model.loss, p.manifest.num_stages,
-                       timing=timing, on_nan=cfg.on_nan, step_microbatches=m,
-                       body_len=len(p.programs[r].body) if cfg.on_nan == "skip" else 0)
-        for r in range(p.manifest.world_size)
-    }
-
-    def run_streams(streams: dict) -> None:
-        runs = {r: interps[r].run(stream) for r, stream in streams.items()}
-        run_cooperatively(runs, lambda r: interps[r].progress())
-
+    interps = {r: build_interpreter(p, r, LocalTransport(hub, r), device)
+               for r in range(p.manifest.world_size)}
     return Session(cfg, p.manifest, p.programs, interps, lambda r: r, 0, _LocalControl(),
-                   run_streams, p.boundaries, p.meta, p.stage_numels)
+                   LocalDriver(interps), p.boundaries, p.meta, p.stage_numels, p.unit,
+                   p.per_microbatch)
 
 
 def run_local(cfg: RunConfig) -> list[dict]:
-    """Train in-process; returns the metrics lines."""
-    return train(build_local(cfg))
+    """Train in-process (`schedc run --local`, through the Python API); returns
+    the metrics lines."""
+    from .api import Run
+
+    return list(Run(config=cfg, launcher="local").train())

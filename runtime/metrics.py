@@ -19,8 +19,10 @@ from pathlib import Path
 
 class MetricsLog:
     def __init__(self, path: Path | None, microbatches: int, dp: int, tokens_per_step: int,
-                 first_step: int = 0, append: bool = False) -> None:
+                 first_step: int = 0, append: bool = False, unit: str = "tokens") -> None:
+        """unit: what a step counts, "tokens" or (a model without tokens) "samples"."""
         self.m = microbatches
+        self.unit = unit
         self.dp = dp
         self.tokens_per_step = tokens_per_step
         self.next_step = first_step
@@ -45,7 +47,7 @@ class MetricsLog:
             line = {
                 "step": self.next_step + 1,
                 "loss": total / len(parts),
-                "tokens": self.tokens_per_step,
+                self.unit: self.tokens_per_step,
                 "time_s": round(now - self._t0, 6),
             }
             self._t_last = now
@@ -65,8 +67,10 @@ class MetricsLog:
 class Progress:
     """`step k/N  loss x  tokens/s y` on stderr: redrawn on a terminal, else a line per 5 s."""
 
-    def __init__(self, total: int, tokens_per_step: int, enabled: bool) -> None:
+    def __init__(self, total: int, tokens_per_step: int, enabled: bool,
+                 unit: str = "tokens") -> None:
         self.total = total
+        self.unit = unit
         self.tokens_per_step = tokens_per_step
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
@@ -83,7 +87,7 @@ class Progress:
             return
         self._shown = now
         rate = self._steps * self.tokens_per_step / max(now - self._t0, 1e-9)
-        text = f"step {self._steps}/{self.total}  loss {loss:.4f}  {rate:,.0f} tokens/s"
+        text = f"step {self._steps}/{self.total}  loss {loss:.4f}  {rate:,.0f} {self.unit}/s"
         print(("\r" + text) if self.tty else text, end="" if self.tty else "\n",
               file=sys.stderr, flush=True)
 

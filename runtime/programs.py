@@ -55,14 +55,20 @@ class Segment:
 
 
 def span(programs: list[RankProgram], manifest: Manifest, count: int) -> tuple[int, int]:
-    """(micro-batches, optimizer steps) of a segment of `count` bodies."""
+    """(micro-batches, optimizer steps) of a segment of `count` bodies: the
+    largest of the unrolled stream, from one repetition (the body and the
+    epilogue of the last repetition are shifted by count - 1 periods), so a
+    long run costs no unrolling."""
+    period, last = manifest.period, count - 1
     mbs, steps = 0, 0
     for program in programs:
-        for i in program.unrolled(count, manifest.period):
-            if i.mb is not None:
-                mbs = max(mbs, i.mb + 1)
-            if i.op == "STEP":
-                steps = max(steps, i.version)
+        for shift, part in ((0, program.prologue), (last, program.body),
+                            (last, program.epilogue)):
+            for i in part:
+                if i.mb is not None:
+                    mbs = max(mbs, i.mb + shift * period.microbatches + 1)
+                if i.op == "STEP":
+                    steps = max(steps, i.version + shift * period.steps)
     return mbs, steps
 
 
@@ -91,3 +97,20 @@ def segment_stream(program: RankProgram, manifest: Manifest, seg: Segment) -> li
     """The instruction stream of one segment, shifted past the segments before it."""
     stream = program.unrolled(seg.count, manifest.period)
     return [i.shifted(seg.mb_base, seg.version_base) for i in stream]
+
+
+def body_piece(program: RankProgram, manifest: Manifest, seg: Segment, k: int) -> list[Instr]:
+    """Body k of segment `seg`, after the prologue when k = 0: the slice of
+    `segment_stream` a run executes per body repetition (the Python API's step)."""
+    period = manifest.period
+    head = list(program.prologue) if k == 0 else []
+    body = [i.shifted(k * period.microbatches, k * period.steps) for i in program.body]
+    return [i.shifted(seg.mb_base, seg.version_base) for i in head + body]
+
+
+def epilogue_piece(program: RankProgram, manifest: Manifest, seg: Segment, count: int
+                   ) -> list[Instr]:
+    """The epilogue of segment `seg` after `count` bodies: the rest of `segment_stream`."""
+    last, period = count - 1, manifest.period
+    return [i.shifted(seg.mb_base + last * period.microbatches,
+                      seg.version_base + last * period.steps) for i in program.epilogue]

@@ -25,7 +25,7 @@ from .config import RunConfig
 from .costs import cost_profile
 from .interpreter import ExecutionError, Interpreter
 from .metrics import MetricsLog, Progress, write_trace
-from .programs import Segment, after, plan, segment_stream
+from .programs import Segment, after, body_piece, epilogue_piece, plan
 from .watchdog import EXIT_FAULT, EXIT_HANG
 
 
@@ -49,68 +49,130 @@ class Session:
     global_rank: Callable[[int], int]  # program rank -> global rank
     dp_index: int
     control: Control
-    run_streams: Callable[[dict[int, list[Instr]]], None]
+    # Runs one piece of every local rank's stream (driver.py); final: to the end.
+    driver: Callable[[dict[int, list[Instr]], bool], None]
     boundaries: dict = field(default_factory=dict)  # boundary -> (shape, dtype)
     meta: dict = field(default_factory=dict)  # what a checkpoint must agree on
     stage_numels: list[int] = field(default_factory=list)
+    unit: str = "tokens"  # a step counts tokens, or samples where the data has none
+    per_microbatch: int = 0  # tokens (samples) per micro-batch of one replica
 
 
-def _tokens_per_step(s: Session) -> int:
-    return s.manifest.period.microbatches * s.cfg.micro_batch_size * s.cfg.seq_len * s.cfg.dp
+def _per_step(s: Session) -> int:
+    return s.manifest.period.microbatches * s.per_microbatch * s.cfg.dp
+
+
+class Trainer:
+    """A run, one body repetition at a time: `step()` runs the next body (with
+    the prologue before the first of a segment), `close()` the epilogue and
+    what follows a run. Each returns the metrics lines that became complete on
+    this process (the writer's; [] elsewhere). With `--save-every K`, every K
+    bodies end a segment: epilogue, drain, checkpoint."""
+
+    def __init__(self, s: Session, steps: int | None = None) -> None:
+        self.s = s
+        try:
+            start = _resume(s)  # may adopt the checkpoint's options (runtime/autoresume.py)
+        except BaseException as exc:
+            _record_failure(s, None, exc)
+            raise
+        done = start is _DONE  # resumed at the requested steps: nothing to run
+        start = None if done else start
+        m = s.manifest.period.microbatches
+        self.first_step = 0 if start is None else start.mb_base // m
+        writer = s.control.is_writer
+        if start is not None and writer and s.cfg.metrics is not None:
+            autoresume.trim_metrics(Path(s.cfg.metrics), self.first_step)
+        self.log = MetricsLog(s.cfg.metrics if writer and not done else None, m, s.cfg.dp,
+                              _per_step(s), first_step=self.first_step,
+                              append=start is not None, unit=s.unit)
+        self.seg = start or Segment(0, 0)
+        self.k = 0  # bodies run in the current segment
+        steps = s.cfg.steps if steps is None else steps
+        segs = plan(s.programs, s.manifest, steps, s.cfg.save_every, start)
+        total = after(s.programs, s.manifest, segs[-1]).version_base if segs else 0
+        self.bodies_left = 0 if done else max(steps - self.seg.first, 0)  # of the plan
+        self.progress = Progress(total or self.first_step, _per_step(s),
+                                 writer and not s.cfg.quiet and not done, unit=s.unit)
+        self.log.on_line = lambda line: self.progress.update(line["step"], line["loss"])
+        self.t0 = time.perf_counter()
+        self.closed = done
+
+    def step(self) -> list[dict]:
+        s, n = self.s, len(self.log.lines)
+        try:
+            s.driver({r: body_piece(s.programs[r], s.manifest, self.seg, self.k)
+                      for r in s.interps}, False)
+            self.k += 1
+            self.bodies_left -= 1
+            if s.cfg.save_every and self.k == s.cfg.save_every:
+                self._end_segment()
+            else:
+                _poll_losses(s, self.log)
+        except BaseException as exc:
+            _record_failure(s, self.seg, exc)
+            raise
+        return self.log.lines[n:]
+
+    def _end_segment(self) -> None:
+        s = self.s
+        seg = Segment(self.seg.first, self.k, self.seg.mb_base, self.seg.version_base)
+        s.driver({r: epilogue_piece(s.programs[r], s.manifest, seg, self.k)
+                  for r in s.interps}, True)
+        _drain(s)
+        _poll_losses(s, self.log)
+        _gather_losses(s, self.log)
+        done = after(s.programs, s.manifest, seg)
+        save_root = s.cfg.save_dir or s.cfg.resume
+        if s.cfg.save_every and save_root is not None:
+            _save(s, Path(save_root), done)
+        self.seg, self.k = done, 0
+
+    def close(self) -> list[dict]:
+        """Drain the pipeline, write what is left (idempotent)."""
+        if self.closed:
+            return []
+        self.closed = True
+        n = len(self.log.lines)
+        if self.k:
+            try:
+                self._end_segment()
+            except BaseException as exc:
+                _record_failure(self.s, self.seg, exc)
+                raise
+        elapsed = time.perf_counter() - self.t0
+        self.progress.close()
+        self.log.close()
+        _finish(self.s, elapsed)
+        return self.log.lines[n:]
+
+    @property
+    def lines(self) -> list[dict]:
+        return self.log.lines if self.s.control.is_writer else []
 
 
 def train(s: Session) -> list[dict]:
-    """Run every segment; returns the metrics lines (on the writer; [] elsewhere)."""
-    try:
-        start = _resume(s)
-    except BaseException as exc:
-        _record_failure(s, None, exc)
-        raise
-    if start is _DONE:
-        return []
-    m = s.manifest.period.microbatches
-    tokens = _tokens_per_step(s)
-    first_step = 0 if start is None else start.mb_base // m
-    if start is not None and s.control.is_writer and s.cfg.metrics is not None:
-        autoresume.trim_metrics(Path(s.cfg.metrics), first_step)
-    log = MetricsLog(s.cfg.metrics if s.control.is_writer else None, m, s.cfg.dp, tokens,
-                     first_step=first_step, append=start is not None)
-    segs = plan(s.programs, s.manifest, s.cfg.steps, s.cfg.save_every, start)
-    total = after(s.programs, s.manifest, segs[-1]).version_base if segs else first_step
-    progress = Progress(total, tokens, s.control.is_writer and not s.cfg.quiet)
-    log.on_line = lambda line: progress.update(line["step"], line["loss"])
-    _watch_losses(s, log)
-    save_root = s.cfg.save_dir or s.cfg.resume
-    t0 = time.perf_counter()
-    for seg in segs:
-        streams = {r: segment_stream(s.programs[r], s.manifest, seg) for r in s.interps}
-        try:
-            s.run_streams(streams)
-            _drain(s)
-            _gather_losses(s, log)
-            if s.cfg.save_every and save_root is not None:
-                _save(s, Path(save_root), after(s.programs, s.manifest, seg))
-        except BaseException as exc:
-            _record_failure(s, seg, exc)
-            raise
-    elapsed = time.perf_counter() - t0
-    progress.close()
-    log.close()
-    _finish(s, elapsed)
-    return log.lines if s.control.is_writer else []
+    """Run every planned body; returns the metrics lines (on the writer; [] elsewhere)."""
+    t = Trainer(s)
+    while t.bodies_left > 0:
+        t.step()
+    t.close()
+    return t.lines
 
 
-def _watch_losses(s: Session, log: MetricsLog) -> None:
+def _poll_losses(s: Session, log: MetricsLog) -> None:
     """On the writing process, losses go to the log as they are computed."""
     if not s.control.is_writer:
         return
     for interp in s.interps.values():
-        interp.on_loss = lambda mb, loss: log.add(s.dp_index, mb, float(loss))
+        for mb, loss in interp.record.losses:
+            log.add(s.dp_index, mb, float(loss))
+        interp.record.losses.clear()
 
 
 def _drain(s: Session) -> None:
     for r, interp in s.interps.items():
-        interp.transport.drain()
+        interp.drain()
         left = interp.leftovers()
         if left:
             raise RuntimeError(f"rank {r}: state left at a drain point: {'; '.join(left)}")

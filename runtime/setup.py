@@ -1,20 +1,21 @@
 """What both launchers do before training: load programs, pick the device,
-resolve the model, make the data, and describe the run for checkpoints."""
+resolve the model and the data, agree on the stage boundaries, and describe
+the run for checkpoints."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from schedc.errors import UserError
 from schedc.program import Manifest, RankProgram
 
-from .build import boundary_specs, stage_numels
+from .build import probe
 from .config import RunConfig
-from .data import Batches, load_corpus
 from .models import ModelDef, resolve_model
 from .programs import load
+from .userdata import DataError, DataFactory, resolve_data, units
 
 
 @dataclass
@@ -23,27 +24,41 @@ class Prepared:
     manifest: Manifest
     programs: list[RankProgram]
     model: ModelDef
-    boundaries: dict
+    boundaries: dict  # boundary -> (shape, dtype) of its activation message
     stage_numels: list[int]
     meta: dict
+    layouts: dict = field(default_factory=dict)  # boundary -> boundary.Boundary
+    grad_boundaries: dict = field(default_factory=dict)  # boundary -> gradient message spec
+    data: DataFactory | None = None  # (dp_rank, dp_size) -> data source
+    side: bool = False  # the data has side inputs
+    unit: str = "tokens"  # what a step counts: tokens, or samples where there are none
+    per_microbatch: int = 0  # tokens (or samples) per micro-batch of one replica
 
 
-def prepare(cfg: RunConfig) -> Prepared:
+def prepare(cfg: RunConfig, model: ModelDef | None = None, data: object = None) -> Prepared:
+    """Load the programs, resolve model and data, agree on every stage boundary.
+    `model` / `data`: the Python API's objects (else from cfg's strings)."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     manifest, programs = load(cfg.programs)
-    model = resolve_model(cfg.model, cfg.loss)
+    model = model or resolve_model(cfg.model, cfg.loss)
     if model.max_seq is not None and cfg.seq_len > model.max_seq:
         raise UserError(f"--seq-len {cfg.seq_len} exceeds {model.name}'s {model.max_seq}")
-    try:  # the model's stage split, run on the meta device: no compute
-        boundaries = boundary_specs(model, manifest.num_stages, cfg.micro_batch_size,
-                                    cfg.seq_len)
-        numels = stage_numels(model, manifest.num_stages)
-    except Exception as exc:  # noqa: BLE001 - the user's model, whatever it raises
-        raise UserError(f"--model {cfg.model} cannot be split into the programs' "
-                        f"{manifest.num_stages} stages: {type(exc).__name__}: {exc}") from None
+    factory = resolve_data(cfg.data if data is None else data,
+                           micro_batch_size=cfg.micro_batch_size, seq_len=cfg.seq_len,
+                           seed=cfg.seed, objective=model.objective,
+                           mask_token=model.mask_token, token_dtype=cfg.token_dtype)
+    try:
+        first = factory(0, cfg.dp).get(0)
+    except (DataError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    # A backward reading newer weights than its forward (PACI, AMDP) must not meet
+    # tensors saved by value that were computed from the weights (derived.py).
+    inconsistent = bool(manifest.analysis.get("max_inconsistency") or 0)
+    layouts, numels = probe(model, manifest.num_stages, first, refuse_derived=inconsistent)
+    unit, per_mb = units(first)
     meta = {
-        "spec_hash": manifest.spec_hash, "model": cfg.model, "optimizer": cfg.optimizer,
+        "spec_hash": manifest.spec_hash, "model": model.name, "optimizer": cfg.optimizer,
         "micro_batch_size": cfg.micro_batch_size, "seq_len": cfg.seq_len, "seed": cfg.seed,
         "dp": cfg.dp, "save_every": cfg.save_every,
     }
@@ -52,7 +67,10 @@ def prepare(cfg: RunConfig) -> Prepared:
                    if getattr(cfg, k) != getattr(RunConfig, k)}
     if corrections:  # optimizer options beyond the defaults must match on --resume
         meta["optimizer_options"] = corrections
-    return Prepared(cfg, manifest, programs, model, boundaries, numels, meta)
+    return Prepared(cfg, manifest, programs, model,
+                    {s: b.act_spec() for s, b in layouts.items()}, numels, meta, layouts,
+                    {s: b.grad_spec() for s, b in layouts.items()}, factory,
+                    bool(first.side), unit, per_mb)
 
 
 def pick_device(cfg: RunConfig, local_rank: int = 0) -> torch.device:
@@ -66,8 +84,6 @@ def pick_device(cfg: RunConfig, local_rank: int = 0) -> torch.device:
     return device
 
 
-def make_batches(p: Prepared, dp_index: int) -> Batches:
-    cfg = p.cfg
-    corpus = load_corpus(None if cfg.data is None else str(cfg.data))
-    return Batches(corpus, cfg.micro_batch_size, cfg.seq_len, cfg.seed, p.model.objective,
-                   dp_index, cfg.dp, p.model.mask_token)
+def make_batches(p: Prepared, dp_index: int):
+    """Replica `dp_index`'s data: `.get(mb)` -> Batch."""
+    return p.data(dp_index, p.cfg.dp)

@@ -241,6 +241,15 @@ class StageReplica:
             self.lookahead_version = version
         self.point_at(version)  # after a STEP the current weights are active
 
+    def skip_step(self, version: int) -> None:
+        """A skipped STEP (--on-nan skip): zero the accumulator, keep weights and
+        optimizer state, advance the version (later version checks expect it)."""
+        if version != self.version + 1:
+            raise VersionError(f"STEP to version {version}, current weights are {self.version}")
+        self.acc.zero_()
+        self.version = version
+        self.point_at(version)
+
     # ---- checkpoint ------------------------------------------------------------------
     def state_dict(self) -> dict[str, object]:
         return {

@@ -124,12 +124,15 @@ class DistTransport:
         groups: dict[tuple[int, ...], dist.ProcessGroup], dp_group: dist.ProcessGroup | None,
         pipelines: list[dist.ProcessGroup] | None = None,
         control: dist.ProcessGroup | None = None, watchdog: Watchdog | None = None,
+        grad_boundaries: dict[int, BoundarySpec] | None = None,
     ) -> None:
         self.rank = rank
         self.ranks = ranks
         self.dp_index = dp_index
         self.dp_size = dp_size
         self.boundaries = boundaries
+        # A gradient message carries only the leaves that need one (runtime/boundary.py).
+        self.grad_boundaries = boundaries if grad_boundaries is None else grad_boundaries
         self.device = device
         self.groups = groups
         self.dp_group = dp_group
@@ -153,7 +156,8 @@ class DistTransport:
     def post(self, batch: list[Instr], tensors: list[torch.Tensor | None]) -> _Posted:
         ops, kept = [], []
         for ins, t in zip(batch, tensors, strict=True):
-            shape, dtype = self.boundaries[boundary_of(ins)]
+            specs = self.grad_boundaries if ins.op.endswith("GRAD") else self.boundaries
+            shape, dtype = specs[boundary_of(ins)]
             if ins.op in SEND_OPS:
                 assert t is not None
                 if tuple(t.shape) != shape or t.dtype != dtype:

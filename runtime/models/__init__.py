@@ -24,7 +24,7 @@ from schedc.errors import UserError
 from .blocks import cross_entropy
 from .transformer import MASK_TOKEN, SIZES, TransformerStage
 
-__all__ = ["ModelDef", "cross_entropy", "resolve_model", "resolve_loss"]
+__all__ = ["ModelDef", "cross_entropy", "resolve_model", "resolve_loss", "user_model"]
 
 BuildStage = Callable[[int, int], nn.Module]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -58,6 +58,25 @@ def resolve_model(name: str, loss: str | None = None) -> ModelDef:
     if loss is not None:
         model = ModelDef(model.name, model.build_stage, _import(loss, "--loss"), model.objective,
                          model.mask_token, model.max_seq)
+    return model
+
+
+def callable_name(fn: object) -> str:
+    """`module:qualname` of a function (what checkpoints and ranks agree on)."""
+    return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+def user_model(build_stage: BuildStage | str, loss: LossFn | str | None = None) -> ModelDef:
+    """The Python API's model: a `build_stage(stage, num_stages)` function (or a
+    name `resolve_model` knows) and a loss function (default: token
+    cross-entropy, targets -100 ignored)."""
+    if isinstance(build_stage, str):
+        model = resolve_model(build_stage, loss if isinstance(loss, str) else None)
+    else:
+        model = ModelDef(callable_name(build_stage), build_stage, cross_entropy)
+    if loss is not None and not isinstance(loss, str):
+        model = ModelDef(model.name, model.build_stage, loss, model.objective, model.mask_token,
+                         model.max_seq)
     return model
 
 

@@ -1,0 +1,54 @@
+"""One builder for a rank's interpreter, used by both launchers.
+
+    interp = build_interpreter(prepared, rank, transport, device)
+
+Everything an interpreter runs with is decided here, once, at start-up: its
+`InterpreterConfig` (a small frozen object: rank, stages, --dp, timing,
+NaN policy, fault injection read from the environment now and never again),
+its stage replicas, its data, the stage boundaries (messages packed by
+`boundary.Wire`) and, for async-sparse data parallelism, its `SparseDP`.
+Nothing is patched into an interpreter after construction.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import faults
+from .boundary import StageIO, Wire
+from .build import build_replicas
+from .dp_sparse import SparseDP
+from .interpreter import Interpreter, InterpreterConfig
+from .setup import Prepared, make_batches
+from .stage import StageReplica
+from .transport import Transport
+
+__all__ = ["build_interpreter", "interpreter_config"]
+
+
+def interpreter_config(p: Prepared, rank: int) -> InterpreterConfig:
+    cfg, period = p.cfg, p.manifest.period
+    return InterpreterConfig(
+        rank=rank, num_stages=p.manifest.num_stages, dp_size=cfg.dp,
+        timing=cfg.trace is not None or cfg.costs_out is not None, on_nan=cfg.on_nan,
+        step_microbatches=period.microbatches // period.steps,
+        body_len=len(p.programs[rank].body) if cfg.on_nan == faults.SKIP else 0,
+        inject=faults.Injection.from_env(),
+    )
+
+
+def build_interpreter(
+    p: Prepared, rank: int, transport: Transport, device: torch.device, dp_index: int = 0,
+    dp_group: object = None, replicas: dict[tuple[int, int], StageReplica] | None = None,
+) -> Interpreter:
+    """Program rank `rank` of data-parallel replica `dp_index`. `replicas`: built
+    already (the torchrun launcher builds them before the rendezvous)."""
+    if replicas is None:
+        replicas = build_replicas(rank, p.manifest, p.model, p.cfg, device)
+    dp_sparse = None
+    if p.cfg.dp > 1 and p.manifest.spec.get("dp_mode", "sync") == "async-sparse":
+        dp_sparse = SparseDP.from_spec(p.manifest.spec, replicas, p.cfg.dp, p.cfg.dp_late,
+                                       dp_group)
+    io = StageIO(p.layouts, p.manifest.num_stages - 1, side=p.side)
+    return Interpreter(interpreter_config(p, rank), replicas, Wire(transport, p.layouts),
+                       make_batches(p, dp_index), p.model.loss, io, dp_sparse)
