@@ -99,6 +99,11 @@ class Spec:
         return len(self.resolved_directions())
 
     @property
+    def v_shaped(self) -> bool:
+        """V-shaped placement: two chunks per rank, down then back up."""
+        return self.directions in ("v", ("v",))
+
+    @property
     def stashes(self) -> bool:
         """True when a backward reads its forward's version."""
         return self.versions != 1
@@ -163,7 +168,11 @@ class Spec:
             raise SpecError("split_backward", "order zero-bubble needs split_backward on")
         if self.order == "interleaved":
             self._validate_interleaved()
-        if self.chunks > 1 and self.order not in ("fill-drain", "interleaved"):
+        if self.v_shaped:
+            if self.order != "zero-bubble" or not self.flush:
+                raise SpecError("order", "direction v (V-shaped placement) runs order "
+                                "zero-bubble, synchronous (flush on)")
+        elif self.chunks > 1 and self.order not in ("fill-drain", "interleaved"):
             raise SpecError(
                 "order", f"order {self.order} needs one stage per rank (stages == ranks)"
             )
