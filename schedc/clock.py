@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from schedc.instructions import COMPUTE, MESSAGE, TABLE, unit_cost
+from schedc.instructions import COMPUTE, MESSAGE, TABLE, UNIT_COSTS, unit_cost
 from schedc.program import Instr
 from schedc.replay import Observer
 
@@ -61,7 +61,7 @@ class Clock(Observer):
 
     def __init__(self, streams: Sequence[Sequence[Instr]], costs: Costs,
                  serial_comm: bool = False, lazy_recv: bool = False) -> None:
-        self.streams = [list(s) for s in streams]
+        self.streams = streams
         self.costs = costs
         self.serial = serial_comm
         self.lazy = lazy_recv and not serial_comm
@@ -108,19 +108,23 @@ class Clock(Observer):
 
     def matched(self, sr: int, sp: int, rr: int, rp: int) -> None:
         wire = self.dur[sr][sp]
-        t_send, t_recv = self.starts[sr][sp], self.starts[rr][rp]
+        begin, t_recv = self.starts[sr][sp], self.starts[rr][rp]
+        if self.serial and t_recv > begin:
+            begin = t_recv
         link = (sr, rr)
-        begin = max(t_send, t_recv) if self.serial else t_send
-        begin = max(begin, self.link_free.get(link, 0.0))
+        free = self.link_free.get(link, 0.0)
+        if free > begin:
+            begin = free
         self.link_free[link] = begin + wire
         arrival = begin + wire + self.costs.latency
         self.ends[sr][sp] = arrival
-        self.ends[rr][rp] = max(arrival, t_recv)
+        self.ends[rr][rp] = arrival if arrival > t_recv else t_recv
         if self.serial:
             for rank in (sr, rr):
                 self.batch_clock[rank] = max(self.batch_clock[rank], arrival)
         elif not self.lazy:
-            self.batch_clock[rr] = max(self.batch_clock[rr], arrival)
+            if arrival > self.batch_clock[rr]:
+                self.batch_clock[rr] = arrival
         else:
             dkey = _data_key(self.streams[rr][rp])
             ready = self.data_ready[rr]
@@ -139,13 +143,21 @@ class Clock(Observer):
 
 def _durations(stream: Sequence[Instr], costs: Costs) -> list[float]:
     """Time of each compute/local op; wire time of each send (receives: 0)."""
+    if isinstance(costs, UnitCosts):
+        return [UNIT_COSTS.get(ins.op, 0.0) for ins in stream]
     out = []
+    known: dict[tuple[str, int | None], float] = {}
     for ins in stream:
-        row = TABLE[ins.op] if ins.op in TABLE else None
-        if row is not None and row.kind == MESSAGE:
-            out.append(costs.message_time(row.message, ins.stage) if row.send else 0.0)
-        else:
-            out.append(costs.op_time(ins.op, ins.stage))
+        key = (ins.op, ins.stage)
+        t = known.get(key)
+        if t is None:
+            row = TABLE.get(ins.op)
+            if row is not None and row.kind == MESSAGE:
+                t = costs.message_time(row.message, ins.stage) if row.send else 0.0
+            else:
+                t = costs.op_time(ins.op, ins.stage)
+            known[key] = t
+        out.append(t)
     return out
 
 

@@ -56,8 +56,9 @@ class _Repairing(Replay):
                 continue
             for i in range(self.pc[r], self.batch_end[r]):
                 _, _, chan, is_send, what = self.code[r][i]
-                # only the next receive of the channel: the k-th meets the k-th send
-                if is_send and _slot(self.sends[chan], (r, i)) == len(self.recvs.get(chan, ())):
+                # only the oldest unmatched send of the channel: the next receive meets it
+                waiting = self.sends.get(chan)
+                if is_send and waiting and waiting[0] == (r, i):
                     moved |= self._hoist(chan, what, r)
         return moved
 
@@ -77,19 +78,11 @@ class _Repairing(Replay):
         seq.insert(start, seq.pop(j))
         self.code[q] = self.encode(q)
         if posted:
+            self.post(q, start, start + 1)
             self.batch_end[q] = start + 1
-            self.register(q, start)
         self.wake(q)
         self.wake(sender)
         return True
-
-
-def _slot(posted: list[tuple[int, int]], entry: tuple[int, int]) -> int:
-    """Position of `entry` in a channel's posted list (searched from the end)."""
-    for k in range(len(posted) - 1, -1, -1):
-        if posted[k] == entry:
-            return k
-    raise ValueError(entry)  # pragma: no cover
 
 
 def check_deadlock_free(streams: Sequence[Sequence[Instr]], locate: Locate) -> None:

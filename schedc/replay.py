@@ -31,11 +31,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from schedc.errors import VerifyError
-from schedc.instructions import COLLECTIVE, MESSAGE, TABLE, message_key
+from schedc.instructions import COLLECTIVE, MESSAGE, TABLE
 from schedc.program import Instr
 
 Locate = Callable[[int, int], tuple[str, int]]
 LOCAL, MSG, COLL = 0, 1, 2
+# The table's rows as the replay reads them: op -> (kind, is send, message, hop);
+# the message key built from them is `instructions.message_key`'s.
+_ROWS = {op: (MSG if row.kind == MESSAGE else COLL if row.kind == COLLECTIVE else LOCAL,
+              row.send, row.message, row.hop) for op, row in TABLE.items()}
 
 
 def stream_locate(rank: int, index: int) -> tuple[str, int]:
@@ -95,6 +99,33 @@ class Observer:
         pass
 
 
+class Fanout(Observer):
+    """Several observers of one replay, called in order."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self.observers = observers
+
+    def local(self, r: int, lo: int, hi: int) -> None:
+        for o in self.observers:
+            o.local(r, lo, hi)
+
+    def posted(self, r: int, lo: int, hi: int) -> None:
+        for o in self.observers:
+            o.posted(r, lo, hi)
+
+    def matched(self, sr: int, si: int, rr: int, ri: int) -> None:
+        for o in self.observers:
+            o.matched(sr, si, rr, ri)
+
+    def finished(self, r: int, lo: int, hi: int) -> None:
+        for o in self.observers:
+            o.finished(r, lo, hi)
+
+    def collective(self, members: list[tuple[int, int]]) -> None:
+        for o in self.observers:
+            o.collective(members)
+
+
 class Replay:
     """One execution of `streams` (lists of instructions, one per rank)."""
 
@@ -108,8 +139,9 @@ class Replay:
         self.pc = [0] * n
         self.batch_end = [-1] * n  # end of the posted batch; -1 when none
         self.open = [0] * n  # messages of the posted batch not yet matched
-        self.sends: dict[tuple, list[tuple[int, int]]] = {}
-        self.recvs: dict[tuple, list[tuple[int, int]]] = {}
+        # per channel, the posted sends / receives not matched yet, in order
+        self.sends: dict[tuple, deque[tuple[int, int]]] = {}
+        self.recvs: dict[tuple, deque[tuple[int, int]]] = {}
         self.gathering: dict[tuple[int, ...], dict[int, int]] = {}  # group -> rank -> index
         self.ready: deque[int] = deque(range(n))
         self.queued = [True] * n
@@ -122,23 +154,28 @@ class Replay:
         code: list = [None] * len(seq)
         end = len(seq)
         prev = -1
+        local = None
         for i in range(len(seq) - 1, -1, -1):
             ins = seq[i]
-            row = TABLE.get(ins.op)
+            row = _ROWS.get(ins.op)
             if row is None:
                 raise self.fail(r, i, f"unknown op {ins.op!r}: no row in the instruction "
                                 "table")
-            if row.kind == MESSAGE:
+            kind, is_send, message, hop = row
+            if kind == MSG:
                 peer = ins.peer
                 if peer is None or not 0 <= peer < n or peer == r:
                     raise self.fail(r, i, f"invalid peer {peer}")
                 if prev != MSG:
                     end = i + 1
-                chan = (r, peer, ins.pipeline) if row.send else (peer, r, ins.pipeline)
-                code[i] = (MSG, end, chan, row.send,
-                           message_key(ins.op, ins.stage, ins.mb, ins.pipeline))
+                if is_send:
+                    code[i] = (MSG, end, (r, peer, ins.pipeline), True,
+                               (message, ins.stage, ins.mb, ins.pipeline))
+                else:
+                    code[i] = (MSG, end, (peer, r, ins.pipeline), False,
+                               (message, ins.stage - hop, ins.mb, ins.pipeline))
                 prev = MSG
-            elif row.kind == COLLECTIVE:
+            elif kind == COLL:
                 group = tuple(ins.group or ())
                 if r not in group:
                     raise self.fail(r, i, "ALLREDUCE group does not contain this rank")
@@ -146,8 +183,8 @@ class Replay:
                 prev = COLL
             else:
                 if prev != LOCAL:
-                    end = i + 1
-                code[i] = (LOCAL, end, None, False, None)
+                    local = (LOCAL, i + 1, None, False, None)  # shared by the whole run
+                code[i] = local
                 prev = LOCAL
         return code
 
@@ -203,35 +240,29 @@ class Replay:
     def post(self, r: int, lo: int, hi: int) -> None:
         self.obs.posted(r, lo, hi)
         self.batch_end[r] = hi
+        code, sends, recvs, opened = self.code[r], self.sends, self.recvs, self.open
+        matched = self.obs.matched
         for i in range(lo, hi):
-            self.register(r, i)
-
-    def register(self, r: int, i: int) -> None:
-        """Post message i of rank r; match it if its other end is there."""
-        _, _, chan, is_send, _ = self.code[r][i]
-        mine, theirs = (self.sends, self.recvs) if is_send else (self.recvs, self.sends)
-        posted = mine.get(chan)
-        if posted is None:
-            posted = mine[chan] = []
-        posted.append((r, i))
-        self.open[r] += 1
-        other = theirs.get(chan)
-        k = len(posted)
-        if other is not None and len(other) >= k:
-            o_r, o_i = other[k - 1]
-            if is_send:
-                self.match(r, i, o_r, o_i)
+            chan, is_send = code[i][2], code[i][3]
+            theirs = (recvs if is_send else sends).get(chan)
+            if theirs:  # the other end is there: the oldest unmatched one meets this one
+                o_r, o_i = theirs.popleft()
+                if self.code[o_r][o_i][4] != code[i][4]:
+                    self.mismatch(*((r, i, o_r, o_i) if is_send else (o_r, o_i, r, i)))
+                if is_send:
+                    matched(r, i, o_r, o_i)
+                else:
+                    matched(o_r, o_i, r, i)
+                opened[o_r] -= 1
+                if not opened[o_r] and o_r != r:
+                    self.wake(o_r)
             else:
-                self.match(o_r, o_i, r, i)
-            self.open[r] -= 1
-            self.open[o_r] -= 1
-            if not self.open[o_r] and o_r != r:
-                self.wake(o_r)
-
-    def match(self, sr: int, si: int, rr: int, ri: int) -> None:
-        if self.code[sr][si][4] != self.code[rr][ri][4]:
-            self.mismatch(sr, si, rr, ri)
-        self.obs.matched(sr, si, rr, ri)
+                mine = sends if is_send else recvs
+                queue = mine.get(chan)
+                if queue is None:
+                    queue = mine[chan] = deque()
+                queue.append((r, i))
+                opened[r] += 1
 
     def mismatch(self, sr: int, si: int, rr: int, ri: int) -> None:
         send, recv = self.streams[sr][si], self.streams[rr][ri]
@@ -291,9 +322,7 @@ class Replay:
             return Blocked(r, pc, self.streams[r][pc].label(), why)
         for i in range(pc, self.batch_end[r]):  # the first message still unmatched
             _, _, chan, is_send, _ = self.code[r][i]
-            mine, theirs = (self.sends, self.recvs) if is_send else (self.recvs, self.sends)
-            k = mine[chan].index((r, i))
-            if len(theirs.get(chan, [])) <= k:
+            if (r, i) in (self.sends if is_send else self.recvs).get(chan, ()):
                 ins = self.streams[r][i]
                 why = (f"no matching RECV on rank {ins.peer}" if is_send
                        else f"no matching SEND from rank {ins.peer}")

@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from schedc.clock import Clock, UnitCosts
 from schedc.errors import VerifyError
 from schedc.instructions import FREES_ACTIVATION
 from schedc.program import Manifest
-from schedc.replay import Observer, Replay
+from schedc.replay import Fanout, Observer, Replay
 from schedc.spec import Spec
+from schedc.timing import Timing
 from schedc.unroll import Unrolled
 
 Key = tuple[int, int, int]  # (pipeline, stage, mb)
@@ -39,6 +41,9 @@ class VersionTable:
     version_peaks: dict[tuple[int, int], tuple[int, Where]] = field(default_factory=dict)
     activation_peaks: list[tuple[int, int]] = field(default_factory=list)
     sparse_syncs: dict[tuple[int, int], int] = field(default_factory=dict)
+    # The unit-cost timing of the same replay, when asked for, and its repeats.
+    timing: Timing | None = None
+    repeats: int = 0
 
     def inconsistency(self, key: Key) -> int:
         return self.backward[key] - self.forward[key]
@@ -73,33 +78,51 @@ class _Replica:
         return 1 + len(self.stash) + (self.lookahead is not None)
 
 
-def replay_versions(manifest: Manifest, un: Unrolled) -> VersionTable:
-    """Replay the streams (the replay core's order), checking every version and
-    data dependency; the table of versions read and the peaks."""
+def replay_versions(manifest: Manifest, un: Unrolled, timed: bool = False) -> VersionTable:
+    """Replay the streams on the replay core, which proves them deadlock-free,
+    checking every version and data dependency on the way; the table of
+    versions read and the peaks. `timed`: the same replay also clocks every
+    instruction under unit costs (`table.timing`, for the analysis)."""
     spec = Spec.from_dict(manifest.spec)
     table = VersionTable()
     ranks = [_RankReplay(manifest, spec, un, r, table) for r in range(len(un.streams))]
-    Replay(un.streams, _Versions(ranks), un.locate).run()
+    versions = _Versions(ranks)
+    clock = Clock(un.streams, UnitCosts()) if timed else None
+    Replay(un.streams, versions if clock is None else Fanout(clock, versions), un.locate).run()
+    if versions.error is not None:
+        raise versions.error
     for rank in ranks:
         rank.finish()
+    if clock is not None:
+        table.timing, table.repeats = Timing(clock.starts, clock.ends), un.repeats
     return table
 
 
 class _Versions(Observer):
-    """Hands each instruction, in the order the replay runs it, to its rank."""
+    """Hands each instruction, in the order the replay runs it, to its rank. The
+    first version error is kept until the replay ends: a deadlock or a message
+    mismatch, found by the replay itself, is the error to report first."""
 
     def __init__(self, ranks: list[_RankReplay]) -> None:
         self.ranks = ranks
+        self.error: VerifyError | None = None
+
+    def _run(self, r: int, lo: int, hi: int) -> None:
+        if self.error is None:
+            try:
+                self.ranks[r].run(lo, hi)
+            except VerifyError as exc:
+                self.error = exc
 
     def local(self, r: int, lo: int, hi: int) -> None:
-        self.ranks[r].run(lo, hi)
+        self._run(r, lo, hi)
 
     def posted(self, r: int, lo: int, hi: int) -> None:
-        self.ranks[r].run(lo, hi)
+        self._run(r, lo, hi)
 
     def collective(self, members: list[tuple[int, int]]) -> None:
         for r, i in members:
-            self.ranks[r].run(i, i + 1)
+            self._run(r, i, i + 1)
 
 
 class _RankReplay:

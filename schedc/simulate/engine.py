@@ -79,7 +79,7 @@ def simulate_streams(
     lazy_recv: bool = False,
 ) -> Timeline:
     """Run every rank's unrolled stream; raise `Deadlock` if progress stalls."""
-    clock = Clock(streams, costs, serial_comm, lazy_recv)
+    clock = Clock([list(s) for s in streams], costs, serial_comm, lazy_recv)
     try:
         Replay(clock.streams, clock).run()
     except ReplayDeadlock as exc:

@@ -3,7 +3,8 @@ the simulator's makespan, bubble and per-micro-batch version table equal the
 compiler's analysis exactly.
 
 The grid is every preset x p in 2..8 x m in {1, p-1, p, 2p, 4p} x dp_period
-{1, 2} x look-ahead off/on (1,260 points). CI runs a deterministic sample of
+{1, 2} x look-ahead off/on (1,400 points; p counts ranks, so interleaved-1f1b
+and zbv run 2p stages). CI runs a deterministic sample of
 it (every point whose index is a multiple of the stride, SWEEP_STRIDE below,
 so every preset and size is still covered) plus random valid Specs from
 hypothesis; SCHEDC_SWEEP=all runs the whole grid (nightly) and
@@ -46,7 +47,8 @@ def _grid() -> list[tuple[str, int, int, int, bool]]:
 
 
 def _spec(name: str, p: int, m: int, dp_period: int, lookahead: bool):
-    kw = {"stages": 2 * p, "ranks": p} if name == "interleaved-1f1b" else {"stages": p}
+    two_chunks = name in ("interleaved-1f1b", "zbv")
+    kw = {"stages": 2 * p, "ranks": p} if two_chunks else {"stages": p}
     if dp_period > 1:
         kw |= {"dp_mode": "async-sparse", "dp_period": dp_period, "dp_fraction": 0.5}
     if lookahead:
