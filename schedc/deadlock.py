@@ -76,7 +76,8 @@ class _Repairing(Replay):
         if start < len(code) and code[start][0] == COLL:
             self.gathering.get(code[start][2], {}).pop(q, None)
         seq.insert(start, seq.pop(j))
-        self.code[q] = self.encode(q)
+        code.insert(start, code.pop(j))
+        self.encode(q, start, j + 1, code)  # only the shifted instructions
         if posted:
             self.post(q, start, start + 1)
             self.batch_end[q] = start + 1

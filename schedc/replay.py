@@ -147,15 +147,21 @@ class Replay:
         self.queued = [True] * n
 
     # ---- encoding ---------------------------------------------------------------
-    def encode(self, r: int) -> list[tuple]:
+    def encode(self, r: int, lo: int = 0, hi: int | None = None,
+               code: list | None = None) -> list[tuple]:
         """Per instruction (kind, end of its run, channel, is send, message key);
-        for a collective the channel is its group."""
+        for a collective the channel is its group. With `code`, only
+        instructions lo..hi-1 are encoded again (those after hi are as encoded)."""
         seq, n = self.streams[r], len(self.streams)
-        code: list = [None] * len(seq)
-        end = len(seq)
-        prev = -1
-        local = None
-        for i in range(len(seq) - 1, -1, -1):
+        hi = len(seq) if hi is None else hi
+        if code is None:
+            code = [None] * len(seq)
+        if hi < len(seq):  # continue the run that starts at hi
+            prev, end = code[hi][0], code[hi][1]
+            local = code[hi] if prev == LOCAL else None
+        else:
+            prev, end, local = -1, len(seq), None
+        for i in range(hi - 1, lo - 1, -1):
             ins = seq[i]
             row = _ROWS.get(ins.op)
             if row is None:
