@@ -18,6 +18,9 @@ not overlap.
   average (``x[S] = avg[S] + lateness * drift[S]``), over blocks of the buffer.
 """
 
+if __name__ != "schedc.kernels":  # the folder is on sys.path when python starts in the repository
+    raise ImportError("this folder installs as schedc.kernels: import schedc.kernels, not kernels")
+
 from . import budget
 from ._dispatch import triton_available, use_triton
 from .accumulate import accumulate, accumulate_ref
