@@ -6,7 +6,7 @@ The grid is every preset x p in 2..8 x m in {1, p-1, p, 2p, 4p} x dp_period
 {1, 2} x look-ahead off/on (1,400 points; p counts ranks, so interleaved-1f1b
 and zbv run 2p stages). CI runs a deterministic sample of
 it (every point whose index is a multiple of the stride, SWEEP_STRIDE below,
-so every preset and size is still covered) plus random valid Specs from
+so every preset is still covered; AMDP up to p = 5 only, CI_AMDP_MAX_P) plus random valid Specs from
 hypothesis; SCHEDC_SWEEP=all runs the whole grid (nightly) and
 SCHEDC_HYPOTHESIS_EXAMPLES sets the random budget.
 """
@@ -33,7 +33,11 @@ from schedc.versions import replay_versions
 sys.path.insert(0, str(Path(__file__).parents[1] / "compiler"))
 from test_properties import specs  # noqa: E402
 
-SWEEP_STRIDE = 1 if os.environ.get("SCHEDC_SWEEP") == "all" else 23
+FULL = os.environ.get("SCHEDC_SWEEP") == "all"
+SWEEP_STRIDE = 1 if FULL else 23
+# An asynchronous AMDP compile at p >= 6 takes minutes (its policy portfolio times
+# the periodic split, issue 14's work), so CI's sample stops AMDP at p = 5.
+CI_AMDP_MAX_P = 5
 EXAMPLES = int(os.environ.get("SCHEDC_HYPOTHESIS_EXAMPLES", "25"))
 
 
@@ -43,7 +47,8 @@ def _grid() -> list[tuple[str, int, int, int, bool]]:
         for m in sorted({1, p - 1, p, 2 * p, 4 * p}):
             for dp_period, lookahead in itertools.product((1, 2), (False, True)):
                 points.append((name, p, m, dp_period, lookahead))
-    return points[::SWEEP_STRIDE]
+    sample = points[::SWEEP_STRIDE]
+    return sample if FULL else [pt for pt in sample if pt[0] != "amdp" or pt[1] <= CI_AMDP_MAX_P]
 
 
 def _spec(name: str, p: int, m: int, dp_period: int, lookahead: bool):
