@@ -1,7 +1,10 @@
 """The in-process transport: every rank's program in one process.
 
-Messages are handed over by reference in a shared mailbox keyed by what the
-program says they are (boundary, pipeline, micro-batch, direction), so a send
+Messages are handed over by reference through one queue per channel (sender,
+receiver, pipeline), matched in order exactly as the distributed transport's
+one-communicator-per-pipeline point-to-point (and the verifier's replay core,
+`schedc.replay`) match them: the k-th receive on a channel takes the k-th
+send, and a receive meeting a message it does not expect is an error. A send
 never blocks. The driver interleaves the ranks cooperatively: it runs one
 rank's interpreter until it blocks on a receive (or a reduction) whose
 counterpart has not run yet, then switches to the next rank. A full round in
@@ -11,21 +14,21 @@ instruction -- the verifier makes that impossible for compiled programs.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Generator
 
 import torch
 
+from schedc.instructions import message_key
 from schedc.program import SEND_OPS, Instr, Manifest
 
-from .transport import boundary_of, ordered_sum
+from .transport import ordered_sum
 
 _PENDING = object()
 
 
-def _message_key(instr: Instr) -> tuple:
-    kind = "act" if instr.op in ("SEND_ACT", "RECV_ACT") else "grad"
-    return (kind, instr.pipeline or 0, boundary_of(instr), instr.mb)
+def _what(instr: Instr) -> tuple:
+    return message_key(instr.op, instr.stage, instr.mb, instr.pipeline or 0)
 
 
 class _Reduction:
@@ -41,7 +44,8 @@ class Hub:
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
-        self.mailbox: dict[tuple, torch.Tensor] = {}
+        # (sender, receiver, pipeline) -> queue of (what, tensor), in send order
+        self.channels: dict[tuple[int, int, int], deque] = defaultdict(deque)
         self.reductions: dict[tuple, _Reduction] = {}
         self.votes: dict[int, dict[int, bool]] = {}  # step agreement: epoch -> rank -> flag
         self.voted: dict[int, set[int]] = {}
@@ -60,13 +64,10 @@ class LocalTransport:
         self._waiting: dict[tuple[int, int], tuple] = {}  # (stage, pipeline) -> reduction key
 
     def post(self, batch: list[Instr], tensors: list[torch.Tensor | None]) -> list:
-        """Sends go to the mailbox at once; the handle collects the receives."""
+        """Sends join their channel at once; the handle collects the receives."""
         for ins, t in zip(batch, tensors, strict=True):
             if ins.op in SEND_OPS:
-                key = _message_key(ins)
-                if key in self.hub.mailbox:
-                    raise RuntimeError(f"a message {key} is already waiting to be received")
-                self.hub.mailbox[key] = t
+                self.hub.channels[(self.rank, ins.peer, ins.pipeline or 0)].append((_what(ins), t))
         return [None if ins.op in SEND_OPS else _PENDING for ins in batch] + [batch]
 
     def wait(self, handle: list) -> list[torch.Tensor | None] | None:
@@ -74,7 +75,14 @@ class LocalTransport:
         *got, batch = handle
         for i, ins in enumerate(batch):
             if got[i] is _PENDING:
-                handle[i] = got[i] = self.hub.mailbox.pop(_message_key(ins), _PENDING)
+                queue = self.hub.channels[(ins.peer, self.rank, ins.pipeline or 0)]
+                if not queue:
+                    continue
+                what, tensor = queue.popleft()
+                if what != _what(ins):
+                    raise RuntimeError(f"rank {self.rank}: {ins.label()} meets a message "
+                                       f"for {what} from rank {ins.peer}")
+                handle[i] = got[i] = tensor
         return None if any(g is _PENDING for g in got) else got
 
     def pending(self, handle: list) -> int:

@@ -1,7 +1,10 @@
 """Stage -> rank maps of a schedule's pipelines ("directions").
 
 A named direction maps every chunk the same way: `down` puts stage i on rank
-i mod R, `up` on rank R-1-(i mod R). An explicit map gives the ranks of the
+i mod R, `up` on rank R-1-(i mod R). `v` is V-shaped placement (ZB-V): each
+rank holds two chunks, chunk 0 going down the ranks (stage i on rank i) and
+chunk 1 coming back up (stage R + i on rank R-1-i), so a rank holds stages i
+and 2R-1-i and the first and last stages share rank 0. An explicit map gives the ranks of the
 first R stages; later chunks repeat it. `auto` is the multi-directional
 (AMDP) choice, made for any p >= 2 by `auto_directions`.
 """
@@ -38,12 +41,18 @@ def resolve_directions(
 
 
 def _one_map(direction: str | Sequence[int], stages: int, ranks: int) -> Map:
+    if direction == "v":
+        if stages != 2 * ranks:
+            raise ValueError(f"direction v places two chunks per rank: stages must be 2 x ranks "
+                             f"({2 * ranks}), got {stages}")
+        return tuple(s if s < ranks else 2 * ranks - 1 - s for s in range(stages))
     if direction == "down":
         base: Map = tuple(range(ranks))
     elif direction == "up":
         base = tuple(ranks - 1 - r for r in range(ranks))
     elif isinstance(direction, str):
-        raise ValueError(f"unknown direction {direction!r}; use down, up, auto or map(...)")
+        raise ValueError(f"unknown direction {direction!r}; use down, up, v, auto or "
+                         "map(...)")
     else:
         base = tuple(direction)
         if sorted(base) != list(range(ranks)):

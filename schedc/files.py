@@ -7,7 +7,7 @@ hand-edited directory is one clear message, never a traceback:
   and its `spec_hash`), and that world size, stages, pipelines,
   stage-to-rank maps and `synchronous` agree with the Spec;
 - every rank file's schema: every instruction's `op`, its fields exactly as
-  `schedc.program.REQUIRED_FIELDS` / `OPTIONAL_FIELDS` say, their types and
+  the instruction table (`schedc.instructions`) says, their types and
   ranges (stage, pipeline, peer, group members within the manifest's);
 - integrity: the sha256 of each rank file against the manifest's `files`
   map, and `programs_hash`, one hash over the manifest and every file hash
@@ -33,14 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from schedc.errors import ProgramFileError
-from schedc.program import (
-    ALL_OPS,
-    FORMAT_VERSION,
-    OPTIONAL_FIELDS,
-    REQUIRED_FIELDS,
-    Manifest,
-    RankProgram,
-)
+from schedc.instructions import FIELDS, INT_FIELDS, TABLE
+from schedc.program import FORMAT_VERSION, Manifest, RankProgram
 
 MANIFEST = "manifest.json"
 SECTIONS = ("prologue", "body", "epilogue")
@@ -51,7 +45,6 @@ _MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
     "synchronous": bool, "files": dict,
 }
 _MANIFEST_OPTIONAL = {"analysis": dict, "programs_hash": str}
-_INT_FIELDS = ("stage", "mb", "pipeline", "version", "peer", "count")
 
 
 def _dumps(data: Any) -> bytes:
@@ -349,24 +342,33 @@ def _instr_problem(ins: Any, rank: int, manifest: Manifest) -> str | None:
     op = ins.get("op")
     if not isinstance(op, str):
         return "field 'op' is missing" if op is None else "field 'op' must be a string"
-    if op not in ALL_OPS:
+    row = TABLE.get(op)
+    if row is None:
         return f"field 'op': unknown op {_short(op)}"
-    required = REQUIRED_FIELDS[op]
-    allowed = {"op", *required, *OPTIONAL_FIELDS.get(op, ())}
+    required = row.required
+    allowed = {"op", *row.fields}
     for name in required:
         if name not in ins:
             return f"field {name!r} is missing ({op} needs {', '.join(required)})"
     for name in ins:
         if name not in allowed:
             return f"field {name!r} is not a field of {op}"
-    for name in _INT_FIELDS:
-        if name in ins and not _is(ins[name], int):
-            return f"field {name!r} must be an integer, got {_short(ins[name])}"
-    if "lookahead" in ins and not isinstance(ins["lookahead"], bool):
-        return f"field 'lookahead' must be true or false, got {_short(ins['lookahead'])}"
-    if "alpha" in ins and (not _is(ins["alpha"], (int, float)) or not math.isfinite(ins["alpha"])):
-        return f"field 'alpha' must be a finite number, got {_short(ins['alpha'])}"
+    for name in ins:
+        problem = _type_problem(name, ins[name])
+        if problem:
+            return problem
     return _range_problem(ins, rank, manifest)
+
+
+def _type_problem(name: str, value: Any) -> str | None:
+    kind = FIELDS[name].type if name in FIELDS else None
+    if kind == "int" and not _is(value, int):
+        return f"field {name!r} must be an integer, got {_short(value)}"
+    if kind == "bool" and not isinstance(value, bool):
+        return f"field {name!r} must be true or false, got {_short(value)}"
+    if kind == "number" and (not _is(value, (int, float)) or not math.isfinite(value)):
+        return f"field {name!r} must be a finite number, got {_short(value)}"
+    return None
 
 
 def _range_problem(ins: dict, rank: int, m: Manifest) -> str | None:
@@ -374,8 +376,9 @@ def _range_problem(ins: dict, rank: int, m: Manifest) -> str | None:
         return f"field 'stage': {ins['stage']} is not in 0..{m.num_stages - 1}"
     if not 0 <= ins["pipeline"] < m.num_pipelines:
         return f"field 'pipeline': {ins['pipeline']} is not in 0..{m.num_pipelines - 1}"
-    for name, low in (("mb", 0), ("version", 0), ("count", 1)):
-        if name in ins and ins[name] < low:
+    for name in INT_FIELDS:
+        low = FIELDS[name].low
+        if low is not None and name in ins and ins[name] < low:
             return f"field {name!r} must be at least {low}, got {ins[name]}"
     if "peer" in ins and not (0 <= ins["peer"] < m.world_size and ins["peer"] != rank):
         return f"field 'peer': {ins['peer']} is not another rank in 0..{m.world_size - 1}"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from schedc.dot import DotEdge, DotNode, write_dot
 from schedc.ops import Op, step_op
 from schedc.spec import Spec
 
@@ -199,25 +200,14 @@ def program_graph(manifest, programs, repeats: int = 1) -> nx.DiGraph:
 
 
 def to_dot(g: nx.DiGraph, highlight: set | None = None) -> str:
-    """Graphviz text: one cluster per rank, data edges solid, order dotted."""
+    """Graphviz text: one cluster per rank, data edges solid, order dashed."""
     highlight = highlight or set()
-    lines = ["digraph schedule {", "  rankdir=LR; node [shape=box, fontsize=10];"]
-    by_rank: dict[int, list] = {}
+    nodes = []
     for op, data in g.nodes(data=True):
-        by_rank.setdefault(data.get("rank", -1), []).append(op)
-    colours = {"F": "#9ecae1", "B": "#fdae6b", "I": "#fdd0a2", "W": "#c7e9c0", "S": "#dddddd"}
-    for rank, ops in sorted(by_rank.items()):
-        lines.append(f'  subgraph cluster_rank{rank} {{ label="rank {rank}";')
-        for op in ops:
-            ver = g.nodes[op].get("version")
-            label = op.label() + (f" v{ver}" if ver is not None else "")
-            pen = ", penwidth=3, color=red" if op in highlight else ""
-            lines.append(f'    "{op.label()}" [label="{label}", style=filled, '
-                         f'fillcolor="{colours.get(op.kind, "#ffffff")}"{pen}];')
-        lines.append("  }")
-    for u, v, data in g.edges(data=True):
-        style = "dotted" if data.get("kind") == "order" else "solid"
-        pen = ", color=red, penwidth=2" if u in highlight and v in highlight else ""
-        lines.append(f'  "{u.label()}" -> "{v.label()}" [style={style}{pen}];')
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+        ver = data.get("version")
+        nodes.append(DotNode(op.label(), data.get("rank", -1),
+                             op.label() + (f" v{ver}" if ver is not None else ""), op.kind,
+                             op in highlight))
+    edges = [DotEdge(u.label(), v.label(), data.get("kind") == "order",
+                     u in highlight and v in highlight) for u, v, data in g.edges(data=True)]
+    return write_dot("schedule", nodes, edges)

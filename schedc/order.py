@@ -24,10 +24,11 @@ import networkx as nx
 
 from schedc.errors import UserError
 from schedc.graph import Problem
+from schedc.instructions import COMPUTE_OPS, UNIT_COSTS
 from schedc.ops import STEP_KIND, Op, step_op
 
 _WAITING = 1 << 62  # busy_until of a rank waiting in a collective step
-UNIT_COST = {"F": 1, "B": 2, "I": 1, "W": 1, STEP_KIND: 0}
+UNIT_COST = {**{op: int(UNIT_COSTS[op]) for op in COMPUTE_OPS}, STEP_KIND: 0}
 
 
 class OrderError(UserError):

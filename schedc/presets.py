@@ -26,6 +26,13 @@ def _zb_h1(s: int, m: int) -> dict[str, Any]:
     return {"order": "zero-bubble", "split_backward": True}
 
 
+def _zbv(s: int, m: int) -> dict[str, Any]:
+    """ZB-V (PyTorch's ScheduleZBVZeroBubble): V-shaped placement, two chunks per
+    rank (so ranks = stages / 2 unless given), zero-bubble order with I/W split."""
+    return {"order": "zero-bubble", "split_backward": True, "directions": "v",
+            "ranks": max(1, s // 2)}
+
+
 def _chimera(s: int, m: int) -> dict[str, Any]:
     return {"order": "1f1b", "directions": ("down", "up")}
 
@@ -60,6 +67,7 @@ PRESETS: dict[str, Callable[[int, int], dict[str, Any]]] = {
     "1f1b": _one_f_one_b,
     "interleaved-1f1b": _interleaved,
     "zb-h1": _zb_h1,
+    "zbv": _zbv,
     "chimera": _chimera,
     "pipedream": _pipedream,
     "pipedream-2bw": _pipedream_2bw,

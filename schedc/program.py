@@ -15,33 +15,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+# The op facts live in the instruction table; these names are re-exported for
+# the runtime and older imports.
+from schedc.instructions import (
+    ALL_OPS,
+    COMM_OPS,
+    COMPUTE_OPS,
+    OPTIONAL_FIELDS,
+    RECV_OPS,
+    REQUIRED_FIELDS,
+    SEND_OPS,
+    WEIGHT_OPS,
+)
+
 FORMAT_VERSION = 1
 
-COMPUTE_OPS = ("F", "B", "I", "W")
-SEND_OPS = ("SEND_ACT", "SEND_GRAD")
-RECV_OPS = ("RECV_ACT", "RECV_GRAD")
-COMM_OPS = SEND_OPS + RECV_OPS
-WEIGHT_OPS = ("ACC", "ALLREDUCE", "STEP", "STASH", "RELEASE", "SWAP", "LOOKAHEAD",
-              "SPARSE_SYNC")
-ALL_OPS = COMPUTE_OPS + COMM_OPS + WEIGHT_OPS
+__all__ = ["ALL_OPS", "COMM_OPS", "COMPUTE_OPS", "OPTIONAL_FIELDS", "RECV_OPS",
+           "REQUIRED_FIELDS", "SEND_OPS", "WEIGHT_OPS", "FORMAT_VERSION", "Instr", "Period",
+           "RankProgram", "Manifest"]
 
-# Fields each op must carry (beyond `op`); others must be absent.
-REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
-    **{op: ("stage", "mb", "pipeline", "version") for op in COMPUTE_OPS},
-    **{op: ("stage", "mb", "pipeline", "peer") for op in COMM_OPS},
-    "ACC": ("stage", "mb", "pipeline"),
-    "ALLREDUCE": ("stage", "pipeline", "group"),
-    "STEP": ("stage", "pipeline", "version", "count"),
-    "STASH": ("stage", "pipeline", "version"),
-    "RELEASE": ("stage", "pipeline", "version"),
-    "SWAP": ("stage", "pipeline", "version"),
-    "LOOKAHEAD": ("stage", "pipeline", "version", "alpha"),
-    "SPARSE_SYNC": ("stage", "pipeline", "version"),
-}
-OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
-    "F": ("lookahead",),
-    "SWAP": ("lookahead",),
-}
 # Fields whose value shifts with the body repetition.
 MB_SHIFTED = "mb"
 VERSION_SHIFTED = "version"
@@ -131,16 +123,15 @@ class RankProgram:
         return {"prologue": self.prologue, "body": self.body, "epilogue": self.epilogue}
 
     def unrolled(self, repeats: int, period: Period) -> list[Instr]:
-        """The instruction stream for `repeats` body repetitions."""
+        """The instruction stream for `repeats` body repetitions (the one
+        unrolling every client uses: verifier, analysis, simulator)."""
         if repeats < 1:
             raise ValueError("a program runs its body at least once")
         out = list(self.prologue)
         for k in range(repeats):
-            out.extend(i.shifted(k * period.microbatches, k * period.steps) for i in self.body)
+            out.extend(_shifted(self.body, k * period.microbatches, k * period.steps))
         last = repeats - 1
-        out.extend(
-            i.shifted(last * period.microbatches, last * period.steps) for i in self.epilogue
-        )
+        out.extend(_shifted(self.epilogue, last * period.microbatches, last * period.steps))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,6 +150,29 @@ class RankProgram:
                 for name in ("prologue", "body", "epilogue")
             },
         )
+
+
+def _shifted(seq: tuple[Instr, ...], dm: int, dv: int) -> list[Instr]:
+    """`Instr.shifted` over a sequence, about 10x faster: shifted copies are made
+    by copying the instance dict, not through dataclasses.replace (which was 60%
+    of a large simulation). tests/simulate checks it equals `shifted`."""
+    if not dm and not dv:
+        return list(seq)
+    out = []
+    new_instr = object.__new__
+    for ins in seq:
+        if ins.mb is None and ins.version is None:
+            out.append(ins)
+            continue
+        new = new_instr(Instr)
+        d = new.__dict__
+        d.update(ins.__dict__)
+        if ins.mb is not None:
+            d["mb"] = ins.mb + dm
+        if ins.version is not None:
+            d["version"] = ins.version + dv
+        out.append(new)
+    return out
 
 
 @dataclass(frozen=True)

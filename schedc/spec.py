@@ -99,6 +99,11 @@ class Spec:
         return len(self.resolved_directions())
 
     @property
+    def v_shaped(self) -> bool:
+        """V-shaped placement: two chunks per rank, down then back up."""
+        return self.directions in ("v", ("v",))
+
+    @property
     def stashes(self) -> bool:
         """True when a backward reads its forward's version."""
         return self.versions != 1
@@ -163,7 +168,11 @@ class Spec:
             raise SpecError("split_backward", "order zero-bubble needs split_backward on")
         if self.order == "interleaved":
             self._validate_interleaved()
-        if self.chunks > 1 and self.order not in ("fill-drain", "interleaved"):
+        if self.v_shaped:
+            if self.order != "zero-bubble" or not self.flush:
+                raise SpecError("order", "direction v (V-shaped placement) runs order "
+                                "zero-bubble, synchronous (flush on)")
+        elif self.chunks > 1 and self.order not in ("fill-drain", "interleaved"):
             raise SpecError(
                 "order", f"order {self.order} needs one stage per rank (stages == ranks)"
             )
@@ -185,10 +194,20 @@ class Spec:
                             f"({self.num_ranks}) micro-batches per step")
 
     def _validate_async(self) -> None:
-        # Known limits of the periodic split (docs/schedules.md): refused with a
-        # reason rather than compiled into programs that would not repeat.
-        if self.flush:
+        # Known limits of the asynchronous multi-directional construction
+        # (docs/schedules.md, amdp): refused with a reason rather than compiled
+        # into programs that break their bounds or do not repeat.
+        if self.flush or self.directions != "auto":
             return
+        p, m = self.num_ranks, self.microbatches
+        if m < p:
+            raise SpecError("microbatches", f"asynchronous multi-directional (directions auto) "
+                            f"schedules are constructed for at least as many micro-batches "
+                            f"per step as ranks ({p}); got {m}")
+        if m == p and p % 2 and p >= 5:
+            raise SpecError("microbatches", f"asynchronous multi-directional schedules with an "
+                            f"odd number of ranks ({p}) need more than {p} micro-batches per "
+                            f"step (at m = p the order does not repeat)")
 
     def _validate_bounds(self) -> None:
         for s, bound in self.max_inflight:

@@ -13,9 +13,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from schedc.clock import Clock, UnitCosts
 from schedc.errors import VerifyError
+from schedc.instructions import FREES_ACTIVATION
 from schedc.program import Manifest
+from schedc.replay import Fanout, Observer, Replay
 from schedc.spec import Spec
+from schedc.timing import Timing
 from schedc.unroll import Unrolled
 
 Key = tuple[int, int, int]  # (pipeline, stage, mb)
@@ -37,6 +41,9 @@ class VersionTable:
     version_peaks: dict[tuple[int, int], tuple[int, Where]] = field(default_factory=dict)
     activation_peaks: list[tuple[int, int]] = field(default_factory=list)
     sparse_syncs: dict[tuple[int, int], int] = field(default_factory=dict)
+    # The unit-cost timing of the same replay, when asked for, and its repeats.
+    timing: Timing | None = None
+    repeats: int = 0
 
     def inconsistency(self, key: Key) -> int:
         return self.backward[key] - self.forward[key]
@@ -71,12 +78,51 @@ class _Replica:
         return 1 + len(self.stash) + (self.lookahead is not None)
 
 
-def replay_versions(manifest: Manifest, un: Unrolled) -> VersionTable:
+def replay_versions(manifest: Manifest, un: Unrolled, timed: bool = False) -> VersionTable:
+    """Replay the streams on the replay core, which proves them deadlock-free,
+    checking every version and data dependency on the way; the table of
+    versions read and the peaks. `timed`: the same replay also clocks every
+    instruction under unit costs (`table.timing`, for the analysis)."""
     spec = Spec.from_dict(manifest.spec)
     table = VersionTable()
-    for rank, stream in enumerate(un.streams):
-        _RankReplay(manifest, spec, un, rank, table).run(stream)
+    ranks = [_RankReplay(manifest, spec, un, r, table) for r in range(len(un.streams))]
+    versions = _Versions(ranks)
+    clock = Clock(un.streams, UnitCosts()) if timed else None
+    Replay(un.streams, versions if clock is None else Fanout(clock, versions), un.locate).run()
+    if versions.error is not None:
+        raise versions.error
+    for rank in ranks:
+        rank.finish()
+    if clock is not None:
+        table.timing, table.repeats = Timing(clock.starts, clock.ends), un.repeats
     return table
+
+
+class _Versions(Observer):
+    """Hands each instruction, in the order the replay runs it, to its rank. The
+    first version error is kept until the replay ends: a deadlock or a message
+    mismatch, found by the replay itself, is the error to report first."""
+
+    def __init__(self, ranks: list[_RankReplay]) -> None:
+        self.ranks = ranks
+        self.error: VerifyError | None = None
+
+    def _run(self, r: int, lo: int, hi: int) -> None:
+        if self.error is None:
+            try:
+                self.ranks[r].run(lo, hi)
+            except VerifyError as exc:
+                self.error = exc
+
+    def local(self, r: int, lo: int, hi: int) -> None:
+        self._run(r, lo, hi)
+
+    def posted(self, r: int, lo: int, hi: int) -> None:
+        self._run(r, lo, hi)
+
+    def collective(self, members: list[tuple[int, int]]) -> None:
+        for r, i in members:
+            self._run(r, i, i + 1)
 
 
 class _RankReplay:
@@ -99,14 +145,21 @@ class _RankReplay:
         return VerifyError(reason, rank=self.rank, index=idx, section=section,
                            instr=self.un.streams[self.rank][self.index].label())
 
-    def run(self, stream) -> None:
-        for self.index, ins in enumerate(stream):
-            handler = getattr(self, "_op_" + ins.op)
+    def run(self, lo: int, hi: int) -> None:
+        stream = self.un.streams[self.rank]
+        for self.index in range(lo, hi):
+            ins = stream[self.index]
+            handler = getattr(self, "_op_" + ins.op, None)
+            if handler is None:
+                raise self.fail(f"no version rule for op {ins.op!r} (schedc/versions.py "
+                                "has no handler for it)")
             handler(ins, self.replicas[(ins.pipeline, ins.stage)])
-        self._check_end(len(stream))
+
+    def finish(self) -> None:
+        self._check_end()
         self.table.activation_peaks.append(self.alive_peak)
 
-    def _check_end(self, length: int) -> None:
+    def _check_end(self) -> None:
         if self.received:
             op, p, s, mb = sorted(self.received)[0]
             raise VerifyError(f"{op} for stage {s} micro-batch {mb} (pipeline {p}) is "
@@ -158,17 +211,17 @@ class _RankReplay:
         self._need(("F", p, s, mb), "its forward")
         if s < self.last:
             self._input("RECV_GRAD", p, s, mb, ins.op, s + 1)
-        rep.inflight -= 1
+        if ins.op in FREES_ACTIVATION:  # the end of "in flight" (schedc.instructions)
+            rep.inflight -= 1
+            self.alive -= 1
         self._record_backward(ins)
         self._done(ins, rep)
 
     def _op_B(self, ins, rep: _Replica) -> None:
         self._grad_op(ins, rep)
-        self._free_activation()
 
     def _op_I(self, ins, rep: _Replica) -> None:
         self._grad_op(ins, rep)
-        self._free_activation()
 
     def _op_W(self, ins, rep: _Replica) -> None:
         self._read(ins, rep)
@@ -180,9 +233,6 @@ class _RankReplay:
         key = (ins.pipeline, ins.stage, ins.mb)
         self.table.backward[key] = max(self.table.backward.get(key, ins.version), ins.version)
         self.table.where[key] = (self.rank, self.index)
-
-    def _free_activation(self) -> None:
-        self.alive -= 1
 
     def _done(self, ins, rep: _Replica) -> None:
         self.done.add((ins.op, ins.pipeline, ins.stage, ins.mb))

@@ -178,22 +178,22 @@ def _directions(cur: Cursor, kw: Token) -> Statement:
         parts.append(cur.peek())
         items.append(_one_direction(cur))
     tok = cur.peek()
-    if tok.kind == NAME and tok.text in ("down", "up", "map", "auto"):
+    if tok.kind == NAME and tok.text in ("down", "up", "v", "map", "auto"):
         raise cur.error("expected ',' between directions", tok)
     return Statement("directions", kw, tuple(items), first, parts=tuple(parts))
 
 
 def _one_direction(cur: Cursor) -> str | tuple[int, ...]:
     tok = cur.next()
-    if tok.kind == NAME and tok.text in ("down", "up"):
+    if tok.kind == NAME and tok.text in ("down", "up", "v"):
         return tok.text
     if tok.is_(NAME, "auto"):
         raise cur.error("directions auto must stand alone", tok)
     if not tok.is_(NAME, "map"):
-        hint = suggest(tok.text, ("down", "up", "auto", "map")) if tok.kind == NAME else ""
+        hint = suggest(tok.text, ("down", "up", "v", "auto", "map")) if tok.kind == NAME else ""
         raise cur.error(
-            f"expected a direction (down, up, auto or map(...)), found {describe(tok)}{hint}", tok
-        )
+            f"expected a direction (down, up, v, auto or map(...)), found {describe(tok)}{hint}",
+            tok)
     cur.expect(PUNCT, "(", "'(' after map")
     ranks = [_int(cur, "a rank in map(...)", 0, MAX_RANKS - 1)[0]]
     while cur.accept(PUNCT, ","):

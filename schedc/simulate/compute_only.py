@@ -9,10 +9,11 @@ a SEND after the producing op and a RECV before the consuming one.
 Placement: each RECV right before its consumer and each SEND right after its
 producer, so consecutive ones form one batch (batch_isend_irecv), which is
 deadlock-free for the usual orders (1F1B's send-forward/receive-backward pair
-is one batch). Should that placement hang, the receives are placed by a global
-execution instead: running all ranks' orders together and emitting each send
-and its receive at the same point of one sequence always completes, at the
-price of receives posted early.
+is one batch). Should that placement hang, the replay core's repair
+(`schedc.deadlock.place_receives`, the lowering's own) posts the receives a
+waiting send needs earlier, where the replay stood. Then one more replay checks
+that every op's input is there when it runs (the instruction table's `needs`),
+so an order that cannot run is an error naming its rank and op.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from schedc.errors import UserError
+from schedc.deadlock import place_receives
+from schedc.errors import UserError, VerifyError
+from schedc.instructions import RECV_OPS, TABLE, resolve_needs
 from schedc.program import Instr, Manifest, Period, RankProgram
-from schedc.simulate.costs import unit_costs
-from schedc.simulate.engine import Deadlock, simulate_streams
+from schedc.replay import Observer, Replay
 
 Action = tuple[int, str, int]  # (stage, op, mb)
 _CELL = re.compile(r"^\s*(\d+)\s*([FBIW])\s*(\d+)\s*$")
@@ -62,13 +64,14 @@ def programs_from_orders(
     owner = _stage_owners(orders)
     stages = len(owner)
     mbs = 1 + max(mb for order in orders for _, _, mb in order)
-    streams = _global_placement(orders, owner, stages)
-    lazy = [_local_placement(order, r, owner, stages) for r, order in enumerate(orders)]
+    streams = [_local_placement(order, r, owner, stages) for r, order in enumerate(orders)]
+    split = any(op in ("I", "W") for order in orders for _, op, _ in order)
     try:
-        simulate_streams(lazy, unit_costs())
-        streams = lazy
-    except Deadlock:
-        pass
+        place_receives(streams)
+        Replay(streams, _Inputs(streams, owner, split)).run()
+    except VerifyError as exc:
+        where = f"rank {exc.rank}: " if exc.rank is not None else ""
+        raise UserError(f"compute order cannot run: {where}{exc.reason}") from None
     for r, stream in enumerate(streams):
         for s in sorted({s for s, o in owner.items() if o == r}):
             stream.append(Instr("STEP", stage=s, pipeline=0, version=1, count=mbs))
@@ -78,6 +81,42 @@ def programs_from_orders(
         period=Period(mbs, 1), synchronous=True,
     )
     return manifest, [RankProgram(r, body=tuple(s)) for r, s in enumerate(streams)]
+
+
+class _Inputs(Observer):
+    """Each compute op's inputs (the table's `needs`) ran before it: on this rank,
+    or on another whose message this rank has received."""
+
+    def __init__(self, streams: list[list[Instr]], owner: dict[int, int], split: bool) -> None:
+        self.streams, self.owner, self.split = streams, owner, split
+        self.done: set[tuple[str, int, int]] = set()
+        self.received: list[set[tuple[str, int, int]]] = [set() for _ in streams]
+
+    def posted(self, r: int, lo: int, hi: int) -> None:
+        for ins in self.streams[r][lo:hi]:
+            if ins.op in RECV_OPS:
+                self.received[r].add((TABLE[ins.op].message, ins.stage, ins.mb))
+
+    def local(self, r: int, lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            ins = self.streams[r][i]
+            for kind, offset in resolve_needs(ins.op, self.split):
+                s = ins.stage + offset
+                if s not in self.owner:
+                    continue
+                here = self.owner[s] == r
+                if (here and (kind, s, ins.mb) not in self.done) or \
+                        (not here and (_carrier(offset), ins.stage, ins.mb)
+                         not in self.received[r]):
+                    raise VerifyError(f"waits forever at {ins.stage}{ins.op}"
+                                      f"{ins.mb} (its input {s}{kind}{ins.mb} is never "
+                                      "produced before it)", rank=r, index=i)
+            self.done.add((ins.op, ins.stage, ins.mb))
+
+
+def _carrier(offset: int) -> str:
+    """The message kind that brings an input from stage s + offset to stage s."""
+    return "ACT" if offset < 0 else "GRAD"
 
 
 def _local_placement(order: Sequence[Action], r: int, owner: dict[int, int],
@@ -99,27 +138,6 @@ def _local_placement(order: Sequence[Action], r: int, owner: dict[int, int],
     return out
 
 
-def _global_placement(orders: Sequence[Sequence[Action]], owner: dict[int, int],
-                      stages: int) -> list[list[Instr]]:
-    streams: list[list[Instr]] = [[] for _ in orders]
-    done: set[tuple[str, int, int]] = set()
-    pcs = [0] * len(orders)
-    progress = True
-    while progress:
-        progress = False
-        for r, order in enumerate(orders):
-            while pcs[r] < len(order) and _ready(order[pcs[r]], done, stages):
-                _emit(order[pcs[r]], r, owner, streams, done, stages)
-                pcs[r] += 1
-                progress = True
-    stuck = [(r, order[pcs[r]]) for r, order in enumerate(orders) if pcs[r] < len(order)]
-    if stuck:
-        r, (s, op, mb) = stuck[0]
-        raise UserError(f"compute order cannot run: rank {r} waits forever at {s}{op}{mb} "
-                        "(its input is never produced before it)")
-    return streams
-
-
 def _stage_owners(orders: Sequence[Sequence[Action]]) -> dict[int, int]:
     owner: dict[int, int] = {}
     for r, order in enumerate(orders):
@@ -130,34 +148,3 @@ def _stage_owners(orders: Sequence[Sequence[Action]]) -> dict[int, int]:
     if sorted(owner) != list(range(len(owner))):
         raise UserError(f"stages must be 0..{len(owner) - 1}, got {sorted(owner)}")
     return owner
-
-
-def _ready(action: Action, done: set, stages: int) -> bool:
-    s, op, mb = action
-    if op == "F":
-        return s == 0 or ("F", s - 1, mb) in done
-    if op == "W":
-        return ("I", s, mb) in done
-    return ("F", s, mb) in done and (s == stages - 1 or ("G", s + 1, mb) in done)
-
-
-def _emit(action: Action, r: int, owner: dict[int, int], streams: list[list[Instr]],
-          done: set, stages: int) -> None:
-    s, op, mb = action
-    streams[r].append(Instr(op, stage=s, mb=mb, pipeline=0, version=0))
-    if op == "F":
-        done.add(("F", s, mb))
-        peer = owner.get(s + 1)
-        if peer is not None and peer != r:
-            streams[r].append(Instr("SEND_ACT", stage=s, mb=mb, pipeline=0, peer=peer))
-            streams[peer].append(Instr("RECV_ACT", stage=s + 1, mb=mb, pipeline=0, peer=r))
-        return
-    if op in ("B", "I"):
-        done.add(("G", s, mb))
-        done.add((op, s, mb))
-        peer = owner.get(s - 1)
-        if peer is not None and peer != r:
-            streams[r].append(Instr("SEND_GRAD", stage=s, mb=mb, pipeline=0, peer=peer))
-            streams[peer].append(Instr("RECV_GRAD", stage=s - 1, mb=mb, pipeline=0, peer=r))
-    if op in ("B", "W"):
-        streams[r].append(Instr("ACC", stage=s, mb=mb, pipeline=0))

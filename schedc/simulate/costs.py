@@ -17,15 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from schedc.errors import UserError
+from schedc.instructions import ALL_OPS, COMM_OPS
+from schedc.instructions import UNIT_COSTS as TABLE_UNIT_COSTS
 
 FORMAT = "schedc-costs"
 VERSION = 1
 UNITS = ("unit", "s", "ms", "us", "ns")
 # Ops whose time a profile may give per stage. SEND/RECV are not here: their
 # time is latency + bytes / bandwidth.
-TIMED_OPS = ("F", "B", "I", "W", "ACC", "ALLREDUCE", "STEP", "STASH", "RELEASE", "SWAP",
-             "LOOKAHEAD")
-UNIT_COSTS: dict[str, float] = {"F": 1.0, "B": 2.0, "I": 1.0, "W": 1.0}
+TIMED_OPS = tuple(op for op in ALL_OPS if op not in COMM_OPS)
+UNIT_COSTS: dict[str, float] = dict(TABLE_UNIT_COSTS)
 _BYTE_FIELDS = ("activation_bytes", "grad_bytes", "stored_activation_bytes",
                 "weight_bytes_per_stage")
 _TOP_FIELDS = {"format", "version", "unit", "default", "stages", "link", "source",

@@ -26,10 +26,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from schedc.errors import VerifyError
+from schedc.instructions import COMM_OPS, FREES_ACTIVATION
+from schedc.instructions import COMPUTE_OPS as COMPUTE
 from schedc.simulate.run import Simulation
-
-COMPUTE = ("F", "B", "I", "W")
-COMM_OPS = ("SEND_ACT", "SEND_GRAD", "RECV_ACT", "RECV_GRAD")
 
 
 @dataclass
@@ -163,7 +163,7 @@ def _peak_activations(sim: Simulation, r: int) -> tuple[int, float | None]:
     alive = peak = 0
     alive_b = peak_b = 0.0
     for ins in sim.timeline.streams[r]:
-        frees = ins.op in ("B", "I")
+        frees = ins.op in FREES_ACTIVATION
         if ins.op == "F":
             alive += 1
             alive_b += costs.stored_bytes(ins.stage) or 0.0
@@ -196,7 +196,9 @@ def _peak_weights(sim: Simulation, r: int) -> tuple[int, float | None]:
     return copies, sum(rep[2] * costs.weight_bytes_of(s) for (_, s), rep in held.items())
 
 
-def _version_histograms(sim: Simulation) -> tuple[Counter, Counter]:
+def version_rows(sim: Simulation) -> dict[tuple[int, int, int], tuple[int, int, int]]:
+    """Per (pipeline, stage, mb) that ran both passes: (version its forward read,
+    version its backward read, version its gradient is applied to)."""
     fwd: dict[tuple, int] = {}
     bwd: dict[tuple, int] = {}
     steps: dict[tuple, list[int]] = {}
@@ -205,17 +207,32 @@ def _version_histograms(sim: Simulation) -> tuple[Counter, Counter]:
             key = (ins.pipeline, ins.stage, ins.mb)
             if ins.op == "F":
                 fwd[key] = ins.version
-            elif ins.op in ("B", "I"):
-                bwd[key] = ins.version
+            elif ins.op in COMPUTE:  # B, or the later of I and W (schedc.versions)
+                bwd[key] = max(bwd.get(key, ins.version), ins.version)
             elif ins.op == "STEP":
                 steps.setdefault((ins.pipeline, ins.stage), []).append(ins.version)
-    per_step = sim.manifest.period.microbatches
-    incons, delays = Counter(), Counter()
+    period = sim.manifest.period
+    per_step = period.microbatches // period.steps
+    rows = {}
     for key, vf in fwd.items():
-        if key in bwd:
-            incons[bwd[key] - vf] += 1
         produced = steps.get(key[:2], [])
         j = key[2] // per_step
-        if j < len(produced):
-            delays[produced[j] - 1 - vf] += 1
+        if key in bwd and j < len(produced):
+            rows[key] = (vf, bwd[key], produced[j] - 1)
+    return rows
+
+
+def _version_histograms(sim: Simulation) -> tuple[Counter, Counter]:
+    incons, delays = Counter(), Counter()
+    for key, (vf, vb, applied) in version_rows(sim).items():
+        incons[_non_negative(vb - vf, "inconsistency", key)] += 1
+        delays[_non_negative(applied - vf, "delay", key)] += 1
     return incons, delays
+
+
+def _non_negative(value: int, what: str, key: tuple) -> int:
+    if value < 0:
+        p, s, mb = key
+        raise VerifyError(f"negative {what} {value} for micro-batch {mb} at stage {s} "
+                          f"(pipeline {p}): a version is read before it is produced")
+    return value

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from schedc.dot import DotEdge, DotNode, write_dot
 from schedc.simulate.run import Simulation
 from schedc.viz import style
 from schedc.viz.svg import document, esc, num, text, time_axis
@@ -138,28 +139,11 @@ def restrict(graph: DepGraph, mbs: tuple[int, int] | None, rank: int | None) -> 
 
 
 def to_dot(graph: DepGraph, name: str = "schedule") -> str:
-    lines = [f'digraph "{esc(name)}" {{', "  rankdir=LR; node [shape=box, style=filled, "
-             'fontname="Helvetica", fontsize=10];']
-    for r in sorted({node.rank for node in graph.nodes}):
-        lines.append(f'  subgraph cluster_rank{r} {{ label="rank {r}"; color="#bbbbbb";')
-        for n, node in enumerate(graph.nodes):
-            if node.rank == r:
-                crit = ', color="#d00000", penwidth=3' if n in graph.critical else ""
-                lines.append(f'    n{n} [label="{node.label}\\n[{node.start:.4g}, '
-                             f'{node.end:.4g}]", fillcolor="{_hex(node)}"{crit}];')
-        lines.append("  }")
-    for a, b, kind in graph.edges:
-        attrs = ['style=dashed, color="#999999"'] if kind == "order" else []
-        if (a, b) in graph.critical_edges:
-            attrs = ['color="#d00000", penwidth=3']
-        lines.append(f"  n{a} -> n{b}" + (f" [{', '.join(attrs)}]" if attrs else "") + ";")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def _hex(node: Node) -> str:
-    """DOT wants a named or #rrggbb colour: one fixed pastel per kind."""
-    return {"F": "#9cc3ef", "B": "#f5b783", "I": "#f7da7a", "W": "#c9a8dc"}.get(node.kind, "#ddd")
+    nodes = [DotNode(f"n{n}", node.rank, f"{node.label}\\n[{node.start:.4g}, {node.end:.4g}]",
+                     node.kind, n in graph.critical) for n, node in enumerate(graph.nodes)]
+    edges = [DotEdge(f"n{a}", f"n{b}", kind == "order", (a, b) in graph.critical_edges)
+             for a, b, kind in graph.edges]
+    return write_dot(name, nodes, edges)
 
 
 def to_svg(graph: DepGraph, unit: str = "unit", width: float | None = None) -> str:

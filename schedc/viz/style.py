@@ -6,13 +6,11 @@ neighbours differ); a hatch or dotted overlay says the pipeline.
 
 from __future__ import annotations
 
-# Hue, saturation per kind. Compute kinds are far apart on the wheel.
-KIND_HUE: dict[str, tuple[int, int]] = {
-    "F": (212, 70), "B": (28, 85), "I": (45, 90), "W": (280, 45),
-    "STEP": (0, 80), "ALLREDUCE": (330, 40), "ACC": (90, 30), "STASH": (160, 40),
-    "RELEASE": (160, 20), "SWAP": (190, 20), "LOOKAHEAD": (300, 60),
-    "SEND_ACT": (212, 15), "RECV_ACT": (212, 15), "SEND_GRAD": (28, 15), "RECV_GRAD": (28, 15),
-}
+from schedc.instructions import TABLE
+
+# Hue, saturation per kind, from the instruction table (compute kinds are far
+# apart on the wheel).
+KIND_HUE: dict[str, tuple[int, int]] = {op: row.hue for op, row in TABLE.items() if row.hue[1]}
 KIND_NAMES = {"F": "forward", "B": "backward", "I": "backward (input)",
               "W": "backward (weights)", "STEP": "optimizer step", "ALLREDUCE": "all-reduce",
               "ACC": "accumulate",

@@ -49,7 +49,15 @@ def test_show_prints_versions_for_asynchronous(tmp_path: Path, capsys) -> None:
     run("compile", "--preset", "paci", "--stages", "2", "--microbatches", "1", "-o",
         str(tmp_path / "p"), "-q")
     run("show", str(tmp_path / "p"))
-    assert "@" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # PACI at p = 2, m = 1: rank 0 runs F1 on version 0 before B0's step, so
+    # micro-batch 1's backward reads version 1 (inconsistency 1, delay 1).
+    assert "max inconsistency 1, max delay 1" in out
+    assert "prol r0 | F0@0\n" in out
+    assert "prol r1 | F0@0 B0@0 S1>1\n" in out
+    assert "body r0 | F1@0 B0@0 S0>1\n" in out
+    assert "body r1 | F1@1 B1@1 S1>2\n" in out
+    assert "epil r0 | B1@1 S0>2\n" in out
 
 
 def test_hand_edit_is_caught_by_check(tmp_path: Path, capsys) -> None:

@@ -49,3 +49,20 @@ def test_named_and_explicit_maps_repeat_over_chunks():
         resolve_directions(((0, 0, 1),), 3, 3)
     with pytest.raises(ValueError):
         resolve_directions(("down", (0, 1)), 2, 2)
+
+
+def test_v_shape_goes_down_then_back_up():
+    assert resolve_directions("v", 8, 4) == ((0, 1, 2, 3, 3, 2, 1, 0),)
+    with pytest.raises(ValueError, match="stages must be 2 x ranks"):
+        resolve_directions(("v",), 12, 4)
+
+
+def test_v_shape_needs_zero_bubble_and_flush():
+    from schedc.spec import Spec, SpecError
+
+    base = dict(stages=8, ranks=4, directions="v", microbatches=8, split_backward=True)
+    Spec(order="zero-bubble", **base).validate()
+    with pytest.raises(SpecError, match="direction v"):
+        Spec(order="1f1b", **base).validate()
+    with pytest.raises(SpecError, match="direction v"):
+        Spec(order="zero-bubble", flush=False, **base).validate()

@@ -3,6 +3,7 @@ tightened bounds are refused, and mutated programs are rejected at the right pla
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import pytest
@@ -16,7 +17,9 @@ from schedc.order import OrderError
 from schedc.spec import ORDERS, Spec, SpecError
 from schedc.verify import verify
 
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
+# CI runs a fixed, modest budget; nightly raises it (SCHEDC_HYPOTHESIS_EXAMPLES=300).
+EXAMPLES = int(os.environ.get("SCHEDC_HYPOTHESIS_EXAMPLES", "40"))
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 BOUND_NAMES = ("max_inflight", "max_inconsistency", "max_delay", "max_activations", "versions")
 
@@ -229,6 +232,17 @@ EDGE_CASES = {
         {"stages": 7, "directions": ((0, 1, 2, 3, 4, 5, 6), (0, 3, 1, 2, 4, 5, 6)),
          "microbatches": 1},
         "'ALLREDUCE mismatch: rank 1 reduces stage 2 while this rank reduces stage 1'"),
+    "amdp-p5-m1-async": (
+        {"stages": 5, "directions": "auto", "microbatches": 1, "flush": False},
+        "'the body does not repeat' (found at 300 examples); refused: m < p"),
+    "amdp-p4-m3": (
+        {"stages": 4, "microbatches": 3, "directions": "auto", "flush": False,
+         "max_inflight": ((0, 2),), "max_inconsistency": 1, "max_delay": 1},
+        "'the body does not repeat'; refused: m < p"),
+    "amdp-p5-m5": (
+        {"stages": 5, "microbatches": 5, "directions": "auto", "flush": False,
+         "max_inflight": ((0, 2),), "max_inconsistency": 1, "max_delay": 1},
+        "'the body does not repeat'; refused: odd p at m = p"),
     "amdp-p6": (
         {"stages": 6, "microbatches": 6, "directions": "auto", "flush": False,
          "max_inflight": ((0, 2),)},

@@ -183,3 +183,10 @@ def test_docs_list_every_statement() -> None:
     for keyword in FIELDS:
         assert f"| `{keyword} " in docs, keyword
         assert f'"{keyword}"' in docs, keyword  # in the EBNF
+
+
+def test_directions_v_parses_to_the_zbv_spec():
+    spec = parse_text("schedule v { stages 8\n ranks 4\n directions v\n order zero-bubble\n"
+                      " split_backward on\n microbatches 8 per step }", "v.sched")
+    assert spec.directions == ("v",)
+    assert spec.resolved_directions() == ((0, 1, 2, 3, 3, 2, 1, 0),)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kernel_testing import ARITH_TOL, SIZES, randn, triton_on_cpu
+from kernel_testing import SIZES, assert_equals_twin, randn, triton_on_cpu
 from schedc.kernels import budget, drift_apply, drift_apply_ref, num_blocks
 
 
@@ -59,7 +59,7 @@ def test_drift_apply_equals_twin(device, n, block, update_drift, lateness):
         _, (got, want) = _both(n, device, blocks=blocks, block=block,
                                update_drift=update_drift, lateness=lateness)
         for g, w in zip(got, want, strict=True):
-            torch.testing.assert_close(g, w, **ARITH_TOL)
+            assert_equals_twin(g, w)
 
 
 def test_twin_semantics():
@@ -122,4 +122,4 @@ def test_drift_apply_property(n, data, update_drift, lateness, beta):
     _, (got, want) = _both(n, "cpu", blocks=blocks, block=block, update_drift=update_drift,
                            lateness=lateness, beta=beta)
     for g, w in zip(got, want, strict=True):
-        torch.testing.assert_close(g, w, **ARITH_TOL)
+        assert_equals_twin(g, w)

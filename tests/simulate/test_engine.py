@@ -105,5 +105,7 @@ def test_fast_unroll_equals_unrolled() -> None:
                              Instr("STEP", stage=0, pipeline=0, version=1, count=2)),
                        epilogue=(_i("B", stage=0, mb=2, version=1),))
     period = Period(2, 1)
-    assert unroll(prog, 3, period) == prog.unrolled(3, period)
-    assert hash(unroll(prog, 3, period)[4]) == hash(prog.unrolled(3, period)[4])
+    slow = [*prog.prologue, *(i.shifted(2 * k, k) for k in range(3) for i in prog.body),
+            *(i.shifted(4, 2) for i in prog.epilogue)]
+    assert unroll(prog, 3, period) == prog.unrolled(3, period) == slow
+    assert hash(unroll(prog, 3, period)[4]) == hash(slow[4])

@@ -1,0 +1,180 @@
+"""Time on the replay core: an observer that gives every instruction a start
+and an end under a cost function, for the compiler's unit-cost analysis
+(`schedc.timing`) and the cost-model simulator (`schedc.simulate`) alike.
+
+- Compute and local ops run back to back on their rank's clock.
+- A batch is posted at its rank's clock. With overlapping communication (the
+  default) a send leaves when posted and never holds its rank; the batch's
+  receives hold the rank until their data has arrived, as the runtime waits
+  on the batch. With `lazy_recv` a receive holds only the compute op that
+  consumes it (receives prefetched on their own stream). With `serial_comm`
+  a batch blocks its rank until every message in it has arrived, and a
+  transfer starts only when both ends are posted.
+- Each directed link carries one message at a time, in the sender's order:
+  transfer = wire time (bytes / bandwidth), then latency until arrival.
+- An ALLREDUCE starts when its last member arrives.
+
+For a message, start = posted; end = arrival at the peer (send) or data
+available (receive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from schedc.instructions import COMPUTE, MESSAGE, TABLE, UNIT_COSTS, unit_cost
+from schedc.program import Instr
+from schedc.replay import Observer
+
+
+class Costs(Protocol):
+    """What the clock asks of a cost model (`schedc.simulate.costs.CostModel`)."""
+
+    latency: float
+
+    def op_time(self, op: str, stage: int) -> float: ...
+
+    def message_time(self, kind: str, stage: int) -> float: ...
+
+    def allreduce_time(self, stage: int, participants: int) -> float: ...
+
+
+class UnitCosts:
+    """The compiler's unit costs, from the instruction table: zero latency,
+    free messages and collectives."""
+
+    latency = 0.0
+
+    def op_time(self, op: str, stage: int) -> float:
+        return unit_cost(op)
+
+    def message_time(self, kind: str, stage: int) -> float:
+        return 0.0
+
+    def allreduce_time(self, stage: int, participants: int) -> float:
+        return 0.0
+
+
+class Clock(Observer):
+    """The cost model's time, observing the replay core's progress."""
+
+    def __init__(self, streams: Sequence[Sequence[Instr]], costs: Costs,
+                 serial_comm: bool = False, lazy_recv: bool = False) -> None:
+        self.streams = streams
+        self.costs = costs
+        self.serial = serial_comm
+        self.lazy = lazy_recv and not serial_comm
+        self.dur = [_durations(s, costs) for s in self.streams]
+        self.dkey = [_data_keys(s) for s in self.streams] if self.lazy else []
+        n = len(self.streams)
+        self.now = [0.0] * n
+        self.starts = [[0.0] * len(s) for s in self.streams]
+        self.ends = [[0.0] * len(s) for s in self.streams]
+        self.data_ready: list[dict] = [{} for _ in range(n)]
+        self.batch_clock = [0.0] * n  # when the messages the batch waits for have landed
+        self.link_free: dict[tuple[int, int], float] = {}
+        self.messages: list[tuple[int, int, int, int]] = []
+
+    def local(self, r: int, lo: int, hi: int) -> None:
+        starts, ends, dur, t = self.starts[r], self.ends[r], self.dur[r], self.now[r]
+        if self.lazy:
+            ready, dkey = self.data_ready[r], self.dkey[r]
+            for i in range(lo, hi):
+                key = dkey[i]
+                if key is not None:
+                    arrival = ready.pop(key, 0.0)
+                    if arrival > t:
+                        t = arrival
+                starts[i] = t
+                t += dur[i]
+                ends[i] = t
+        else:
+            for i in range(lo, hi):
+                starts[i] = t
+                t += dur[i]
+                ends[i] = t
+        self.now[r] = t
+
+    def posted(self, r: int, lo: int, hi: int) -> None:
+        t = self.batch_clock[r] = self.now[r]
+        starts = self.starts[r]
+        for i in range(lo, hi):
+            starts[i] = t
+
+    def finished(self, r: int, lo: int, hi: int) -> None:
+        if not self.lazy and self.batch_clock[r] > self.now[r]:
+            self.now[r] = self.batch_clock[r]
+
+    def matched(self, sr: int, sp: int, rr: int, rp: int) -> None:
+        wire = self.dur[sr][sp]
+        begin, t_recv = self.starts[sr][sp], self.starts[rr][rp]
+        if self.serial and t_recv > begin:
+            begin = t_recv
+        link = (sr, rr)
+        free = self.link_free.get(link, 0.0)
+        if free > begin:
+            begin = free
+        self.link_free[link] = begin + wire
+        arrival = begin + wire + self.costs.latency
+        self.ends[sr][sp] = arrival
+        self.ends[rr][rp] = arrival if arrival > t_recv else t_recv
+        if self.serial:
+            for rank in (sr, rr):
+                self.batch_clock[rank] = max(self.batch_clock[rank], arrival)
+        elif not self.lazy:
+            if arrival > self.batch_clock[rr]:
+                self.batch_clock[rr] = arrival
+        else:
+            dkey = _data_key(self.streams[rr][rp])
+            ready = self.data_ready[rr]
+            ready[dkey] = max(ready.get(dkey, 0.0), arrival)
+        self.messages.append((sr, sp, rr, rp))
+
+    def collective(self, members: list[tuple[int, int]]) -> None:
+        r, i = members[0]
+        ins = self.streams[r][i]
+        begin = max(self.now[m] for m, _ in members)
+        end = begin + self.costs.allreduce_time(ins.stage, len(members))
+        for m, j in members:
+            self.starts[m][j], self.ends[m][j] = begin, end
+            self.now[m] = end
+
+
+def _durations(stream: Sequence[Instr], costs: Costs) -> list[float]:
+    """Time of each compute/local op; wire time of each send (receives: 0)."""
+    if isinstance(costs, UnitCosts):
+        return [UNIT_COSTS.get(ins.op, 0.0) for ins in stream]
+    out = []
+    known: dict[tuple[str, int | None], float] = {}
+    for ins in stream:
+        key = (ins.op, ins.stage)
+        t = known.get(key)
+        if t is None:
+            row = TABLE.get(ins.op)
+            if row is not None and row.kind == MESSAGE:
+                t = costs.message_time(row.message, ins.stage) if row.send else 0.0
+            else:
+                t = costs.op_time(ins.op, ins.stage)
+            known[key] = t
+        out.append(t)
+    return out
+
+
+def _data_key(ins: Instr) -> tuple | None:
+    """What a compute op consumes from a receive (lazy receives): (message kind,
+    consuming stage, mb, pipeline); the same key for the receive that brings it."""
+    row = TABLE.get(ins.op)
+    if row is None:
+        return None
+    if row.kind == MESSAGE:
+        return (row.message, ins.stage, ins.mb, ins.pipeline)
+    if ins.op == "F":
+        return ("ACT", ins.stage, ins.mb, ins.pipeline)
+    if row.kind == COMPUTE and row.needs and any(k == "grad" for k, _ in row.needs):
+        return ("GRAD", ins.stage, ins.mb, ins.pipeline)
+    return None
+
+
+def _data_keys(stream: Sequence[Instr]) -> list[tuple | None]:
+    return [_data_key(ins) for ins in stream]

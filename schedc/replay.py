@@ -1,0 +1,336 @@
+"""The replay core: every rank's instruction stream executed under the
+runtime's exact blocking and matching rules, once, for every client.
+
+The rules (docs/programs.md, "Execution rules"):
+
+- A maximal run of consecutive send/receive instructions on a rank is one
+  *batch*, posted at once (`batch_isend_irecv`) and waited for whole before
+  the rank goes on; a rank holds at most one posted batch.
+- A message travels on the channel (sender, receiver, pipeline) (one
+  communicator per pipeline): the k-th send on a channel meets the k-th
+  receive on it, whatever their kind, and they must carry the same thing
+  (`schedc.instructions.message_key`), or the programs are wrong.
+- Collectives (ALLREDUCE) run in one order per group, as on one NCCL
+  communicator per group: the k-th ALLREDUCE of a group on one rank meets the
+  k-th of that group on every other member, blocks until all are there, and
+  they must reduce the same stage.
+- Everything else runs when reached.
+
+Clients plug in as an `Observer` (callbacks on ranges of a rank's stream):
+the verifier's deadlock check (no observer), its version replay
+(`schedc.versions`), the unit-cost timing (`schedc.timing`) and the
+cost-model simulator (`schedc.simulate.engine`). The replay is linear in the
+number of instructions: a rank runs until it blocks and is woken only when a
+peer completes what it waits for.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from schedc.errors import VerifyError
+from schedc.instructions import COLLECTIVE, MESSAGE, TABLE
+from schedc.program import Instr
+
+Locate = Callable[[int, int], tuple[str, int]]
+LOCAL, MSG, COLL = 0, 1, 2
+# The table's rows as the replay reads them: op -> (kind, is send, message, hop);
+# the message key built from them is `instructions.message_key`'s.
+_ROWS = {op: (MSG if row.kind == MESSAGE else COLL if row.kind == COLLECTIVE else LOCAL,
+              row.send, row.message, row.hop) for op, row in TABLE.items()}
+
+
+def stream_locate(rank: int, index: int) -> tuple[str, int]:
+    return "stream", index
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Where a rank of a hung replay waits, and for what."""
+
+    rank: int
+    index: int  # in the rank's stream
+    label: str
+    waiting_for: str
+
+
+class ReplayDeadlock(VerifyError):
+    """Every unfinished rank is blocked; `blocked` says where and why."""
+
+    def __init__(self, reason: str, blocked: list[Blocked], **where) -> None:
+        super().__init__(reason, **where)
+        self.blocked = blocked
+
+
+class ReplayMismatch(VerifyError):
+    """A send met a receive for something else, or a collective met another."""
+
+    def __init__(self, reason: str, plain: str, **where) -> None:
+        super().__init__(reason, **where)
+        self.plain = plain  # the same, naming both ends by rank and stream index
+
+
+class Observer:
+    """Callbacks of a replay; the defaults do nothing (a pure progress check).
+
+    local(r, lo, hi): rank r runs instructions lo..hi-1, none a message or a
+    collective. posted(r, lo, hi): rank r posts the batch lo..hi-1.
+    matched(sr, si, rr, ri): the send at (sr, si) meets the receive at (rr, ri).
+    finished(r, lo, hi): every message of r's batch has been matched; r goes
+    on. collective(members): the (rank, index) of each member of a completed
+    collective, in group order.
+    """
+
+    def local(self, r: int, lo: int, hi: int) -> None:
+        pass
+
+    def posted(self, r: int, lo: int, hi: int) -> None:
+        pass
+
+    def matched(self, sr: int, si: int, rr: int, ri: int) -> None:
+        pass
+
+    def finished(self, r: int, lo: int, hi: int) -> None:
+        pass
+
+    def collective(self, members: list[tuple[int, int]]) -> None:
+        pass
+
+
+class Fanout(Observer):
+    """Several observers of one replay, called in order."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self.observers = observers
+
+    def local(self, r: int, lo: int, hi: int) -> None:
+        for o in self.observers:
+            o.local(r, lo, hi)
+
+    def posted(self, r: int, lo: int, hi: int) -> None:
+        for o in self.observers:
+            o.posted(r, lo, hi)
+
+    def matched(self, sr: int, si: int, rr: int, ri: int) -> None:
+        for o in self.observers:
+            o.matched(sr, si, rr, ri)
+
+    def finished(self, r: int, lo: int, hi: int) -> None:
+        for o in self.observers:
+            o.finished(r, lo, hi)
+
+    def collective(self, members: list[tuple[int, int]]) -> None:
+        for o in self.observers:
+            o.collective(members)
+
+
+class Replay:
+    """One execution of `streams` (lists of instructions, one per rank)."""
+
+    def __init__(self, streams: Sequence[Sequence[Instr]], observer: Observer | None = None,
+                 locate: Locate = stream_locate) -> None:
+        self.streams = streams
+        self.obs = observer or Observer()
+        self.locate = locate
+        n = len(streams)
+        self.code = [self.encode(r) for r in range(n)]
+        self.pc = [0] * n
+        self.batch_end = [-1] * n  # end of the posted batch; -1 when none
+        self.open = [0] * n  # messages of the posted batch not yet matched
+        # per channel, the posted sends / receives not matched yet, in order
+        self.sends: dict[tuple, deque[tuple[int, int]]] = {}
+        self.recvs: dict[tuple, deque[tuple[int, int]]] = {}
+        self.gathering: dict[tuple[int, ...], dict[int, int]] = {}  # group -> rank -> index
+        self.ready: deque[int] = deque(range(n))
+        self.queued = [True] * n
+
+    # ---- encoding ---------------------------------------------------------------
+    def encode(self, r: int, lo: int = 0, hi: int | None = None,
+               code: list | None = None) -> list[tuple]:
+        """Per instruction (kind, end of its run, channel, is send, message key);
+        for a collective the channel is its group. With `code`, only
+        instructions lo..hi-1 are encoded again (those after hi are as encoded)."""
+        seq, n = self.streams[r], len(self.streams)
+        hi = len(seq) if hi is None else hi
+        if code is None:
+            code = [None] * len(seq)
+        if hi < len(seq):  # continue the run that starts at hi
+            prev, end = code[hi][0], code[hi][1]
+            local = code[hi] if prev == LOCAL else None
+        else:
+            prev, end, local = -1, len(seq), None
+        for i in range(hi - 1, lo - 1, -1):
+            ins = seq[i]
+            row = _ROWS.get(ins.op)
+            if row is None:
+                raise self.fail(r, i, f"unknown op {ins.op!r}: no row in the instruction "
+                                "table")
+            kind, is_send, message, hop = row
+            if kind == MSG:
+                peer = ins.peer
+                if peer is None or not 0 <= peer < n or peer == r:
+                    raise self.fail(r, i, f"invalid peer {peer}")
+                if prev != MSG:
+                    end = i + 1
+                if is_send:
+                    code[i] = (MSG, end, (r, peer, ins.pipeline), True,
+                               (message, ins.stage, ins.mb, ins.pipeline))
+                else:
+                    code[i] = (MSG, end, (peer, r, ins.pipeline), False,
+                               (message, ins.stage - hop, ins.mb, ins.pipeline))
+                prev = MSG
+            elif kind == COLL:
+                group = tuple(ins.group or ())
+                if r not in group:
+                    raise self.fail(r, i, "ALLREDUCE group does not contain this rank")
+                code[i] = (COLL, i + 1, group, False, ins.stage)
+                prev = COLL
+            else:
+                if prev != LOCAL:
+                    local = (LOCAL, i + 1, None, False, None)  # shared by the whole run
+                code[i] = local
+                prev = LOCAL
+        return code
+
+    def fail(self, rank: int, index: int, reason: str, cls=VerifyError, **extra) -> VerifyError:
+        section, idx = self.locate(rank, index)
+        return cls(reason, rank=rank, index=idx, section=section,
+                   instr=self.streams[rank][index].label(), **extra)
+
+    # ---- running ------------------------------------------------------------------
+    def run(self) -> None:
+        """Run to the end; raise ReplayMismatch or ReplayDeadlock if the streams
+        are wrong."""
+        self.drain()
+        self.report_stuck()
+
+    def drain(self) -> None:
+        ready, queued, advance = self.ready, self.queued, self.advance
+        while ready:
+            r = ready.popleft()
+            queued[r] = False
+            advance(r)
+
+    def wake(self, r: int) -> None:
+        if not self.queued[r]:
+            self.queued[r] = True
+            self.ready.append(r)
+
+    def advance(self, r: int) -> None:
+        code, obs = self.code[r], self.obs
+        n, pc = len(code), self.pc[r]
+        while pc < n:
+            kind, end = code[pc][0], code[pc][1]
+            if kind == LOCAL:
+                obs.local(r, pc, end)
+                pc = end
+            elif kind == MSG:
+                self.pc[r] = pc
+                if self.batch_end[r] < 0:
+                    self.post(r, pc, end)
+                if self.open[r]:
+                    return
+                end = self.batch_end[r]
+                self.batch_end[r] = -1
+                obs.finished(r, pc, end)
+                pc = end
+            else:
+                self.pc[r] = pc
+                if not self.gather(r, pc):
+                    return
+                pc += 1
+        self.pc[r] = pc
+
+    def post(self, r: int, lo: int, hi: int) -> None:
+        self.obs.posted(r, lo, hi)
+        self.batch_end[r] = hi
+        code, sends, recvs, opened = self.code[r], self.sends, self.recvs, self.open
+        matched = self.obs.matched
+        for i in range(lo, hi):
+            chan, is_send = code[i][2], code[i][3]
+            theirs = (recvs if is_send else sends).get(chan)
+            if theirs:  # the other end is there: the oldest unmatched one meets this one
+                o_r, o_i = theirs.popleft()
+                if self.code[o_r][o_i][4] != code[i][4]:
+                    self.mismatch(*((r, i, o_r, o_i) if is_send else (o_r, o_i, r, i)))
+                if is_send:
+                    matched(r, i, o_r, o_i)
+                else:
+                    matched(o_r, o_i, r, i)
+                opened[o_r] -= 1
+                if not opened[o_r] and o_r != r:
+                    self.wake(o_r)
+            else:
+                mine = sends if is_send else recvs
+                queue = mine.get(chan)
+                if queue is None:
+                    queue = mine[chan] = deque()
+                queue.append((r, i))
+                opened[r] += 1
+
+    def mismatch(self, sr: int, si: int, rr: int, ri: int) -> None:
+        send, recv = self.streams[sr][si], self.streams[rr][ri]
+        section, idx = self.locate(rr, ri)
+        plain = (f"send/receive mismatch: rank {sr} instruction {si} ({send.label()}) meets "
+                 f"rank {rr} instruction {ri} ({recv.label()})")
+        raise self.fail(sr, si, f"send/receive mismatch: {send.label()} meets "
+                        f"{recv.label()} on rank {rr} ({section} {idx})", ReplayMismatch,
+                        plain=plain)
+
+    def gather(self, r: int, i: int) -> bool:
+        """Rank r stands at its collective i; True once the whole group is there
+        (every member then stands one past it)."""
+        _, _, group, _, stage = self.code[r][i]
+        members = self.gathering.setdefault(group, {})
+        members[r] = i
+        if len(members) < len(group):
+            return False
+        del self.gathering[group]
+        at = [(g, members[g]) for g in group]
+        for g, j in at:
+            other = self.code[g][j][4]
+            if other != stage:
+                raise self.fail(r, i, f"ALLREDUCE mismatch: rank {g} reduces stage {other} "
+                                f"while this rank reduces stage {stage}", ReplayMismatch,
+                                plain=f"ALLREDUCE mismatch: rank {g} instruction {j} "
+                                f"reduces stage {other}, rank {r} instruction {i} stage "
+                                f"{stage}")
+        self.obs.collective(at)
+        for g, j in at:
+            if g != r:
+                self.pc[g] = j + 1
+                self.wake(g)
+        return True
+
+    # ---- reporting ------------------------------------------------------------------
+    def stuck(self) -> list[int]:
+        return [r for r in range(len(self.streams)) if self.pc[r] < len(self.code[r])]
+
+    def report_stuck(self) -> None:
+        stuck = self.stuck()
+        if not stuck:
+            return
+        parts = []
+        for r in stuck:
+            section, idx = self.locate(r, self.pc[r])
+            parts.append(f"rank {r} at {section} {idx} ({self.streams[r][self.pc[r]].label()})")
+        raise self.fail(stuck[0], self.pc[stuck[0]], "deadlock: " + "; ".join(parts),
+                        ReplayDeadlock, blocked=[self.blocked(r) for r in stuck])
+
+    def blocked(self, r: int) -> Blocked:
+        pc = self.pc[r]
+        kind, _, chan, _, stage = self.code[r][pc]
+        if kind == COLL:
+            got = len(self.gathering.get(chan, {}))
+            why = f"all-reduce of stage {stage} has {got} of {len(chan)} ranks"
+            return Blocked(r, pc, self.streams[r][pc].label(), why)
+        for i in range(pc, self.batch_end[r]):  # the first message still unmatched
+            _, _, chan, is_send, _ = self.code[r][i]
+            if (r, i) in (self.sends if is_send else self.recvs).get(chan, ()):
+                ins = self.streams[r][i]
+                why = (f"no matching RECV on rank {ins.peer}" if is_send
+                       else f"no matching SEND from rank {ins.peer}")
+                return Blocked(r, i, ins.label(), why)
+        return Blocked(r, pc, self.streams[r][pc].label(), "blocked")  # pragma: no cover
