@@ -29,6 +29,7 @@ from schedc.program import COMM_OPS, SEND_OPS, Instr
 
 from . import faults
 from .data import Batches
+from .split_backward import WeightWork, backward_input, backward_weight
 from .stage import StageReplica
 from .transport import BatchError, Transport
 
@@ -50,7 +51,8 @@ class ExecutionError(RuntimeError):
 class Saved:
     x: torch.Tensor  # the input (a leaf that requires grad, except at stage 0)
     out: torch.Tensor  # output, or the loss at the last stage
-    grad: torch.Tensor | None = None  # output gradient, kept from I for W
+    grad: torch.Tensor | None = None  # output gradient, kept from I for W (stage 0)
+    work: WeightWork | None = None  # what I kept for W (split_backward)
 
 
 @dataclass
@@ -88,6 +90,8 @@ class Interpreter:
         self.grad_out: dict[Key, torch.Tensor] = {}
         self.saved: dict[Key, Saved] = {}
         self._fused_lookahead: Instr | None = None
+        self._fused_stash: Instr | None = None  # a STASH written by the STEP that follows
+        self._losses: list[tuple[int, torch.Tensor]] = []  # GPU losses, read once per step
         # Numerical faults (runtime/faults.py): per replica, non-finite values since its STEP.
         self.on_nan = on_nan
         self.m = max(1, step_microbatches)  # micro-batches per optimizer step
@@ -135,6 +139,7 @@ class Interpreter:
             index += 1
         if self._deferred:
             yield from self._settle(n - 1, stream[n - 1])
+        self._report_losses()
         if self.dp_sparse is not None:  # the end of a stream is a drain point
             self.dp_sparse.flush(self.replicas)
 
@@ -179,8 +184,10 @@ class Interpreter:
         version = deferred[0][0].version
         bad = None
         try:
+            self._report_losses()
             for step, _ in deferred:
-                found = self.poison[(step.pipeline or 0, step.stage)].first_bad()
+                found = self.poison[(step.pipeline or 0, step.stage)].first_bad(
+                    self._replica(step))
                 if found and bad is None:
                     bad = (step, *found)
             while (skip := self.transport.agree(version, bad is not None)) is None:
@@ -218,11 +225,11 @@ class Interpreter:
         """Run one instruction; False when the transport says "not yet"."""
         op = instr.op
         if op == "ALLREDUCE":
-            return self.transport.allreduce(instr, self._replica(instr).acc)
+            return self.transport.allreduce(instr, self._replica(instr).grad_sum())
         handler = getattr(self, f"_op_{op}", None)
         if handler is None:
             raise ValueError(f"unknown op {op!r}")
-        if op == "STEP":
+        if op in ("STEP", "STASH"):
             handler(instr, nxt)
         else:
             handler(instr)
@@ -262,13 +269,18 @@ class Interpreter:
             loss = out.detach()
             if faults.injected("nan-loss", mb):
                 loss = torch.full_like(loss, float("nan"))
-            if not faults.loss_is_finite(loss):
-                if self.on_nan == faults.STOP:
-                    raise faults.NumericalFault(faults.fault_message("loss", mb, s, p, self.m))
-                self.poison[(p, s)].losses.append(mb)
+            if loss.is_cuda:  # no host sync per micro-batch: checked and reported at STEP
+                self.poison[(p, s)].device_losses.append((mb, loss))
+                self._losses.append((mb, loss))
+            else:
+                if not faults.loss_is_finite(loss):
+                    if self.on_nan == faults.STOP:
+                        raise faults.NumericalFault(
+                            faults.fault_message("loss", mb, s, p, self.m))
+                    self.poison[(p, s)].losses.append(mb)
+                if self.on_loss is not None:
+                    self.on_loss(mb, loss)
             self.record.losses.append((mb, loss))
-            if self.on_loss is not None:
-                self.on_loss(mb, loss)
         elif (p, s + 1) in self.replicas:
             self.act_in[(p, s + 1, mb)] = out.detach()  # local hand-over
         else:
@@ -303,22 +315,26 @@ class Interpreter:
         self._hand_input_grad(key, saved.x)
 
     def _op_I(self, instr: Instr) -> None:
-        self._read(instr)
+        replica = self._read(instr)
         key = self._key(instr)
         saved = self.saved.get(key)
         if saved is None:
             raise RuntimeError("no forward state for this micro-batch")
-        saved.grad = self._output_grad(key)
+        grad = self._output_grad(key)
         if key[1] > 0:
-            # Input gradient only; the graph stays for W.
-            torch.autograd.backward(saved.out, saved.grad, inputs=[saved.x], retain_graph=True)
+            # Input gradient only, keeping the weight branches' gradients for W.
+            saved.work = backward_input(saved.out, grad, saved.x, replica.params)
             self._hand_input_grad(key, saved.x)
+        else:
+            saved.grad = grad  # stage 0 has no input gradient: W is the whole backward
 
     def _op_W(self, instr: Instr) -> None:
         replica = self._read(instr)
         saved = self._take(self.saved, self._key(instr), "forward state")
         replica.bind_grad(instr.mb)
-        if replica.params:
+        if saved.work is not None:
+            backward_weight(saved.work)  # no recomputation of I's chain
+        elif replica.params:
             torch.autograd.backward(saved.out, saved.grad, inputs=replica.params)
 
     # ---- communication --------------------------------------------------------------
@@ -333,16 +349,15 @@ class Interpreter:
         replica = self._replica(instr)
         if faults.injected("nan-grad", instr.stage, instr.mb) and instr.mb in replica.pending:
             replica.pending[instr.mb][:1] = float("nan")
-        sqnorm = replica.accumulate(instr.mb)
-        if sqnorm is not None:
-            self.poison[(instr.pipeline or 0, instr.stage)].norms.append((instr.mb, sqnorm))
+        replica.accumulate(instr.mb)  # one launch; NaN/Inf flagged on the device
 
     def _op_STEP(self, instr: Instr, nxt: Instr | None) -> None:
         if self.on_nan == faults.SKIP:
             self._deferred.append((instr, nxt))  # settled at the end of the body
             return
         poison = self.poison[(instr.pipeline or 0, instr.stage)]
-        found = poison.first_bad()
+        self._report_losses()
+        found = poison.first_bad(self._replica(instr))
         if found:
             raise faults.NumericalFault(
                 faults.fault_message(found[0], found[1], instr.stage, instr.pipeline or 0, self.m))
@@ -356,11 +371,15 @@ class Interpreter:
                 and nxt.pipeline == instr.pipeline and nxt.version == instr.version):
             alpha = float(nxt.alpha)  # fused: the LOOKAHEAD that follows is written here
             self._fused_lookahead = nxt
+        stash = None
+        fused, self._fused_stash = self._fused_stash, None
+        if fused is not None:
+            stash = fused.version  # the STASH just before: written by the same pass
         count = instr.count
         if self.dp_size > 1 and self.dp_sparse is None:
-            self.transport.dp_allreduce(replica.acc)
+            self.transport.dp_allreduce(replica.grad_sum())
             count *= self.dp_size
-        replica.step(instr.version, count, lookahead_alpha=alpha)
+        replica.step(instr.version, count, lookahead_alpha=alpha, stash=stash)
         if self.dp_sparse is not None:  # async-sparse DP: own gradients, drift EMA
             self.dp_sparse.after_step(replica)
 
@@ -373,8 +392,21 @@ class Interpreter:
         if self.dp_sparse is not None:  # else one replica: nothing to average with
             self.dp_sparse.sync(self._replica(instr), instr.version)
 
-    def _op_STASH(self, instr: Instr) -> None:
+    def _op_STASH(self, instr: Instr, nxt: Instr | None) -> None:
+        if (nxt is not None and nxt.op == "STEP" and nxt.stage == instr.stage
+                and nxt.pipeline == instr.pipeline and nxt.version == instr.version + 1
+                and self.on_nan == faults.STOP):
+            self._fused_stash = instr  # fused: the STEP that follows writes the stash
+            return
         self._replica(instr).stash_current(instr.version)
+
+    def _report_losses(self) -> None:
+        """Hand the GPU losses of the step to `on_loss`, with one host sync."""
+        if self._losses and self.on_loss is not None:
+            values = torch.stack([t.reshape(()) for _, t in self._losses]).tolist()
+            for (mb, _), v in zip(self._losses, values, strict=True):
+                self.on_loss(mb, torch.tensor(v))
+        self._losses.clear()
 
     def _op_SWAP(self, instr: Instr) -> None:
         self._replica(instr).point_at(instr.version, bool(instr.lookahead))
