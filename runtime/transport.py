@@ -13,7 +13,11 @@ per pipeline, as the verifier assumed. ALLREDUCEs run in program order.
 `wait`, `allreduce` and `agree` may answer "not yet" (None / False) -- only
 the in-process transport does, to let its cooperative driver switch ranks;
 the distributed transport blocks instead, under the watchdog's deadline
-(`runtime/watchdog.py`).
+(`runtime/watchdog.py`). On CUDA (NCCL) `wait` does not block the host at all:
+NCCL runs the batch on its own stream, and `Work.wait()` makes the compute
+stream wait for it with an event, so the host goes on enqueuing work and
+communication overlaps the compute queued before it; NCCL's own timeout
+(set at `init_process_group`) and the watchdog thread bound the wait.
 
 Shapes and dtypes are agreed once at start-up (`boundary_specs`), so a message
 carries only its data. Summation order of every reduction is fixed (sorted
@@ -190,6 +194,12 @@ class DistTransport:
             if work is None or id(work) in done:
                 continue
             what = describe(batch[i], self.peer_name(batch[i]))
+            if self.device.type == "cuda":
+                # NCCL: wait() only makes the compute stream wait for the comm stream
+                # (no host sync); the deadline is the watchdog's and NCCL's own.
+                work.wait()
+                done.add(id(work))
+                continue
             with self.watchdog.waiting(what):
                 try:
                     work.wait(timeout=timedelta(seconds=self.watchdog.remaining()))
