@@ -257,13 +257,13 @@ class Interpreter:
         replica = self._read(instr)
         p, s, mb = self._key(instr)
         if s == 0:
-            x = self.batches.get(mb).inputs.to(replica.current.device)  # [b, t] tokens
+            x = _to_device(self.batches.get(mb).inputs, replica.current.device)  # [b, t] tokens
         else:
             x = self._take(self.act_in, (p, s, mb), "input activation").requires_grad_(True)
         with replica.weights_by_reference():
             out = replica.module(x)
             if s == self.last:
-                targets = self.batches.get(mb).targets.to(out.device)
+                targets = _to_device(self.batches.get(mb).targets, out.device)
                 out = self.loss_fn(out, targets)
         if s == self.last:
             loss = out.detach()
@@ -420,3 +420,11 @@ class Interpreter:
             return store.pop(key)
         except KeyError:
             raise RuntimeError(f"no {what} for (pipeline, stage, mb) = {key}") from None
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host batch on the stage's device; to a GPU through pinned memory and without
+    a host sync (a pageable copy would wait for the device on every micro-batch)."""
+    if device.type != "cuda" or t.device == device:
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
