@@ -22,8 +22,8 @@ from schedc.program import Instr, Manifest, RankProgram
 from . import checkpoint
 from .config import RunConfig
 from .costs import cost_profile
-from .memory import peak_device_bytes
 from .interpreter import Interpreter
+from .memory import peak_device_bytes
 from .metrics import MetricsLog, Progress, write_trace
 from .programs import Segment, after, plan, segment_stream
 
