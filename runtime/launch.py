@@ -138,7 +138,8 @@ def build_dist(cfg: RunConfig) -> Session:
         control = _DistControl(writer, watchdog)
         groups, dp_group, pipelines = _groups(p, dp_index, rank)
     transport = DistTransport(rank, R, dp_index, cfg.dp, p.boundaries, device, groups, dp_group,
-                              pipelines=pipelines, control=control.group, watchdog=watchdog)
+                              pipelines=pipelines, control=control.group, watchdog=watchdog,
+                              posted_batches=cfg.posted_batches)
     timing = cfg.trace is not None or cfg.costs_out is not None
     period = p.manifest.period
     interp = Interpreter(rank, replicas, transport, batches, p.model.loss, p.manifest.num_stages,
