@@ -34,14 +34,14 @@ def cost_profile(manifest: Manifest, events: dict[int, list[tuple]], boundaries:
         "format": "schedc-costs",
         "version": 1,
         "unit": "s",
-        "source": "schedc.runtime measured run",
+        # Free-form provenance (the simulator ignores it): the run, and its measured
+        # peak device memory against the compiler's predicted peaks (runtime/memory.py).
+        "source": {"run": "schedc.runtime measured run",
+                   "memory": memory_report(manifest, peaks or {}, stage_numels)},
         "stages": stages,
         "activation_bytes": sizes,  # output of stage s (0 at the last)
         "grad_bytes": [0] + sizes[:-1],  # input gradient stage s sends back (0 at stage 0)
         "weight_bytes_per_stage": [4 * n for n in stage_numels],
-        # Not read by the simulator: measured peak device memory against the
-        # compiler's predicted peaks (runtime/memory.py).
-        "memory": memory_report(manifest, peaks or {}, stage_numels),
     }
 
 

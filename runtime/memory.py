@@ -5,7 +5,7 @@ activations are alive (`peak_activations`) and of weight copies held
 (`weight_copies`: current, stashes, look-ahead) -- the manifest's analysis.
 A GPU run measures the peak bytes the caching allocator handed out
 (`torch.cuda.max_memory_allocated`). Both go into the cost profile
-(`--costs-out`, field `memory`) and the measured peak into every `--metrics`
+(`--costs-out`, field `source.memory`) and the measured peak into every `--metrics`
 line (`peak_mem_bytes`, CUDA only). On CPU there is no device allocator to ask:
 the measured peak is `null`, the predicted figures are still written.
 """

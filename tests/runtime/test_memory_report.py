@@ -8,12 +8,14 @@ import json
 from runtime_testing import compile_preset, run_inprocess
 from schedc.runtime.memory import peak_device_bytes
 
+from schedc.simulate.costs import load_costs
+
 
 def test_costs_out_carries_predicted_and_measured_memory(tmp_path):
     d = compile_preset(tmp_path / "p", "pipedream-2bw", 2, 4)
     costs = tmp_path / "costs.json"
     run_inprocess(d, "--steps", "2", "--costs-out", str(costs))
-    memory = json.loads(costs.read_text())["memory"]
+    memory = json.loads(costs.read_text())["source"]["memory"]
     ranks = json.loads((d / "manifest.json").read_text())["analysis"]["ranks"]
     assert [m["rank"] for m in memory] == [0, 1]
     for m, fig in zip(memory, ranks, strict=True):
@@ -21,6 +23,7 @@ def test_costs_out_carries_predicted_and_measured_memory(tmp_path):
         assert m["predicted_weight_copies"] == fig["weight_copies"]
         assert m["predicted_weight_bytes"] > 0
         assert m["measured_peak_bytes"] is None  # CPU
+    load_costs(costs)  # and the simulator still reads the profile
 
 
 def test_no_device_peak_on_cpu():
