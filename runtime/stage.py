@@ -79,7 +79,7 @@ class StageReplica:
         self.lookahead: torch.Tensor | None = None
         self.lookahead_version: int | None = None
         self.active: str | int = CURRENT  # CURRENT, LOOKAHEAD, or a stash version
-        self.acc = torch.zeros_like(self.current)
+        self._acc = torch.zeros_like(self.current)  # read it as `acc` / `grad_sum()`
         k = len(params) - len(muon)
         self.optimizer = FlatOptimizer(
             optim, self.current, n_adamw=sum(p.numel() for p in params[:k]),
@@ -230,18 +230,24 @@ class StageReplica:
             grown = torch.zeros(2 * slot, dtype=torch.int32, device=self.nonfinite.device)
             grown[:slot].copy_(self.nonfinite)
             self.nonfinite = grown
-        weights.accumulate(self.acc, buf, zero_source=True, overwrite=self.acc_stale,
+        weights.accumulate(self._acc, buf, zero_source=True, overwrite=self.acc_stale,
                            flag=(self.nonfinite, slot, self.version + 1))
         self.acc_stale = False
         self.acc_mbs.append(mb)
         self._grad_pool.append(buf)
 
     def grad_sum(self) -> torch.Tensor:
-        """The accumulator as a value (ALLREDUCE, checks): zeros if no ACC since a STEP."""
+        """The accumulator as a value (ALLREDUCE, STEP, anyone writing it directly):
+        zeroed first if it still holds the last step's sum (no ACC since a STEP)."""
         if self.acc_stale:
-            self.acc.zero_()
+            self._acc.zero_()
             self.acc_stale = False
-        return self.acc
+        return self._acc
+
+    @property
+    def acc(self) -> torch.Tensor:
+        """The flat fp32 gradient accumulator (`grad_sum()`: never the stale sum)."""
+        return self.grad_sum()
 
     def nonfinite_mbs(self) -> list[int]:
         """Micro-batches accumulated since the last STEP whose gradient held a NaN or
