@@ -205,7 +205,7 @@ def _truncate_metrics(path: Path, ckpt: Path, m: int) -> None:
     _, meta = find(ckpt)
     keep = meta["mb_base"] // m
     if path.exists():
-        lines = [x for x in path.read_text().splitlines() if json.loads(x)["step"] < keep]
+        lines = [x for x in path.read_text().splitlines() if json.loads(x)["step"] <= keep]
         path.write_text("".join(x + "\n" for x in lines))
 
 

@@ -24,6 +24,9 @@ the buffer's length) and a masked tail block; each launch is marked
   average (``x[S] = avg[S] + lateness * drift[S]``), over blocks of the buffer.
 """
 
+if __name__ != "schedc.kernels":  # the folder is on sys.path when python starts in the repository
+    raise ImportError("this folder installs as schedc.kernels: import schedc.kernels, not kernels")
+
 from . import budget
 from ._dispatch import triton_available, use_triton
 from .accumulate import accumulate, accumulate_ref

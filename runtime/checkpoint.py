@@ -86,7 +86,8 @@ def save_rank(root: Path, steps_done: int, global_rank: int,
     torch.save(state, buf)
     blob = buf.getvalue()
     name = f"rank{global_rank}.pt"
-    if injected("die-in-save", steps_done):  # a crash half-way through the write
+    if injected("die-in-save", steps_done) or injected("die-in-save", steps_done, global_rank):
+        # a crash half-way through the write (every rank, or rank G of die-in-save@STEPS:G)
         with open(d / name, "wb") as f:
             f.write(blob[: len(blob) // 2])
         os._exit(137)
@@ -144,29 +145,42 @@ def _candidates(root: Path) -> list[Path]:
                   key=lambda d: d.name, reverse=True)
 
 
-def find(path: Path, warn=None) -> tuple[Path, dict]:
-    """The newest valid checkpoint at `path` (a root of step dirs, or one step dir).
-
-    Invalid newer ones are skipped with a message (`warn`, default stderr).
-    """
-    warn = warn or (lambda text: print(f"schedc: warning: {text}", file=sys.stderr))
-    if (path / "meta.json").exists() or path.name.startswith(STEP_PREFIX):
-        try:
-            return path, validate(path)
-        except UserError as exc:
-            raise UserError(f"--resume {path}: refused: {exc}") from None
+def newest_valid(root: Path) -> tuple[Path | None, dict | None, list[str]]:
+    """(step dir, meta) of the newest valid checkpoint under `root` (None, None
+    when there is none), and why each newer step directory was refused."""
     refused = []
-    for d in _candidates(path):
+    for d in _candidates(root):
         try:
-            meta = validate(d)
+            return d, validate(d), refused
         except UserError as exc:
             refused.append(str(exc))
-            continue
-        for reason in refused:
-            warn(f"checkpoint refused: {reason}; resuming from {d.name}")
-        return d, meta
-    detail = ("; ".join(refused)) if refused else "no checkpoint in it"
-    raise UserError(f"--resume {path}: no valid checkpoint ({detail})")
+    return None, None, refused
+
+
+def resolve(path: Path) -> tuple[Path, dict, list[str]]:
+    """(step dir, meta, why each newer step dir was refused) of the newest valid
+    checkpoint at `path` (a root of step dirs, or one step dir: that one or an
+    error, no silent fallback); UserError when there is none."""
+    if (path / "meta.json").exists() or path.name.startswith(STEP_PREFIX):
+        try:
+            return path, validate(path), []
+        except UserError as exc:
+            raise UserError(f"--resume {path}: refused: {exc}") from None
+    d, meta, refused = newest_valid(path)
+    if d is None:
+        detail = ("; ".join(refused)) if refused else "no checkpoint in it"
+        raise UserError(f"--resume {path}: no valid checkpoint ({detail})")
+    return d, meta, refused
+
+
+def find(path: Path, warn=None) -> tuple[Path, dict]:
+    """The newest valid checkpoint at `path` (see `resolve`); each newer invalid
+    one is named through `warn` (default stderr)."""
+    warn = warn or (lambda text: print(f"schedc: warning: {text}", file=sys.stderr))
+    d, meta, refused = resolve(path)
+    for reason in refused:
+        warn(f"checkpoint refused: {reason}; resuming from {d.name}")
+    return d, meta
 
 
 def load_rank(step_path: Path, global_rank: int,
@@ -181,11 +195,3 @@ def load_rank(step_path: Path, global_rank: int,
     except KeyError as exc:
         raise UserError(f"{path}: holds no stage replica {exc} (saved by other programs)") \
             from None
-
-
-def check_meta(meta: dict, expected: dict) -> None:
-    for key, value in expected.items():
-        if meta.get(key) != value:
-            raise UserError(
-                f"--resume: checkpoint has {key} = {meta.get(key)!r}, this run {value!r}"
-            )

@@ -8,7 +8,7 @@ torch-free.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 
@@ -115,11 +115,30 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
              "every batch waited for whole)")
 
 
+# Caps every run's --steps when set: smoke-testing documented commands as
+# written (the docs test sets it; `SCHEDC_MAX_STEPS=5 make demo`).
+MAX_STEPS_ENV = "SCHEDC_MAX_STEPS"
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     names = {f.name for f in fields(RunConfig)}
     cfg = RunConfig(**{k: v for k, v in vars(args).items() if k in names})
     _check(cfg)
-    return cfg
+    return _capped(cfg)
+
+
+def _capped(cfg: RunConfig) -> RunConfig:
+    import os
+
+    from schedc.errors import UserError
+
+    cap = os.environ.get(MAX_STEPS_ENV, "").strip()
+    if not cap:
+        return cfg
+    if not cap.isdigit() or int(cap) < 1:
+        raise UserError(f"{MAX_STEPS_ENV}={cap}: must be a positive integer")
+    return replace(cfg, steps=min(cfg.steps, int(cap)),
+                   save_every=min(cfg.save_every, int(cap)))
 
 
 def _check(cfg: RunConfig) -> None:

@@ -109,6 +109,7 @@ class DpStats:
     dropped: int = 0
     lateness: list[int] = field(default_factory=list)  # of every applied average
     wait_s: float = 0.0  # time spent blocked on averages during the steps
+    waits: int = 0  # times a step blocked on an average not yet arrived
 
 
 @dataclass
@@ -249,6 +250,7 @@ class SparseDP:
         return out
 
     def _wait(self, ex: _Exchange) -> None:
+        self.stats.waits += not ex.work.is_completed()
         t0 = time.perf_counter()
         ex.work.wait()
         self.stats.wait_s += time.perf_counter() - t0

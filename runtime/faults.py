@@ -69,7 +69,7 @@ class Poison:
 
 def fault_message(kind: str, mb: int, stage: int, pipeline: int, m: int) -> str:
     where = f"stage {stage}" + (f" (pipeline {pipeline})" if pipeline else "")
-    return (f"non-finite {kind} (NaN or Inf) at step {mb // m}, {where}, micro-batch {mb}; "
+    return (f"non-finite {kind} (NaN or Inf) at step {mb // m + 1}, {where}, micro-batch {mb}; "
             "--on-nan skip would skip such steps")
 
 
@@ -108,10 +108,14 @@ def skip_step(replica, version: int) -> None:
 # ---- fault injection (tests, docs/reliability.md) ------------------------------------
 # SCHEDC_INJECT="nan-grad@S:MB,nan-loss@MB,die-in-save@STEPS": make stage S's weight
 # gradient of micro-batch MB NaN, the loss of MB NaN, or end the process (exit 137,
-# as SIGKILL would) half-way through writing the checkpoint after STEPS steps.
+# as SIGKILL would) half-way through writing the checkpoint after STEPS steps (every
+# rank; `die-in-save@STEPS:G` global rank G only). A suffix #A limits a fault to
+# torchrun's restart attempt A (TORCHELASTIC_RESTART_COUNT; 0 outside torchrun):
+# `die-in-save@10#0` dies once, and the restarted job goes on.
 def injected(kind: str, *where: int) -> bool:
     spec = os.environ.get("SCHEDC_INJECT")
     if not spec:
         return False
     want = f"{kind}@" + ":".join(str(w) for w in where)
-    return want in (part.strip() for part in spec.split(","))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return any(part.strip() in (want, f"{want}#{attempt}") for part in spec.split(","))

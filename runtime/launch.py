@@ -29,12 +29,14 @@ from schedc.files import programs_hash
 from .build import build_replicas
 from .config import RunConfig, add_run_arguments, config_from_args
 from .dp_sparse import SparseDP
-from .interpreter import ExecutionError, Interpreter
+from .exits import PREFIX, classify, record
+from .interpreter import Interpreter
 from .preflight import preflight
+from .restarts import attempt_store
 from .session import Session, train
 from .setup import Prepared, make_batches, pick_device, prepare
 from .transport import DistTransport
-from .watchdog import EXIT_FAULT, EXIT_HANG, Watchdog
+from .watchdog import EXIT_FAULT, Watchdog
 
 
 class _DistControl:
@@ -99,6 +101,18 @@ def _agree(p: Prepared, device: torch.device) -> None:
         raise UserError("ranks disagree on programs, model or options: launch them alike")
 
 
+def _world_size_message(cfg: RunConfig, ranks: int, world: int) -> str:
+    need = ranks * cfg.dp
+    text = (f"{cfg.programs}/manifest.json: field 'world_size': the programs need {ranks} "
+            f"ranks x --dp {cfg.dp} = {need} processes, torchrun started {world}")
+    if "RANK" not in os.environ:
+        return (text + " (this module runs under torchrun, one process per rank: use "
+                f"`schedc run {cfg.programs}`, which starts torchrun, or add --local)")
+    if world > need and world % ranks == 0:
+        return text + f" (for {world // ranks} pipeline replicas, pass --dp {world // ranks})"
+    return text + f" (start {need}: torchrun --nproc-per-node {need})"
+
+
 def init_world(device: torch.device, timeout: float = 600.0) -> None:
     """Join the torchrun world (once per process; later runs reuse it).
 
@@ -109,6 +123,10 @@ def init_world(device: torch.device, timeout: float = 600.0) -> None:
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
     kwargs = {"device_id": device} if device.type == "cuda" else {}
+    store = attempt_store(max(60.0, timeout))  # a torchrun restart: this attempt's keys
+    if store is not None:
+        kwargs.update(store=store, rank=int(os.environ["RANK"]),
+                      world_size=int(os.environ["WORLD_SIZE"]))
     dist.init_process_group(backend, timeout=timedelta(seconds=max(60.0, timeout)), **kwargs)
 
 
@@ -120,9 +138,7 @@ def build_dist(cfg: RunConfig) -> Session:
     grank = int(os.environ.get("RANK", "0"))
     R = p.manifest.world_size
     if world != R * cfg.dp:
-        raise UserError(f"{cfg.programs}/manifest.json: field 'world_size': the programs need "
-                        f"{R} ranks x --dp {cfg.dp} = {R * cfg.dp} processes, torchrun "
-                        f"started {world}")
+        raise UserError(_world_size_message(cfg, R, world))
     preflight(p)
     device = pick_device(cfg, int(os.environ.get("LOCAL_RANK", "0")))
     dp_index, rank = divmod(grank, R)
@@ -162,7 +178,7 @@ def _watchdog(cfg: RunConfig, grank: int) -> Watchdog:
     """One per process (several runs per launch share it; the latest timeout holds)."""
     global _WATCHDOG
     if _WATCHDOG is None:
-        _WATCHDOG = Watchdog(cfg.timeout, f"[rank {grank}]").start()
+        _WATCHDOG = Watchdog(cfg.timeout, f"[rank {grank}]", rank=grank).start()
     _WATCHDOG.timeout = cfg.timeout
     return _WATCHDOG
 
@@ -171,28 +187,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m schedc.runtime.launch",
                                      description="Run program files, one process per rank.")
     add_run_arguments(parser)
-    label = f"[rank {os.environ.get('RANK', '0')}]"
+    grank = int(os.environ.get("RANK", "0"))
     try:
         cfg = config_from_args(parser.parse_args(argv))
         session = build_dist(cfg)
         train(session)
-    except UserError as exc:
-        return _fail(f"{label} {exc.render()}", exc.exit_code)
-    except ExecutionError as exc:
-        code = EXIT_HANG if exc.reason.startswith("timeout:") else EXIT_FAULT
-        return _fail(f"{label} schedc: error: {exc}", code)
     except Exception as exc:  # noqa: BLE001 - one line per rank, not a traceback per rank
-        traceback.print_exc()
-        return _fail(f"{label} schedc: error: {type(exc).__name__}: {exc}", EXIT_FAULT)
+        known = classify(exc)
+        if known is None:  # a bug: its traceback helps (schedc run keeps it in its log)
+            traceback.print_exc()
+            known = (f"{PREFIX}{type(exc).__name__}: {exc}", EXIT_FAULT)
+        return _fail(grank, *known)
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0
 
 
-def _fail(message: str, code: int) -> int:
+def _fail(grank: int, message: str, code: int) -> int:
     """Report and leave at once: peers may be dead or blocked, so tearing the
     process group down (which waits for them) could hang."""
-    print(message, file=sys.stderr, flush=True)
+    print(f"[rank {grank}] {message}", file=sys.stderr, flush=True)
+    record(grank, message, code)
     sys.stdout.flush()
     os._exit(code)
 

@@ -1,8 +1,10 @@
 """Metrics (JSON lines), the progress line, and the Chrome trace of a run.
 
 Losses come from the last stage of every pipeline (and every data-parallel
-replica); the loss of optimizer step k is the mean over the micro-batches k*m
-.. (k+1)*m - 1 of every replica, summed in (mb, replica) order. A line is
+replica); the loss of optimizer step k (numbered from 1, like the weight
+version it produces: step k makes version k) is the mean over the
+micro-batches (k-1)*m .. k*m - 1 of every replica, summed in (mb, replica)
+order. A line is
 written as soon as all of a step's losses are known to the writing process;
 the rest arrive when losses are gathered at the next drain point.
 """
@@ -43,7 +45,7 @@ class MetricsLog:
                 total += parts[key]
             now = time.perf_counter()
             line = {
-                "step": self.next_step,
+                "step": self.next_step + 1,
                 "loss": total / len(parts),
                 "tokens": self.tokens_per_step,
                 "time_s": round(now - self._t0, 6),
@@ -80,7 +82,7 @@ class Progress:
     def update(self, step: int, loss: float) -> None:
         if not self.enabled:
             return
-        self._steps = max(self._steps, step + 1)
+        self._steps = max(self._steps, step)
         now = time.perf_counter()
         if not self.tty and now - self._shown < 5 and self._steps < self.total:
             return

@@ -16,16 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from schedc.errors import UserError
 from schedc.files import programs_hash
 from schedc.program import Instr, Manifest, RankProgram
 
-from . import checkpoint
+from . import autoresume, checkpoint, restarts
 from .config import RunConfig
 from .costs import cost_profile
-from .interpreter import Interpreter
+from .interpreter import ExecutionError, Interpreter
 from .memory import peak_device_bytes
 from .metrics import MetricsLog, Progress, write_trace
 from .programs import Segment, after, plan, segment_stream
+from .watchdog import EXIT_FAULT, EXIT_HANG
 
 
 class Control(Protocol):
@@ -60,10 +62,18 @@ def _tokens_per_step(s: Session) -> int:
 
 def train(s: Session) -> list[dict]:
     """Run every segment; returns the metrics lines (on the writer; [] elsewhere)."""
-    start = _resume(s) if s.cfg.resume else None
+    try:
+        start = _resume(s)
+    except BaseException as exc:
+        _record_failure(s, None, exc)
+        raise
+    if start is _DONE:
+        return []
     m = s.manifest.period.microbatches
     tokens = _tokens_per_step(s)
     first_step = 0 if start is None else start.mb_base // m
+    if start is not None and s.control.is_writer and s.cfg.metrics is not None:
+        autoresume.trim_metrics(Path(s.cfg.metrics), first_step)
     log = MetricsLog(s.cfg.metrics if s.control.is_writer else None, m, s.cfg.dp, tokens,
                      first_step=first_step, append=start is not None)
     segs = plan(s.programs, s.manifest, s.cfg.steps, s.cfg.save_every, start)
@@ -75,11 +85,15 @@ def train(s: Session) -> list[dict]:
     t0 = time.perf_counter()
     for seg in segs:
         streams = {r: segment_stream(s.programs[r], s.manifest, seg) for r in s.interps}
-        s.run_streams(streams)
-        _drain(s)
-        _gather_losses(s, log)
-        if s.cfg.save_every and save_root is not None:
-            _save(s, Path(save_root), after(s.programs, s.manifest, seg))
+        try:
+            s.run_streams(streams)
+            _drain(s)
+            _gather_losses(s, log)
+            if s.cfg.save_every and save_root is not None:
+                _save(s, Path(save_root), after(s.programs, s.manifest, seg))
+        except BaseException as exc:
+            _record_failure(s, seg, exc)
+            raise
     elapsed = time.perf_counter() - t0
     progress.close()
     log.close()
@@ -128,12 +142,44 @@ def _save(s: Session, root: Path, where: Segment) -> None:
     s.control.barrier()
 
 
-def _resume(s: Session) -> Segment:
-    path, meta = checkpoint.find(Path(s.cfg.resume))
-    checkpoint.check_meta(meta, {**s.meta, "programs_hash": programs_hash(s.manifest)})
+_DONE = Segment(-1, 0)  # resumed at the requested steps: nothing to run
+
+
+def _resume(s: Session) -> Segment | None:
+    """Where the run starts: a checkpoint (runtime/autoresume.py), or None."""
+    say = autoresume.say if s.control.is_rank0 else (lambda _: None)
+    found = autoresume.locate(s.cfg, say)
+    if found is None:
+        return None
+    expected = {**s.meta, "programs_hash": programs_hash(s.manifest)}
+    s.cfg = autoresume.reconcile(found, s.cfg, expected)
+    s.meta = {**s.meta, "save_every": s.cfg.save_every}
+    done = autoresume.check_steps(found, s.cfg.steps)
+    say(autoresume.nothing_left_line(found) if done else autoresume.announce(found, s.cfg.steps))
     for r, interp in s.interps.items():
-        checkpoint.load_rank(path, s.global_rank(r), interp.replicas)
-    return Segment(meta["steps_done"], 0, meta["mb_base"], meta["version_base"])
+        checkpoint.load_rank(found.path, s.global_rank(r), interp.replicas)
+    meta = found.meta
+    return _DONE if done else Segment(meta["steps_done"], 0, meta["mb_base"],
+                                      meta["version_base"])
+
+
+def _record_failure(s: Session, seg: Segment | None, exc: BaseException) -> None:
+    """Under torchrun: which step this rank died at (None: before training),
+    and why (for `schedc run --max-restarts`'s last line)."""
+    m = s.manifest.period.microbatches
+    step = None if seg is None else seg.mb_base // m
+    instr = getattr(exc, "instr", None)
+    if instr is not None and instr.mb is not None:
+        step = instr.mb // m
+    if isinstance(exc, UserError):
+        code = exc.exit_code
+    elif isinstance(exc, ExecutionError) and exc.reason.startswith("timeout:"):
+        code = EXIT_HANG
+    else:
+        code = EXIT_FAULT
+    for r in s.interps:
+        restarts.record_failure(s.cfg.save_dir or s.cfg.resume, s.global_rank(r), step, code,
+                                  str(exc) or type(exc).__name__)
 
 
 def _finish(s: Session, elapsed: float) -> None:

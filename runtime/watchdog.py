@@ -44,9 +44,11 @@ class WaitTimeout(RuntimeError):
 class Watchdog:
     """Times the current wait of one process; ends the process when it overruns."""
 
-    def __init__(self, timeout: float, label: str, grace: float | None = None) -> None:
+    def __init__(self, timeout: float, label: str, grace: float | None = None,
+                 rank: int | None = None) -> None:
         self.timeout = timeout
         self.label = label  # e.g. "[rank 3]"
+        self.rank = rank  # global rank, for the failure record (runtime/exits.py)
         self.grace = max(2.0, 0.2 * timeout) if grace is None else grace
         self._what: str | None = None
         self._since = 0.0
@@ -89,9 +91,14 @@ class Watchdog:
                 what, since = self._what, self._since
             if what is not None and time.monotonic() - since > self.timeout + self.grace:
                 self.expired = True
-                print(f"{self.label} schedc: error: {what}: no progress for "
-                      f"{time.monotonic() - since:.0f} s (--timeout {self.timeout:g}); "
-                      "stopping this rank", file=sys.stderr, flush=True)
+                message = (f"schedc: error: {what}: no progress for "
+                           f"{time.monotonic() - since:.0f} s (--timeout {self.timeout:g}); "
+                           "stopping this rank")
+                print(f"{self.label} {message}", file=sys.stderr, flush=True)
+                if self.rank is not None:
+                    from .exits import record
+
+                    record(self.rank, message, EXIT_HANG)
                 os._exit(EXIT_HANG)
 
 

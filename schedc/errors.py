@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 
+def suggest(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    """"; did you mean 'x'?" when a choice is close to `word`, else "" (every
+    "did you mean" of the DSL and the command line)."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 class UserError(Exception):
     """An error caused by the user's input; `render()` is what they see."""
 

@@ -17,7 +17,9 @@ hand-edited directory is one clear message, never a traceback:
 Every problem is a ProgramFileError naming the file and the field, e.g.
 `out/rank1.json: body[4] (F): field 'stage' must be an integer, got "2"`.
 `check_hashes=False` (`schedc check`, after a hand edit) skips the integrity
-checks only; the verifier then re-proves the edited programs.
+checks only; the verifier then re-proves the edited programs, and
+`rehash_programs` (`schedc check --rehash`) records their new hashes so that
+every other command accepts the set again.
 """
 
 from __future__ import annotations
@@ -82,11 +84,20 @@ def programs_hash(manifest: Manifest) -> str:
     return _sha(json.dumps(data, sort_keys=True).encode())
 
 
+def file_mode() -> int:
+    """The mode every file schedc writes gets (program files and checkpoints
+    alike): what `open()` would give, 0o666 less the user's umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write(path: Path, blob: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
+        os.chmod(tmp, file_mode())  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -101,6 +112,7 @@ def write_programs(directory: str | os.PathLike, manifest: Manifest,
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ProgramFileError(str(out), f"cannot create directory: {exc.strerror}") from None
+    _remove_stale_ranks(out, len(programs))
     files = {}
     for prog in programs:
         blob = _dumps_program(prog.to_dict())
@@ -112,6 +124,36 @@ def write_programs(directory: str | os.PathLike, manifest: Manifest,
     data["programs_hash"] = programs_hash(Manifest.from_dict(data))
     _atomic_write(out / MANIFEST, _dumps(data))
     return out
+
+
+def _remove_stale_ranks(out: Path, ranks: int) -> None:
+    """Rank files of an earlier, larger compile into the same directory go."""
+    for path in out.glob("rank*.json"):
+        suffix = path.stem[4:]
+        if suffix.isdigit() and int(suffix) >= ranks:
+            try:
+                path.unlink()
+            except OSError as exc:
+                raise ProgramFileError(str(path), f"cannot remove a stale rank file: "
+                                       f"{exc.strerror}") from None
+
+
+def rehash_programs(directory: str | os.PathLike) -> Manifest:
+    """Record the current hashes of a (hand-edited) program directory in its
+    manifest: `files`, `spec_hash` and `programs_hash`. Callers verify first
+    (`schedc check --rehash`); the rank files are kept byte for byte."""
+    from schedc.spec import Spec
+
+    root = Path(directory)
+    manifest, _ = load_programs(root, check_hashes=False)
+    data, _ = _read_json(root / MANIFEST)
+    data["files"] = {f"rank{r}.json": _sha(_read_json(root / f"rank{r}.json")[1])
+                     for r in range(manifest.world_size)}
+    data["spec_hash"] = Spec.from_dict(data["spec"]).hash()
+    data.pop("programs_hash", None)
+    data["programs_hash"] = programs_hash(Manifest.from_dict(data))
+    _atomic_write(root / MANIFEST, _dumps(data))
+    return load_programs(root)[0]
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -151,8 +193,9 @@ def load_programs(directory: str | os.PathLike, check_hashes: bool = True
         pdata, blob = _read_json(root / name)
         if check_hashes and manifest.files.get(name) != _sha(blob):
             raise ProgramFileError(str(root / name), "field 'files' of manifest.json: hash "
-                                   "mismatch (the file changed after compile; run schedc "
-                                   "check to re-verify it)")
+                                   "mismatch (the file changed after compile; "
+                                   f"`schedc check --rehash {root}` re-verifies the set "
+                                   "and records its hashes)")
         programs.append(_program_from(root / name, pdata, r, manifest))
     return manifest, programs
 
@@ -218,7 +261,9 @@ def _manifest_from(path: Path, data: Any, check_hashes: bool = True) -> Manifest
     if check_hashes and "programs_hash" in data and data["programs_hash"] != \
             programs_hash(manifest):
         raise ProgramFileError(str(path), "field 'programs_hash' does not match the manifest "
-                               "and its file hashes (edited after compile; run schedc check)")
+                               "and its file hashes (edited after compile; `schedc check "
+                               f"--rehash {path.parent}` re-verifies the set and records "
+                               "its hashes)")
     return manifest
 
 
@@ -269,7 +314,8 @@ def _check_spec(path: Path, data: dict, check_hashes: bool) -> None:
                                    f"spec says {_short(value)}")
     if check_hashes and data["spec_hash"] != spec.hash():
         raise ProgramFileError(str(path), "field 'spec_hash' does not match field 'spec' "
-                               "(edited after compile)")
+                               f"(edited after compile; `schedc check --rehash {path.parent}` "
+                               "re-verifies the set and records its hashes)")
 
 
 # ---- rank files -------------------------------------------------------------------

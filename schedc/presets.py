@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from schedc.errors import suggest
 from schedc.spec import Spec, SpecError
 
 
@@ -68,7 +69,8 @@ DEFAULT_MICROBATCHES = {"pipedream": 1}
 def preset_spec(name: str, **overrides: Any) -> Spec:
     """The preset `name` with `overrides` applied (stages, microbatches, ...)."""
     if name not in PRESETS:
-        raise SpecError("preset", f"unknown preset {name!r}; one of {', '.join(PRESETS)}")
+        raise SpecError("preset", f"unknown preset {name!r} (one of {', '.join(PRESETS)})"
+                                  f"{suggest(name, list(PRESETS))}")
     stages = overrides.get("stages", 4)
     microbatches = overrides.get("microbatches", DEFAULT_MICROBATCHES.get(name, 8))
     fields = {"name": name, "stages": stages, "microbatches": microbatches, "preset": name}

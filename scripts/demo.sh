@@ -5,6 +5,10 @@
 set -euo pipefail
 OUT=${OUT:-demo-out}
 STEPS=${STEPS:-200}
+# SCHEDC_MAX_STEPS, when set, caps every run's --steps (docs/runtime.md)
+if [ -n "${SCHEDC_MAX_STEPS:-}" ] && [ "$STEPS" -gt "$SCHEDC_MAX_STEPS" ]; then
+  STEPS=$SCHEDC_MAX_STEPS
+fi
 SCHED=${SCHED:-examples/demo2.sched}
 rm -rf "$OUT" && mkdir -p "$OUT"
 
@@ -40,4 +44,4 @@ echo "  schedule.csv              the same schedule in PyTorch's compute-only CS
 echo "  timeline-simulated.svg/.html, graph.svg   the simulated run and its dependency graph"
 echo "  metrics.jsonl, trace-real.json (open in ui.perfetto.dev), costs.json"
 echo "  timeline-measured.svg     the schedule predicted from the real run's costs"
-echo "  timeline-real.svg/.html   the real run, drawn from trace-real.json (steps 1..4)"
+echo "  timeline-real.svg/.html   the real run, drawn from trace-real.json (optimizer steps 2..5)"

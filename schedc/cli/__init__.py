@@ -44,3 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a file the user named cannot be read or written
+        if exc.filename is None:
+            raise
+        print(f"schedc: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return UserError.exit_code

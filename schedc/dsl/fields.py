@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schedc.dsl.lexer import EOF, FLOAT, INT, NAME, NEWLINE, PUNCT, Cursor, Token, describe
+from schedc.errors import suggest
 from schedc.spec import DP_MODES, ORDERS
 
 __all__ = ["FIELDS", "MAX_RANKS", "Statement", "normalize", "suggest"]
@@ -235,10 +236,3 @@ HINTS = {
     "pipelines": "each entry of 'directions' is one pipeline",
 }
 
-
-def suggest(word: str, choices: tuple[str, ...] | list[str]) -> str:
-    """"; did you mean 'x'?" when a choice is close to `word`, else ""."""
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""

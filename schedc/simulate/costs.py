@@ -59,6 +59,7 @@ class CostModel:
     weight_bytes: tuple[float, ...] | None = None
     latency: float = 0.0
     bandwidth: float = math.inf  # bytes per time unit
+    origin: str = field(default="costs", compare=False)  # its file, for later errors
 
     def op_time(self, op: str, stage: int) -> float:
         if self.stage_times:
@@ -88,8 +89,9 @@ class CostModel:
     def weight_bytes_of(self, stage: int) -> float | None:
         return None if self.weight_bytes is None else _at(self.weight_bytes, stage)
 
-    def check_stages(self, num_stages: int, where: str = "costs") -> None:
+    def check_stages(self, num_stages: int, where: str | None = None) -> None:
         """Per-stage lists must cover the program's stages (or be one value)."""
+        where = where or self.origin
         lists = {"stages": self.stage_times, "activation_bytes": self.activation_bytes,
                  "grad_bytes": self.grad_bytes, "weight_bytes_per_stage": self.weight_bytes,
                  "stored_activation_bytes": self.stored_activation_bytes}
@@ -114,6 +116,10 @@ def load_costs(path: str | Path) -> CostModel:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise CostsError(where, "no such file") from None
+    except OSError as exc:
+        raise CostsError(where, f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CostsError(where, "not JSON: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise CostsError(f"{where}:{exc.lineno}:{exc.colno}", f"not JSON: {exc.msg}") from None
     return costs_from_dict(data, where)
@@ -148,7 +154,7 @@ def costs_from_dict(data: Any, where: str = "costs") -> CostModel:
         grad_bytes=_bytes(data, "grad_bytes", where) or _bytes(data, "activation_bytes", where),
         stored_activation_bytes=_bytes(data, "stored_activation_bytes", where),
         weight_bytes=_bytes(data, "weight_bytes_per_stage", where),
-        latency=latency, bandwidth=bandwidth,
+        latency=latency, bandwidth=bandwidth, origin=where,
     )
 
 

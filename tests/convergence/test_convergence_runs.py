@@ -5,6 +5,7 @@ look-ahead + PipeMare, and a tiny study configuration runs end to end."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -110,7 +111,9 @@ def test_tiny_study_runs_end_to_end(tmp_path):
     assert set(rows) == {"1f1b", "2bw-muon-ef"}
     for r in rows.values():
         assert r["status"] == "ok", r
-        assert 0 < r["val_loss"] < 6
+        # Untrained: ln 256 = 5.545 (uniform over the bytes; measured 5.55). After 12
+        # steps 1F1B reaches 4.20 and 2BW + Muon + EF 4.30: a drop of at least 1.0.
+        assert 0 < r["val_loss"] < math.log(256) - 1.0, r
     assert rows["1f1b"]["steps_to_target"] is not None
     assert rows["1f1b"]["time_to_target"] > 0
     # a second invocation skips what is done

@@ -4,8 +4,9 @@
 
 Each process writes OUT/<job>/rank<g>.pt: its losses (writer only), the final
 weights of its stage replicas keyed (dp index, pipeline, stage), versions,
-the async-sparse statistics, and the wall-clock time of every optimizer step
-since the job's training began (to see whether a replica was held back).
+the async-sparse statistics, the wall-clock time of every optimizer step
+since the job's training began, and under synchronous DP when each gradient
+sum was entered and left (to see whether a replica was held back).
 """
 
 from __future__ import annotations
@@ -44,6 +45,16 @@ def main() -> None:
                 times.append(time.perf_counter() - clock[0])
 
             sparse.after_step = after_step
+        sums: list[tuple[float, float]] = []  # sync DP: (enter, leave) of each gradient sum
+        if sparse is None and session.cfg.dp > 1:
+            inner_sum = interp.transport.dp_allreduce
+
+            def dp_allreduce(t, inner=inner_sum, out=sums):
+                t_in = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process
+                inner(t)
+                out.append((t_in, time.monotonic()))
+
+            interp.transport.dp_allreduce = dp_allreduce
         dist.barrier()
         clock[0] = t0 = time.perf_counter()
         lines = train(session)
@@ -53,6 +64,7 @@ def main() -> None:
             "versions": {(d, *k): r.version for k, r in interp.replicas.items()},
             "stats": None if sparse is None else sparse.stats,
             "step_times": step_times,
+            "sums": sums,
             "train_s": time.perf_counter() - t0,
             "dp_index": d,
         }

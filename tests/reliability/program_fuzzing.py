@@ -3,6 +3,7 @@ loading + verifying ends in success or a located `schedc.errors.UserError`."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -61,12 +62,12 @@ def mutate(files: dict[str, str], ops: list[tuple[int, int, int, int]]) -> dict[
             path = paths[where % len(paths)]
             parent = _get(doc, path[:-1])
             if kind == 0:
-                parent[path[-1]] = VALUES[vi % len(VALUES)]
+                parent[path[-1]] = copy.deepcopy(VALUES[vi % len(VALUES)])  # no cycles
             elif kind == 1:
                 del parent[path[-1]]
             elif isinstance(parent, dict):
                 parent[["peer", "mb", "stage", "group", "version", "zz"][vi % 6]] = \
-                    VALUES[vi % len(VALUES)]
+                    copy.deepcopy(VALUES[vi % len(VALUES)])
         elif kind <= 6 and name != "manifest.json":  # instruction lists
             section = ("prologue", "body", "epilogue")[vi % 3]
             seq = doc.get(section) if isinstance(doc, dict) else None

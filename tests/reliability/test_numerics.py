@@ -35,7 +35,7 @@ def prog(tmp_path_factory):
 def test_stop_names_step_stage_and_microbatch_of_a_gradient(prog, monkeypatch):
     monkeypatch.setenv("SCHEDC_INJECT", "nan-grad@1:5")
     s = _session(prog, "--steps", "3")
-    with pytest.raises(ExecutionError, match=r"non-finite gradient \(NaN or Inf\) at step 1, "
+    with pytest.raises(ExecutionError, match=r"non-finite gradient \(NaN or Inf\) at step 2, "
                        r"stage 1, micro-batch 5") as err:
         train(s)
     assert err.value.instr.op == "STEP" and err.value.rank == 1
@@ -46,7 +46,7 @@ def test_stop_names_step_stage_and_microbatch_of_a_gradient(prog, monkeypatch):
 def test_stop_names_a_non_finite_loss_at_its_forward(prog, monkeypatch):
     monkeypatch.setenv("SCHEDC_INJECT", "nan-loss@2")
     with pytest.raises(ExecutionError, match=r"rank 3, instruction \d+ \(F s3 mb2 v0\): "
-                       r"NumericalFault: non-finite loss .* at step 0, stage 3, micro-batch 2"):
+                       r"NumericalFault: non-finite loss .* at step 1, stage 3, micro-batch 2"):
         train(_session(prog, "--steps", "2"))
 
 
@@ -114,4 +114,4 @@ def test_stop_across_processes_every_rank_exits(prog, tmp_path):
     for r in ranks:
         assert r.proc.returncode not in (0, None), r.text()
         assert f"[rank {r.rank}] schedc: error: rank {r.rank}, instruction" in r.text()
-    assert "non-finite gradient (NaN or Inf) at step 1, stage 0, micro-batch 5" in ranks[0].text()
+    assert "non-finite gradient (NaN or Inf) at step 2, stage 0, micro-batch 5" in ranks[0].text()
