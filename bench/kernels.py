@@ -11,8 +11,10 @@ median time and achieved GB/s (budget bytes x n / time), the same run's
 device-to-device copy ``dst.copy_(src)`` of an fp32 buffer of that size (8
 bytes per element) and the fused kernel's share of it, and the best unfused
 torch sequence's time and GB/s counted with the same budget bytes (so GB/s
-ratios are speed ratios). Times are medians of ``--repeats`` runs after
-warm-up, taken with CUDA events on a GPU.
+ratios are speed ratios). Times are medians of ``--repeats`` samples after
+warm-up; each sample times ``--launches`` back-to-back launches between two CUDA
+events on a GPU (so host overhead between launches is hidden, as in training)
+and divides by their number.
 
 On CPU the public functions run their torch twins (Triton's interpreter if
 TRITON_INTERPRET=1, far slower still): CPU figures show the harness works and
@@ -138,6 +140,24 @@ def adamw_cases(n: int, device: str) -> list[Case]:
     ]
 
 
+def training_step_cases(n: int, device: str) -> list[Case]:
+    """The runtime's STEP after a STASH: one fused launch (stash, 1/count, AdamW; the
+    next ACC overwrites the accumulator) against the four launches it replaced."""
+    p, acc, m, v, stash = _bufs(n, device, 5)
+    count = 8.0
+
+    def four_launches():
+        stash.copy_(p)
+        acc.div_(count)
+        adamw_step(p, acc, m, v, step=10, **ADAMW)
+        acc.zero_()
+
+    return [Case("STEP adamw +stash +1/count", budget.adamw_bytes(stash=torch.float32),
+                 lambda: adamw_step(p, acc, m, v, step=10, **ADAMW, stash_out=stash,
+                                    grad_div=count),
+                 {"copy, div_, adamw, zero_ (before)": four_launches})]
+
+
 def sgd_cases(n: int, device: str) -> list[Case]:
     p, g, buf, stash = _bufs(n, device, 4)
     return [Case("sgd nesterov +stash", budget.sgd_bytes(stash=torch.float32),
@@ -162,31 +182,37 @@ def version_cases(n: int, device: str) -> list[Case]:
     ]
 
 
-CASE_BUILDERS = [accumulate_cases, adamw_cases, sgd_cases, version_cases]
+CASE_BUILDERS = [accumulate_cases, adamw_cases, training_step_cases, sgd_cases, version_cases]
 
 
-def median_seconds(fn: Callable[[], object], device: str, repeats: int, warmup: int = 3) -> float:
+def median_seconds(fn: Callable[[], object], device: str, repeats: int, warmup: int = 3,
+                   launches: int = 1) -> float:
+    """Median seconds per call: each of `repeats` samples times `launches` calls
+    back to back (CUDA events on a GPU) and divides by their number."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
         if device.startswith("cuda"):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
             start.record()
-            fn()
+            for _ in range(launches):
+                fn()
             end.record()
             torch.cuda.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
+            times.append(start.elapsed_time(end) / 1e3 / launches)
         else:
             t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
+            for _ in range(launches):
+                fn()
+            times.append((time.perf_counter() - t0) / launches)
     return statistics.median(times)
 
 
-def copy_gbps(n: int, device: str, repeats: int) -> float:
+def copy_gbps(n: int, device: str, repeats: int, launches: int = 1) -> float:
     src, dst = _bufs(n, device, 2)
-    seconds = median_seconds(lambda: dst.copy_(src), device, repeats)
+    seconds = median_seconds(lambda: dst.copy_(src), device, repeats, launches=launches)
     return 8 * n / seconds / 1e9
 
 
@@ -216,7 +242,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows = []
     for size in sizes(args.min_size, args.max_size):
         n = size // 4
-        copy_bw = copy_gbps(n, args.device, args.repeats)
+        copy_bw = copy_gbps(n, args.device, args.repeats, args.launches)
         for build in CASE_BUILDERS:
             for case in build(n, args.device):
                 if args.only and not any(s in case.name for s in args.only.split(",")):
@@ -230,8 +256,8 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 def measure(case: Case, n: int, size: int, copy_bw: float, args: argparse.Namespace) -> dict:
     gbps = lambda seconds: case.bytes_per_elem * n / seconds / 1e9
-    fused_s = median_seconds(case.fused, args.device, args.repeats)
-    rivals = {name: median_seconds(fn, args.device, args.repeats)
+    fused_s = median_seconds(case.fused, args.device, args.repeats, launches=args.launches)
+    rivals = {name: median_seconds(fn, args.device, args.repeats, launches=args.launches)
               for name, fn in case.unfused.items()}
     best = min(rivals, key=rivals.get) if rivals else None
     return dict(kernel=case.name, size=size, bytes=case.bytes_per_elem, fused_s=fused_s,
@@ -257,12 +283,14 @@ def print_headline(rows: list[dict]) -> None:
         worst = min(big, key=lambda r: r["of_copy"])
         print(f"\nworst share of copy bandwidth at >= 64 MB: {worst['of_copy']:.0%} "
               f"({worst['kernel']}, {_fmt_size(worst['size'])}); target >= 90%")
-    stash = [r for r in rows if r["kernel"] == "adamw +stash"]
-    if stash:
-        r = stash[-1]
+    for kernel in ("adamw +stash", "STEP adamw +stash +1/count"):
+        found = [r for r in rows if r["kernel"] == kernel]
+        if not found:
+            continue
+        r = found[-1]
         for name, seconds in r["all_unfused"].items():
-            print(f"adamw +stash at {_fmt_size(r['size'])}: fused is {seconds / r['fused_s']:.2f}x "
-                  f"the speed of {name}")
+            print(f"{kernel} at {_fmt_size(r['size'])}: fused is "
+                  f"{seconds / r['fused_s']:.2f}x the speed of {name}")
 
 
 def describe(device: str) -> str:
@@ -280,7 +308,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--min-size", type=parse_size, default=MB)
     ap.add_argument("--max-size", type=parse_size, default=None,
                     help="largest fp32 buffer (default 1GB on GPU, 16MB on CPU)")
-    ap.add_argument("--repeats", type=int, default=None, help="timed runs per median")
+    ap.add_argument("--repeats", type=int, default=None, help="timed samples per median")
+    ap.add_argument("--launches", type=int, default=None,
+                    help="back-to-back launches per sample (default 20 on GPU, 1 on CPU)")
     ap.add_argument("--only", default="", help="comma-separated substrings of kernel names")
     ap.add_argument("--threads", type=int, default=None,
                     help="CPU threads for torch (1 is steadier on a shared machine)")
@@ -290,8 +320,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     on_gpu = args.device.startswith("cuda")
     args.max_size = args.max_size or (1 << 30 if on_gpu else 16 * MB)
     args.repeats = args.repeats or (20 if on_gpu else 10)
+    args.launches = args.launches or (20 if on_gpu else 1)
     print(f"# schedc kernels: {describe(args.device)}; torch {torch.__version__}; "
-          f"median of {args.repeats}")
+          f"median of {args.repeats} samples of {args.launches} back-to-back launches")
     print(HEADER)
     rows = run(args)
     print_headline(rows)

@@ -8,10 +8,16 @@ this package needs neither a GPU nor triton. Bytes moved per element are in
 so a buffer may be a leaf that requires grad; buffers given to one call must
 not overlap.
 
-- ``accumulate``: ``acc_fp32 += scale * grad``, optionally zeroing ``grad`` and
-  returning the squared norm.
-- ``adamw_step`` / ``sgd_step``: torch.optim-equal updates, optionally writing a
-  stash, look-ahead weights and applying error feedback in the same pass.
+- ``accumulate``: ``acc_fp32 += scale * grad`` (or ``acc = scale * grad``),
+  optionally zeroing ``grad``, flagging a NaN/Inf on the device and returning
+  the squared norm.
+- ``adamw_step`` / ``sgd_step``: torch.optim-equal updates of ``grad / grad_div``,
+  optionally writing a stash, look-ahead weights and applying error feedback in
+  the same pass.
+
+Every kernel runs an unmasked body (16-byte vector loads and stores, whatever
+the buffer's length) and a masked tail block; each launch is marked
+``schedc::<kernel>`` for the torch profiler.
 - ``flatten_params`` / ``repoint``: flat buffers and zero-copy parameter views.
 - ``copy_`` / ``swap_``: fused copy (with dtype conversion) and in-place swap.
 - ``drift_apply``: asynchronous data parallelism's drift EMA and late sparse

@@ -13,9 +13,11 @@ kernel call of the process.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
+from collections.abc import Iterator
 from types import ModuleType
 
 import torch
@@ -25,6 +27,7 @@ __all__ = [
     "check_disjoint",
     "check_flat",
     "interpret_enabled",
+    "launching",
     "triton_available",
     "use_triton",
 ]
@@ -61,6 +64,14 @@ def use_triton(*tensors: torch.Tensor | None) -> bool:
 def load_triton_module(name: str) -> ModuleType:
     """Import one of the ``_tl_*`` kernel modules (only after ``use_triton`` said yes)."""
     return importlib.import_module(f"{__package__}.{name}")
+
+
+@contextlib.contextmanager
+def launching(kernel: str) -> Iterator[None]:
+    """Mark one Triton launch for the torch profiler (``schedc::<kernel>``), so launches
+    can be counted on CPU too, where the interpreter runs the kernel as Python."""
+    with torch.profiler.record_function(f"schedc::{kernel}"):
+        yield
 
 
 def check_flat(name: str, t: torch.Tensor, like: torch.Tensor | None = None) -> None:

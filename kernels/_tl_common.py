@@ -38,3 +38,21 @@ def block_offsets(n, BLOCK: tl.constexpr):
     """This program's element offsets (int64, so buffers past 2**31 elements work) and mask."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     return offs, offs < n
+
+
+@triton.jit
+def full_block(n, BLOCK: tl.constexpr):
+    """Whether this program's block lies wholly inside the buffer (every block but the tail).
+
+    Kernels run their body with ``all_true(BLOCK)`` as the mask there and with the
+    bounds mask in the tail, so the body streams 16-byte vectors whatever ``n`` is:
+    a constant mask is uniform over any vector, ``offs < n`` only when ``n`` is known
+    to be a multiple of 16 (the divisibility hint Triton adds for such sizes).
+    """
+    return (tl.program_id(0).to(tl.int64) + 1) * BLOCK <= n
+
+
+@triton.jit
+def all_true(BLOCK: tl.constexpr):
+    """A constant all-true mask of one block (the unmasked body)."""
+    return tl.full((BLOCK,), 1, tl.int1)

@@ -10,13 +10,16 @@ import torch
 import triton
 import triton.language as tl
 
-from ._dispatch import BLOCK
-from ._tl_common import block_offsets, cast_for
+from ._dispatch import BLOCK, launching
+from ._tl_common import all_true, block_offsets, cast_for, full_block
 
 
 @triton.jit
-def _load_grad(g_ptr, gprev_ptr, offs, mask, ef_lambda, HAS_EF: tl.constexpr):
+def _load_grad(g_ptr, gprev_ptr, offs, mask, grad_div, ef_lambda,
+               HAS_DIV: tl.constexpr, HAS_EF: tl.constexpr):
     g = tl.load(g_ptr + offs, mask=mask)
+    if HAS_DIV:  # the mean over the step's micro-batches: the runtime's 1 / count
+        g = tl.div_rn(g, grad_div)
     if HAS_EF:
         g_prev = tl.load(gprev_ptr + offs, mask=mask)
         tl.store(gprev_ptr + offs, g, mask=mask)
@@ -35,13 +38,13 @@ def _store_versions(stash_ptr, la_ptr, offs, mask, p_old, p_new, la_alpha,
 
 
 @triton.jit
-def _adamw_kernel(
-    p_ptr, g_ptr, m_ptr, v_ptr, stash_ptr, la_ptr, gprev_ptr, n,
+def _adamw_body(
+    p_ptr, g_ptr, m_ptr, v_ptr, stash_ptr, la_ptr, gprev_ptr, offs, mask,
     decay, lerp_w, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps, la_alpha, ef_lambda,
-    HAS_STASH: tl.constexpr, HAS_LA: tl.constexpr, HAS_EF: tl.constexpr, BLOCK: tl.constexpr,
+    grad_div, HAS_STASH: tl.constexpr, HAS_LA: tl.constexpr, HAS_EF: tl.constexpr,
+    HAS_DIV: tl.constexpr,
 ):
-    offs, mask = block_offsets(n, BLOCK)
-    g = _load_grad(g_ptr, gprev_ptr, offs, mask, ef_lambda, HAS_EF)
+    g = _load_grad(g_ptr, gprev_ptr, offs, mask, grad_div, ef_lambda, HAS_DIV, HAS_EF)
     p_old = tl.load(p_ptr + offs, mask=mask)
     m = tl.load(m_ptr + offs, mask=mask)
     v = tl.load(v_ptr + offs, mask=mask)
@@ -58,14 +61,31 @@ def _adamw_kernel(
 
 
 @triton.jit
-def _sgd_kernel(
-    p_ptr, g_ptr, buf_ptr, stash_ptr, la_ptr, gprev_ptr, n,
-    neg_lr, weight_decay, momentum, one_minus_dampening, la_alpha, ef_lambda,
-    HAS_MOMENTUM: tl.constexpr, FIRST_STEP: tl.constexpr, NESTEROV: tl.constexpr,
-    HAS_STASH: tl.constexpr, HAS_LA: tl.constexpr, HAS_EF: tl.constexpr, BLOCK: tl.constexpr,
+def _adamw_kernel(
+    p_ptr, g_ptr, m_ptr, v_ptr, stash_ptr, la_ptr, gprev_ptr, n,
+    decay, lerp_w, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps, la_alpha, ef_lambda,
+    grad_div, HAS_STASH: tl.constexpr, HAS_LA: tl.constexpr, HAS_EF: tl.constexpr,
+    HAS_DIV: tl.constexpr, BLOCK: tl.constexpr,
 ):
     offs, mask = block_offsets(n, BLOCK)
-    g = _load_grad(g_ptr, gprev_ptr, offs, mask, ef_lambda, HAS_EF)
+    if full_block(n, BLOCK):  # the unmasked body: vector loads and stores for any n
+        _adamw_body(p_ptr, g_ptr, m_ptr, v_ptr, stash_ptr, la_ptr, gprev_ptr, offs, all_true(BLOCK),
+                    decay, lerp_w, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps,
+                    la_alpha, ef_lambda, grad_div, HAS_STASH, HAS_LA, HAS_EF, HAS_DIV)
+    else:
+        _adamw_body(p_ptr, g_ptr, m_ptr, v_ptr, stash_ptr, la_ptr, gprev_ptr, offs, mask,
+                    decay, lerp_w, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps,
+                    la_alpha, ef_lambda, grad_div, HAS_STASH, HAS_LA, HAS_EF, HAS_DIV)
+
+
+@triton.jit
+def _sgd_body(
+    p_ptr, g_ptr, buf_ptr, stash_ptr, la_ptr, gprev_ptr, offs, mask,
+    neg_lr, weight_decay, momentum, one_minus_dampening, la_alpha, ef_lambda, grad_div,
+    HAS_MOMENTUM: tl.constexpr, FIRST_STEP: tl.constexpr, NESTEROV: tl.constexpr,
+    HAS_STASH: tl.constexpr, HAS_LA: tl.constexpr, HAS_EF: tl.constexpr, HAS_DIV: tl.constexpr,
+):
+    g = _load_grad(g_ptr, gprev_ptr, offs, mask, grad_div, ef_lambda, HAS_DIV, HAS_EF)
     p_old = tl.load(p_ptr + offs, mask=mask)
     d = g + weight_decay * p_old
     if HAS_MOMENTUM:
@@ -83,6 +103,25 @@ def _sgd_kernel(
     _store_versions(stash_ptr, la_ptr, offs, mask, p_old, p, la_alpha, HAS_STASH, HAS_LA)
 
 
+@triton.jit
+def _sgd_kernel(
+    p_ptr, g_ptr, buf_ptr, stash_ptr, la_ptr, gprev_ptr, n,
+    neg_lr, weight_decay, momentum, one_minus_dampening, la_alpha, ef_lambda, grad_div,
+    HAS_MOMENTUM: tl.constexpr, FIRST_STEP: tl.constexpr, NESTEROV: tl.constexpr,
+    HAS_STASH: tl.constexpr, HAS_LA: tl.constexpr, HAS_EF: tl.constexpr, HAS_DIV: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    offs, mask = block_offsets(n, BLOCK)
+    if full_block(n, BLOCK):
+        _sgd_body(p_ptr, g_ptr, buf_ptr, stash_ptr, la_ptr, gprev_ptr, offs, all_true(BLOCK),
+                  neg_lr, weight_decay, momentum, one_minus_dampening, la_alpha, ef_lambda,
+                  grad_div, HAS_MOMENTUM, FIRST_STEP, NESTEROV, HAS_STASH, HAS_LA, HAS_EF, HAS_DIV)
+    else:
+        _sgd_body(p_ptr, g_ptr, buf_ptr, stash_ptr, la_ptr, gprev_ptr, offs, mask, neg_lr,
+                  weight_decay, momentum, one_minus_dampening, la_alpha, ef_lambda, grad_div,
+                  HAS_MOMENTUM, FIRST_STEP, NESTEROV, HAS_STASH, HAS_LA, HAS_EF, HAS_DIV)
+
+
 def _grid(n: int) -> tuple[int]:
     return (triton.cdiv(n, BLOCK),)
 
@@ -92,15 +131,16 @@ def adamw_step(param, grad, exp_avg, exp_avg_sq, scalars: dict, stash_out, looka
     n = param.numel()
     if n == 0:
         return
-    _adamw_kernel[_grid(n)](
-        param, grad, exp_avg, exp_avg_sq,
-        param if stash_out is None else stash_out,
-        param if lookahead_out is None else lookahead_out,
-        param if ef_prev_grad is None else ef_prev_grad,
-        n, **scalars,
-        HAS_STASH=stash_out is not None, HAS_LA=lookahead_out is not None,
-        HAS_EF=ef_prev_grad is not None, BLOCK=BLOCK,
-    )
+    with launching("adamw_step"):
+        _adamw_kernel[_grid(n)](
+            param, grad, exp_avg, exp_avg_sq,
+            param if stash_out is None else stash_out,
+            param if lookahead_out is None else lookahead_out,
+            param if ef_prev_grad is None else ef_prev_grad,
+            n, **scalars,
+            HAS_STASH=stash_out is not None, HAS_LA=lookahead_out is not None,
+            HAS_EF=ef_prev_grad is not None, HAS_DIV=scalars["grad_div"] != 1.0, BLOCK=BLOCK,
+        )
 
 
 def sgd_step(param, grad, momentum_buf: torch.Tensor | None, scalars: dict, flags: dict,
@@ -108,13 +148,14 @@ def sgd_step(param, grad, momentum_buf: torch.Tensor | None, scalars: dict, flag
     n = param.numel()
     if n == 0:
         return
-    _sgd_kernel[_grid(n)](
-        param, grad,
-        param if momentum_buf is None else momentum_buf,
-        param if stash_out is None else stash_out,
-        param if lookahead_out is None else lookahead_out,
-        param if ef_prev_grad is None else ef_prev_grad,
-        n, **scalars, **flags,
-        HAS_STASH=stash_out is not None, HAS_LA=lookahead_out is not None,
-        HAS_EF=ef_prev_grad is not None, BLOCK=BLOCK,
-    )
+    with launching("sgd_step"):
+        _sgd_kernel[_grid(n)](
+            param, grad,
+            param if momentum_buf is None else momentum_buf,
+            param if stash_out is None else stash_out,
+            param if lookahead_out is None else lookahead_out,
+            param if ef_prev_grad is None else ef_prev_grad,
+            n, **scalars, **flags,
+            HAS_STASH=stash_out is not None, HAS_LA=lookahead_out is not None,
+            HAS_EF=ef_prev_grad is not None, HAS_DIV=scalars["grad_div"] != 1.0, BLOCK=BLOCK,
+        )

@@ -33,10 +33,12 @@ def _size(dtype: torch.dtype | int) -> int:
     return dtype if isinstance(dtype, int) else torch.empty((), dtype=dtype).element_size()
 
 
-def accumulate_bytes(grad_dtype: torch.dtype | int, zero_source: bool = False) -> int:
-    """``acc_fp32 += s * grad``: read and write acc, read grad (and write it when zeroing)."""
+def accumulate_bytes(grad_dtype: torch.dtype | int, zero_source: bool = False,
+                     overwrite: bool = False) -> int:
+    """``acc_fp32 += s * grad``: read and write acc, read grad (and write it when zeroing);
+    ``overwrite`` (``acc = s * grad``, a step's first micro-batch) does not read acc."""
     g = _size(grad_dtype)
-    return 2 * FP32 + g + (g if zero_source else 0)
+    return (1 if overwrite else 2) * FP32 + g + (g if zero_source else 0)
 
 
 def _extras(stash: torch.dtype | int | None, lookahead: torch.dtype | int | None,
@@ -87,8 +89,14 @@ TABLE: dict[str, int] = {
     "accumulate fp32 += s*fp16": accumulate_bytes(torch.float16),
     "accumulate fp32 += s*fp32": accumulate_bytes(torch.float32),
     "accumulate bf16, zero source": accumulate_bytes(torch.bfloat16, zero_source=True),
+    "ACC fp32, zero source (runtime)": accumulate_bytes(torch.float32, zero_source=True),
+    "ACC fp32, first of a step (overwrite)": accumulate_bytes(
+        torch.float32, zero_source=True, overwrite=True),
     "adamw": adamw_bytes(),
     "adamw + stash": adamw_bytes(stash=torch.float32),
+    # A training STEP that follows a STASH: one launch, 1/count folded in, the
+    # accumulator left as it is (the next ACC overwrites it): the byte floor.
+    "STEP: adamw + stash + 1/count": adamw_bytes(stash=torch.float32),
     "adamw + lookahead": adamw_bytes(lookahead=torch.float32),
     "adamw + error feedback": adamw_bytes(error_feedback=True),
     "adamw + stash + lookahead + error feedback": adamw_bytes(

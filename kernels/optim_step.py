@@ -9,6 +9,9 @@ optimizer state. In the same pass, optionally:
 - ``stash_out`` receives the pre-update weights (a stash slot);
 - ``lookahead_out`` receives look-ahead forward weights
   ``w_new + lookahead_alpha * (w_new - w_old)``;
+- ``grad_div`` divides the gradient first (the runtime passes the accumulated
+  sum and its count, so the mean is never written back: correctly rounded
+  division, bit for bit the twin's ``grad / count``);
 - ``ef_prev_grad`` turns on error feedback: the step uses
   ``g_hat = g + ef_lambda * (g - g_prev)`` in place of ``g`` and then sets
   ``g_prev = g``. ``grad`` itself is only read.
@@ -64,6 +67,14 @@ def _error_feedback_ref(grad: torch.Tensor, prev: torch.Tensor | None, lam: floa
     return g_hat
 
 
+def _divided(grad: torch.Tensor, grad_div: float) -> torch.Tensor:
+    """``grad / grad_div``, correctly rounded (a 0-d tensor divisor: CUDA would turn a
+    Python-number divisor into a multiplication by its reciprocal)."""
+    if grad_div == 1.0:
+        return grad
+    return torch.div(grad, torch.tensor(float(grad_div), dtype=grad.dtype, device=grad.device))
+
+
 def _lookahead_ref(
     old: torch.Tensor | None, param: torch.Tensor, lookahead_out: torch.Tensor | None, alpha: float
 ) -> None:
@@ -108,11 +119,12 @@ def adamw_step_ref(
     lookahead_alpha: float = 0.0,
     ef_prev_grad: torch.Tensor | None = None,
     ef_lambda: float = 0.0,
+    grad_div: float = 1.0,
 ) -> None:
     """Torch twin of :func:`adamw_step`: torch.optim.AdamW's single-tensor ops."""
     _check_adamw(param, grad, exp_avg, exp_avg_sq, stash_out, lookahead_out, ef_prev_grad)
     s = _adamw_scalars(step, lr, betas, eps, weight_decay, lookahead_alpha, ef_lambda)
-    grad = _error_feedback_ref(grad, ef_prev_grad, ef_lambda)
+    grad = _error_feedback_ref(_divided(grad, grad_div), ef_prev_grad, ef_lambda)
     old = param.clone() if lookahead_out is not None else None
     if stash_out is not None:
         stash_out.copy_(param)
@@ -147,6 +159,7 @@ def adamw_step(
     lookahead_alpha: float = 0.0,
     ef_prev_grad: torch.Tensor | None = None,
     ef_lambda: float = 0.0,
+    grad_div: float = 1.0,
 ) -> None:
     """One AdamW update of flat fp32 buffers, in place, in one pass.
 
@@ -163,6 +176,8 @@ def adamw_step(
         lookahead_out: if given, receives ``w_new + lookahead_alpha * (w_new - w_old)``.
         ef_prev_grad: if given, error feedback: the update uses
             ``grad + ef_lambda * (grad - ef_prev_grad)``, then ``ef_prev_grad = grad``.
+        grad_div: the update uses ``grad / grad_div`` (before error feedback);
+            ``grad`` itself is not written.
 
     All buffers are 1-D, contiguous, of equal length, on one device.
     """
@@ -172,8 +187,10 @@ def adamw_step(
             param, grad, exp_avg, exp_avg_sq, step=step, lr=lr, betas=betas, eps=eps,
             weight_decay=weight_decay, stash_out=stash_out, lookahead_out=lookahead_out,
             lookahead_alpha=lookahead_alpha, ef_prev_grad=ef_prev_grad, ef_lambda=ef_lambda,
+            grad_div=grad_div,
         )
     s = _adamw_scalars(step, lr, betas, eps, weight_decay, lookahead_alpha, ef_lambda)
+    s["grad_div"] = float(grad_div)
     load_triton_module("_tl_optim").adamw_step(
         param, grad, exp_avg, exp_avg_sq, s, stash_out, lookahead_out, ef_prev_grad
     )
@@ -206,11 +223,12 @@ def sgd_step_ref(
     ef_prev_grad: torch.Tensor | None = None,
     ef_lambda: float = 0.0,
     first_step: bool = False,
+    grad_div: float = 1.0,
 ) -> None:
     """Torch twin of :func:`sgd_step`: torch.optim.SGD's single-tensor ops."""
     _check_sgd(param, grad, momentum_buf, momentum, dampening, nesterov,
                stash_out, lookahead_out, ef_prev_grad)
-    d_p = _error_feedback_ref(grad, ef_prev_grad, ef_lambda)
+    d_p = _error_feedback_ref(_divided(grad, grad_div), ef_prev_grad, ef_lambda)
     old = param.clone() if lookahead_out is not None else None
     if stash_out is not None:
         stash_out.copy_(param)
@@ -243,6 +261,7 @@ def sgd_step(
     ef_prev_grad: torch.Tensor | None = None,
     ef_lambda: float = 0.0,
     first_step: bool = False,
+    grad_div: float = 1.0,
 ) -> None:
     """One SGD update of flat fp32 buffers, in place, in one pass.
 
@@ -256,7 +275,7 @@ def sgd_step(
         first_step: torch starts the momentum buffer as a copy of the first
             update, without dampening; pass ``True`` on the first step to match
             that. (With zero dampening a zeroed buffer gives the same result.)
-        stash_out, lookahead_out, lookahead_alpha, ef_prev_grad, ef_lambda: as
+        stash_out, lookahead_out, lookahead_alpha, ef_prev_grad, ef_lambda, grad_div: as
             :func:`adamw_step`.
 
     All buffers are 1-D, contiguous, of equal length, on one device.
@@ -269,10 +288,11 @@ def sgd_step(
             nesterov=nesterov, weight_decay=weight_decay, stash_out=stash_out,
             lookahead_out=lookahead_out, lookahead_alpha=lookahead_alpha,
             ef_prev_grad=ef_prev_grad, ef_lambda=ef_lambda, first_step=first_step,
+            grad_div=grad_div,
         )
     scalars = dict(neg_lr=-lr, weight_decay=weight_decay, momentum=momentum,
                    one_minus_dampening=1.0 - dampening, la_alpha=lookahead_alpha,
-                   ef_lambda=ef_lambda)
+                   ef_lambda=ef_lambda, grad_div=float(grad_div))
     flags = dict(HAS_MOMENTUM=momentum != 0, FIRST_STEP=first_step, NESTEROV=nesterov)
     load_triton_module("_tl_optim").sgd_step(
         param, grad, momentum_buf if momentum != 0 else None, scalars, flags,

@@ -69,6 +69,10 @@ class RunConfig:
     # NaN/Inf in a loss or gradient: "stop" (with step, stage, micro-batch) or
     # "skip" the step on every stage (synchronous programs).
     on_nan: str = "stop"
+    # Batches of sends/receives a rank may hold posted (docs/programs.md, "Overlap"):
+    # 1 waits for every batch whole (the verifier's rule); K > 1 completes a
+    # batch's sends in the background, at most K - 1 batches behind.
+    posted_batches: int = 1
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,6 +118,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds a rank may wait on a receive or collective before the run stops")
     add("--on-nan", choices=("stop", "skip"), default="stop",
         help="NaN/Inf in a loss or gradient: stop, or skip the step on every stage")
+    add("--posted-batches", type=int, default=1, metavar="K",
+        help="torchrun: complete sends in the background, up to K batches posted (1: "
+             "every batch waited for whole)")
 
 
 # Caps every run's --steps when set: smoke-testing documented commands as
@@ -157,6 +164,8 @@ def _check(cfg: RunConfig) -> None:
             float(cfg.lookahead)
         except ValueError:
             raise UserError(f"--lookahead {cfg.lookahead}: a number or auto") from None
+    if cfg.posted_batches < 1:
+        raise UserError("--posted-batches must be at least 1")
     if not cfg.timeout > 0:
         raise UserError("--timeout must be a positive number of seconds")
     if cfg.save_every < 0:

@@ -14,12 +14,15 @@ import statistics
 
 from schedc.program import Manifest
 
+from .memory import memory_report
+
 TIMED = ("F", "B", "I", "W", "ACC", "ALLREDUCE", "STEP", "STASH", "RELEASE", "SWAP", "LOOKAHEAD")
 
 
 def cost_profile(manifest: Manifest, events: dict[int, list[tuple]], boundaries: dict,
-                 stage_numels: list[int]) -> dict:
-    """events: global rank -> (op, label, stage, start s, duration s)."""
+                 stage_numels: list[int], peaks: dict[int, int | None] | None = None) -> dict:
+    """events: global rank -> (op, label, stage, start s, duration s); peaks: global
+    rank -> measured peak device bytes (None off CUDA)."""
     samples: list[dict[str, list[float]]] = [{} for _ in range(manifest.num_stages)]
     for evs in events.values():
         for op, _label, stage, _start, dur in evs:
@@ -31,7 +34,10 @@ def cost_profile(manifest: Manifest, events: dict[int, list[tuple]], boundaries:
         "format": "schedc-costs",
         "version": 1,
         "unit": "s",
-        "source": "schedc.runtime measured run",
+        # Free-form provenance (the simulator ignores it): the run, and its measured
+        # peak device memory against the compiler's predicted peaks (runtime/memory.py).
+        "source": {"run": "schedc.runtime measured run",
+                   "memory": memory_report(manifest, peaks or {}, stage_numels)},
         "stages": stages,
         "activation_bytes": sizes,  # output of stage s (0 at the last)
         "grad_bytes": [0] + sizes[:-1],  # input gradient stage s sends back (0 at stage 0)

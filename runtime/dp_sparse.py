@@ -54,7 +54,8 @@ try:
 except ImportError:  # pragma: no cover - kernels are part of the package
     drift_apply = None
 
-__all__ = ["DpStats", "SparseDP", "block_size", "subset_blocks"]
+__all__ = ["DpStats", "SparseDP", "block_size", "subset_blocks", "subset_window",
+           "window_slices"]
 
 POLICIES = ("wait", "drop")
 
@@ -66,15 +67,32 @@ def block_size(numel: int) -> int:
     return max(64, min(1024, 2 ** int(math.floor(math.log2(max(numel / 256, 1))))))
 
 
-def subset_blocks(num_blocks: int, fraction: float, index: int) -> list[int]:
-    """Blocks of the `index`-th exchange (index = version // period - 1), in packing order."""
+def subset_window(num_blocks: int, fraction: float, index: int) -> tuple[int, int]:
+    """(first block, number of blocks) of the `index`-th exchange's window; the window
+    is contiguous modulo `num_blocks`, so at most two slices of the buffer."""
     if num_blocks == 0:
-        return []
+        return 0, 0
     if fraction >= 1.0:
-        return list(range(num_blocks))
+        return 0, num_blocks
     lo = math.floor(index * fraction * num_blocks + 1e-9)
     hi = max(math.floor((index + 1) * fraction * num_blocks + 1e-9), lo + 1)
-    return [(lo + i) % num_blocks for i in range(min(hi - lo, num_blocks))]
+    return lo % num_blocks, min(hi - lo, num_blocks)
+
+
+def subset_blocks(num_blocks: int, fraction: float, index: int) -> list[int]:
+    """Blocks of the `index`-th exchange (index = version // period - 1), in packing order."""
+    lo, count = subset_window(num_blocks, fraction, index)
+    return [(lo + i) % num_blocks for i in range(count)]
+
+
+def window_slices(numel: int, block: int, lo: int, count: int) -> list[tuple[int, int]]:
+    """The window's element ranges [a, b) of the buffer, in packing order (one or two)."""
+    num_blocks = -(-numel // block)
+    end = min(lo + count, num_blocks)
+    out = [(lo * block, min(end * block, numel))]
+    if lo + count > num_blocks:  # wraps around to the start
+        out.append((0, (lo + count - num_blocks) * block))
+    return out
 
 
 def packed_length(numel: int, block: int, blocks: list[int]) -> int:
@@ -164,15 +182,18 @@ class SparseDP:
         if self.dp_size == 1 or rep.numel == 0:
             return
         st = self.state[(rep.pipeline, rep.stage)]
-        blocks = subset_blocks(st.num_blocks, self.fraction, version // self.period - 1)
+        lo, count = subset_window(st.num_blocks, self.fraction, version // self.period - 1)
+        # One or two slices of the weights (the window wraps at most once), packed.
         offsets = torch.full((st.num_blocks,), -1, dtype=torch.int64)
         parts, pos = [], 0
-        for j in blocks:
-            lo, hi = j * st.block, min((j + 1) * st.block, rep.numel)
-            offsets[j] = pos
-            pos += hi - lo
-            parts.append(rep.current[lo:hi])
-        buf = torch.cat(parts)  # a copy: the weights go on stepping while it is in flight
+        for a, b in window_slices(rep.numel, st.block, lo, count):
+            first = a // st.block
+            blocks = -(-(b - a) // st.block)
+            offsets[first : first + blocks] = pos + st.block * torch.arange(blocks)
+            pos += b - a
+            parts.append(rep.current[a:b])
+        # A copy: the weights go on stepping while it is in flight.
+        buf = torch.cat(parts) if len(parts) > 1 else parts[0].clone()
         work = self._all_reduce(buf)
         self.stats.exchanges += 1
         self.stats.bytes_sent += buf.numel() * buf.element_size()

@@ -1,11 +1,12 @@
 """Numerical faults: NaN or Inf in a loss or a gradient, and what to do about it.
 
 Detection costs no extra pass: the last stage checks each loss it computes,
-and every ACC gets the micro-batch gradient's squared norm from the fused
-accumulation kernel (`schedc.kernels.accumulate(..., return_sqnorm=True)`);
-a non-finite norm means a NaN or Inf in that gradient (or a norm beyond fp32).
-The norms are kept as device tensors and looked at once per STEP, so a GPU
-run synchronises once per step, not once per micro-batch.
+and every ACC flags a NaN or Inf in the micro-batch's gradient on the device,
+inside the fused accumulation kernel (`schedc.kernels.accumulate(...,
+flag=...)`, one int32 slot per ACC of the step). The flags are read once per
+STEP (`StageReplica.nonfinite_mbs`), so a GPU run synchronises once per step,
+not once per micro-batch. A loss on the GPU is likewise checked at the STEP of
+its stage (on the CPU, where reading it costs nothing, at its forward).
 
 Policy (`--on-nan`):
 
@@ -46,25 +47,24 @@ class NumericalFault(RuntimeError):
 class Poison:
     """Non-finite values seen by one stage replica since its last STEP."""
 
-    norms: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (mb, sqnorm)
     losses: list[int] = field(default_factory=list)  # mbs whose loss was not finite
+    device_losses: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # unread
 
-    def first_bad(self) -> tuple[str, int] | None:
+    def first_bad(self, replica) -> tuple[str, int] | None:
         """('loss' | 'gradient', mb) of the first non-finite value, or None."""
+        if self.device_losses:
+            finite = torch.isfinite(torch.stack([t.reshape(()) for _, t in self.device_losses]))
+            self.losses += [mb for (mb, _), ok in zip(self.device_losses, finite.tolist(),
+                                                      strict=True) if not ok]
+            self.device_losses.clear()
         if self.losses:
             return "loss", self.losses[0]
-        if not self.norms:
-            return None
-        norms = torch.stack([n.reshape(()) for _, n in self.norms])
-        finite = torch.isfinite(norms).tolist()  # one host sync per STEP
-        for (mb, _), ok in zip(self.norms, finite, strict=True):
-            if not ok:
-                return "gradient", mb
-        return None
+        bad = replica.nonfinite_mbs()  # one host sync per STEP
+        return ("gradient", bad[0]) if bad else None
 
     def clear(self) -> None:
-        self.norms.clear()
         self.losses.clear()
+        self.device_losses.clear()
 
 
 def fault_message(kind: str, mb: int, stage: int, pipeline: int, m: int) -> str:

@@ -29,6 +29,7 @@ from schedc.program import COMM_OPS, SEND_OPS, Instr
 
 from . import faults
 from .boundary import StageIO, call_stage, detach, to_device
+from .split_backward import WeightWork, backward_input, backward_weight
 from .stage import StageReplica
 from .transport import BatchError, Transport
 
@@ -51,6 +52,7 @@ class Saved:
     x: object  # the input: a tensor or tree; leaves that carry a gradient require grad
     out: object  # output (tensor or tree), or the loss at the last stage
     grad: list[torch.Tensor] | None = None  # output gradients, kept from I for W
+    work: WeightWork | None = None  # what I kept for W (split_backward)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class Interpreter:
         self.grad_out: dict[Key, torch.Tensor] = {}
         self.saved: dict[Key, Saved] = {}
         self._fused_lookahead: Instr | None = None
+        self._fused_stash: Instr | None = None  # a STASH written by the STEP that follows
         # Numerical faults (runtime/faults.py): per replica, non-finite values since its STEP.
         self.on_nan = cfg.on_nan
         self.m = max(1, cfg.step_microbatches)  # micro-batches per optimizer step
@@ -199,7 +202,8 @@ class Interpreter:
         bad = None
         try:
             for step, _ in deferred:
-                found = self.poison[(step.pipeline or 0, step.stage)].first_bad()
+                found = self.poison[(step.pipeline or 0, step.stage)].first_bad(
+                    self._replica(step))
                 if found and bad is None:
                     bad = (step, *found)
             while (skip := self.transport.agree(version, bad is not None)) is None:
@@ -237,11 +241,11 @@ class Interpreter:
         """Run one instruction; False when the transport says "not yet"."""
         op = instr.op
         if op == "ALLREDUCE":
-            return self.transport.allreduce(instr, self._replica(instr).acc)
+            return self.transport.allreduce(instr, self._replica(instr).grad_sum())
         handler = getattr(self, f"_op_{op}", None)
         if handler is None:
             raise ValueError(f"unknown op {op!r}")
-        if op == "STEP":
+        if op in ("STEP", "STASH"):
             handler(instr, nxt)
         else:
             handler(instr)
@@ -283,10 +287,14 @@ class Interpreter:
             loss = out.detach()
             if self.inject.at("nan-loss", mb):
                 loss = torch.full_like(loss, float("nan"))
-            if not faults.loss_is_finite(loss):
-                if self.on_nan == faults.STOP:
-                    raise faults.NumericalFault(faults.fault_message("loss", mb, s, p, self.m))
-                self.poison[(p, s)].losses.append(mb)
+            if loss.is_cuda:  # no host sync per micro-batch: checked and reported at STEP
+                self.poison[(p, s)].device_losses.append((mb, loss))
+            else:
+                if not faults.loss_is_finite(loss):
+                    if self.on_nan == faults.STOP:
+                        raise faults.NumericalFault(
+                            faults.fault_message("loss", mb, s, p, self.m))
+                    self.poison[(p, s)].losses.append(mb)
             self.record.losses.append((mb, loss))
         elif (p, s + 1) in self.replicas:
             self.act_in[(p, s + 1, mb)] = detach(out)  # local hand-over
@@ -321,25 +329,34 @@ class Interpreter:
         self._hand_input_grad(key, saved.x)
 
     def _op_I(self, instr: Instr) -> None:
-        self._read(instr)
+        replica = self._read(instr)
         key = self._key(instr)
         saved = self.saved.get(key)
         if saved is None:
             raise RuntimeError("no forward state for this micro-batch")
-        saved.grad = self._output_grad(key)
+        grad = self._output_grad(key)
         if key[1] > 0:
-            # Input gradient only; the graph stays for W.
-            torch.autograd.backward(*self.io.roots(key[1], saved.out, saved.grad),
-                                    inputs=self.io.grad_inputs(key[1], saved.x),
-                                    retain_graph=True)
+            roots, grads = self.io.roots(key[1], saved.out, grad)
+            inputs = self.io.grad_inputs(key[1], saved.x)
+            if len(roots) == 1 and len(inputs) == 1 and replica.params:
+                # Input gradient only, keeping the weight branches' gradients for W.
+                saved.work = backward_input(roots[0], grads[0] if grads else None, inputs[0],
+                                            replica.params)
+            else:  # a tree boundary: the graph stays for W
+                saved.grad = grad
+                torch.autograd.backward(roots, grads, inputs=inputs, retain_graph=True)
             self._hand_input_grad(key, saved.x)
+        else:
+            saved.grad = grad  # stage 0 has no input gradient: W is the whole backward
 
     def _op_W(self, instr: Instr) -> None:
         replica = self._read(instr)
         key = self._key(instr)
         saved = self._take(self.saved, key, "forward state")
         replica.bind_grad(instr.mb)
-        if replica.params:
+        if saved.work is not None:
+            backward_weight(saved.work)  # no recomputation of I's chain
+        elif replica.params:
             torch.autograd.backward(*self.io.roots(key[1], saved.out, saved.grad),
                                     inputs=replica.params)
 
@@ -355,16 +372,14 @@ class Interpreter:
         replica = self._replica(instr)
         if self.inject.at("nan-grad", instr.stage, instr.mb) and instr.mb in replica.pending:
             replica.pending[instr.mb][:1] = float("nan")
-        sqnorm = replica.accumulate(instr.mb)
-        if sqnorm is not None:
-            self.poison[(instr.pipeline or 0, instr.stage)].norms.append((instr.mb, sqnorm))
+        replica.accumulate(instr.mb)  # one launch; NaN/Inf flagged on the device
 
     def _op_STEP(self, instr: Instr, nxt: Instr | None) -> None:
         if self.on_nan == faults.SKIP:
             self._deferred.append((instr, nxt))  # settled at the end of the body
             return
         poison = self.poison[(instr.pipeline or 0, instr.stage)]
-        found = poison.first_bad()
+        found = poison.first_bad(self._replica(instr))
         if found:
             raise faults.NumericalFault(
                 faults.fault_message(found[0], found[1], instr.stage, instr.pipeline or 0, self.m))
@@ -378,11 +393,15 @@ class Interpreter:
                 and nxt.pipeline == instr.pipeline and nxt.version == instr.version):
             alpha = float(nxt.alpha)  # fused: the LOOKAHEAD that follows is written here
             self._fused_lookahead = nxt
+        stash = None
+        fused, self._fused_stash = self._fused_stash, None
+        if fused is not None:
+            stash = fused.version  # the STASH just before: written by the same pass
         count = instr.count
         if self.dp_size > 1 and self.dp_sparse is None:
-            self.transport.dp_allreduce(replica.acc)
+            self.transport.dp_allreduce(replica.grad_sum())
             count *= self.dp_size
-        replica.step(instr.version, count, lookahead_alpha=alpha)
+        replica.step(instr.version, count, lookahead_alpha=alpha, stash=stash)
         if self.dp_sparse is not None:  # async-sparse DP: own gradients, drift EMA
             self.dp_sparse.after_step(replica)
 
@@ -395,8 +414,14 @@ class Interpreter:
         if self.dp_sparse is not None:  # else one replica: nothing to average with
             self.dp_sparse.sync(self._replica(instr), instr.version)
 
-    def _op_STASH(self, instr: Instr) -> None:
+    def _op_STASH(self, instr: Instr, nxt: Instr | None) -> None:
+        if (nxt is not None and nxt.op == "STEP" and nxt.stage == instr.stage
+                and nxt.pipeline == instr.pipeline and nxt.version == instr.version + 1
+                and self.on_nan == faults.STOP):
+            self._fused_stash = instr  # fused: the STEP that follows writes the stash
+            return
         self._replica(instr).stash_current(instr.version)
+
 
     def _op_SWAP(self, instr: Instr) -> None:
         self._replica(instr).point_at(instr.version, bool(instr.lookahead))
@@ -410,3 +435,11 @@ class Interpreter:
             return store.pop(key)
         except KeyError:
             raise RuntimeError(f"no {what} for (pipeline, stage, mb) = {key}") from None
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host batch on the stage's device; to a GPU through pinned memory and without
+    a host sync (a pageable copy would wait for the device on every micro-batch)."""
+    if device.type != "cuda" or t.device == device:
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)

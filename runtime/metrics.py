@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from .memory import peak_device_bytes
+
 
 class MetricsLog:
     def __init__(self, path: Path | None, microbatches: int, dp: int, tokens_per_step: int,
@@ -50,6 +52,9 @@ class MetricsLog:
                 self.unit: self.tokens_per_step,
                 "time_s": round(now - self._t0, 6),
             }
+            peak = peak_device_bytes()
+            if peak is not None:  # CUDA: the caching allocator's peak so far
+                line["peak_mem_bytes"] = peak
             self._t_last = now
             self.lines.append(line)
             if self._file:

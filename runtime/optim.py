@@ -134,20 +134,32 @@ class FlatOptimizer:
             self._muon.state[view]["momentum_buffer"] = buf
 
     def step(self, param: torch.Tensor, grad: torch.Tensor, step: int, lr: float | None = None,
-             lookahead_out: torch.Tensor | None = None, lookahead_alpha: float = 0.0) -> None:
-        """One update of the master weights `param` from the mean gradient `grad`.
+             lookahead_out: torch.Tensor | None = None, lookahead_alpha: float = 0.0,
+             grad_div: float = 1.0, stash_out: torch.Tensor | None = None) -> None:
+        """One update of the master weights `param` from the mean gradient `grad / grad_div`.
 
-        `step` counts updates from 1; `lr` overrides the configured one (warm-up).
+        `step` counts updates from 1; `lr` overrides the configured one (warm-up);
+        `stash_out` receives the weights before the update. For SGD and AdamW the
+        division, the stash and the look-ahead are all in the one fused kernel;
+        Muon (and error feedback's first step, which keeps the mean) divide
+        `grad` in place first.
         """
         if param.numel() == 0:
             return
         cfg = self.cfg if lr is None else dataclasses.replace(self.cfg, lr=lr)
         ef_prev = self.state.get("ef_prev_grad")
         first = step == 1
+        if grad_div != 1.0 and (cfg.name == "muon" or (first and ef_prev is not None)):
+            grad.div_(grad_div)
+            grad_div = 1.0
+        if stash_out is not None and cfg.name == "muon":
+            weights.copy_(stash_out, param)
+            stash_out = None
         if cfg.name != "muon":
             weights.optimizer_step(
                 cfg, param, grad, self._kernel_state(slice(None), first), step,
                 lookahead_out=lookahead_out, lookahead_alpha=lookahead_alpha,
+                grad_div=grad_div, stash_out=stash_out,
             )
             if first and ef_prev is not None:
                 weights.copy_(ef_prev, grad)  # g_1 becomes g_prev; step 1 used g_1 itself

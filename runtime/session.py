@@ -24,6 +24,7 @@ from . import autoresume, checkpoint, restarts
 from .config import RunConfig
 from .costs import cost_profile
 from .interpreter import ExecutionError, Interpreter
+from .memory import peak_device_bytes
 from .metrics import MetricsLog, Progress, write_trace
 from .programs import Segment, after, body_piece, epilogue_piece, plan
 from .watchdog import EXIT_FAULT, EXIT_HANG
@@ -249,14 +250,17 @@ def _finish(s: Session, elapsed: float) -> None:
     if not timed:
         return
     events = {s.global_rank(r): i.record.events for r, i in s.interps.items()}
-    gathered = s.control.gather(events)
+    peak = peak_device_bytes()
+    gathered = s.control.gather((events, {s.global_rank(r): peak for r in s.interps}))
     if gathered is None:
         return
     merged: dict[int, list] = {}
-    for part in gathered:
+    peaks: dict[int, int | None] = {}
+    for part, part_peaks in gathered:
         merged.update(part)
+        peaks.update(part_peaks)
     if s.cfg.trace is not None:
         write_trace(Path(s.cfg.trace), merged)
     if s.cfg.costs_out is not None:
-        profile = cost_profile(s.manifest, merged, s.boundaries, s.stage_numels)
+        profile = cost_profile(s.manifest, merged, s.boundaries, s.stage_numels, peaks)
         Path(s.cfg.costs_out).write_text(json.dumps(profile, indent=1) + "\n")

@@ -79,7 +79,7 @@ class StageReplica:
         self.lookahead: torch.Tensor | None = None
         self.lookahead_version: int | None = None
         self.active: str | int = CURRENT  # CURRENT, LOOKAHEAD, or a stash version
-        self.acc = torch.zeros_like(self.current)
+        self._acc = torch.zeros_like(self.current)  # read it as `acc` / `grad_sum()`
         k = len(params) - len(muon)
         self.optimizer = FlatOptimizer(
             optim, self.current, n_adamw=sum(p.numel() for p in params[:k]),
@@ -90,6 +90,13 @@ class StageReplica:
         self._grad_views: dict[int, list[torch.Tensor]] = {}
         self._grad_bound: int | None = None
         self.pending: dict[int, torch.Tensor] = {}  # mb -> its weight gradient, until ACC
+        # After a STEP the accumulator holds the old sum: the step's first ACC
+        # overwrites it (no zeroing pass; see `accumulate`).
+        self.acc_stale = False
+        # NaN/Inf flags of the ACCs since the last STEP, on the device: slot k is
+        # the k-th ACC; a flag equal to this step's tag (version + 1) means non-finite.
+        self.nonfinite = torch.zeros(8, dtype=torch.int32, device=self.current.device)
+        self.acc_mbs: list[int] = []  # micro-batches accumulated since the last STEP
         self._weight_ptrs = {self.current.untyped_storage().data_ptr()}
         self.weight_unpacks = 0  # saved weight views rebuilt by backwards (tests)
 
@@ -145,13 +152,17 @@ class StageReplica:
 
     def stash_current(self, version: int) -> None:
         """STASH: keep a copy of the current weights (at `version`)."""
+        slot = self._stash_slot(version)
+        weights.copy_(slot, self.current)
+        self.stash[version] = slot
+
+    def _stash_slot(self, version: int) -> torch.Tensor:
+        """A free buffer to stash `version` in (filled by the caller)."""
         if version != self.version:
             raise VersionError(f"STASH of version {version}, current weights are {self.version}")
         if version in self.stash:
             raise VersionError(f"version {version} is already stashed")
-        slot = self._free.pop() if self._free else self._new_buffer()
-        weights.copy_(slot, self.current)
-        self.stash[version] = slot
+        return self._free.pop() if self._free else self._new_buffer()
 
     def release(self, version: int) -> None:
         if version not in self.stash:
@@ -207,23 +218,68 @@ class StageReplica:
             p.grad = g
         self._grad_bound = key
 
-    def accumulate(self, mb: int) -> torch.Tensor | None:
-        """ACC: acc += grad(mb), zeroing grad(mb) in the same pass for reuse.
-        Returns the squared norm of grad(mb) (fused; the NaN/Inf check's input)."""
+    def accumulate(self, mb: int) -> None:
+        """ACC: acc += grad(mb) in one launch, zeroing grad(mb) in the same pass for
+        reuse and flagging a NaN/Inf in it on the device (read once per STEP, by
+        `nonfinite_mbs`). The first ACC after a STEP writes acc = 0 + grad(mb)."""
         buf = self.pending.pop(mb, None)
         if buf is None:
             raise VersionError(f"ACC of micro-batch {mb}: no weight gradient computed for it")
-        sqnorm = weights.accumulate(self.acc, buf, zero_source=True, return_sqnorm=True)
+        slot = len(self.acc_mbs)
+        if slot == self.nonfinite.numel():  # more ACCs per step than slots: grow
+            grown = torch.zeros(2 * slot, dtype=torch.int32, device=self.nonfinite.device)
+            grown[:slot].copy_(self.nonfinite)
+            self.nonfinite = grown
+        weights.accumulate(self._acc, buf, zero_source=True, overwrite=self.acc_stale,
+                           flag=(self.nonfinite, slot, self.version + 1))
+        self.acc_stale = False
+        self.acc_mbs.append(mb)
         self._grad_pool.append(buf)
-        return sqnorm
+
+    def grad_sum(self) -> torch.Tensor:
+        """The accumulator as a value (ALLREDUCE, STEP, anyone writing it directly):
+        zeroed first if it still holds the last step's sum (no ACC since a STEP)."""
+        if self.acc_stale:
+            self._acc.zero_()
+            self.acc_stale = False
+        return self._acc
+
+    @property
+    def acc(self) -> torch.Tensor:
+        """The flat fp32 gradient accumulator (`grad_sum()`: never the stale sum)."""
+        return self.grad_sum()
+
+    def nonfinite_mbs(self) -> list[int]:
+        """Micro-batches accumulated since the last STEP whose gradient held a NaN or
+        Inf: one read of the device flags (the step's one host sync)."""
+        k = len(self.acc_mbs)
+        if k == 0 or self.numel == 0:
+            return []
+        tag = self.version + 1
+        flags = self.nonfinite[:k].tolist()
+        return [mb for mb, f in zip(self.acc_mbs, flags, strict=True) if f >= tag]
+
+    def clear_accumulated(self) -> None:
+        """A STEP (run or skipped) consumed the accumulator: the next ACC overwrites it."""
+        self.acc_mbs.clear()
+        self.acc_stale = True
 
     # ---- optimizer ------------------------------------------------------------------
-    def step(self, version: int, count: int, lookahead_alpha: float | None = None) -> None:
-        """STEP: current <- update(current, acc / count); the version becomes `version`."""
+    def step(self, version: int, count: int, lookahead_alpha: float | None = None,
+             stash: int | None = None) -> None:
+        """STEP: current <- update(current, acc / count); the version becomes `version`.
+
+        One fused launch: the division by `count` happens inside the kernel, a
+        STASH of the current weights right before (`stash`: its version) is
+        written by the same pass, and the accumulator is left for the next ACC
+        to overwrite.
+        """
         if version != self.version + 1:
             raise VersionError(f"STEP to version {version}, current weights are {self.version}")
-        if self.numel:
-            self.acc.div_(count)
+        grad = self.grad_sum()
+        stash_out = None
+        if stash is not None:
+            stash_out = self._stash_slot(stash)
         la_out = None
         if lookahead_alpha is not None:
             if self.lookahead is None:
@@ -233,9 +289,12 @@ class StageReplica:
             lookahead_alpha = self.lookahead_alpha  # --lookahead overrides the programs'
         lr = pipemare_lr(self.optim.lr, self.delay, version - 1, self.optim.lr_warmup_by_delay)
         with torch.no_grad():
-            self.optimizer.step(self.current, self.acc, version, lr=lr, lookahead_out=la_out,
-                                lookahead_alpha=lookahead_alpha or 0.0)
-        self.acc.zero_()
+            self.optimizer.step(self.current, grad, version, lr=lr, lookahead_out=la_out,
+                                lookahead_alpha=lookahead_alpha or 0.0, grad_div=count,
+                                stash_out=stash_out)
+        if stash is not None:
+            self.stash[stash] = stash_out
+        self.clear_accumulated()
         self.version = version
         if lookahead_alpha is not None:
             self.lookahead_version = version
@@ -246,7 +305,7 @@ class StageReplica:
         optimizer state, advance the version (later version checks expect it)."""
         if version != self.version + 1:
             raise VersionError(f"STEP to version {version}, current weights are {self.version}")
-        self.acc.zero_()
+        self.clear_accumulated()
         self.version = version
         self.point_at(version)
 

@@ -6,14 +6,23 @@ consecutive send/receive instructions, exactly the unit under which the
 verifier proved the programs deadlock-free (docs/programs.md). `post` starts
 every send and receive of the batch at once (`batch_isend_irecv`), `wait`
 completes the whole batch -- sends included -- before the interpreter goes
-on, so a rank holds at most one posted batch. Each pipeline has its own
+on, so a rank holds at most one posted batch (K = 1, the default). With
+`--posted-batches K` > 1, `wait` completes the batch's receives and leaves its
+sends to complete in the background, waiting for the oldest batch's sends once
+more than K - 1 batches have sends outstanding, and for all of them at a drain
+point and before any collective (docs/programs.md, "Overlap", says why this
+keeps every program that is deadlock-free under K = 1 deadlock-free). Each pipeline has its own
 communicator, so messages between two ranks match in order per direction and
 per pipeline, as the verifier assumed. ALLREDUCEs run in program order.
 
 `wait`, `allreduce` and `agree` may answer "not yet" (None / False) -- only
 the in-process transport does, to let its cooperative driver switch ranks;
 the distributed transport blocks instead, under the watchdog's deadline
-(`runtime/watchdog.py`).
+(`runtime/watchdog.py`). On CUDA (NCCL) `wait` does not block the host at all:
+NCCL runs the batch on its own stream, and `Work.wait()` makes the compute
+stream wait for it with an event, so the host goes on enqueuing work and
+communication overlaps the compute queued before it; NCCL's own timeout
+(set at `init_process_group`) and the watchdog thread bound the wait.
 
 Shapes and dtypes are agreed once at start-up (`boundary_specs`), so a message
 carries only its data. Summation order of every reduction is fixed (sorted
@@ -23,6 +32,7 @@ transport's.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
@@ -108,6 +118,7 @@ class _Posted:
     batch: list[Instr]
     works: list
     tensors: list[torch.Tensor] = field(default_factory=list)  # sends' buffers and recvs'
+    waiting: list[int] = field(default_factory=list)  # sends still completing (K > 1)
 
 
 class DistTransport:
@@ -125,6 +136,7 @@ class DistTransport:
         pipelines: list[dist.ProcessGroup] | None = None,
         control: dist.ProcessGroup | None = None, watchdog: Watchdog | None = None,
         grad_boundaries: dict[int, BoundarySpec] | None = None,
+        posted_batches: int = 1,
     ) -> None:
         self.rank = rank
         self.ranks = ranks
@@ -140,6 +152,9 @@ class DistTransport:
         self.control = control
         self.watchdog = watchdog or NullWatchdog()
         self.bytes_sent: dict[int, int] = {}  # boundary -> bytes of one message
+        # K (docs/programs.md, "Overlap"): batches whose sends may still be completing.
+        self.posted_batches = posted_batches
+        self._sending: deque[_Posted] = deque()
 
     def _global(self, program_rank: int) -> int:
         return self.dp_index * self.ranks + program_rank
@@ -184,16 +199,46 @@ class DistTransport:
         return _Posted(batch, works, kept)
 
     def wait(self, handle: object) -> list[torch.Tensor | None]:
+        """Complete the batch's receives; its sends too (K = 1), or queue them and
+        complete the oldest queued batch's sends once more than K - 1 are queued."""
         assert isinstance(handle, _Posted)
         batch = handle.batch
-        # Receives first: what a blocked rank reports is what it waits for.
-        order = sorted(range(len(batch)), key=lambda i: batch[i].op in SEND_OPS)
+        recvs = [i for i, ins in enumerate(batch) if ins.op not in SEND_OPS]
+        sends = [i for i, ins in enumerate(batch) if ins.op in SEND_OPS]
+        if self.posted_batches == 1:
+            self._complete(handle, recvs + sends)  # receives first: reported waits
+        else:
+            done = self._complete(handle, recvs)
+            handle.waiting = [i for i in sends if id(handle.works[i]) not in done]
+            if handle.waiting:
+                self._sending.append(handle)
+            while len(self._sending) > self.posted_batches - 1:
+                self._finish_sends(self._sending.popleft())
+        return [None if ins.op in SEND_OPS else t
+                for ins, t in zip(batch, handle.tensors, strict=True)]
+
+    def _finish_sends(self, handle: _Posted) -> None:
+        """Complete a queued batch's sends; an error names that batch's send."""
+        try:
+            self._complete(handle, handle.waiting)
+        except BatchError as exc:
+            raise RuntimeError(f"earlier send {handle.batch[exc.pos].label()}: {exc}") from None
+
+    def _complete(self, handle: _Posted, indices: list[int]) -> set[int]:
+        """Wait for the works of batch[indices] (a coalesced work once); their ids."""
+        batch = handle.batch
         done: set[int] = set()
-        for i in order:
+        for i in indices:
             work = handle.works[i]
             if work is None or id(work) in done:
                 continue
             what = describe(batch[i], self.peer_name(batch[i]))
+            if self.device.type == "cuda":
+                # NCCL: wait() only makes the compute stream wait for the comm stream
+                # (no host sync); the deadline is the watchdog's and NCCL's own.
+                work.wait()
+                done.add(id(work))
+                continue
             with self.watchdog.waiting(what):
                 try:
                     work.wait(timeout=timedelta(seconds=self.watchdog.remaining()))
@@ -204,10 +249,10 @@ class DistTransport:
                     raise BatchError(i, f"while waiting for {what}: "
                                      f"{_first_line(exc)}") from None
             done.add(id(work))
-        return [None if ins.op in SEND_OPS else t
-                for ins, t in zip(batch, handle.tensors, strict=True)]
+        return done
 
     def allreduce(self, instr: Instr, tensor: torch.Tensor) -> bool:
+        self.drain()  # collectives see no point-to-point operation in flight
         group = tuple(instr.group)
         if self.rank not in group:
             raise RuntimeError(f"rank {self.rank} is not in its own ALLREDUCE group {group}")
@@ -217,12 +262,14 @@ class DistTransport:
         return True
 
     def dp_allreduce(self, tensor: torch.Tensor) -> None:
+        self.drain()
         if self.dp_group is not None:
             with self.watchdog.waiting("the data-parallel gradient sum"):
                 _reduce(tensor, self.dp_group, self.dp_size)
 
     def agree(self, epoch: int, flag: bool) -> bool:
         """OR of `flag` over every process (the NaN/Inf step agreement)."""
+        self.drain()
         if self.control is None:
             return flag
         t = torch.tensor([1 if flag else 0], dtype=torch.int64)
@@ -231,7 +278,9 @@ class DistTransport:
         return bool(t.item())
 
     def drain(self) -> None:
-        return None  # every batch is waited for whole
+        """Complete every queued send (a drain point; also before any collective)."""
+        while self._sending:
+            self._finish_sends(self._sending.popleft())
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,14 +8,16 @@ is announced to the rank's `Watchdog` with what it waits for, e.g.
     rank 2, instruction 17 (RECV_GRAD s2 mb3 <-3): the gradient of micro-batch 3
     from rank 3
 
-Point-to-point waits use the backend's own deadline (`Work.wait(timeout)`),
-which raises `WaitTimeout`: the rank reports and exits through the normal
-error path. A peer that died is noticed sooner still: gloo fails the pending
-operation with "Connection closed by peer", reported the same way. Collectives
-and anything else that cannot be given a deadline are covered by the
-watchdog's thread: once a wait has lasted `timeout + grace` seconds it prints
-the same report and ends the process with `EXIT_HANG` (os._exit: a blocked
-collective cannot be interrupted from Python).
+Point-to-point waits on gloo use the backend's own deadline
+(`Work.wait(timeout)`), which raises `WaitTimeout`; on NCCL the host does not
+wait for a batch at all (the compute stream does), and NCCL's process-group
+timeout and this thread bound it. On a gloo timeout the rank reports and exits
+through the normal error path. A peer that died is noticed sooner still: gloo
+fails the pending operation with "Connection closed by peer", reported the
+same way. Collectives and anything else that cannot be given a deadline are
+covered by the watchdog's thread: once a wait has lasted `timeout + grace`
+seconds it prints the same report and ends the process with `EXIT_HANG`
+(os._exit: a blocked collective cannot be interrupted from Python).
 
 Either way the rank exits non-zero with one line naming its global rank, the
 instruction index, op and peer, and what it waited for; `docs/reliability.md`

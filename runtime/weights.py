@@ -61,15 +61,24 @@ def copy_(dst: torch.Tensor, src: torch.Tensor) -> None:
 
 
 def accumulate(acc: torch.Tensor, grad: torch.Tensor, zero_source: bool = False,
-               return_sqnorm: bool = False) -> torch.Tensor | None:
-    """acc += grad (and grad = 0 in the same pass when asked); with
-    `return_sqnorm`, also sum(grad ** 2) as a 0-d fp32 tensor (NaN/Inf checks)."""
+               return_sqnorm: bool = False, overwrite: bool = False,
+               flag: tuple[torch.Tensor, int, int] | None = None) -> torch.Tensor | None:
+    """acc += grad (acc = 0 + grad with `overwrite`; grad = 0 in the same pass when
+    asked); with `return_sqnorm`, also sum(grad ** 2) as a 0-d fp32 tensor; with
+    `flag` = (int32 buffer, slot, tag), buffer[slot] >= tag afterwards if grad holds
+    a NaN or Inf (checked on the device, no host sync)."""
     if acc.numel() == 0:
         return acc.new_zeros(()) if return_sqnorm else None
+    buf, slot, tag = flag if flag is not None else (None, 0, 1)
     if _k is not None:
-        return _k.accumulate(acc, grad, zero_source=zero_source, return_sqnorm=return_sqnorm)
+        return _k.accumulate(acc, grad, zero_source=zero_source, return_sqnorm=return_sqnorm,
+                             overwrite=overwrite, flag=buf, flag_slot=slot, flag_tag=tag)
     sqnorm = grad.float().square().sum() if return_sqnorm else None
+    if overwrite:
+        acc.zero_()
     acc.add_(grad)
+    if buf is not None and not bool(torch.isfinite(grad).all()):
+        buf[slot] = max(int(buf[slot]), tag)
     if zero_source:
         grad.zero_()
     return sqnorm
@@ -113,19 +122,30 @@ def optimizer_step(
     step: int,
     lookahead_out: torch.Tensor | None = None,
     lookahead_alpha: float = 0.0,
+    grad_div: float = 1.0,
+    stash_out: torch.Tensor | None = None,
 ) -> None:
-    """One update of the flat master weights `param` in place; `step` counts from 1.
+    """One update of the flat master weights `param` in place from `grad / grad_div`;
+    `step` counts from 1.
 
     With `lookahead_out`, also writes w_new + alpha * (w_new - w_old) in the
-    same pass (the LOOKAHEAD instruction fused into its STEP).
+    same pass (the LOOKAHEAD instruction fused into its STEP); with `stash_out`,
+    the weights before the update (a STASH fused into its STEP).
     """
     if param.numel() == 0:
         return
+    if _k is None:  # the plain-torch fallback: divide and stash first
+        if grad_div != 1.0:
+            grad = grad / grad_div
+        if stash_out is not None:
+            stash_out.copy_(param)
     extra = dict(
         weight_decay=cfg.weight_decay, lookahead_out=lookahead_out,
         lookahead_alpha=lookahead_alpha, ef_prev_grad=state.get("ef_prev_grad"),
         ef_lambda=cfg.ef_lambda or 0.0,
     )
+    if _k is not None:
+        extra.update(grad_div=grad_div, stash_out=stash_out)
     if cfg.name == "adamw":
         fn = _k.adamw_step if _k is not None else _adamw_torch
         fn(param, grad, state["exp_avg"], state["exp_avg_sq"], step=step, lr=cfg.lr,

@@ -52,8 +52,8 @@ def test_forward_reads_lookahead_weights(programs):
             history[key] = {0: rep.current.clone()}
             step = rep.step
 
-            def wrapped(version, count, lookahead_alpha=None, _rep=rep, _key=key, _step=step):
-                _step(version, count, lookahead_alpha=lookahead_alpha)
+            def wrapped(version, count, _rep=rep, _key=key, _step=step, **kw):
+                _step(version, count, **kw)
                 history[_key][version] = _rep.current.clone()
 
             rep.step = wrapped

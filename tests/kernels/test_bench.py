@@ -11,7 +11,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "kernels.py"
 KERNELS = {
     "accumulate bf16", "accumulate fp32", "accumulate bf16 +zero +sqnorm", "adamw",
     "adamw +stash", "adamw +stash +lookahead +ef", "sgd nesterov +stash", "copy fp32->bf16",
-    "swap fp32",
+    "swap fp32", "STEP adamw +stash +1/count",
 }
 
 
@@ -33,6 +33,8 @@ def test_bench_with_twins(bench, monkeypatch, capsys):
     assert all(r["fused_gbps"] > 0 and r["copy_gbps"] > 0 for r in rows)
     stash = next(r for r in rows if r["kernel"] == "adamw +stash")
     assert stash["bytes"] == 32 and "AdamW(fused=True)+stash copy" in stash["all_unfused"]
+    step = next(r for r in rows if r["kernel"] == "STEP adamw +stash +1/count")
+    assert step["bytes"] == 32 and "copy, div_, adamw, zero_ (before)" in step["all_unfused"]
     out = capsys.readouterr().out
     assert "torch twins" in out and "not the target" in out
 
@@ -41,9 +43,9 @@ def test_bench_with_twins(bench, monkeypatch, capsys):
 def test_bench_through_interpreter(bench, monkeypatch, capsys):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     rows = bench.main(["--device", "cpu", "--min-size", "16KB", "--max-size", "16KB",
-                       "--repeats", "1", "--only", "adamw +stash,copy"])
+                       "--repeats", "1", "--launches", "2", "--only", "adamw +stash,copy"])
     assert [r["kernel"] for r in rows] == ["adamw +stash", "adamw +stash +lookahead +ef",
-                                           "copy fp32->bf16"]
+                                           "STEP adamw +stash +1/count", "copy fp32->bf16"]
     assert "fused = Triton" in capsys.readouterr().out
 
 

@@ -206,3 +206,56 @@ def test_leaf_parameters_that_require_grad_are_fine():
     sgd_step_ref(p, torch.ones(7), None, lr=0.5)
     sgd_step(p, torch.ones(7), None, lr=0.5)
     assert torch.equal(p.detach(), torch.zeros(7))
+
+
+# ---- the training STEP's fused path: 1/count folded in (grad_div) -------------------------
+@pytest.mark.parametrize("count", [1, 3, 8])
+@pytest.mark.parametrize("n", [1000, 4099])
+def test_grad_div_is_the_division_folded_in_bitwise(device, count, n):
+    """Each implementation with grad_div = c on a sum equals itself on (sum / c), bit for
+    bit: the runtime's fused STEP is exactly its old `acc.div_(count)` + step."""
+    for fn in (adamw_step, adamw_step_ref):
+        results = []
+        for fused in (True, False):
+            p, g, m, v = _state(n, device)
+            out = _outputs(n, device, stash=True, ef=True)
+            if fused:
+                fn(p, g, m, v, step=2, **ADAMW_HP, grad_div=float(count), **out)
+            else:
+                fn(p, g / torch.tensor(float(count)), m, v, step=2, **ADAMW_HP, **out)
+            results.append((p, m, v, out["stash_out"], out["ef_prev_grad"], g))
+        (a, b) = results
+        for x, y in zip(a[:5], b[:5], strict=True):
+            assert_bitwise(x, y)
+        assert_bitwise(a[5], _state(n, device)[1])  # the sum itself is only read
+
+
+@pytest.mark.parametrize("count", [3, 8])
+def test_sgd_grad_div_is_the_division_folded_in_bitwise(device, count):
+    hp = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.05)
+    for fn in (sgd_step, sgd_step_ref):
+        results = []
+        for fused in (True, False):
+            p, g, buf = _state(N, device)[:3]
+            stash = torch.empty_like(p)
+            grad = g if fused else g / torch.tensor(float(count))
+            fn(p, grad, buf, stash_out=stash, grad_div=float(count) if fused else 1.0, **hp)
+            results.append((p, buf, stash))
+        for x, y in zip(*results, strict=True):
+            assert_bitwise(x, y)
+
+
+def test_fused_step_with_stash_and_count_equals_twin(device):
+    """The STEP the runtime runs after a STASH: kernel vs twin (stash bitwise, arithmetic
+    within a few ulp: the twin chains torch's own ops, which round differently)."""
+    outs = []
+    for fn in (adamw_step, adamw_step_ref):
+        p, g, m, v = _state(N, device)
+        stash = torch.full_like(p, float("nan"))
+        fn(p, g, m, v, step=5, **ADAMW_HP, grad_div=4.0, stash_out=stash)
+        outs.append((p, m, v, stash))
+    (p, m, v, stash), (p_ref, m_ref, v_ref, stash_ref) = outs
+    assert_bitwise(stash, stash_ref)
+    assert_bitwise(stash, _state(N, device)[0])
+    for t, r in ((p, p_ref), (m, m_ref), (v, v_ref)):
+        torch.testing.assert_close(t, r, **ARITH_TOL)
