@@ -24,7 +24,7 @@ stream wait for it with an event, so the host goes on enqueuing work and
 communication overlaps the compute queued before it; NCCL's own timeout
 (set at `init_process_group`) and the watchdog thread bound the wait.
 
-Shapes and dtypes are agreed once at start-up (`boundary_specs`), so a message
+Shapes and dtypes are agreed once at start-up (`build.probe`), so a message
 carries only its data. Summation order of every reduction is fixed (sorted
 ranks) so that results are bitwise reproducible and equal to the in-process
 transport's.

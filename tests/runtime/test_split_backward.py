@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 import torch
-from schedc.runtime.build import boundary_specs, build_stage_module
+from schedc.runtime.build import build_stage_module
 from schedc.runtime.models import resolve_model
 from schedc.runtime.split_backward import backward_input, backward_weight
 
@@ -20,9 +20,11 @@ def _stage(model, s, n):
 
 
 def _forward(model, module, s, n):
-    shape, dtype = boundary_specs(model, n, 2, 16)[s - 1]
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(1)).to(dtype)
-    x.requires_grad_(True)
+    x = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # stage s's input: the earlier stages' output on real tokens
+        for k in range(s):
+            x = build_stage_module(model, k, n, seed=0, device=torch.device("cpu"))(x)
+    x = x.detach().requires_grad_(True)
     out = module(x)
     if s == n - 1:
         targets = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(2))
