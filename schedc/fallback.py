@@ -38,7 +38,8 @@ def search_programs(spec: Spec, policies: Sequence[Policy], warm: int, sync: int
                     prove: Callable[[list[RankProgram], Period], None],
                     ) -> tuple[list[RankProgram], Period, Policy]:
     """The first (policy, period) whose programs repeat and are proven."""
-    error: VerifyError | None = None
+    error: VerifyError | None = None  # the first body that did not repeat
+    refused: VerifyError | None = None  # the first repeating body the proof refused
     for policy in policies:
         for base in (warm * f for f in BASES):
             for k in (sync * j for j in PERIODS):
@@ -49,12 +50,16 @@ def search_programs(spec: Spec, policies: Sequence[Policy], warm: int, sync: int
                     programs, extra = _split(runs[b], runs[b + k], b // k, period)
                     for n in (b, b + k, b + 2 * k):
                         _check(programs, runs[n], n // k - extra, period)
-                    prove(programs, period)
-                    return programs, period, policy
                 except VerifyError as exc:
                     error = error or exc
-    assert error is not None
-    raise error
+                    continue
+                try:
+                    prove(programs, period)
+                    return programs, period, policy
+                except VerifyError as exc:  # e.g. a declared bound: the user's to change
+                    refused = refused or exc
+    assert refused is not None or error is not None
+    raise refused or error
 
 
 def _split(short: Sequence[Sequence[Instr]], longer: Sequence[Sequence[Instr]], batches: int,
