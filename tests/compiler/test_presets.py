@@ -9,7 +9,7 @@ from schedc.presets import PRESETS, preset_spec
 from schedc.spec import Spec, SpecError
 
 NAMES = ["gpipe", "1f1b", "interleaved-1f1b", "zb-h1", "chimera", "pipedream",
-         "pipedream-2bw", "paci", "amdp"]
+         "pipedream-2bw", "paci", "amdp", "zbv"]
 
 
 def test_every_documented_preset_exists():
