@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 from schedc.errors import UserError
@@ -84,17 +83,6 @@ def _is_echo(error: str) -> bool:
     """A rank that only saw another one go (closed connection, timeout)."""
     return any(s in error for s in ("Connection closed", "Connection reset", "timeout:",
                                     "Broken pipe", "no progress for"))
-
-
-def gave_up(save_dir: Path | None, mark: int, max_restarts: int) -> int:
-    """After torchrun failed: print the one line, return the exit code."""
-    found = give_up_line(save_dir, mark, max_restarts)
-    if found is None:
-        print(f"schedc: error: gave up after --max-restarts {max_restarts}; no rank recorded "
-              f"a failure in {Path(save_dir or '.') / FAILURES}", file=sys.stderr, flush=True)
-        return 1
-    print(found[0], file=sys.stderr, flush=True)
-    return found[1]
 
 
 def give_up_line(save_dir: Path | None, mark: int, max_restarts: int) -> tuple[str, int] | None:

@@ -83,17 +83,10 @@ def reference_parameter_averaging(program_dir: Path, steps: int, dp: int,
 
     Returns the losses and, per replica, stage -> flat weights.
     """
-    import argparse
-
     from schedc.runtime.build import build_stage_module
-    from schedc.runtime.config import add_run_arguments, config_from_args
-    from schedc.runtime.setup import make_batches, prepare
+    from schedc.runtime.setup import make_batches
 
-    torch.set_num_threads(1)
-    parser = argparse.ArgumentParser()
-    add_run_arguments(parser)
-    cfg = config_from_args(parser.parse_args([str(program_dir), *BASE, "--dp", str(dp), *extra]))
-    p = prepare(cfg)
+    cfg, p = _prepared(program_dir, dp, extra)
     S = p.manifest.num_stages
     m = p.manifest.period.microbatches // p.manifest.period.steps
     models, opts, batches = [], [], []
@@ -154,17 +147,10 @@ def reference_sync_dp(program_dir: Path, steps: int, dp: int,
     any other order changes the last bits with three or more replicas.
     Returns the losses and stage -> flat weights.
     """
-    import argparse
-
     from schedc.runtime.build import build_stage_module
-    from schedc.runtime.config import add_run_arguments, config_from_args
-    from schedc.runtime.setup import make_batches, prepare
+    from schedc.runtime.setup import make_batches
 
-    torch.set_num_threads(1)
-    parser = argparse.ArgumentParser()
-    add_run_arguments(parser)
-    cfg = config_from_args(parser.parse_args([str(program_dir), *BASE, "--dp", str(dp), *extra]))
-    p = prepare(cfg)
+    cfg, p = _prepared(program_dir, dp, extra)
     S = p.manifest.num_stages
     m = p.manifest.period.microbatches
     mods = [build_stage_module(p.model, s, S, cfg.seed, torch.device("cpu")) for s in range(S)]
@@ -198,3 +184,17 @@ def reference_sync_dp(program_dir: Path, steps: int, dp: int,
         losses.append(total / len(parts))
     return losses, {s: torch.cat([q.detach().reshape(-1) for q in mods[s].parameters()])
                     for s in range(S)}
+
+
+def _prepared(program_dir: Path, dp: int, extra: tuple[str, ...]) -> tuple:
+    """The run configuration and prepared run of an in-process reference."""
+    import argparse
+
+    from schedc.runtime.config import add_run_arguments, config_from_args
+    from schedc.runtime.setup import prepare
+
+    torch.set_num_threads(1)
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    cfg = config_from_args(parser.parse_args([str(program_dir), *BASE, "--dp", str(dp), *extra]))
+    return cfg, prepare(cfg)
