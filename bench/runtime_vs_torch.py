@@ -12,6 +12,13 @@ thread per rank; step times are medians over the steps after warm-up:
    is higher).
 Printed by rank 0, one line per figure. `--only` picks figures (torch, zb-h1,
 paci); the schedc 1F1B run is always made, as every figure's reference.
+`--posted-batches K` runs schedc's programs with K posted batches
+(docs/programs.md, "Overlap"; torch's schedule waits for its sends later too).
+
+Each run also reports its CPU time per step on every rank (process CPU: compute,
+Python and the communication threads; waiting costs none), the figure that
+machine load disturbs least: `cpu ms/step` lines, rank by rank, with the same
+ratios on the busiest rank.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from schedc.runtime.build import build_stage_module
 from schedc.runtime.config import add_run_arguments, config_from_args
 from schedc.runtime.launch import build_dist, init_world
 from schedc.runtime.models import resolve_model
-from schedc.runtime.session import train
+from schedc.runtime.session import Trainer
 from schedc.runtime.setup import make_batches, prepare
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B
 
@@ -44,21 +51,31 @@ def _programs(name: str, m: int, root: Path, stages: int) -> Path:
     return write_programs(root / name, compiled.manifest, compiled.programs)
 
 
-def _schedc_step_times(program_dir: Path, a: argparse.Namespace) -> list[float]:
+def _schedc_step_times(program_dir: Path, a: argparse.Namespace
+                       ) -> tuple[list[float], list[float]]:
+    """(wall-clock step times on the last stage's rank, [] elsewhere; this rank's
+    CPU time per step), after warm-up."""
     parser = argparse.ArgumentParser()
     add_run_arguments(parser)
     cfg = config_from_args(parser.parse_args([
         str(program_dir), "--model", a.model, "--steps", str(a.steps), "--quiet",
         "--micro-batch-size", str(a.micro_batch_size), "--seq-len", str(a.seq_len),
-        "--threads", "1", "--lr", "1e-4",
+        "--threads", "1", "--lr", "1e-4", "--posted-batches", str(a.posted_batches),
     ]))
-    lines = train(build_dist(cfg))
-    times = [line["time_s"] for line in lines]
+    trainer = Trainer(build_dist(cfg))
+    cpu = []
+    while trainer.bodies_left > 0:
+        c0 = time.process_time()
+        trainer.step()
+        cpu.append(time.process_time() - c0)
+    trainer.close()
+    times = [line["time_s"] for line in trainer.lines]
     steps = [t1 - t0 for t0, t1 in zip(times, times[1:], strict=False)]
-    return steps[WARMUP:]
+    return steps[WARMUP:], cpu[WARMUP + 1:]
 
 
-def _torch_step_times(program_dir: Path, a: argparse.Namespace) -> list[float]:
+def _torch_step_times(program_dir: Path, a: argparse.Namespace
+                      ) -> tuple[list[float], list[float]]:
     parser = argparse.ArgumentParser()
     add_run_arguments(parser)
     cfg = config_from_args(parser.parse_args([
@@ -72,10 +89,10 @@ def _torch_step_times(program_dir: Path, a: argparse.Namespace) -> list[float]:
     schedule = Schedule1F1B(stage, a.m, loss_fn=model.loss)
     opt = torch.optim.AdamW(module.parameters(), lr=1e-4, weight_decay=0.0)
     batches = make_batches(p, 0)
-    out = []
+    out, cpu = [], []
     for step in range(a.steps):
         mbs = [batches.get(step * a.m + j) for j in range(a.m)]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if rank == 0:
             schedule.step(torch.cat([b.inputs for b in mbs]))
         elif rank == world - 1:
@@ -84,13 +101,34 @@ def _torch_step_times(program_dir: Path, a: argparse.Namespace) -> list[float]:
             schedule.step()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        cpu.append(time.process_time() - c0)
         dist.barrier()
         out.append(time.perf_counter() - t0)
-    return out[WARMUP:]
+    return out[WARMUP:], cpu[WARMUP + 1:]
 
 
 def _median(times: list[float]) -> float:
     return statistics.median(times) if times else float("nan")
+
+
+def _report(a: argparse.Namespace, world: int, wall: dict[str, float],
+            cpu: dict[str, list[float]]) -> None:
+    print(f"model {a.model}, {world} ranks x 1 thread, m={a.m}, micro-batch "
+          f"{a.micro_batch_size} x {a.seq_len} tokens, {a.steps - WARMUP} timed steps, "
+          f"posted batches {a.posted_batches}")
+    label = {"torch": "torch Schedule1F1B", "1f1b": "schedc 1F1B", "zb-h1": "schedc ZB-H1",
+             "paci": "schedc PACI"}
+    for k, w in wall.items():
+        ranks = " ".join(f"{c * 1e3:7.1f}" for c in cpu[k])
+        print(f"{label[k] + ' step':24s} {w * 1e3:8.1f} ms   cpu ms/step by rank {ranks}")
+    ratios = [("ratio schedc/torch", "1f1b", "torch"), ("zb-h1/1f1b", "zb-h1", "1f1b"),
+              ("paci/1f1b", "paci", "1f1b")]
+    for text, num, den in ratios:
+        if num in wall and den in wall:
+            print(f"{text} {wall[num] / wall[den]:.3f}")
+    for text, num, den in ratios:  # CPU time of the busiest rank of each run
+        if num in cpu and den in cpu:
+            print(f"cpu {text} {max(cpu[num]) / max(cpu[den]):.3f}")
 
 
 def main() -> None:
@@ -103,42 +141,40 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--only", default="torch,zb-h1,paci",
                     help="comma-separated figures: torch, zb-h1, paci")
+    ap.add_argument("--posted-batches", type=int, default=1, metavar="K",
+                    help="schedc's runs: K posted batches (docs/programs.md, Overlap)")
     a = ap.parse_args()
     only = set(a.only.split(","))
     torch.set_num_threads(1)
     init_world(torch.device("cpu"))
     world = dist.get_world_size()
-    med = {}
+    names = ["torch", "1f1b", "zb-h1", "paci"]
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         f1b = _programs("1f1b", a.m, Path(tmp), world)
-        if "torch" in only:
-            med["torch"] = _median(_torch_step_times(f1b, a))
-        med["1f1b"] = _median(_schedc_step_times(f1b, a))
+        runs = {"1f1b": f1b}
         for name in ("zb-h1", "paci"):
             if name in only:
-                med[name] = _median(_schedc_step_times(_programs(name, a.m, Path(tmp), world),
-                                                       a))
-    # Metrics lines are on the last stage's rank: send its medians to rank 0.
-    names = ["1f1b", "zb-h1", "paci"]
-    t = torch.tensor([med.get(k, float("nan")) for k in names], dtype=torch.float64)
+                runs[name] = _programs(name, a.m, Path(tmp), world)
+        if "torch" in only:
+            w, c = _torch_step_times(f1b, a)
+            wall["torch"], cpu["torch"] = _median(w), _median(c)
+        for name, d in runs.items():
+            w, c = _schedc_step_times(d, a)
+            wall[name], cpu[name] = _median(w), _median(c)
+    # Metrics lines are on the last stage's rank: send its medians to rank 0; torch's
+    # are rank 0's own (every rank ends its step at the same barrier).
+    t = torch.tensor([wall.get(k, float("nan")) for k in names], dtype=torch.float64)
     dist.broadcast(t, src=world - 1)
-    med.update({k: float(v) for k, v in zip(names, t.tolist(), strict=True) if k in med})
+    wall.update({k: float(v) for k, v in zip(names, t.tolist(), strict=True)
+                 if k in wall and k != "torch"})
+    mine = torch.tensor([cpu.get(k, float("nan")) for k in names], dtype=torch.float64)
+    every = [torch.empty_like(mine) for _ in range(world)]
+    dist.all_gather(every, mine)
     if dist.get_rank() == 0:
-        print(f"model {a.model}, {world} ranks x 1 thread, m={a.m}, micro-batch "
-              f"{a.micro_batch_size} x {a.seq_len} tokens, {a.steps - WARMUP} timed steps")
-        if "torch" in med:
-            print(f"torch Schedule1F1B step  {med['torch'] * 1e3:8.1f} ms")
-        print(f"schedc 1F1B step         {med['1f1b'] * 1e3:8.1f} ms")
-        if "zb-h1" in med:
-            print(f"schedc ZB-H1 step        {med['zb-h1'] * 1e3:8.1f} ms")
-        if "paci" in med:
-            print(f"schedc PACI step         {med['paci'] * 1e3:8.1f} ms")
-        if "torch" in med:
-            print(f"ratio schedc/torch {med['1f1b'] / med['torch']:.3f}")
-        if "zb-h1" in med:
-            print(f"zb-h1/1f1b {med['zb-h1'] / med['1f1b']:.3f}")
-        if "paci" in med:
-            print(f"paci/1f1b {med['paci'] / med['1f1b']:.3f}")
+        _report(a, world, wall, {k: [float(c[i]) for c in every] for i, k in enumerate(names)
+                                 if k in cpu})
     dist.destroy_process_group()
 
 

@@ -7,7 +7,8 @@ in-process (one torch thread) with `--costs-out`, alternating `--repeats`
 times so that machine load hits both alike, and prints per stage the median
 op times and `(I+W)/B`. Each run's op times are divided by its own F time
 first (`/F` columns), which cancels load that differs between runs. Stage 0
-has no input gradient: its I is empty and its W is the whole backward.
+has no input gradient: its I runs the whole backward and its W is empty
+(docs/runtime.md).
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ class Saved:
     out: object  # output (tensor or tree), or the loss at the last stage
     grad: list[torch.Tensor] | None = None  # output gradients, kept from I for W
     work: WeightWork | None = None  # what I kept for W (split_backward)
+    done: bool = False  # I ran the whole backward: W has nothing left to do
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ class Interpreter:
         self.grad_out: dict[Key, torch.Tensor] = {}
         self.saved: dict[Key, Saved] = {}
         self._fused_lookahead: Instr | None = None
+        self._stream: list[Instr] = []  # the piece being run, and the index in it
+        self._index = 0
         self._fused_stash: Instr | None = None  # a STASH written by the STEP that follows
         # Numerical faults (runtime/faults.py): per replica, non-finite values since its STEP.
         self.on_nan = cfg.on_nan
@@ -139,6 +142,7 @@ class Interpreter:
                 index = end
                 continue
             nxt = stream[index + 1] if index + 1 < n else None
+            self._stream, self._index = stream, index
             start = time.perf_counter() if self.timing else 0.0
             try:
                 while not self._execute(instr, nxt):
@@ -322,7 +326,7 @@ class Interpreter:
         key = self._key(instr)
         saved = self._take(self.saved, key, "forward state")
         grad = self._output_grad(key)
-        replica.bind_grad(instr.mb)
+        replica.bind_grad(instr.mb, self._acc_next(instr, replica))
         inputs = replica.params + self.io.grad_inputs(key[1], saved.x)
         if inputs:
             torch.autograd.backward(*self.io.roots(key[1], saved.out, grad), inputs=inputs)
@@ -335,25 +339,56 @@ class Interpreter:
         if saved is None:
             raise RuntimeError("no forward state for this micro-batch")
         grad = self._output_grad(key)
-        if key[1] > 0:
-            roots, grads = self.io.roots(key[1], saved.out, grad)
-            inputs = self.io.grad_inputs(key[1], saved.x)
-            if len(roots) == 1 and len(inputs) == 1 and replica.params:
-                # Input gradient only, keeping the weight branches' gradients for W.
-                saved.work = backward_input(roots[0], grads[0] if grads else None, inputs[0],
-                                            replica.params)
-            else:  # a tree boundary: the graph stays for W
-                saved.grad = grad
-                torch.autograd.backward(roots, grads, inputs=inputs, retain_graph=True)
-            self._hand_input_grad(key, saved.x)
-        else:
-            saved.grad = grad  # stage 0 has no input gradient: W is the whole backward
+        roots, grads = self.io.roots(key[1], saved.out, grad)
+        inputs = self.io.grad_inputs(key[1], saved.x)
+        if not inputs:  # no input gradient (stage 0): I has nothing of its own to do
+            if replica.params and self._w_reads_as(instr):
+                # The whole backward here, as a B: the weight gradient is the one W
+                # would compute (same version), in mb's buffer before its ACC as at W,
+                # and the schedule's I slot, not W's, pays for it (at stage 0 the
+                # zero-bubble order puts I in the steady state and W in the drain).
+                replica.bind_grad(instr.mb, self._acc_next(instr, replica))
+                torch.autograd.backward(roots, grads, inputs=replica.params)
+                saved.done = True
+            else:
+                saved.grad = grad  # W is the whole backward
+            return
+        if len(roots) == 1 and len(inputs) == 1 and replica.params:
+            # Input gradient only, keeping the weight branches' gradients for W.
+            saved.work = backward_input(roots[0], grads[0] if grads else None, inputs[0],
+                                        replica.params)
+        else:  # a tree boundary: the graph stays for W
+            saved.grad = grad
+            torch.autograd.backward(roots, grads, inputs=inputs, retain_graph=True)
+        self._hand_input_grad(key, saved.x)
+
+    def _acc_next(self, instr: Instr, replica: StageReplica) -> bool:
+        """Whether the backward may add straight into the accumulator: the next
+        instruction other than sends and receives is this micro-batch's ACC
+        (`StageReplica.direct_accumulation`)."""
+        if not replica.direct_accumulation():
+            return False
+        for later in self._stream[self._index + 1:]:
+            if later.op not in COMM_OPS:
+                return later.op == "ACC" and self._key(later) == self._key(instr)
+        return False
+
+    def _w_reads_as(self, instr: Instr) -> bool:
+        """Whether the W of I's micro-batch, later in the stream being run, reads
+        the version I reads (False when it is not in this piece of the stream)."""
+        stream, key = self._stream, self._key(instr)
+        for later in stream[self._index + 1:]:
+            if later.op == "W" and self._key(later) == key:
+                return later.version == instr.version
+        return False
 
     def _op_W(self, instr: Instr) -> None:
         replica = self._read(instr)
         key = self._key(instr)
         saved = self._take(self.saved, key, "forward state")
-        replica.bind_grad(instr.mb)
+        if saved.done:
+            return  # I ran the whole backward (a stage without input gradient)
+        replica.bind_grad(instr.mb, self._acc_next(instr, replica))
         if saved.work is not None:
             backward_weight(saved.work)  # no recomputation of I's chain
         elif replica.params:
@@ -370,8 +405,8 @@ class Interpreter:
     # ---- weights -----------------------------------------------------------------------
     def _op_ACC(self, instr: Instr) -> None:
         replica = self._replica(instr)
-        if self.inject.at("nan-grad", instr.stage, instr.mb) and instr.mb in replica.pending:
-            replica.pending[instr.mb][:1] = float("nan")
+        if self.inject.at("nan-grad", instr.stage, instr.mb):
+            replica.poison_gradient(instr.mb)
         replica.accumulate(instr.mb)  # one launch; NaN/Inf flagged on the device
 
     def _op_STEP(self, instr: Instr, nxt: Instr | None) -> None:

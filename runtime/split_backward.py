@@ -17,7 +17,6 @@ is private and writes `.grad` differently.
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 import torch
@@ -50,69 +49,81 @@ def _grad_node(t: torch.Tensor) -> Node | None:
     return t.view_as(t).grad_fn.next_functions[0][0]
 
 
-def _reverse_edges(root: Node) -> dict[Node, list[Node]]:
-    """node -> the nodes that feed gradient into it (its consumers in the forward)."""
-    rev: dict[Node, list[Node]] = defaultdict(list)
-    seen, queue = {root}, deque([root])
-    while queue:
-        node = queue.popleft()
-        for nxt, _ in node.next_functions:
-            if nxt is None:
-                continue
-            rev[nxt].append(node)
-            if nxt not in seen:
-                seen.add(nxt)
-                queue.append(nxt)
-    return rev
-
-
-def _closure(starts: list[Node], rev: dict[Node, list[Node]], stop: set[Node]
-             ) -> tuple[set[Node], set[Node]]:
-    """Nodes reachable forward from `starts`, not entering `stop`; and the `stop`
-    nodes met on the way."""
-    inside, met = set(starts), set()
-    queue = deque(starts)
-    while queue:
-        for up in rev.get(queue.popleft(), ()):
-            if up in inside:
-                continue
-            if up in stop:
-                met.add(up)
-                continue
-            inside.add(up)
-            queue.append(up)
-    return inside, met
+def _walk(root: Node, target: Node | None) -> tuple[list[Node], dict[Node, list[Node]],
+                                                    set[Node]]:
+    """One depth-first pass over the graph below `root`: (its nodes, each before
+    the nodes it feeds gradient to; node -> those next nodes; the input path:
+    the nodes from which `target` is reached)."""
+    order: list[Node] = []
+    nexts: dict[Node, list[Node]] = {}
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in nexts:
+            continue
+        nexts[node] = [n for n, _ in node.next_functions if n is not None]
+        stack.append((node, True))
+        stack.extend((n, False) for n in nexts[node] if n not in nexts)
+    on_path: set[Node] = set()
+    for node in order:  # post-order: a node's next nodes are decided before it
+        if node is target or any(n in on_path for n in nexts[node]):
+            on_path.add(node)
+    order.reverse()  # from the root down
+    return order, nexts, on_path
 
 
 def _groups(out: torch.Tensor, x: torch.Tensor, params: list[torch.Tensor]
             ) -> tuple[list[_Group], dict[Node, torch.Tensor]]:
-    root = _grad_node(out)
-    rev = _reverse_edges(root)
-    input_path, _ = _closure([_grad_node(x)], rev, set())
-    by_node: dict[Node, _Group] = {}
-    acc_nodes: dict[Node, torch.Tensor] = {}
-    for p in params:
-        acc = _grad_node(p)
-        if acc is None or acc not in rev:
-            continue  # unused in this forward: no gradient, as in a full backward
-        acc_nodes[acc] = p
-        _, joins = _closure([acc], rev, input_path)
-        group = next((by_node[j] for j in joins if j in by_node), None)
-        if group is None:
-            group = _Group([], [])
-        group.params.append(acc)
-        for j in joins:
-            other = by_node.get(j)
-            if other is not None and other is not group:  # merge two groups
-                group.params += [a for a in other.params if a not in group.params]
-                for n in other.nodes:
-                    by_node[n] = group
-                group.nodes += [n for n in other.nodes if n not in group.nodes]
-            if j not in group.nodes:
-                group.nodes.append(j)
-            by_node[j] = group
-    unique = list({id(g): g for g in by_node.values()}.values())
-    return unique, acc_nodes
+    """The weight groups of a stage: a join node is an input-path node with a
+    next node off the path from which weights are reached; weights reached from
+    a common join node (or sharing one) form one group."""
+    order, nexts, on_path = _walk(_grad_node(out), _grad_node(x))
+    rank = {id(p): i for i, p in enumerate(params)}
+    acc_nodes = {}  # the weights' AccumulateGrad nodes met, in the stage's order
+    for node in order:
+        v = getattr(node, "variable", None)  # an AccumulateGrad node's leaf
+        if v is not None and id(v) in rank:
+            acc_nodes[node] = v
+    acc_nodes = dict(sorted(acc_nodes.items(), key=lambda kv: rank[id(kv[1])]))
+    by_acc: dict[Node, _Group] = {}
+    groups: list[_Group] = []
+    for node in order:
+        if node not in on_path:
+            continue
+        off = [n for n in nexts[node] if n not in on_path]
+        reached = _reached(off, nexts, acc_nodes) if off else []
+        if not reached:
+            continue
+        group = _Group([], [node])
+        for other in {id(by_acc[a]): by_acc[a] for a in reached if a in by_acc}.values():
+            group.params += [a for a in other.params if a not in group.params]
+            group.nodes = other.nodes + [n for n in group.nodes if n not in other.nodes]
+            groups.remove(other)
+        group.params += [a for a in reached if a not in group.params]
+        for a in group.params:
+            by_acc[a] = group
+        groups.append(group)
+    for g in groups:  # parameters in the stage's order
+        g.params.sort(key=lambda a: rank[id(acc_nodes[a])])
+    return groups, {a: acc_nodes[a] for g in groups for a in g.params}
+
+
+def _reached(starts: list[Node], nexts: dict[Node, list[Node]],
+             acc_nodes: dict[Node, torch.Tensor]) -> list[Node]:
+    """The weights' AccumulateGrad nodes reached from `starts` (all off the input path)."""
+    seen, stack, found = set(starts), list(starts), []
+    while stack:
+        node = stack.pop()
+        if node in acc_nodes:
+            found.append(node)
+        for n in nexts.get(node, ()):
+            if n not in seen:
+                seen.add(n)
+                stack.append(n)
+    return found
 
 
 def backward_input(out: torch.Tensor, grad: torch.Tensor | None, x: torch.Tensor,
@@ -153,18 +164,23 @@ def backward_weight(work: WeightWork) -> None:
             for node, grads in zip(g.nodes, g.grads, strict=True):
                 handles.append(node.register_prehook(lambda _, kept=grads: kept))
         try:
-            weights = [work.params[a] for a in g.params]
-            dws = torch.autograd.grad(edges, [GradientEdge(a, 0) for a in g.params],
-                                      grad_outputs=seeds, allow_unused=True)
+            _accumulate(edges, seeds, [work.params[a] for a in g.params])
         finally:
             for h in handles:
                 h.remove()
-        with torch.no_grad():
-            for w, dw in zip(weights, dws, strict=True):
-                if dw is None:
-                    continue
-                if w.grad is None:
-                    w.grad = dw
-                else:
-                    w.grad.add_(dw)
         g.grads = []
+
+
+def _accumulate(edges: list[GradientEdge], seeds: list[torch.Tensor],
+                weights: list[torch.Tensor]) -> None:
+    """`torch.autograd.backward(edges, seeds, inputs=weights)`: AccumulateGrad adds
+    each weight's gradient into its `.grad` in place, as in a B (the same add).
+    The engine is called as `backward` calls it, without `backward`'s checks of
+    the seeds against the edges: they are the gradients autograd itself passed
+    at those edges during I, and the checks cost more than a small W's work."""
+    run = getattr(torch.autograd.graph, "_engine_run_backward", None)
+    if run is None:  # another torch: the public call (same result)
+        torch.autograd.backward(edges, seeds, inputs=weights)
+        return
+    run(tuple(edges), tuple(seeds), False, False, tuple(weights),
+        allow_unreachable=True, accumulate_grad=True)

@@ -90,6 +90,7 @@ class StageReplica:
         self._grad_views: dict[int, list[torch.Tensor]] = {}
         self._grad_bound: int | None = None
         self.pending: dict[int, torch.Tensor] = {}  # mb -> its weight gradient, until ACC
+        self.direct_mbs: set[int] = set()  # mbs whose backward added into the accumulator
         # After a STEP the accumulator holds the old sum: the step's first ACC
         # overwrites it (no zeroing pass; see `accumulate`).
         self.acc_stale = False
@@ -195,13 +196,20 @@ class StageReplica:
         return saved
 
     # ---- gradients ----------------------------------------------------------------
-    def bind_grad(self, mb: int) -> None:
+    def bind_grad(self, mb: int, direct: bool = False) -> None:
         """Point every parameter's .grad at a zeroed flat buffer owned by mb.
 
         Autograd then accumulates the backward's weight gradient into it in
-        place, so the whole gradient is one flat buffer for ACC.
+        place, so the whole gradient is one flat buffer for ACC. `direct`
+        (`direct_accumulation`: mb's ACC is the next compute on this rank): at
+        the accumulator itself, so the backward's own in-place add is the ACC.
         """
-        if mb in self.pending:
+        if direct:
+            if mb in self.pending:
+                raise VersionError(f"micro-batch {mb} has a gradient buffer already")
+            buf = self.grad_sum()  # zeroed if it holds the last step's sum
+            self.direct_mbs.add(mb)
+        elif mb in self.pending:
             buf = self.pending[mb]
         else:
             buf = self._grad_pool.pop() if self._grad_pool else torch.zeros_like(self.current)
@@ -222,19 +230,45 @@ class StageReplica:
         """ACC: acc += grad(mb) in one launch, zeroing grad(mb) in the same pass for
         reuse and flagging a NaN/Inf in it on the device (read once per STEP, by
         `nonfinite_mbs`). The first ACC after a STEP writes acc = 0 + grad(mb)."""
+        direct = mb in self.direct_mbs
         buf = self.pending.pop(mb, None)
-        if buf is None:
+        if buf is None and not direct:
             raise VersionError(f"ACC of micro-batch {mb}: no weight gradient computed for it")
         slot = len(self.acc_mbs)
         if slot == self.nonfinite.numel():  # more ACCs per step than slots: grow
             grown = torch.zeros(2 * slot, dtype=torch.int32, device=self.nonfinite.device)
             grown[:slot].copy_(self.nonfinite)
             self.nonfinite = grown
-        weights.accumulate(self._acc, buf, zero_source=True, overwrite=self.acc_stale,
-                           flag=(self.nonfinite, slot, self.version + 1))
-        self.acc_stale = False
+        tag = self.version + 1
+        if direct:  # the backward added into the accumulator: only the check is left
+            self.direct_mbs.discard(mb)
+            if not weights.all_finite(self._acc):
+                self.nonfinite[slot] = tag
+        else:
+            weights.accumulate(self._acc, buf, zero_source=True, overwrite=self.acc_stale,
+                               flag=(self.nonfinite, slot, tag))
+            self.acc_stale = False
+            self._grad_pool.append(buf)
         self.acc_mbs.append(mb)
-        self._grad_pool.append(buf)
+
+    def direct_accumulation(self) -> bool:
+        """Whether a backward whose ACC comes next may add into the accumulator
+        itself (`bind_grad(direct=True)`): where the accumulator is a host buffer
+        that the plain-torch path updates (reading its finiteness costs no device
+        sync). The ACC then checks the accumulator (`weights.all_finite`), which
+        holds a NaN or Inf exactly when an accumulated gradient did (or an
+        element of the sum overflowed). Bit for bit the same sum: autograd adds
+        into `.grad` in place, acc + g, where the ACC kernel adds acc + (0 + g),
+        equal for every g (acc is never -0)."""
+        return weights.host_accumulation(self._acc)
+
+    def poison_gradient(self, mb: int) -> None:
+        """Fault injection (`nan-grad@S:MB`): make mb's gradient, before its ACC, NaN."""
+        buf = self.pending.get(mb)
+        if buf is None and mb in self.direct_mbs:
+            buf = self._acc
+        if buf is not None and buf.numel():
+            buf[:1] = float("nan")
 
     def grad_sum(self) -> torch.Tensor:
         """The accumulator as a value (ALLREDUCE, STEP, anyone writing it directly):

@@ -19,7 +19,8 @@ try:
 except ImportError:  # pragma: no cover - kernels are part of the package
     _k = None
 
-__all__ = ["OptimConfig", "accumulate", "copy_", "flatten_params", "optimizer_step", "repoint"]
+__all__ = ["OptimConfig", "accumulate", "all_finite", "copy_", "flatten_params",
+           "host_accumulation", "optimizer_step", "repoint"]
 
 
 def kernels_in_use() -> bool:
@@ -58,6 +59,20 @@ def copy_(dst: torch.Tensor, src: torch.Tensor) -> None:
         _k.copy_(dst, src)
     else:
         dst.copy_(src)
+
+
+def host_accumulation(acc: torch.Tensor) -> bool:
+    """Whether `accumulate` on this buffer runs the plain-torch path on the host
+    (CPU without Triton's interpreter), where reading a value costs no sync."""
+    return acc.device.type == "cpu" and (_k is None or not _k.use_triton(acc))
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """No NaN or Inf in a host buffer: one read (a sum, which is finite exactly
+    when every element is, unless it overflows: then the elements decide)."""
+    if not t.numel():
+        return True
+    return math.isfinite(float(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def accumulate(acc: torch.Tensor, grad: torch.Tensor, zero_source: bool = False,
