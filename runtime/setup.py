@@ -13,6 +13,7 @@ from schedc.program import Manifest, RankProgram
 
 from .build import probe
 from .config import RunConfig
+from .hostmem import keep_freed_memory
 from .models import ModelDef, resolve_model
 from .programs import load
 from .userdata import DataError, DataFactory, resolve_data, units
@@ -40,6 +41,7 @@ def prepare(cfg: RunConfig, model: ModelDef | None = None, data: object = None) 
     `model` / `data`: the Python API's objects (else from cfg's strings)."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    keep_freed_memory()  # no page faults for memory freed and allocated again each step
     manifest, programs = load(cfg.programs)
     model = model or resolve_model(cfg.model, cfg.loss)
     if model.max_seq is not None and cfg.seq_len > model.max_seq:

@@ -186,7 +186,12 @@ class StageReplica:
     def _pack(self, t: torch.Tensor) -> object:
         if t.numel() and t.untyped_storage().data_ptr() in self._weight_ptrs:
             return _WeightRef(tuple(t.size()), tuple(t.stride()), t.storage_offset())
-        return t
+        # Detached: a node that saves its own output would otherwise hold, through
+        # the packed tensor's grad_fn, a reference to itself, a cycle in C++ that
+        # only running the node with the graph freed breaks. A split backward (I
+        # with the graph kept, W on the weight side only) never runs I's nodes
+        # again, so every micro-batch's graph would leak.
+        return t.detach()
 
     def _unpack(self, saved: object) -> torch.Tensor:
         if isinstance(saved, _WeightRef):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
+import weakref
 
 import pytest
 import torch
@@ -68,3 +70,20 @@ def test_a_wrong_version_names_rank_instruction_and_both_versions(tmp_path):
     assert err.rank == 1 and err.instr.op == "B" and err.index == i
     assert "reads version 0, instruction says 7" in str(err)
     assert f"rank 1, instruction {i} (B s1 mb0 v7)" in str(err)
+
+
+def test_a_saved_output_does_not_keep_its_graph_alive():
+    """exp saves its own output: packed as is, the output's grad_fn would hold the
+    node that holds it, a cycle that only a freeing backward breaks. A split
+    backward's I keeps the graph and nothing runs exp again, so the graph (and
+    every micro-batch's activations) leaked."""
+    r = _replica()
+    x = torch.randn(2, 4, requires_grad=True)
+    with r.weights_by_reference():
+        y = torch.exp(r.module(x))
+        loss = y.sum()
+    ref = weakref.ref(y)
+    torch.autograd.backward(loss, inputs=[x], retain_graph=True)  # as I does
+    del y, loss
+    gc.collect()
+    assert ref() is None
