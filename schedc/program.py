@@ -39,7 +39,7 @@ MB_SHIFTED = "mb"
 VERSION_SHIFTED = "version"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Instr:
     """One instruction. Unused fields are None and are not written to files.
 
@@ -153,26 +153,36 @@ class RankProgram:
 
 
 def _shifted(seq: tuple[Instr, ...], dm: int, dv: int) -> list[Instr]:
-    """`Instr.shifted` over a sequence, about 10x faster: shifted copies are made
-    by copying the instance dict, not through dataclasses.replace (which was 60%
-    of a large simulation). tests/simulate checks it equals `shifted`."""
+    """`Instr.shifted` over a sequence, several times faster: a shifted copy is
+    made by setting the slots directly, not through dataclasses.replace (which
+    was 60% of a large simulation). tests/simulate checks it equals `shifted`."""
     if not dm and not dv:
         return list(seq)
     out = []
+    append = out.append
     new_instr = object.__new__
+    copy, set_mb, set_version = _COPY, _SET_MB, _SET_VERSION
     for ins in seq:
-        if ins.mb is None and ins.version is None:
-            out.append(ins)
+        mb, version = ins.mb, ins.version
+        if mb is None and version is None:
+            append(ins)
             continue
         new = new_instr(Instr)
-        d = new.__dict__
-        d.update(ins.__dict__)
-        if ins.mb is not None:
-            d["mb"] = ins.mb + dm
-        if ins.version is not None:
-            d["version"] = ins.version + dv
-        out.append(new)
+        for get, put in copy:
+            put(new, get(ins))
+        if mb is not None:
+            set_mb(new, mb + dm)
+        if version is not None:
+            set_version(new, version + dv)
+        append(new)
     return out
+
+
+# (get, set) of every slot of Instr, bypassing the frozen __setattr__ (copies only).
+_COPY = tuple((Instr.__dict__[f.name].__get__, Instr.__dict__[f.name].__set__)
+              for f in fields(Instr))
+_SET_MB = Instr.__dict__["mb"].__set__
+_SET_VERSION = Instr.__dict__["version"].__set__
 
 
 @dataclass(frozen=True)
@@ -192,7 +202,10 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The manifest as JSON data. Nested values are shared, not copied (an
+        asynchronous analysis holds a row per micro-batch and stage)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["period"] = asdict(self.period)
         data["stage_to_rank"] = [list(m) for m in self.stage_to_rank]
         return {"format": "schedc-programs", **data}
 

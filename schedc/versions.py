@@ -139,6 +139,7 @@ class _RankReplay:
         self.alive = 0
         self.alive_peak = (0, 0)
         self.index = 0
+        self.handlers: dict[str, object] = {}  # op -> its bound _op_ method
 
     def fail(self, reason: str) -> VerifyError:
         section, idx = self.un.locate(self.rank, self.index)
@@ -146,14 +147,16 @@ class _RankReplay:
                            instr=self.un.streams[self.rank][self.index].label())
 
     def run(self, lo: int, hi: int) -> None:
-        stream = self.un.streams[self.rank]
+        stream, handlers, replicas = self.un.streams[self.rank], self.handlers, self.replicas
         for self.index in range(lo, hi):
             ins = stream[self.index]
-            handler = getattr(self, "_op_" + ins.op, None)
+            handler = handlers.get(ins.op)
             if handler is None:
-                raise self.fail(f"no version rule for op {ins.op!r} (schedc/versions.py "
-                                "has no handler for it)")
-            handler(ins, self.replicas[(ins.pipeline, ins.stage)])
+                handler = handlers[ins.op] = getattr(self, "_op_" + ins.op, None)
+                if handler is None:
+                    raise self.fail(f"no version rule for op {ins.op!r} (schedc/versions.py "
+                                    "has no handler for it)")
+            handler(ins, replicas[(ins.pipeline, ins.stage)])
 
     def finish(self) -> None:
         self._check_end()
