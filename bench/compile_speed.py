@@ -129,6 +129,7 @@ def all_presets(args: argparse.Namespace) -> str:
     started = time.perf_counter()
     loads: list[float] = []
     rows = []
+    medians: dict[tuple[str, str], float] = {}  # (preset, size) -> median wall s
     for preset in args.presets or PRESETS:
         cells: list[str] = []
         for size, ranks, mbs in sizes:
@@ -148,6 +149,8 @@ def all_presets(args: argparse.Namespace) -> str:
                     runs = f"failed (exit {exc.returncode})"
                     break
             cells.append(_cell(runs))
+            if not isinstance(runs, str):
+                medians[(preset, size)] = statistics.median(w for w, *_ in runs)
             print(f"{preset:>17} {size:>8}: {cells[-1]}", file=sys.stderr, flush=True)
         rows.append(f"| {preset} | " + " | ".join(cells) + " |")
     total = time.perf_counter() - started
@@ -161,7 +164,22 @@ def all_presets(args: argparse.Namespace) -> str:
             f"on {os.cpu_count()} CPUs. Benchmark wall time {total:.0f} s. "
             f"Command: `python bench/compile_speed.py --all-presets --sizes "
             f"{' '.join(s for s, _, _ in sizes)} --repeats {args.repeats}`.")
-    return f"{table}\n\n{note}"
+    return f"{table}\n\n{note}\n\n{_ratios(medians, sizes, args.presets or PRESETS)}"
+
+
+def _ratios(medians: dict[tuple[str, str], float], sizes: list[tuple[str, int, int]],
+            presets: list[str]) -> str:
+    """Median wall time as a multiple of 1F1B's at the same size (the issue's
+    target: at most 3x at 32x256)."""
+    header = "| x 1F1B's time | " + " | ".join(s for s, _, _ in sizes) + " |"
+    rows = []
+    for preset in presets:
+        cells = []
+        for size, _, _ in sizes:
+            ours, base = medians.get((preset, size)), medians.get(("1f1b", size))
+            cells.append(f"{ours / base:.2f}x" if ours and base else "-")
+        rows.append(f"| {preset} | " + " | ".join(cells) + " |")
+    return "\n".join([header, "|---" * (len(sizes) + 1) + "|", *rows])
 
 
 def write_section(text: str) -> None:
