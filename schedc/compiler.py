@@ -22,7 +22,7 @@ from schedc.lower import lower
 from schedc.modulo import modulo_plan
 from schedc.order import DEFAULT_POLICY, Dependencies, Policy, distinct_orders, order_ops
 from schedc.periodic import split_run
-from schedc.program import Instr, Manifest, Period, RankProgram
+from schedc.program import Instr, Manifest, Period, RankProgram, shift_all
 from schedc.replay import ReplayDeadlock, ReplayMismatch
 from schedc.spec import Spec
 from schedc.timing import unit_timing
@@ -232,12 +232,16 @@ def _split_programs(spec: Spec, policy: Policy, long_run: bool = False) -> Split
     plan = modulo_plan(spec)
     if plan is not None:
         k = plan.period_steps
-        batches = plan.warmup_batches + 4 * k
-        batches += -batches % k
         period = Period(microbatches=k * spec.microbatches, steps=k)
-        streams = _lowered(spec, batches, policy)
-        programs, extra = split_run(streams, batches // k, period)
-        return programs, period, "modulo", batches // k - extra
+        # A modulo schedule repeats from its warm-up on: two periods past it
+        # show the body twice (the long run, four).
+        for bodies in ((4,) if long_run else (SHORT_BODIES, 4)):
+            batches = plan.warmup_batches + bodies * k
+            batches += -batches % k
+            streams = _lowered(spec, batches, policy)
+            programs, extra = split_run(streams, batches // k, period)
+            if batches // k - extra >= SHORT_BODIES or bodies == 4:
+                return programs, period, "modulo", batches // k - extra
     base = _list_period(spec)
     # A step of many micro-batches (more than the pipelines hold in flight)
     # repeats every step; fewer may need a few steps to line up.
@@ -347,9 +351,8 @@ def _fold_short_runs(programs: list[RankProgram], period: Period, validated: int
 def _fold_one(prog: RankProgram, period: Period) -> RankProgram:
     """The same runs, with body repetition 0 moved into the prologue."""
     shift = (period.microbatches, period.steps)
-    return RankProgram(prog.rank, prog.prologue + prog.body,
-                       tuple(i.shifted(*shift) for i in prog.body),
-                       tuple(i.shifted(*shift) for i in prog.epilogue))
+    return RankProgram(prog.rank, prog.prologue + prog.body, tuple(shift_all(prog.body, *shift)),
+                       tuple(shift_all(prog.epilogue, *shift)))
 
 
 def _manifest(spec: Spec, programs: list[RankProgram], period: Period) -> Manifest:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from schedc.errors import VerifyError
-from schedc.program import COMPUTE_OPS, Instr, Period, RankProgram
+from schedc.program import COMPUTE_OPS, Instr, Period, RankProgram, shift_all
 
 ANCHORS = (0.35, 0.5, 0.65)  # where in the run to look for the steady state
 
@@ -94,6 +94,6 @@ def split_run(streams: Sequence[Sequence[Instr]], batches: int, period: Period
         body = tuple(seq[start:start + length])
         back = -(bodies - 1)
         tail = seq[start + bodies * length:]
-        epilogue = tuple(i.shifted(back * period.microbatches, back * period.steps) for i in tail)
+        epilogue = tuple(shift_all(tail, back * period.microbatches, back * period.steps))
         programs.append(RankProgram(r, tuple(seq[:start]), body, epilogue))
     return programs, batches - bodies

@@ -19,7 +19,8 @@ from schedc.unroll import Unrolled
 
 # Asynchronous single-pipeline specs whose step holds more micro-batches than
 # are in flight (the short run's case), with look-ahead, periodic DP, a fixed
-# delay of 2, split backward and a tight in-flight bound.
+# delay of 2, split backward and a tight in-flight bound; and AMDP's modulo
+# schedules (two periods past the warm-up).
 GRID = [
     ("paci", 2, 4, {}), ("paci", 3, 7, {}), ("paci", 4, 8, {}), ("paci", 4, 13, {}),
     ("pipedream", 3, 6, {}), ("pipedream", 4, 9, {}), ("pipedream-2bw", 3, 6, {}),
@@ -30,6 +31,7 @@ GRID = [
     ("paci", 3, 6, {"order": "zero-bubble", "split_backward": True,
                     "max_inconsistency": None}),
     ("paci", 5, 10, {"max_inflight": ((0, 2),)}),
+    ("amdp", 4, 8, {}), ("amdp", 4, 5, {}), ("amdp", 8, 16, {}),
 ]
 IDS = [f"{n}-p{p}-m{m}-{'-'.join(map(str, kw.values())) or 'preset'}" for n, p, m, kw in GRID]
 
