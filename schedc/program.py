@@ -158,30 +158,33 @@ def shift_all(seq: Sequence[Instr], dm: int, dv: int) -> list[Instr]:
     out = []
     append = out.append
     new_instr = object.__new__
-    copy, set_mb, set_version = _COPY, _SET_MB, _SET_VERSION
+    op, stage, mb_, pipeline, version_, peer, group, count, alpha, lookahead = _SET
     for ins in seq:
         mb, version = ins.mb, ins.version
         if mb is None and version is None:
             append(ins)
             continue
         new = new_instr(Instr)
-        for get, put in copy:
-            put(new, get(ins))
-        if mb is not None:
-            set_mb(new, mb + dm)
-        if version is not None:
-            set_version(new, version + dv)
+        op(new, ins.op)
+        stage(new, ins.stage)
+        mb_(new, mb if mb is None else mb + dm)
+        pipeline(new, ins.pipeline)
+        version_(new, version if version is None else version + dv)
+        peer(new, ins.peer)
+        group(new, ins.group)
+        count(new, ins.count)
+        alpha(new, ins.alpha)
+        lookahead(new, ins.lookahead)
         append(new)
     return out
 
 
 _shifted = shift_all  # the older name
 
-# (get, set) of every slot of Instr, bypassing the frozen __setattr__ (copies only).
-_COPY = tuple((Instr.__dict__[f.name].__get__, Instr.__dict__[f.name].__set__)
-              for f in fields(Instr))
-_SET_MB = Instr.__dict__["mb"].__set__
-_SET_VERSION = Instr.__dict__["version"].__set__
+# The setter of every slot of Instr, in field order, bypassing the frozen
+# __setattr__ (shift_all's copies only; a new field is a new line there).
+_SET = tuple(Instr.__dict__[f.name].__set__ for f in fields(Instr))
+assert len(_SET) == 10, "shift_all copies ten fields"
 
 
 @dataclass(frozen=True)
