@@ -98,8 +98,10 @@ def place_receives(streams: list[list[Instr]]) -> None:
     receive the oldest waiting send needs joins its receiver's current batch,
     and the replay goes on from there. Where two message kinds share a channel
     and arrive in another order than the receiver expects, the receive is
-    moved and the replay restarts. Raises VerifyError if that cannot untie
-    the wait.
+    moved: for every channel at once before the replay
+    (_receives_in_send_order), and should a hoist still bring one out of
+    order, there and then, with the replay restarted. Raises VerifyError if
+    that cannot untie the wait.
     """
     _receives_in_send_order(streams)
     while True:

@@ -52,6 +52,10 @@ def _fail(un: Unrolled, rank: int, index: int, reason: str) -> VerifyError:
 
 
 # ---- structure ------------------------------------------------------------------
+# Per op, the fields it does not take (in FIELDS order, for the message).
+_NOT_TAKEN = {op: tuple(n for n in FIELDS if n not in row.fields) for op, row in TABLE.items()}
+
+
 def _check_fields(manifest: Manifest, prog: RankProgram) -> None:
     for section, seq in prog.sections().items():
         for i, ins in enumerate(seq):
@@ -68,9 +72,8 @@ def _field_problem(manifest: Manifest, rank: int, ins: Instr) -> str | None:
     for name in row.required:
         if getattr(ins, name) is None:
             return f"{ins.op} needs field {name!r}"
-    allowed = set(row.fields)
-    for name in FIELDS:
-        if name not in allowed and getattr(ins, name) is not None:
+    for name in _NOT_TAKEN[ins.op]:
+        if getattr(ins, name) is not None:
             return f"{ins.op} does not take field {name!r}"
     if not 0 <= ins.pipeline < manifest.num_pipelines:
         return f"pipeline {ins.pipeline} out of range"
