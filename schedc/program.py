@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 # The op facts live in the instruction table; these names are re-exported for
@@ -65,10 +66,9 @@ class Instr:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"op": self.op}
-        for f in fields(self)[1:]:
-            value = getattr(self, f.name)
+        for name, value in zip(_NAMES, _VALUES(self)[1:], strict=True):
             if value is not None:
-                out[f.name] = list(value) if f.name == "group" else value
+                out[name] = list(value) if name == "group" else value
         return out
 
     @staticmethod
@@ -180,6 +180,10 @@ def shift_all(seq: Sequence[Instr], dm: int, dv: int) -> list[Instr]:
 
 
 _shifted = shift_all  # the older name
+
+# Instr.to_dict's field names after `op`, and a getter of all fields at once.
+_NAMES = tuple(f.name for f in fields(Instr))[1:]
+_VALUES = attrgetter("op", *_NAMES)
 
 # The setter of every slot of Instr, in field order, bypassing the frozen
 # __setattr__ (shift_all's copies only; a new field is a new line there).

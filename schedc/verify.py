@@ -90,23 +90,25 @@ def _field_problem(manifest: Manifest, rank: int, ins: Instr) -> str | None:
 def _check_completeness(manifest: Manifest, un: Unrolled) -> None:
     split = bool(Spec.from_dict(manifest.spec).split_backward)
     kinds = ("F", "I", "W") if split else ("F", "B")
-    seen: dict[tuple[str, int, int, int], tuple[int, int]] = {}
+    seen: dict[tuple[str, int, int, int], int] = {}  # compute op -> its rank
     steps: dict[tuple[int, int], int] = defaultdict(int)
+    pipelines = manifest.num_pipelines
     for r, stream in enumerate(un.streams):
         for i, ins in enumerate(stream):
-            if ins.op in COMPUTE_OPS:
-                if ins.op not in kinds:
-                    raise _fail(un, r, i, f"{ins.op} in a schedule whose backward is "
+            op = ins.op
+            if op in COMPUTE_OPS:
+                if op not in kinds:
+                    raise _fail(un, r, i, f"{op} in a schedule whose backward is "
                                 f"{'split into I and W' if split else 'not split'}")
-                key = (ins.op, ins.pipeline, ins.stage, ins.mb)
+                key = (op, ins.pipeline, ins.stage, ins.mb)
                 if key in seen:
-                    raise _fail(un, r, i, f"second {ins.op} of micro-batch {ins.mb} on stage "
-                                f"{ins.stage} (first at rank {seen[key][0]})")
-                if ins.pipeline != ins.mb % manifest.num_pipelines:
+                    raise _fail(un, r, i, f"second {op} of micro-batch {ins.mb} on stage "
+                                f"{ins.stage} (first at rank {seen[key]})")
+                if ins.pipeline != ins.mb % pipelines:
                     raise _fail(un, r, i, f"micro-batch {ins.mb} belongs to pipeline "
-                                f"{ins.mb % manifest.num_pipelines}")
-                seen[key] = (r, i)
-            elif ins.op == "STEP":
+                                f"{ins.mb % pipelines}")
+                seen[key] = r
+            elif op == "STEP":
                 steps[(ins.pipeline, ins.stage)] += 1
     total = 1 + max((k[3] for k in seen), default=-1)
     m = manifest.period.microbatches // manifest.period.steps
@@ -115,7 +117,10 @@ def _check_completeness(manifest: Manifest, un: Unrolled) -> None:
                           f"{manifest.period.microbatches} each")
     if total % m:
         raise VerifyError(f"{total} micro-batches run, not a whole number of steps of {m}")
-    for mb in range(total):
+    # Every key seen is distinct and in range (kind, pipeline of its mb, stage,
+    # mb < total): as many as there should be means none is missing.
+    complete = len(seen) == total * manifest.num_stages * len(kinds)
+    for mb in range(0 if complete else total):
         p = mb % manifest.num_pipelines
         for s in range(manifest.num_stages):
             for kind in kinds:
@@ -145,9 +150,11 @@ def check_bounds(spec: Spec, manifest: Manifest, un: Unrolled, table: VersionTab
                 raise _fail(un, r, idx, f"max_activations {spec.max_activations} exceeded: "
                             f"{peak} micro-batches alive on rank {r}")
     _check_non_negative(un, table)
-    _check_version_bound(un, table.worst_inconsistency(), spec.max_inconsistency,
-                         "max_inconsistency", "inconsistency")
-    _check_version_bound(un, table.worst_delay(), spec.max_delay, "max_delay", "delay")
+    if spec.max_inconsistency is not None:
+        _check_version_bound(un, table.worst_inconsistency(), spec.max_inconsistency,
+                             "max_inconsistency", "inconsistency")
+    if spec.max_delay is not None:
+        _check_version_bound(un, table.worst_delay(), spec.max_delay, "max_delay", "delay")
     if isinstance(spec.versions, int):
         for (p, s), (copies, where) in table.version_peaks.items():
             if copies > spec.versions:
@@ -158,13 +165,14 @@ def check_bounds(spec: Spec, manifest: Manifest, un: Unrolled, table: VersionTab
 
 def _check_non_negative(un: Unrolled, table: VersionTable) -> None:
     """A version read before it was produced is impossible; say so if it happens."""
-    for what, fn in (("inconsistency", table.inconsistency), ("delay", table.delay)):
-        for key in table.forward:
-            if fn(key) < 0:
+    for what, later in (("inconsistency", table.backward), ("delay", table.applied)):
+        for key, version in table.forward.items():
+            if later[key] < version:
                 p, s, mb = key
                 where = table.where[key]
-                raise _fail(un, where[0], where[1], f"negative {what} {fn(key)} for "
-                            f"micro-batch {mb} at stage {s} (pipeline {p})")
+                raise _fail(un, where[0], where[1], f"negative {what} "
+                            f"{later[key] - version} for micro-batch {mb} at stage {s} "
+                            f"(pipeline {p})")
 
 
 def _check_version_bound(un: Unrolled, worst, bound: int | None, name: str, what: str) -> None:

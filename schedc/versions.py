@@ -51,17 +51,21 @@ class VersionTable:
     def delay(self, key: Key) -> int:
         return self.applied[key] - self.forward[key]
 
-    def _worst(self, fn):
+    def _worst(self, later: dict[Key, int]):
+        """(value, key, where) of the largest `later[key] - forward[key]`, the
+        least key among equals; None for an empty table."""
         if not self.forward:
             return None
-        key = max(sorted(self.forward), key=fn)
-        return fn(key), key, self.where[key]
+        fwd = self.forward
+        value = max(later[k] - v for k, v in fwd.items())
+        key = min(k for k, v in fwd.items() if later[k] - v == value)
+        return value, key, self.where[key]
 
     def worst_inconsistency(self):
-        return self._worst(self.inconsistency)
+        return self._worst(self.backward)
 
     def worst_delay(self):
-        return self._worst(self.delay)
+        return self._worst(self.applied)
 
 
 @dataclass
