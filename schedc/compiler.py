@@ -74,8 +74,8 @@ def _lowered(spec: Spec, batches: int, policy: Policy | None = None,
     if plan is not None:
         orders, times = plan.orders(problem)
     else:
-        deps = graph if graph is not None else Dependencies(problem)
-        orders = order_ops(Problem.of(_list_spec(spec) or spec, batches), deps, policy)
+        orders = order_ops(Problem.of(_list_spec(spec) or spec, batches),
+                           graph if graph is not None else Dependencies(problem), policy)
     if check_order and graph is not None:
         add_order_edges(graph, orders)
         cycle = check_acyclic(graph)
@@ -83,6 +83,7 @@ def _lowered(spec: Spec, batches: int, policy: Policy | None = None,
             raise VerifyError("the order contradicts the dependencies: cycle "
                               + " -> ".join(op.label() for op in cycle[:8]))
     streams = lower(problem, orders, times)
+    del orders, times  # freed before the receives' replay (memory of a long run)
     place_receives(streams)
     return streams
 

@@ -31,6 +31,7 @@ def verify(manifest: Manifest, programs: Sequence[RankProgram]) -> VersionTable:
     repeats = (1,) if manifest.synchronous else ASYNC_REPEATS
     table = None
     for n in repeats:
+        un = table = None  # the last run's streams and table go before the next run's
         un = Unrolled.of(programs, manifest.period, n)
         try:
             _check_completeness(manifest, un)
