@@ -20,7 +20,14 @@ from schedc.fallback import candidate_policies, search_programs
 from schedc.graph import Problem, add_order_edges, build_graph, check_acyclic
 from schedc.lower import lower
 from schedc.modulo import modulo_plan
-from schedc.order import DEFAULT_POLICY, Dependencies, Policy, distinct_orders, order_ops
+from schedc.order import (
+    DEFAULT_POLICY,
+    Dependencies,
+    Policy,
+    distinct_orders,
+    interleaved_order,
+    order_ops,
+)
 from schedc.periodic import split_run
 from schedc.program import Instr, Manifest, Period, RankProgram, shift_all
 from schedc.replay import ReplayDeadlock, ReplayMismatch
@@ -73,6 +80,8 @@ def _lowered(spec: Spec, batches: int, policy: Policy | None = None,
     times = None
     if plan is not None:
         orders, times = plan.orders(problem)
+    elif spec.order == "interleaved":  # written out: no dependencies to read
+        orders = interleaved_order(problem)
     else:
         orders = order_ops(Problem.of(_list_spec(spec) or spec, batches),
                            graph if graph is not None else Dependencies(problem), policy)
