@@ -29,15 +29,16 @@ def test_hand_computed_serial_comm_without_and_with_overlap() -> None:
     assert figures(k1).makespan == pytest.approx(18.5)
     # K = 2: rank 0 goes on after posting act 0; rank 1 posts its receive of act 1
     # as soon as act 0 is in (2.5), so act 1 travels [2.5,3.5] during F0 [2.5,4.5]
-    # and lands 4.0; rank 0's receive of grad 0 was posted at 2.5, so grad 0 leaves
-    # the moment B0 ends (9.5) and lands 10.5: the overlapped figure, 16.
+    # and lands 4.0; rank 0's receive of grad 0 (in one batch with its send of act 1)
+    # was posted ahead at 1, so grad 0 leaves the moment B0 ends (9.5) and lands
+    # 10.5: the overlapped figure, 16.
     k2 = simulate(*two_rank_gpipe(), COSTS, serial_comm=True, rule=K2)
     tl = k2.timeline
     assert figures(k2).makespan == pytest.approx(16.0)
     recv_act1 = 2  # rank 1: RECV_ACT mb0, F mb0, RECV_ACT mb1
     assert (tl.starts[1][recv_act1], tl.ends[1][recv_act1]) == (2.5, 4.0)
     assert (tl.starts[1][1], tl.ends[1][1]) == (2.5, 4.5)  # F mb0: the data came under it
-    assert (tl.starts[0][4], tl.ends[0][4]) == (2.5, 10.5)  # RECV_GRAD mb0, posted ahead
+    assert (tl.starts[0][4], tl.ends[0][4]) == (1.0, 10.5)  # RECV_GRAD mb0, posted ahead
     # Overlapped transfers (the default) already leave when posted: K changes nothing.
     assert figures(simulate(*two_rank_gpipe(), COSTS, rule=K2)).makespan == pytest.approx(16.0)
 
