@@ -75,6 +75,13 @@ class Timeline:
     ends: list[list[float]]
     messages: list[tuple[int, int, int, int]]
     serial_comm: bool
+    overlapped: bool = False  # under an overlap rule with K > 1 (sends in the background)
+
+    @property
+    def comm_on_clock(self) -> bool:
+        """Do messages occupy their rank's stream (--serial-comm under K = 1)? Else
+        they run beside compute: a timeline draws them on a row of their own."""
+        return self.serial_comm and not self.overlapped
 
     @property
     def makespan(self) -> float:
@@ -96,7 +103,8 @@ def simulate_streams(
                         for b in exc.blocked]) from None
     except ReplayMismatch as exc:
         raise MessageMismatch(exc.plain) from None
-    return Timeline(clock.streams, clock.starts, clock.ends, clock.messages, clock.serial)
+    return Timeline(clock.streams, clock.starts, clock.ends, clock.messages, clock.serial,
+                    rule.overlapped)
 
 
 class MessageMismatch(UserError):

@@ -16,6 +16,7 @@ from schedc.overlap import Overlap
 from schedc.presets import preset_spec
 from schedc.simulate import figures, simulate
 from schedc.verify import prove_overlap
+from schedc.viz.trace import COMM_TID, COMPUTE_TID, trace_events
 
 K2 = Overlap.posting(2)
 
@@ -58,3 +59,15 @@ def test_simulate_reads_the_manifest_rule_or_the_flag(tmp_path, capsys) -> None:
     assert main(["simulate", str(out), "--serial-comm", "--posted-batches", "1"]) == 0
     assert main(["simulate", str(out), "--posted-batches", "0"]) == 2
     assert "--posted-batches must be at least 1" in capsys.readouterr().err
+
+
+def test_the_trace_shows_a_receive_posted_ahead_under_compute() -> None:
+    sim = simulate(*two_rank_gpipe(), COSTS, serial_comm=True, rule=K2)
+    events = {(e["pid"], e["name"]): e for e in trace_events(sim)["traceEvents"]
+              if e["ph"] == "X"}
+    recv, fwd = events[1, "RECV_ACT s1 mb1 <-0"], events[1, "F s1 mb0 v0"]
+    assert (recv["tid"], fwd["tid"]) == (COMM_TID, COMPUTE_TID)
+    assert fwd["ts"] == recv["ts"] and recv["ts"] + recv["dur"] < fwd["ts"] + fwd["dur"]
+    serial = simulate(*two_rank_gpipe(), COSTS, serial_comm=True)  # K = 1: on the stream
+    assert {e["tid"] for e in trace_events(serial)["traceEvents"]
+            if e["ph"] == "X" and e["cat"] == "RECV_ACT"} == {COMPUTE_TID}
