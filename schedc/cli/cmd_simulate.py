@@ -48,7 +48,8 @@ def simulate_args(args: argparse.Namespace, source: str | None = None):
     costs = load_costs(args.costs) if args.costs else None
     steps = args.steps if args.steps is not None else (1 if manifest.synchronous else 4)
     return simulate(manifest, programs, costs, steps=steps, serial_comm=args.serial_comm,
-                    name=name, lazy_recv=args.lazy_recv, rule=posted_rule(args.posted_batches))
+                    name=name, lazy_recv=args.lazy_recv,
+                    rule=posted_rule(getattr(args, "posted_batches", None)))
 
 
 def posted_rule(k: int | None) -> Overlap | None:
