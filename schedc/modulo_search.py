@@ -1,0 +1,348 @@
+"""The template of AMDP's modulo schedule: one period, searched cheaply.
+
+N pipelines run over the same p ranks. Iteration n admits micro-batch nN + k
+into pipeline k at n*II + offset[k]; its chain F(0..p-1), B(p-1..0) (unit
+costs F = 1, B = 2) follows one template `starts` shared by every pipeline.
+A rank's reservation table (its busy instants mod II) depends only on the
+multiset of (stage, offset) it hosts, so ranks with the same multiset form one
+*class* and are checked once. With every offset 0 and the mirror pairs of
+`directions.auto_directions` at shifts 4j (p = 4P), there are two classes:
+stages = 0, 3 (mod 4) and stages = 1, 2 (mod 4), each of which must tile the
+period.
+
+`find_template` tries II = 3N (no bubble) first, then longer periods:
+- a closed form where one exists (`_cells`: p = 4P with P odd, four-stage
+  cells of F at 6q + (0, 1, 2, 3) and B twelve units apart per cell);
+- a depth-first search over the chain, each operation as early as the class
+  tables allow with a few units of waiting, pruned by stage 0's in-flight
+  deadline (B(0) within `inflight` periods of F(0)) and by the free two-unit
+  windows a class still needs for its backwards; a node budget bounds it.
+Every template found is checked whole (`_finish`): each phase's step instant
+(the replicas of a stage all-reduce at an instant none of them is inside an
+operation, between the last backward of one batch and the first of the
+next), and the reference's peak activations where they are given.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+Maps = tuple[tuple[int, ...], ...]
+
+MAX_WAIT = 3  # units of waiting tried before one operation at II = 3N
+NODE_BUDGET = 20_000  # search nodes per offsets at II = 3N
+LONG_BUDGET = 1_000  # search nodes per (II, offsets) above 3N
+
+
+@dataclass(frozen=True)
+class Template:
+    """One period of the modulo schedule."""
+
+    ii: int
+    offsets: tuple[int, ...]  # entry time of each pipeline within the iteration
+    starts: tuple[tuple[int, ...], ...]  # [pipeline][x]: start of chain op x after the entry
+    steps: tuple[tuple[int, ...], ...]  # [phase][stage] step instant relative to iteration
+
+    def time(self, k: int, x: int, iteration: int) -> int:
+        return iteration * self.ii + self.offsets[k] + self.starts[k][x]
+
+    @property
+    def latency(self) -> int:
+        """From a pipeline's entry to the end of its last backward, at most."""
+        return max(o + s[-1] + 2 for o, s in zip(self.offsets, self.starts, strict=True))
+
+
+def chain(p: int) -> list[tuple[str, int, int]]:
+    """(kind, stage, duration) of a micro-batch's operations, in order."""
+    return [("F", s, 1) for s in range(p)] + [("B", s, 2) for s in reversed(range(p))]
+
+
+def templates(maps: Maps, phases: tuple[int, ...], inflight: int,
+              caps: tuple[int, ...] | None):
+    """Templates in order of II (the least first), several per II."""
+    n, p = len(maps), len(maps[0])
+    for offsets, starts in constructed(maps, phases):
+        found = _finish(maps, 3 * n, offsets, starts, phases, inflight, caps)
+        if found is not None:
+            yield found
+    for ii in _periods(n, p):
+        wait, budget = (MAX_WAIT, NODE_BUDGET) if ii == 3 * n else (ii - 1, LONG_BUDGET)
+        for offsets in offset_candidates(n, ii, phases):
+            classes = Classes.of(maps, offsets, ii)
+            for shared in _search(classes, p, ii, inflight * ii - 1, wait, budget,
+                                  prune=ii == 3 * n):
+                found = _finish(maps, ii, offsets, (shared,) * n, phases, inflight, caps)
+                if found is not None:
+                    yield found
+                    break
+
+
+def _periods(n: int, p: int):
+    """3N, 3N + 1, 3N + 2, 3N + 4, .. up to 6N, then doubling (few micro-batches
+    per step need long periods to keep two steps out of one micro-batch's flight)."""
+    ii, extra = 3 * n, 1
+    while ii < 6 * n:
+        yield ii
+        ii, extra = 3 * n + extra, extra * 2
+    while ii <= 48 * n * p:
+        yield ii
+        ii *= 2
+
+
+def constructed(maps: Maps, phases: tuple[int, ...]):
+    """Closed-form (offsets, per-pipeline starts) at II = 3N."""
+    n, p = len(maps), len(maps[0])
+    shared: tuple[tuple[int, ...], ...] = ()
+    if p == 2 * n:
+        shared = (_rotation_cells(n),) * n
+    elif p == 2 * n - 1:
+        shared = tuple(_without_rank(_rotation_cells(n), mp[0], p) for mp in maps)
+    mirror = _mirror_cells(p) if p == 2 * n else None
+    for offsets in ((0,) * n, tuple(3 * k for k in range(n))):
+        if offsets[-1] and phases == (0,):
+            continue  # entering together is enough when steps fall between iterations
+        if shared:
+            yield offsets, shared
+        if mirror is not None:
+            yield offsets, (mirror,) * n
+
+
+def _rotation_cells(n: int) -> tuple[int, ...]:
+    """p = 2N ranks, N rotations by 0, 2, .., 2N - 2: a rank holds the stages
+    of one parity. F(2q + e) at 3q + e; B(2q + 1) at 3N - 1 + 6i and B(2q) two
+    later, i = N - 1 - q the cell's place from the top (3 more for the lower
+    half when N is even). Per parity the forwards take one residue mod 3 and
+    the backwards the other two; the cells' lifts q and 2i (+1 for the lower
+    half when N is even) are distinct mod N: each parity tiles the period 3N,
+    and B(0) starts at 9N - 5 (9N - 2) < 3 periods after F(0)."""
+    p = 2 * n
+    f = [3 * (s // 2) + s % 2 for s in range(p)]
+    b = [0] * p
+    for q in range(n):
+        i = n - 1 - q
+        b[2 * q + 1] = 3 * n - 1 + 6 * i + (3 if n % 2 == 0 and 2 * i >= n else 0)
+        b[2 * q] = b[2 * q + 1] + 2
+    return tuple(f) + tuple(b[s] for s in reversed(range(p)))
+
+
+def _without_rank(starts: tuple[int, ...], shift: int, p: int) -> tuple[int, ...]:
+    """Odd p: the template of p + 1 ranks with rank p taken out. A rotation by
+    `shift` there skips the stage it held on rank p (p - shift); its other
+    operations keep their times, so every remaining rank keeps its tiling."""
+    p2 = p + 1
+    gone = p - shift
+    keep = [s for s in range(p2) if s != gone]
+    f = [starts[s] for s in keep]
+    b = {s: starts[2 * p2 - 1 - s] for s in range(p2)}
+    return tuple(f) + tuple(b[s] for s in reversed(keep))
+
+
+def _mirror_cells(p: int) -> tuple[int, ...] | None:
+    """p = 4P, P odd, mirror pairs at shifts 4j: a rank holds the stages = 0, 3
+    or = 1, 2 (mod 4). F(4q + i) at 6q + i; B of the top cell at 6P + 1, +2,
+    +4, +9, each lower cell 12 later: per class the forwards take two residues
+    mod 6 and the backwards the other four, and the cells' lifts q and 2q are
+    distinct mod P: each class tiles the period 6P."""
+    big = p // 4
+    if p % 4 or big % 2 == 0:
+        return None
+    f = [6 * (s // 4) + s % 4 for s in range(p)]
+    b = [6 * big + 1 + (0, 2, 4, 9)[3 - s % 4] + 12 * (big - 1 - s // 4) for s in range(p)]
+    return tuple(f) + tuple(b[s] for s in reversed(range(p)))
+
+
+def offset_candidates(n: int, ii: int, phases: tuple[int, ...]):
+    """Entry offsets under which every phase's step has a window: the pipelines
+    of the batch that ends finish a stage's backward before those of the next
+    batch start it (a step between two pipelines needs them 2 units apart).
+    Pipelines between two phases enter together."""
+    g = math.gcd(n, *phases) if phases != (0,) else n
+    blocks = n // g
+    spreads = [0] if blocks == 1 else sorted(
+        {d for d in (3 * g, ii // blocks, 2, 3, 4) if d >= 2 and (blocks - 1) * d + 2 <= ii})
+    for d in spreads:
+        yield tuple((k // g) * d for k in range(n))
+    if blocks == 1:  # one batch boundary per iteration: pipelines may also enter apart
+        for d in (1, 2, 3):
+            if (n - 1) * d + 2 <= ii:
+                yield tuple(k * d for k in range(n))
+
+
+@dataclass(frozen=True)
+class Classes:
+    """Ranks grouped by the (stage, offset) multiset they host."""
+
+    of_rank: tuple[int, ...]  # class of each rank
+    hosts: tuple[tuple[tuple[int, int], ...], ...]  # [stage] -> ((class, offset), ...)
+    count: int
+    ii: int
+
+    @staticmethod
+    def of(maps: Maps, offsets: tuple[int, ...], ii: int) -> Classes:
+        p = len(maps[0])
+        held: list[list[tuple[int, int]]] = [[] for _ in range(p)]
+        for k, mp in enumerate(maps):
+            for s, r in enumerate(mp):
+                held[r].append((s, offsets[k] % ii))
+        keys: dict[tuple[tuple[int, int], ...], int] = {}
+        of_rank = tuple(keys.setdefault(tuple(sorted(h)), len(keys)) for h in held)
+        first = {c: r for r, c in reversed(list(enumerate(of_rank)))}
+        hosts = tuple(tuple((c, o) for c, r in sorted(first.items()) for s2, o in held[r]
+                            if s2 == s) for s in range(p))
+        return Classes(of_rank, hosts, len(keys), ii)
+
+
+def _mask(t: int, d: int, ii: int) -> int:
+    t %= ii
+    m = ((1 << d) - 1) << t
+    return (m | (m >> ii)) & ((1 << ii) - 1)
+
+
+def _search(classes: Classes, p: int, ii: int, deadline: int, wait: int, budget: int,
+            prune: bool = True):
+    """Depth-first over the chain; yields each complete placement found."""
+    ops = chain(p)
+    tail = [0] * (len(ops) + 1)  # least time from op x's start to B(0)'s start
+    for x in reversed(range(len(ops) - 1)):
+        tail[x] = tail[x + 1] + ops[x][2]
+    full = (1 << ii) - 1
+    occ = [0] * classes.count
+    b_left = [0] * classes.count
+    for s in range(p):
+        for c, _ in classes.hosts[s]:
+            b_left[c] += 1
+    starts = [0] * len(ops)
+    left = [budget]
+
+    def windows(m: int) -> int:
+        free = ~m & full
+        if free == full:
+            return ii // 2
+        z = (m & -m).bit_length() - 1
+        count = run = 0
+        for i in range(1, ii + 1):
+            if (free >> ((z + i) % ii)) & 1:
+                run += 1
+            else:
+                count += run // 2
+                run = 0
+        return count + run // 2
+
+    def place(x: int, t: int) -> list[tuple[int, int]] | None:
+        _, s, d = ops[x]
+        taken: list[tuple[int, int]] = []
+        for c, o in classes.hosts[s]:
+            mm = _mask(o + t, d, ii)
+            if occ[c] & mm:
+                for c2, m2 in taken:
+                    occ[c2] &= ~m2
+                return None
+            occ[c] |= mm
+            taken.append((c, mm))
+        return taken
+
+    def dfs(x: int):
+        left[0] -= 1
+        if left[0] < 0:
+            return
+        if x == len(ops):
+            yield tuple(starts)
+            return
+        kind, _, _ = ops[x]
+        prev = starts[x - 1] + ops[x - 1][2] if x else 0
+        for t in range(prev, prev + (wait + 1 if x else 1)):
+            if t + tail[x] > deadline:
+                break
+            taken = place(x, t)
+            if taken is None:
+                continue
+            if kind == "B":
+                for c, _ in taken:
+                    b_left[c] -= 1
+            if kind == "F" or not prune or all(windows(occ[c]) >= b_left[c]
+                                                for c in range(classes.count)):
+                starts[x] = t
+                yield from dfs(x + 1)
+            if kind == "B":
+                for c, _ in taken:
+                    b_left[c] += 1
+            for c, mm in taken:
+                occ[c] &= ~mm
+            if left[0] < 0:
+                return
+
+    yield from dfs(0)
+
+
+def _finish(maps: Maps, ii: int, offsets: tuple[int, ...],
+            starts: tuple[tuple[int, ...], ...], phases: tuple[int, ...], inflight: int,
+            caps: tuple[int, ...] | None) -> Template | None:
+    """The whole template checked: chains in order, stage 0's in-flight
+    deadline, no rank running two operations at once, a step instant for every
+    phase and stage, the memory caps. None if any fails."""
+    p, n = len(maps[0]), len(maps)
+    ops = chain(p)
+    for row in starts:
+        if row[-1] - row[0] > inflight * ii - 1 or any(
+                row[x + 1] < row[x] + ops[x][2] for x in range(len(ops) - 1)):
+            return None
+    occ = [0] * p
+    inside: list[set[int]] = [set() for _ in range(p)]  # instants strictly inside a B
+    for k, mp in enumerate(maps):
+        for x, (_, s, d) in enumerate(ops):
+            t = offsets[k] + starts[k][x]
+            m = _mask(t, d, ii)
+            if occ[mp[s]] & m:
+                return None
+            occ[mp[s]] |= m
+            if d == 2:
+                inside[mp[s]].add((t + 1) % ii)
+    b_at = {s: x for x, (kind, s, _) in enumerate(ops) if kind == "B"}
+    steps: list[tuple[int, ...]] = []
+    for phi in range(n):
+        if phi not in phases:
+            steps.append(())
+            continue
+        row_steps = []
+        for s in range(p):
+            x = b_at[s]
+            lo = max([offsets[k] + starts[k][x] + 2 for k in range(phi)]
+                     + [offsets[k] + starts[k][x] + 2 - ii for k in range(phi, n)])
+            hi = min([offsets[k] + starts[k][x] for k in range(phi, n)]
+                     + [offsets[k] + starts[k][x] + ii for k in range(phi)])
+            tau = next((t for t in range(lo, hi + 1)
+                        if all(t % ii not in inside[mp[s]] for mp in maps)), None)
+            if tau is None:
+                return None
+            row_steps.append(tau)
+        steps.append(tuple(row_steps))
+    template = Template(ii, offsets, tuple(starts), tuple(steps))
+    if caps is not None and any(a > c for a, c in zip(peak_activations(maps, template), caps,
+                                                        strict=True)):
+        return None
+    return template
+
+
+def peak_activations(maps: Maps, template: Template) -> list[int]:
+    """Steady-state peak of forwards without their backward, per rank, counted
+    when a forward starts (as the verifier counts)."""
+    p, n = len(maps[0]), len(maps)
+    ops = chain(p)
+    f_at = {s: x for x, (kind, s, _) in enumerate(ops) if kind == "F"}
+    b_at = {s: x for x, (kind, s, _) in enumerate(ops) if kind == "B"}
+    span = template.latency // template.ii + 2
+    far = span + 1
+    peaks = [0] * p
+    for r in range(p):
+        held = [(k, s) for k in range(n) for s in range(p) if maps[k][s] == r]
+        for k0, s0 in held:
+            t = template.time(k0, f_at[s0], far)
+            alive = 0
+            for k, s in held:
+                for it in range(far - span, far + 1):
+                    if template.time(k, f_at[s], it) <= t < template.time(k, b_at[s], it) or (
+                            (k, s, it) == (k0, s0, far)):
+                        alive += 1
+            peaks[r] = max(peaks[r], alive)
+    return peaks
