@@ -74,12 +74,12 @@ def auto_directions(p: int) -> tuple[Map, ...]:
       s -> (s + c) mod p and its mirror s -> (p - 1 - s + c) mod p, shifts
       c = 0 and p/2 (p = 8: r, (11 - r) mod 8, (r + 4) mod 8, 7 - r);
     - p = 3: rotations by 0 and 1;
-    - any other p: pipeline k is the rotation s -> (s + c_k) mod p with
-      c_k = -2k mod 2N (0, 2N - 2, .., 2). For even p a rank then holds the
-      stages of one parity; for odd p the maps are those of p + 1 ranks with the
-      last rank taken out. This order (rather than c_k = 2k) lets pipeline k
-      enter 3k units after pipeline 0 without breaking the tiling when N is
-      odd, so steps may fall between pipelines (m not a multiple of N).
+    - any other p: pipeline k is the rotation s -> (s - 2k) mod p. For even p
+      a rank then holds the stages of one parity; for odd p the maps are those
+      of p + 1 ranks with rank 1 taken out. This order (rather than s + 2k)
+      lets pipeline k enter 3k units after pipeline 0 without breaking the
+      tiling when N is odd, so steps may fall between pipelines (m not a
+      multiple of N).
     Mirror pairs are ordered by the rank of their stage 0.
     """
     if p < 2:
@@ -94,6 +94,6 @@ def auto_directions(p: int) -> tuple[Map, ...]:
         maps.sort(key=lambda m: m[0])
     elif p == 3:
         maps = [(0, 1, 2), (1, 2, 0)]
-    else:  # pipeline k: the rotation by -2k (mod 2N), as a map of p ranks
-        maps = [tuple((s + (-2 * k) % (2 * n)) % p for s in range(p)) for k in range(n)]
+    else:  # pipeline k: the rotation by -2k
+        maps = [tuple((s - 2 * k) % p for s in range(p)) for k in range(n)]
     return tuple(maps)

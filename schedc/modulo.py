@@ -105,12 +105,13 @@ def _versions_within(maps: Maps, m: int, template: Template, batches: int, stash
     b_at = {s: x for x, (kind, s, _) in enumerate(ops) if kind == "B"}
     reach = (template.latency // template.ii + 3) * n  # micro-batches in flight, at most
     for s in range(p):
-        taus = [_step_time(template, b, m, n, s) for b in range(batches)]
+        taus = [[_step_time(template, b, m, n, s, k) for b in range(batches)] for k in range(n)]
         for b in range(batches):
             for j in range(max(0, b * m - reach), min(batches * m, b * m + reach)):
                 it, k = divmod(j, n)
-                v_f = bisect.bisect_right(taus, template.time(k, f_at[s], it))
-                v_b = v_f if stashes else bisect.bisect_right(taus, template.time(k, b_at[s], it))
+                v_f = bisect.bisect_right(taus[k], template.time(k, f_at[s], it))
+                v_b = v_f if stashes else bisect.bisect_right(
+                    taus[k], template.time(k, b_at[s], it))
                 if max_inc is not None and v_b - v_f > max_inc:
                     return False
                 if max_delay is not None and j // m - v_f > max_delay:
@@ -118,9 +119,10 @@ def _versions_within(maps: Maps, m: int, template: Template, batches: int, stash
     return True
 
 
-def _step_time(template: Template, batch: int, m: int, n: int, stage: int) -> int:
+def _step_time(template: Template, batch: int, m: int, n: int, stage: int, k: int) -> int:
+    """When the rank holding pipeline k's replica of `stage` steps after `batch`."""
     it, phi = divmod((batch + 1) * m, n)
-    return it * template.ii + template.steps[phi][stage]
+    return it * template.ii + template.steps[phi][stage][k]
 
 
 def _orders(problem: Problem, template: Template
@@ -136,8 +138,7 @@ def _orders(problem: Problem, template: Template
             events[maps[k][s]].append((t, 1, x, Op(kind, k, s, j)))
     for b in range(problem.batches):
         for s in range(p):
-            tau = _step_time(template, b, m, n, s)
-            for r in sorted({mp[s] for mp in maps}):
-                events[r].append((tau, 0, -s, step_op(s, b)))
+            for k, mp in enumerate(maps):
+                events[mp[s]].append((_step_time(template, b, m, n, s, k), 0, -s, step_op(s, b)))
     times = {op: t for ev in events for t, *_, op in ev}
     return [[op for *_, op in sorted(ev)] for ev in events], times

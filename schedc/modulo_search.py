@@ -42,7 +42,9 @@ class Template:
     ii: int
     offsets: tuple[int, ...]  # entry time of each pipeline within the iteration
     starts: tuple[tuple[int, ...], ...]  # [pipeline][x]: start of chain op x after the entry
-    steps: tuple[tuple[int, ...], ...]  # [phase][stage] step instant relative to iteration
+    # [phase][stage][pipeline]: the step instant, relative to the iteration, on
+    # the rank holding that replica (today one instant for all replicas)
+    steps: tuple[tuple[tuple[int, ...], ...], ...]
 
     def time(self, k: int, x: int, iteration: int) -> int:
         return iteration * self.ii + self.offsets[k] + self.starts[k][x]
@@ -62,8 +64,8 @@ def templates(maps: Maps, phases: tuple[int, ...], inflight: int,
               caps: tuple[int, ...] | None):
     """Templates in order of II (the least first), several per II."""
     n, p = len(maps), len(maps[0])
-    for offsets, starts in constructed(maps, phases):
-        found = _finish(maps, 3 * n, offsets, starts, phases, inflight, caps)
+    for ii, offsets, starts in constructed(maps, phases):
+        found = _finish(maps, ii, offsets, starts, phases, inflight, caps)
         if found is not None:
             yield found
     for ii in _periods(n, p):
@@ -91,21 +93,45 @@ def _periods(n: int, p: int):
 
 
 def constructed(maps: Maps, phases: tuple[int, ...]):
-    """Closed-form (offsets, per-pipeline starts) at II = 3N."""
+    """Closed-form (II, offsets, per-pipeline starts), the least II first.
+
+    Pipeline k of `directions.auto_directions` is the rotation by -2k (mod p);
+    it is the rotation by -2k of 2N' ranks (`_rotation_cells`) with ranks
+    1 .. 2N' - p taken out. Every pipeline enters at once when steps fall
+    between iterations (N divides m); otherwise pipeline k enters at 3k, which
+    keeps the tiling when N' is odd (N' = N + 1 for even N: one pipeline idle,
+    a bubble of 1/N')."""
     n, p = len(maps), len(maps[0])
-    shared: tuple[tuple[int, ...], ...] = ()
-    if p == 2 * n:
-        shared = (_rotation_cells(n),) * n
-    elif p == 2 * n - 1:
-        shared = tuple(_without_rank(_rotation_cells(n), mp[0], p) for mp in maps)
-    mirror = _mirror_cells(p) if p == 2 * n else None
-    for offsets in ((0,) * n, tuple(3 * k for k in range(n))):
-        if offsets[-1] and phases == (0,):
-            continue  # entering together is enough when steps fall between iterations
-        if shared:
-            yield offsets, shared
+    if phases == (0,):
+        yield from _rotations(maps, n, (0,) * n)
+        mirror = _mirror_cells(p) if p == 2 * n else None
         if mirror is not None:
-            yield offsets, (mirror,) * n
+            yield 3 * n, (0,) * n, (mirror,) * n
+    yield from _rotations(maps, n + 1 - n % 2, tuple(3 * k for k in range(n)))
+
+
+def _rotations(maps: Maps, big: int, offsets: tuple[int, ...]):
+    """The rotation cells of N' = `big` over 2N' ranks, cut to `maps` (if they
+    are its rotations by -2k with ranks 1 .. 2N' - p taken out)."""
+    p, wide = len(maps[0]), 2 * big
+    gone = wide - p
+    if not 0 <= gone <= 3 or len(maps) > big:
+        return
+    cells = _rotation_cells(big)
+    rows = []
+    for k, mp in enumerate(maps):
+        shift = (-2 * k) % wide
+        if mp != _cut(tuple((s + shift) % wide for s in range(wide)), gone):
+            return
+        keep = [s for s in range(wide) if not 1 <= (s + shift) % wide <= gone]
+        b = {s: cells[2 * wide - 1 - s] for s in range(wide)}
+        rows.append(tuple(cells[s] for s in keep) + tuple(b[s] for s in reversed(keep)))
+    yield 3 * big, offsets, tuple(rows)
+
+
+def _cut(mp: tuple[int, ...], gone: int) -> tuple[int, ...]:
+    """A map of 2N' ranks with ranks 1 .. gone taken out, ranks renumbered."""
+    return tuple(r - gone if r > gone else r for r in mp if not 1 <= r <= gone)
 
 
 def _rotation_cells(n: int) -> tuple[int, ...]:
@@ -124,18 +150,6 @@ def _rotation_cells(n: int) -> tuple[int, ...]:
         b[2 * q + 1] = 3 * n - 1 + 6 * i + (3 if n % 2 == 0 and 2 * i >= n else 0)
         b[2 * q] = b[2 * q + 1] + 2
     return tuple(f) + tuple(b[s] for s in reversed(range(p)))
-
-
-def _without_rank(starts: tuple[int, ...], shift: int, p: int) -> tuple[int, ...]:
-    """Odd p: the template of p + 1 ranks with rank p taken out. A rotation by
-    `shift` there skips the stage it held on rank p (p - shift); its other
-    operations keep their times, so every remaining rank keeps its tiling."""
-    p2 = p + 1
-    gone = p - shift
-    keep = [s for s in range(p2) if s != gone]
-    f = [starts[s] for s in keep]
-    b = {s: starts[2 * p2 - 1 - s] for s in range(p2)}
-    return tuple(f) + tuple(b[s] for s in reversed(keep))
 
 
 def _mirror_cells(p: int) -> tuple[int, ...] | None:
@@ -299,23 +313,22 @@ def _finish(maps: Maps, ii: int, offsets: tuple[int, ...],
             if d == 2:
                 inside[mp[s]].add((t + 1) % ii)
     b_at = {s: x for x, (kind, s, _) in enumerate(ops) if kind == "B"}
-    steps: list[tuple[int, ...]] = []
+    steps: list[tuple[tuple[int, ...], ...]] = []
     for phi in range(n):
         if phi not in phases:
             steps.append(())
             continue
         row_steps = []
         for s in range(p):
-            x = b_at[s]
-            lo = max([offsets[k] + starts[k][x] + 2 for k in range(phi)]
-                     + [offsets[k] + starts[k][x] + 2 - ii for k in range(phi, n)])
-            hi = min([offsets[k] + starts[k][x] for k in range(phi, n)]
-                     + [offsets[k] + starts[k][x] + ii for k in range(phi)])
-            tau = next((t for t in range(lo, hi + 1)
+            ends = [offsets[k] + starts[k][b_at[s]] + (2 if k < phi else 2 - ii)
+                    for k in range(n)]  # the old batch's last backward of each replica
+            begins = [offsets[k] + starts[k][b_at[s]] + (ii if k < phi else 0)
+                      for k in range(n)]  # the new batch's first
+            tau = next((t for t in range(max(ends), min(begins) + 1)
                         if all(t % ii not in inside[mp[s]] for mp in maps)), None)
             if tau is None:
                 return None
-            row_steps.append(tau)
+            row_steps.append((tau,) * n)
         steps.append(tuple(row_steps))
     template = Template(ii, offsets, tuple(starts), tuple(steps))
     if caps is not None and any(a > c for a, c in zip(peak_activations(maps, template), caps,
