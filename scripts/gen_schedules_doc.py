@@ -41,40 +41,58 @@ FAMILIES = [
      "The backward reads the current weights: inconsistency at stage s is at most "
      "ceil((p-s-1)/a), and reaches it; the steady state has no bubble."),
     ("amdp", dict(stages=4, microbatches=4),
-     "N concurrent pipelines over the same ranks (directions auto: N = max(2, ceil(p/2)), "
-     "rounded up to whole mirror pairs for even p; every stage's replicas on distinct ranks; "
-     "stage 0 of each pipeline on a different rank; for p = 4, 8 the reference's maps); "
-     "stage 0 of a pipeline starts the forward of micro-batch u + 2 before the backward of u "
-     "(Megatron's warm-up of two; `max_inflight 3 at stage 0` in schedc's count, which "
-     "includes the forward being started); the replicas of a stage all-reduce and take one "
-     "step per global batch of m gradients, with no flush: inconsistency and delay at most 1. "
-     "The order is constructed, not searched: a modulo schedule (`schedc/modulo.py`) in which "
-     "one micro-batch of every pipeline enters per initiation interval II and every chain "
-     "follows one template, found by a small search on one period (the ranks' reservation "
-     "tables, a bound on the free windows left for the backwards to come, the step's instant "
-     "and the reference's peak activations as constraints). II = 3N leaves no steady-state "
-     "bubble. Where no template is found within the search budget (odd p whose steps fall "
-     "between the pipelines, p > 16), the list scheduler orders it with two forwards alive "
-     "at stage 0. The table below gives the figures for p = 4..16."),
+     "N concurrent pipelines over the same ranks (directions auto: N = max(2, ceil(p/2)); "
+     "for p = 4, 8 the reference's mirror pairs, otherwise pipeline k is the rotation "
+     "s -> s - 2k mod p; every stage's replicas on distinct ranks); stage 0 of a pipeline "
+     "starts the forward of micro-batch u + 2 before the backward of u (Megatron's warm-up "
+     "of two; `max_inflight 3 at stage 0` in schedc's count, which includes the forward "
+     "being started); the replicas of a stage all-reduce and take one step per global batch "
+     "of m gradients, with no flush: inconsistency and delay at most 1. The order is "
+     "constructed, not searched: a modulo schedule (`schedc/modulo.py`) in which one "
+     "micro-batch of every pipeline enters per initiation interval II and every chain "
+     "follows one template (`schedc/modulo_search.py`). II = 3N leaves no steady-state "
+     "bubble; the template is a closed form there: with the rotations a rank holds the "
+     "stages of one parity, forwards F(2q + e) at 3q + e and backwards 6 units apart per "
+     "pair of stages, which tiles the period (odd p: the template of p + 1 ranks with one "
+     "rank taken out); where the rotations do not apply (p = 2, 3, 4, 8) a small search on "
+     "one period finds it, with the reference's peak activations as a constraint. Where N "
+     "does not divide m, the steps fall between pipelines: pipeline k enters 3k units "
+     "after pipeline 0 (a closed form for odd N and even p), otherwise the search takes a "
+     "longer II (a bubble); so does a step of few micro-batches (m < 3N or so), where a "
+     "longer period keeps two steps out of one micro-batch's flight. The table below gives "
+     "the figures for p = 4..16 at m = 2N and m = p (tests/compiler/test_amdp.py asserts "
+     "them)."),
 ]
 
 
+AMDP_DEPTHS = range(4, 17)
+
+
+def amdp_cases() -> list[tuple[int, int]]:
+    """(p, m) of the AMDP table: m = 2N and m = p for p = 4..16."""
+    cases = []
+    for p in AMDP_DEPTHS:
+        n = preset_spec("amdp", stages=p).num_pipelines
+        cases += [(p, m) for m in sorted({2 * n, p})]
+    return cases
+
+
+def amdp_row(p: int, m: int) -> str:
+    """One row of the AMDP table, from the compiled manifest's analysis."""
+    c = compile_spec(preset_spec("amdp", stages=p, microbatches=m))
+    a = c.manifest.analysis
+    peaks = " ".join(str(r["peak_activations"]) for r in a["ranks"])
+    return (f"| {p} | {c.spec.num_pipelines} | {m} | {a['steady_state_bubble_ratio']:.4f} | "
+            f"{(p - 1) / (m + p - 1):.4f} | {peaks} | {a['max_inconsistency']} | "
+            f"{a['max_delay']} |")
+
+
 def amdp_table() -> None:
-    """Steady-state figures of the amdp preset for p = 4..16 (m = 2N)."""
-    print("| p | N | m | construction | steady-state bubble | 1F1B-flush bubble | "
-          "peak activations per rank | max inconsistency | max delay |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for p in range(4, 17):
-        spec = preset_spec("amdp", stages=p)
-        n = spec.num_pipelines
-        m = 2 * n
-        c = compile_spec(preset_spec("amdp", stages=p, microbatches=m))
-        a = c.manifest.analysis
-        how = a["order_policy"].get("construction", "list")
-        peaks = " ".join(str(r["peak_activations"]) for r in a["ranks"])
-        print(f"| {p} | {n} | {m} | {how} | {a['steady_state_bubble_ratio']:.4f} | "
-              f"{(p - 1) / (m + p - 1):.4f} | {peaks} | {a['max_inconsistency']} | "
-              f"{a['max_delay']} |")
+    print("| p | N | m | steady-state bubble | 1F1B-flush bubble | peak activations per rank "
+          "| max inconsistency | max delay |")
+    print("|---|---|---|---|---|---|---|---|")
+    for p, m in amdp_cases():
+        print(amdp_row(p, m))
     print()
 
 
