@@ -1,26 +1,29 @@
-"""The template of AMDP's modulo schedule: one period, searched cheaply.
+"""The template of AMDP's modulo schedule: one period, constructed or searched.
 
 N pipelines run over the same p ranks. Iteration n admits micro-batch nN + k
 into pipeline k at n*II + offset[k]; its chain F(0..p-1), B(p-1..0) (unit
-costs F = 1, B = 2) follows one template `starts` shared by every pipeline.
-A rank's reservation table (its busy instants mod II) depends only on the
-multiset of (stage, offset) it hosts, so ranks with the same multiset form one
-*class* and are checked once. With every offset 0 and the mirror pairs of
-`directions.auto_directions` at shifts 4j (p = 4P), there are two classes:
-stages = 0, 3 (mod 4) and stages = 1, 2 (mod 4), each of which must tile the
-period.
+costs F = 1, B = 2) follows the pipeline's row of `starts`. A rank does 3N
+units per iteration, so II = 3N leaves no bubble: then every rank's operations
+must tile the period exactly.
 
-`find_template` tries II = 3N (no bubble) first, then longer periods:
-- a closed form where one exists (`_cells`: p = 4P with P odd, four-stage
-  cells of F at 6q + (0, 1, 2, 3) and B twelve units apart per cell);
-- a depth-first search over the chain, each operation as early as the class
-  tables allow with a few units of waiting, pruned by stage 0's in-flight
-  deadline (B(0) within `inflight` periods of F(0)) and by the free two-unit
-  windows a class still needs for its backwards; a node budget bounds it.
-Every template found is checked whole (`_finish`): each phase's step instant
-(the replicas of a stage all-reduce at an instant none of them is inside an
-operation, between the last backward of one batch and the first of the
-next), and the reference's peak activations where they are given.
+`templates` yields candidates, the least II first:
+- closed forms (`constructed`) at II = 3N for the maps of
+  `directions.auto_directions`: the rotation cells (`_rotation_cells`: with
+  rotations by even shifts a rank holds the stages of one parity, and a
+  two-stage cell's forwards and backwards take one residue mod 3 each side, so
+  each parity tiles the period), cut to odd p by taking ranks out of the even
+  template, and the mirror cells of p = 4P, P odd (`_mirror_cells`);
+- otherwise a depth-first search over one chain shared by every pipeline,
+  each operation as early as the ranks' tables allow with a few units of
+  waiting, pruned by stage 0's in-flight deadline (B(0) within `inflight`
+  periods of F(0)) and by the free two-unit windows a rank still needs for its
+  backwards; ranks hosting the same (stage, offset) multiset form one *class*
+  and are checked once; a node budget bounds it, and longer periods follow.
+Every candidate is checked whole (`_finish`): chains in order, the deadline,
+each rank's table, a step instant for every phase and stage (the replicas of a
+stage all-reduce at an instant none of them is inside an operation, after the
+last backward of one batch and before the first of the next), and the
+reference's peak activations where given.
 """
 
 from __future__ import annotations

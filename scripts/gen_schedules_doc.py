@@ -20,6 +20,19 @@ FAMILIES = [
     ("zb-h1", dict(stages=4, microbatches=6),
      "1F1B with the backward split into I (input gradient) and W (weight gradient); W is "
      "deferred into the bubbles. Bubble (p-1)/(3m+p-1) for m >= p, 1F1B's memory."),
+    ("zbv", dict(stages=4, microbatches=4),
+     "ZB-V (PyTorch's `ScheduleZBVZeroBubble`): V-shaped placement (`directions v`): each of"
+     ' the R = stages/2 ranks holds two chunks, stage i going down the ranks and stage '
+     '2R-1-i coming back up, so rank 0 holds the first and the last stage; the zero-bubble '
+     'order with I/W split. At the same p and m its unit-cost bubble is no larger than '
+     "PyTorch's ZB-V order (simulated under the same rules) and its peak activations are "
+     "equal (tests/cli/test_torch_csv.py, which also loads the exported CSV in PyTorch's "
+     "runtime schedule). Within a rank's row the two chunks' ops interleave (stage 0 and "
+     'stage 3 on rank 0 below).',
+     'Adding V-shaped placement touched: `schedc/directions.py` (the `v` map), '
+     '`schedc/spec.py` (`v_shaped`, the order/flush check), `schedc/presets.py` (`zbv`), '
+     '`schedc/dsl/fields.py` (the `v` keyword), docs (dsl.md, this page, programs.md) and '
+     'tests; the order, lowering, verifier, simulator and runtime needed no change.'),
     ("chimera", dict(stages=4, microbatches=4),
      "Two synchronous pipelines, `down` (stage i on rank i) and `up` (rank p-1-i); "
      "micro-batch j on pipeline j mod 2; each stage's two replicas all-reduce their "
@@ -107,7 +120,7 @@ def main() -> None:
     print("Asynchronous programs are checked unrolled (1, 2 and 3 body repetitions); the "
           "verifier proves every bound the schedule declares, and tightening one below what "
           "the schedule achieves is a compile error naming the worst micro-batch and stage.\n")
-    for name, kw, text in FAMILIES:
+    for name, kw, text, *after in FAMILIES:
         c = compile_spec(preset_spec(name, **kw))
         args = " ".join(f"--{k} {v}" for k, v in kw.items())
         print(f"## {name}\n\n{text}\n")
@@ -118,6 +131,8 @@ def main() -> None:
         print()
         print(grid(c.manifest, c.programs))
         print("```\n")
+        for note in after:
+            print(f"{note}\n")
         if name == "amdp":
             amdp_table()
 
