@@ -57,30 +57,32 @@ class ModuloPlan:
 
 def applies(spec: Spec) -> bool:
     """AMDP's shape: several pipelines, no flush, 1F1B, one stage of every
-    pipeline per rank, the backward whole, no fixed delay or periodic DP, an
-    in-flight bound (if any) at stage 0 only."""
+    pipeline per rank, the backward whole, no fixed delay, an in-flight bound
+    (if any) at stage 0 only."""
     return (not spec.flush and spec.num_pipelines > 1 and spec.order == "1f1b"
             and not spec.split_backward and spec.stages == spec.num_ranks
-            and spec.fixed_delay is None and spec.dp_mode == "sync"
-            and all(s == 0 for s, _ in spec.max_inflight))
+            and spec.fixed_delay is None and all(s == 0 for s, _ in spec.max_inflight))
 
 
 def modulo_plan(spec: Spec) -> ModuloPlan | None:
     """The constructed plan of `spec`, or None where the construction does not apply."""
     if not applies(spec):
         return None
+    sync = spec.dp_period if spec.dp_mode == "async-sparse" else 1
     return _plan(spec.resolved_directions(), spec.microbatches,
                  spec.inflight_bound(0) or WARMUP_INFLIGHT, spec.stashes,
-                 spec.max_inconsistency, spec.max_delay, spec)
+                 spec.max_inconsistency, spec.max_delay, sync, spec)
 
 
 @functools.lru_cache(maxsize=64)
 def _plan(maps: Maps, m: int, inflight: int, stashes: bool, max_inc: int | None,
-          max_delay: int | None, spec: Spec) -> ModuloPlan | None:
+          max_delay: int | None, sync: int, spec: Spec) -> ModuloPlan | None:
     n, p = len(maps), len(maps[0])
     phases = tuple(sorted({(j * m) % n for j in range(n)}))
     caps = REFERENCE_ACTIVATIONS.get(p) if n == p // 2 else None
-    period_steps = n // math.gcd(n, m)  # the pattern repeats every lcm(N, m) micro-batches
+    # the pattern repeats every lcm(N, m) micro-batches, and the sparse data-parallel
+    # exchange every `sync` steps
+    period_steps = math.lcm(n // math.gcd(n, m), sync)
     for i, template in enumerate(templates(maps, phases, inflight, caps)):
         if i == MAX_TEMPLATES:
             return None
