@@ -38,7 +38,8 @@ from schedc.spec import Spec
 
 REFERENCE_ACTIVATIONS = {4: (3, 4, 4, 3), 8: (7, 8, 8, 7, 7, 8, 8, 7)}
 WARMUP_INFLIGHT = 3  # forwards alive at stage 0 when one starts (Megatron warm-up 2 + 1)
-MAX_TEMPLATES = 200  # templates whose versions are checked before giving up
+MAX_TEMPLATES = 50  # templates of one kind whose versions are checked before the next kind
+PADDING = 4  # whole-iteration admissions tried: ceil(m/N) .. ceil(m/N) + PADDING - 1
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,43 @@ class ModuloPlan:
     template: Template
     period_steps: int
     warmup_batches: int
+    admission: Admission
 
     def orders(self, problem: Problem) -> tuple[list[list[Op]], dict[Op, int]]:
         """Every rank's order for `problem`'s batches, and each op's planned start."""
-        return _orders(problem, self.template)
+        return _orders(problem, self.template, self.admission)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Which iteration admits micro-batch j (on pipeline j mod N), and after
+    which iteration (and phase: pipelines before it belong to the old batch)
+    each batch steps. `per_batch` 0: one micro-batch per pipeline per
+    iteration throughout. Otherwise every batch takes `per_batch` whole
+    iterations, pipelines without one more micro-batch of the batch idle in
+    its last ones (a bubble of 1 - m / (per_batch N)): steps then fall between
+    iterations."""
+
+    n: int
+    m: int
+    per_batch: int = 0
+
+    def slot(self, j: int) -> tuple[int, int]:
+        if not self.per_batch:
+            return divmod(j, self.n)
+        b, r = divmod(j, self.m)
+        return b * self.per_batch + r // self.n, j % self.n
+
+    def step(self, batch: int) -> tuple[int, int]:
+        if not self.per_batch:
+            return divmod((batch + 1) * self.m, self.n)
+        return (batch + 1) * self.per_batch, 0
+
+    def batches_within(self, iterations: int) -> int:
+        """Batches whose micro-batches start within `iterations` iterations, at least."""
+        if not self.per_batch:
+            return -(-iterations * self.n // self.m)
+        return -(-iterations // self.per_batch)
 
 
 def applies(spec: Spec) -> bool:
@@ -83,18 +117,35 @@ def _plan(maps: Maps, m: int, inflight: int, stashes: bool, max_inc: int | None,
     # the pattern repeats every lcm(N, m) micro-batches, and the sparse data-parallel
     # exchange every `sync` steps
     period_steps = math.lcm(n // math.gcd(n, m), sync)
-    for i, template in enumerate(templates(maps, phases, inflight, caps)):
-        if i == MAX_TEMPLATES:
-            return None
-        warm = -(-(template.latency // template.ii + 2) * n // m) + 1
-        if _versions_within(maps, m, template, warm + 2 * period_steps, stashes,
-                            max_inc, max_delay):
-            return ModuloPlan(spec, template, period_steps, warm)
+    for admission, found in _candidates(maps, m, phases, inflight, caps):
+        for i, template in enumerate(found):
+            if i == MAX_TEMPLATES:
+                break
+            warm = admission.batches_within(template.latency // template.ii + 2) + 1
+            if _versions_within(maps, m, template, admission, warm + 2 * period_steps,
+                                stashes, max_inc, max_delay):
+                return ModuloPlan(spec, template, period_steps, warm, admission)
     return None
 
 
-def _versions_within(maps: Maps, m: int, template: Template, batches: int, stashes: bool,
-                     max_inc: int | None, max_delay: int | None) -> bool:
+def _candidates(maps: Maps, m: int, phases: tuple[int, ...], inflight: int,
+                caps: tuple[int, ...] | None):
+    """(admission, templates) to try, the least bubble first: the closed forms
+    with one micro-batch per pipeline per iteration (no bubble); then whole
+    iterations per batch (`Admission.per_batch`, the bubble of the idle
+    slots), so that steps fall between iterations; then the search."""
+    n = len(maps)
+    yield Admission(n, m), templates(maps, phases, inflight, caps, search=False)
+    if phases != (0,) or m < 3 * n:
+        for per_batch in range(-(-m // n), -(-m // n) + PADDING):
+            yield Admission(n, m, per_batch), templates(maps, (0,), inflight, caps,
+                                                         search=False)
+    yield Admission(n, m), templates(maps, phases, inflight, caps)
+
+
+def _versions_within(maps: Maps, m: int, template: Template, admission: Admission,
+                     batches: int, stashes: bool, max_inc: int | None,
+                     max_delay: int | None) -> bool:
     """Inconsistency (steps between a micro-batch's F and B on a stage; 0 with
     a stash) and delay (its batch minus the version its F reads) within the
     bounds, for every micro-batch near a batch boundary of `batches` batches
@@ -107,10 +158,11 @@ def _versions_within(maps: Maps, m: int, template: Template, batches: int, stash
     b_at = {s: x for x, (kind, s, _) in enumerate(ops) if kind == "B"}
     reach = (template.latency // template.ii + 3) * n  # micro-batches in flight, at most
     for s in range(p):
-        taus = [[_step_time(template, b, m, n, s, k) for b in range(batches)] for k in range(n)]
+        taus = [[_step_time(template, admission, b, s, k) for b in range(batches)]
+                for k in range(n)]
         for b in range(batches):
             for j in range(max(0, b * m - reach), min(batches * m, b * m + reach)):
-                it, k = divmod(j, n)
+                it, k = admission.slot(j)
                 v_f = bisect.bisect_right(taus[k], template.time(k, f_at[s], it))
                 v_b = v_f if stashes else bisect.bisect_right(
                     taus[k], template.time(k, b_at[s], it))
@@ -121,26 +173,28 @@ def _versions_within(maps: Maps, m: int, template: Template, batches: int, stash
     return True
 
 
-def _step_time(template: Template, batch: int, m: int, n: int, stage: int, k: int) -> int:
+def _step_time(template: Template, admission: Admission, batch: int, stage: int,
+               k: int) -> int:
     """When the rank holding pipeline k's replica of `stage` steps after `batch`."""
-    it, phi = divmod((batch + 1) * m, n)
+    it, phi = admission.step(batch)
     return it * template.ii + template.steps[phi][stage][k]
 
 
-def _orders(problem: Problem, template: Template
+def _orders(problem: Problem, template: Template, admission: Admission
             ) -> tuple[list[list[Op]], dict[Op, int]]:
     """Each rank's operations and steps, sorted by planned time."""
-    maps, p, n, m = problem.maps, problem.stages, problem.num_pipelines, problem.m
+    maps, p = problem.maps, problem.stages
     ops = chain(p)
     events: list[list[tuple[int, int, int, Op]]] = [[] for _ in range(problem.ranks)]
     for j in range(problem.num_mbs):
-        it, k = divmod(j, n)
+        it, k = admission.slot(j)
         for x, (kind, s, _) in enumerate(ops):
             t = template.time(k, x, it)
             events[maps[k][s]].append((t, 1, x, Op(kind, k, s, j)))
     for b in range(problem.batches):
         for s in range(p):
             for k, mp in enumerate(maps):
-                events[mp[s]].append((_step_time(template, b, m, n, s, k), 0, -s, step_op(s, b)))
+                events[mp[s]].append((_step_time(template, admission, b, s, k), 0, -s,
+                                      step_op(s, b)))
     times = {op: t for ev in events for t, *_, op in ev}
     return [[op for *_, op in sorted(ev)] for ev in events], times

@@ -64,13 +64,16 @@ def chain(p: int) -> list[tuple[str, int, int]]:
 
 
 def templates(maps: Maps, phases: tuple[int, ...], inflight: int,
-              caps: tuple[int, ...] | None):
-    """Templates in order of II (the least first), several per II."""
+              caps: tuple[int, ...] | None, search: bool = True):
+    """The closed forms that hold (`search` False), or the searched templates in
+    order of II (the least first), several per II."""
     n, p = len(maps), len(maps[0])
-    for ii, offsets, starts in constructed(maps, phases):
-        found = _finish(maps, ii, offsets, starts, phases, inflight, caps)
-        if found is not None:
-            yield found
+    if not search:
+        for ii, offsets, starts in constructed(maps, phases):
+            found = _finish(maps, ii, offsets, starts, phases, inflight, caps)
+            if found is not None:
+                yield found
+        return
     for ii in _periods(n, p):
         wait, budget = (MAX_WAIT, NODE_BUDGET) if ii == 3 * n else (ii - 1, LONG_BUDGET)
         for offsets in offset_candidates(n, ii, phases):

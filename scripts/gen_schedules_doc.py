@@ -70,10 +70,12 @@ FAMILIES = [
      "rank taken out); where the rotations do not apply (p = 2, 3, 4, 8) a small search on "
      "one period finds it, with the reference's peak activations as a constraint. Where N "
      "does not divide m, the steps fall between pipelines: pipeline k enters 3k units "
-     "after pipeline 0 (a closed form for odd N and even p), otherwise the search takes a "
-     "longer II (a bubble); so does a step of few micro-batches (m < 3N or so), where a "
-     "longer period keeps two steps out of one micro-batch's flight. The table below gives "
-     "the figures for p = 4..16 at m = 2N and m = p (tests/compiler/test_amdp.py asserts "
+     "after pipeline 0 (a closed form for odd N and even p); otherwise each batch takes "
+     "whole iterations, the pipelines without one more micro-batch of the batch idle in "
+     "its last (a bubble of 1 - m / (N ceil(m/N)), 1/(2N) at m = p for odd p). A step of "
+     "few micro-batches (m < 3N or so) takes more whole iterations per batch, so that two "
+     "steps never fall inside one micro-batch's flight. The table below gives the figures "
+     "for p = 4..16 at m = 2N and m = p (tests/compiler/test_amdp.py asserts "
      "them)."),
 ]
 

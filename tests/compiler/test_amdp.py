@@ -17,26 +17,26 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "schedules.md"
 # (p, m) -> (steady-state bubble, peak activations per rank, max inconsistency,
 # max delay) under unit costs, as the compiled manifest's analysis gives them:
 # m = 2N and m = p for p = 4..16 (docs/schedules.md, the amdp table). No bubble
-# wherever N divides m; odd p at m = p (steps between pipelines, few micro-batches
-# per step) takes a longer period.
+# wherever N divides m; odd p at m = p = 2N - 1 gives each batch two whole
+# iterations, one pipeline idle in the second: a bubble of 1/(2N).
 FIGURES = {
     (4, 4): (0.0, [3, 4, 4, 3], 1, 1),
-    (5, 5): (4 / 13, [3, 4, 3, 3, 2], 1, 1),
+    (5, 5): (1 / 6, [5, 5, 4, 5, 4], 1, 1),
     (5, 6): (0.0, [5, 5, 4, 5, 4], 1, 1),
     (6, 6): (0.0, [5, 4, 5, 4, 5, 4], 1, 1),
-    (7, 7): (22 / 43, [4, 4, 4, 4, 3, 3, 3], 1, 1),
+    (7, 7): (1 / 8, [7, 7, 6, 7, 6, 7, 6], 1, 1),
     (7, 8): (0.0, [7, 7, 6, 7, 6, 7, 6], 1, 1),
     (8, 8): (0.0, [7, 8, 8, 7, 7, 8, 8, 7], 1, 1),
-    (9, 9): (16 / 31, [5, 6, 5, 6, 4, 5, 3, 5, 4], 1, 1),
+    (9, 9): (1 / 10, [8, 8, 7, 8, 7, 8, 7, 8, 7], 1, 1),
     (9, 10): (0.0, [8, 8, 7, 8, 7, 8, 7, 8, 7], 1, 1),
     (10, 10): (0.0, [8, 7, 8, 7, 8, 7, 8, 7, 8, 7], 1, 1),
-    (11, 11): (335 / 533, [7, 7, 7, 7, 7, 7, 7, 7, 6, 7, 5], 1, 1),
+    (11, 11): (1 / 12, [10, 10, 9, 10, 9, 10, 9, 10, 9, 10, 9], 1, 1),
     (11, 12): (0.0, [10, 10, 9, 10, 9, 10, 9, 10, 9, 10, 9], 1, 1),
     (12, 12): (0.0, [10, 9, 10, 9, 10, 9, 10, 9, 10, 9, 10, 9], 1, 1),
-    (13, 13): (32 / 53, [7, 7, 7, 7, 7, 7, 6, 6, 5, 5, 5, 6, 6], 1, 1),
+    (13, 13): (1 / 14, [11, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10], 1, 1),
     (13, 14): (0.0, [11, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10], 1, 1),
     (14, 14): (0.0, [11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10], 1, 1),
-    (15, 15): (4 / 7, [10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 9], 1, 1),
+    (15, 15): (1 / 16, [13, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12], 1, 1),
     (15, 16): (0.0, [13, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12], 1, 1),
     (16, 16): (0.0, [13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12], 1, 1),
 }
@@ -95,6 +95,16 @@ def test_steps_between_pipelines_odd_n_even_p_no_bubble(p, m):
     plan = modulo_plan(preset_spec("amdp", stages=p, microbatches=m))
     assert plan.template.ii == 3 * n
     assert plan.template.offsets == tuple(3 * k for k in range(n))
+
+
+@pytest.mark.parametrize("p,m,per_batch", [(5, 10, 4), (7, 14, 4), (9, 9, 2), (12, 14, 3),
+                                           (16, 8, 2)])
+def test_steps_between_pipelines_otherwise_whole_iterations_per_batch(p, m, per_batch):
+    """Each batch takes whole iterations (pipelines without one more micro-batch
+    of the batch idle): the steps fall between iterations."""
+    plan = modulo_plan(preset_spec("amdp", stages=p, microbatches=m))
+    n = plan.admission.n
+    assert (plan.template.ii, plan.admission.per_batch) == (3 * n, per_batch)
 
 
 @pytest.mark.parametrize("p,m", [(6, 10), (10, 16), (9, 9), (8, 6), (4, 1)])
