@@ -40,6 +40,7 @@ REFERENCE_ACTIVATIONS = {4: (3, 4, 4, 3), 8: (7, 8, 8, 7, 7, 8, 8, 7)}
 WARMUP_INFLIGHT = 3  # forwards alive at stage 0 when one starts (Megatron warm-up 2 + 1)
 MAX_TEMPLATES = 50  # templates of one kind whose versions are checked before the next kind
 PADDING = 4  # whole-iteration admissions tried: ceil(m/N) .. ceil(m/N) + PADDING - 1
+SEARCH_DEPTH = 8  # deepest pipeline searched at II = 3N before whole-iteration batches
 
 
 @dataclass(frozen=True)
@@ -131,11 +132,14 @@ def _plan(maps: Maps, m: int, inflight: int, stashes: bool, max_inc: int | None,
 def _candidates(maps: Maps, m: int, phases: tuple[int, ...], inflight: int,
                 caps: tuple[int, ...] | None):
     """(admission, templates) to try, the least bubble first: the closed forms
-    with one micro-batch per pipeline per iteration (no bubble); then whole
-    iterations per batch (`Admission.per_batch`, the bubble of the idle
-    slots), so that steps fall between iterations; then the search."""
-    n = len(maps)
+    with one micro-batch per pipeline per iteration (no bubble), and for small p
+    the search at II = 3N; then whole iterations per batch
+    (`Admission.per_batch`, the bubble of the idle slots), so that steps fall
+    between iterations; then the search at longer periods."""
+    n, p = len(maps), len(maps[0])
     yield Admission(n, m), templates(maps, phases, inflight, caps, search=False)
+    if p <= SEARCH_DEPTH:  # small: a search on one period at II = 3N is cheap
+        yield Admission(n, m), templates(maps, phases, inflight, caps, longer=False)
     if phases != (0,) or m < 3 * n:
         for per_batch in range(-(-m // n), -(-m // n) + PADDING):
             yield Admission(n, m, per_batch), templates(maps, (0,), inflight, caps,

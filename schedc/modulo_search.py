@@ -64,9 +64,9 @@ def chain(p: int) -> list[tuple[str, int, int]]:
 
 
 def templates(maps: Maps, phases: tuple[int, ...], inflight: int,
-              caps: tuple[int, ...] | None, search: bool = True):
+              caps: tuple[int, ...] | None, search: bool = True, longer: bool = True):
     """The closed forms that hold (`search` False), or the searched templates in
-    order of II (the least first), several per II."""
+    order of II (the least first, only 3N unless `longer`), several per II."""
     n, p = len(maps), len(maps[0])
     if not search:
         for ii, offsets, starts in constructed(maps, phases):
@@ -74,7 +74,7 @@ def templates(maps: Maps, phases: tuple[int, ...], inflight: int,
             if found is not None:
                 yield found
         return
-    for ii in _periods(n, p):
+    for ii in _periods(n, p) if longer else (3 * n,):
         wait, budget = (MAX_WAIT, NODE_BUDGET) if ii == 3 * n else (ii - 1, LONG_BUDGET)
         for offsets in offset_candidates(n, ii, phases):
             classes = Classes.of(maps, offsets, ii)
