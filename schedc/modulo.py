@@ -144,6 +144,9 @@ def _candidates(maps: Maps, m: int, phases: tuple[int, ...], inflight: int,
         for per_batch in range(-(-m // n), -(-m // n) + PADDING):
             yield Admission(n, m, per_batch), templates(maps, (0,), inflight, caps,
                                                          search=False)
+            if p <= SEARCH_DEPTH:
+                yield Admission(n, m, per_batch), templates(maps, (0,), inflight, caps,
+                                                             longer=False)
     yield Admission(n, m), templates(maps, phases, inflight, caps)
 
 
