@@ -20,6 +20,10 @@ leave no template at 3N. The rules are constraints on the template:
   activations stay within the AMDP reference's (3 4 4 3; 7 8 8 7 7 8 8 7);
 - versions: the Spec's inconsistency and delay bounds hold on the planned
   times (checked here in closed form over the steady state).
+Where N does not divide m and no template lets the steps fall between
+pipelines, or where few micro-batches per step would put two steps inside one
+micro-batch's flight, each batch takes whole iterations (`Admission`): the
+pipelines without one more micro-batch of the batch idle in its last ones.
 The warm-up and the drain are the same timing, cut to the micro-batches that
 exist; the order of every rank is its operations sorted by planned time.
 """
