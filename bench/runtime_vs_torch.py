@@ -12,8 +12,9 @@ thread per rank; step times are medians over the steps after warm-up:
    is higher).
 Printed by rank 0, one line per figure. `--only` picks figures (torch, zb-h1,
 paci); the schedc 1F1B run is always made, as every figure's reference.
-`--posted-batches K` runs schedc's programs with K posted batches
-(docs/programs.md, "Overlap"; torch's schedule waits for its sends later too).
+`--posted-batches K` proves and runs schedc's programs under K posted batches
+with early receives (docs/programs.md, "Overlap"; torch's schedule waits for
+its sends later too).
 
 Each run also reports its CPU time per step on every rank (process CPU: compute,
 Python and the communication threads; waiting costs none), the figure that
@@ -41,14 +42,19 @@ from torch.distributed.pipelining import PipelineStage, Schedule1F1B
 
 from schedc.compiler import compile_spec
 from schedc.files import write_programs
+from schedc.overlap import Overlap
 from schedc.presets import preset_spec
+from schedc.verify import prove_overlap
 
 WARMUP = 2
 
 
-def _programs(name: str, m: int, root: Path, stages: int) -> Path:
+def _programs(name: str, m: int, root: Path, stages: int, posted: int = 1) -> Path:
+    """The preset's programs, proven under `posted` batches (`schedc compile
+    --posted-batches K`; the runtime runs them under that rule)."""
     compiled = compile_spec(preset_spec(name, stages=stages, microbatches=m).validate())
-    return write_programs(root / name, compiled.manifest, compiled.programs)
+    manifest = prove_overlap(compiled.manifest, compiled.programs, Overlap.posting(posted))
+    return write_programs(root / name, manifest, compiled.programs)
 
 
 def _schedc_step_times(program_dir: Path, a: argparse.Namespace
@@ -60,7 +66,7 @@ def _schedc_step_times(program_dir: Path, a: argparse.Namespace
     cfg = config_from_args(parser.parse_args([
         str(program_dir), "--model", a.model, "--steps", str(a.steps), "--quiet",
         "--micro-batch-size", str(a.micro_batch_size), "--seq-len", str(a.seq_len),
-        "--threads", "1", "--lr", "1e-4", "--posted-batches", str(a.posted_batches),
+        "--threads", "1", "--lr", "1e-4",
     ]))
     trainer = Trainer(build_dist(cfg))
     cpu = []
@@ -142,7 +148,7 @@ def main() -> None:
     ap.add_argument("--only", default="torch,zb-h1,paci",
                     help="comma-separated figures: torch, zb-h1, paci")
     ap.add_argument("--posted-batches", type=int, default=1, metavar="K",
-                    help="schedc's runs: K posted batches (docs/programs.md, Overlap)")
+                    help="schedc's programs proven and run under K posted batches")
     a = ap.parse_args()
     only = set(a.only.split(","))
     torch.set_num_threads(1)
@@ -152,11 +158,11 @@ def main() -> None:
     wall: dict[str, float] = {}
     cpu: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        f1b = _programs("1f1b", a.m, Path(tmp), world)
+        f1b = _programs("1f1b", a.m, Path(tmp), world, a.posted_batches)
         runs = {"1f1b": f1b}
         for name in ("zb-h1", "paci"):
             if name in only:
-                runs[name] = _programs(name, a.m, Path(tmp), world)
+                runs[name] = _programs(name, a.m, Path(tmp), world, a.posted_batches)
         if "torch" in only:
             w, c = _torch_step_times(f1b, a)
             wall["torch"], cpu["torch"] = _median(w), _median(c)
