@@ -17,7 +17,6 @@ Process-wide and idempotent; a no-op where the C library is not glibc. Device
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 __all__ = ["keep_freed_memory"]
 
@@ -38,10 +37,8 @@ def keep_freed_memory() -> bool:
 
 
 def _mallopt(param: int, value: int) -> bool:
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the process runs on
     except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS): nothing to tune
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
