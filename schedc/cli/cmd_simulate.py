@@ -31,8 +31,9 @@ def add_simulation_args(p: argparse.ArgumentParser, many: bool = False) -> None:
     p.add_argument("--costs", metavar="FILE", help="cost profile JSON (default: unit costs)")
     p.add_argument("--steps", type=int, default=None, metavar="K",
                    help="body repetitions to run (default: 1 synchronous, 4 asynchronous)")
-    p.add_argument("--serial-comm", action="store_true",
-                   help="sends and receives block the rank's timeline (no overlap)")
+    p.add_argument("--serial-comm", action="store_true", default=None,
+                   help="sends and receives block the rank's timeline (no overlap; "
+                        "default: as the cost profile's \"comm\" says, else overlap)")
     p.add_argument("--lazy-recv", action="store_true",
                    help="a receive holds only the op that consumes it, not its batch")
 
