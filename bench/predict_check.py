@@ -11,7 +11,8 @@ on the machine hits every candidate alike). Each candidate is simulated with
 that profile (`schedc.simulate`, which takes from the profile how the
 transport holds a rank, `comm`, and how many cores the ranks share, `cores`).
 Real throughput is micro-batches per
-second over the median step interval after `WARMUP` steps (all rounds
+second over the median interval between the ends of a rank's body repetitions
+(one optimizer step each) after `WARMUP` of them (all ranks and rounds
 pooled); predicted, the simulator's steady-state throughput.
 
 Prints a table per R (predicted, real, error), then over all rows the median
@@ -69,11 +70,13 @@ def _launch(root: Path, ranks: int, names: list[str], a: argparse.Namespace) -> 
 
 
 def _worker(a: argparse.Namespace) -> None:
-    """Under torchrun: the profiling run, then every candidate `rounds` times."""
+    """Under torchrun: the profiling run, then every candidate `rounds` times; each
+    rank writes when each of its body repetitions ended."""
     import torch
+    import torch.distributed as dist
     from schedc.runtime.config import RunConfig
     from schedc.runtime.launch import build_dist
-    from schedc.runtime.session import train
+    from schedc.runtime.session import Trainer, train
 
     torch.set_num_threads(1)
     root = Path(a.worker)
@@ -82,17 +85,50 @@ def _worker(a: argparse.Namespace) -> None:
                                costs_out=root / "costs.json", **base)))
     for k in range(a.rounds):
         for name in a.names.split(","):
-            train(build_dist(RunConfig(programs=root / name, steps=a.steps,
-                                       metrics=root / f"{name}.{k}.jsonl", **base)))
+            trainer = Trainer(build_dist(RunConfig(programs=root / name, steps=a.steps, **base)))
+            ends, busy0, cpu0, t0 = [], _machine_busy(), time.process_time(), time.perf_counter()
+            while trainer.bodies_left > 0:
+                trainer.step()
+                ends.append(time.perf_counter())
+            trainer.close()
+            record = {"ends": ends, "cpu": time.process_time() - cpu0,
+                      "busy": _machine_busy() - busy0, "wall": time.perf_counter() - t0}
+            (root / f"{name}.{k}.rank{dist.get_rank()}.json").write_text(json.dumps(record))
+
+
+def _machine_busy() -> float:
+    """CPU seconds every process of the machine has used (/proc/stat; 0 elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _others(root: Path, names: list[str], rounds: int) -> float | None:
+    """Share of the machine's cores other processes used during the real runs."""
+    used = wall = 0.0
+    for name in names:
+        for k in range(rounds):
+            parts = [json.loads(p.read_text()) for p in root.glob(f"{name}.{k}.rank*.json")]
+            if not parts or not parts[0]["busy"]:
+                return None
+            mine = sum(p["cpu"] for p in parts)
+            busy = statistics.median(p["busy"] for p in parts)
+            used += max(busy - mine, 0.0)
+            wall += statistics.median(p["wall"] for p in parts)
+    return used / (wall * (os.cpu_count() or 1)) if wall else None
 
 
 def _real(root: Path, name: str, rounds: int) -> float:
-    """Micro-batches per second over the median step interval."""
+    """Micro-batches per second over the median interval between body ends
+    (every rank, every round, after WARMUP intervals of each)."""
     gaps = []
     for k in range(rounds):
-        times = [json.loads(line)["time_s"]
-                 for line in (root / f"{name}.{k}.jsonl").read_text().splitlines()]
-        gaps += [t1 - t0 for t0, t1 in zip(times, times[1:], strict=False)][WARMUP:]
+        for path in root.glob(f"{name}.{k}.rank*.json"):
+            ends = json.loads(path.read_text())["ends"]
+            gaps += [t1 - t0 for t0, t1 in zip(ends, ends[1:], strict=False)][WARMUP:]
     return M / statistics.median(gaps)
 
 
@@ -116,6 +152,7 @@ def check(ranks: int, a: argparse.Namespace) -> list[tuple[str, float, float]]:
         t0 = time.perf_counter()
         _launch(root, ranks, names, a)
         rows = [(n, _predicted(root, n), _real(root, n, a.rounds)) for n in names]
+        others = _others(root, names, a.rounds)
         if a.keep:
             keep = Path(a.keep) / f"r{ranks}"
             keep.mkdir(parents=True, exist_ok=True)
@@ -123,6 +160,10 @@ def check(ranks: int, a: argparse.Namespace) -> list[tuple[str, float, float]]:
                 (keep / f.name).write_bytes(f.read_bytes())
     print(f"\n{ranks} gloo ranks, {a.model}, m = {M}, 1 thread per rank "
           f"({time.perf_counter() - t0:.0f} s of runs)")
+    if others is not None:
+        print(f"other processes used {100 * others:.0f}% of the machine's cores during the "
+              f"real runs" + ("" if others < 0.05 else ": not a quiet machine, the real "
+                              "figures are not quotable"))
     print(f"{'schedule':<15} {'predicted mb/s':>15} {'real mb/s':>10} {'error':>7}")
     for name, pred, real in rows:
         print(f"{name:<15} {pred:15.1f} {real:10.1f} {100 * (pred / real - 1):+6.0f}%")

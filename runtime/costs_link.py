@@ -4,10 +4,11 @@ Every pair of neighbouring program ranks (r, r + 1) exchanges messages of a
 handful of sizes back and forth, through the same calls the transport makes
 for a batch (`batch_isend_irecv`, then `wait`): pairs (0, 1), (2, 3), ...
 first, then (1, 2), (3, 4), ... . The one-way time of a size is half the
-median round trip; a least-squares line through (bytes, one-way time) gives
-the link's latency (its intercept, at least 0) and bandwidth (the inverse of
-its slope). So the latency holds everything a message costs beyond its bytes:
-the library's and the interpreter's calls, the wake-up of a waiting rank.
+median round trip; a least-squares line through (bytes, one-way time), over
+the sizes up to the run's largest message, gives the link's latency (its
+intercept, at least 0) and bandwidth (the inverse of its slope). So the
+latency holds everything a message costs beyond its bytes: the library's
+calls, the wake-up of a waiting rank.
 
 Only the distributed transport has links; an in-process run has none.
 """
@@ -37,7 +38,8 @@ def measure_links(interps: dict, boundaries: dict) -> list[dict]:
     transport = getattr(interp.transport, "inner", interp.transport)
     if not isinstance(transport, DistTransport) or transport.ranks < 2:
         return []
-    sizes = sorted({*SIZES, *(_nbytes(spec) for spec in boundaries.values())} - {0})
+    own = {_nbytes(spec) for spec in boundaries.values()} - {0}
+    sizes = sorted({*SIZES, *own})
     group = transport.pipelines[0] if transport.pipelines else None
     out = []
     for first in (0, 1):  # pairs (0,1), (2,3), ... then (1,2), (3,4), ...
@@ -48,7 +50,7 @@ def measure_links(interps: dict, boundaries: dict) -> list[dict]:
         times = ping_pong(transport._global(peer), rank == lo, sizes, group)
         if rank == lo:
             out.append({"ranks": [transport._global(lo), transport._global(lo + 1)],
-                        **fit_link(sizes, times)})
+                        **fit_link(sizes, times, max(own, default=0))})
     return out
 
 
@@ -72,17 +74,22 @@ def ping_pong(peer: int, leads: bool, sizes: list[int], group=None,
     return out
 
 
-def fit_link(sizes: list[int], one_way: list[float]) -> dict:
+def fit_link(sizes: list[int], one_way: list[float], upto: int = 0) -> dict:
     """{"latency": s, "bandwidth": bytes/s or None (no measurable slope), "sizes",
-    "one_way"}: the least-squares line one_way = latency + bytes / bandwidth."""
-    n = len(sizes)
-    mx, my = sum(sizes) / n, sum(one_way) / n
-    sxx = sum((x - mx) ** 2 for x in sizes)
-    slope = sum((x - mx) * (y - my) for x, y in zip(sizes, one_way, strict=True)) / sxx \
+    "one_way", "fitted_upto"}: the least-squares line one_way = latency + bytes /
+    bandwidth through the sizes up to `upto` bytes (the run's largest message:
+    the range the simulator prices; 0: every size). Larger sizes are measured
+    and kept, not fitted: a socket's buffers bend the line beyond them."""
+    xs, ys = zip(*[(x, y) for x, y in zip(sizes, one_way, strict=True)
+                   if not upto or x <= upto], strict=True)
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx \
         if sxx else 0.0
     latency = max(my - slope * mx, 0.0)
     return {"latency": latency, "bandwidth": 1.0 / slope if slope > 0 else None,
-            "sizes": list(sizes), "one_way": one_way}
+            "sizes": list(sizes), "one_way": one_way, "fitted_upto": upto or max(sizes)}
 
 
 def link_figures(links: list[dict]) -> dict | None:

@@ -27,6 +27,9 @@ def test_fit_link_exact() -> None:
     got = fit_link([100, 200, 400], [1 + 100 / 50, 1 + 200 / 50, 1 + 400 / 50])
     assert got["latency"] == pytest.approx(1.0, rel=1e-12)
     assert got["bandwidth"] == pytest.approx(50.0, rel=1e-12)
+    bent = fit_link([100, 200, 400, 800], [3.0, 5.0, 9.0, 100.0], upto=400)  # 800: not fitted
+    assert (bent["latency"], bent["bandwidth"], bent["fitted_upto"]) == \
+        (pytest.approx(1.0, rel=1e-12), pytest.approx(50.0, rel=1e-12), 400)
     flat = fit_link([100, 200], [2.0, 2.0])
     assert (flat["latency"], flat["bandwidth"]) == (2.0, None)
     assert link_figures([{"latency": 1.0, "bandwidth": 10.0}, {"latency": 3.0, "bandwidth": None},
