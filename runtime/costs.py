@@ -11,7 +11,9 @@ the simulator prices messages by the `link` measured by ping-pong
 (costs_link.py), and a receive's measured time is mostly waiting.
 `overhead.instruction` is the median gap between one timed instruction's end
 and the next one's start on a rank: the interpreter's own time per
-instruction, which no op's time holds. On a CPU every time is the rank's
+instruction, which no op's time holds. `overhead.message` is what a batch of
+the runtime costs per message beyond the library's own calls (which the
+ping-pong's latency holds). On a CPU every time is the rank's
 thread CPU time (what the op costs, not what other processes on the same
 cores took from it: the simulator models that sharing from `cores`); on CUDA
 the wall clock around a synchronized op.
@@ -28,7 +30,7 @@ import torch
 from schedc.program import Manifest
 from schedc.simulate.derive import DERIVABLE, derive
 
-from .costs_link import link_figures
+from .costs_link import library_cpu, link_figures
 from .memory import memory_report
 
 TIMED = ("F", "B", "I", "W", "ACC", "ALLREDUCE", "STEP", "STASH", "RELEASE", "SWAP", "LOOKAHEAD")
@@ -75,7 +77,8 @@ def cost_profile(manifest: Manifest, events: dict[int, list[tuple]], boundaries:
                    "links": m.links},
         "stages": stages,
         "derived": derived,
-        "overhead": {"instruction": instruction_overhead(spans)},
+        "overhead": {"instruction": instruction_overhead(spans),
+                     "message": message_overhead(events, spans, library_cpu(m.links))},
         "activation_bytes": sizes,  # output of stage s (0 at the last)
         "grad_bytes": [0] + sizes[:-1],  # input gradient stage s sends back (0 at stage 0)
         "weight_bytes_per_stage": [4 * n for n in stage_numels],
@@ -143,6 +146,19 @@ def _derive(stages: list[dict[str, float]], split_note: str | None) -> dict[str,
         if rules:
             notes[op] = "; ".join(sorted(rules))
     return notes
+
+
+def message_overhead(events: dict[int, list[tuple]], spans: dict[int, list[tuple]],
+                     library: float) -> float:
+    """The runtime's own time per message beyond the library's (`library`: the
+    ping-pong's CPU per message): the median over the run's batches of their
+    time per message (packing, checks, posting, taking the results), less the
+    library's part, at least 0."""
+    per_message = [dur / (label.count(" + ") + 1)
+                   for r, evs in events.items()
+                   for (op, label, *_), (_t0, dur) in zip(evs, spans[r], strict=True)
+                   if op == "COMM"]
+    return max(statistics.median(per_message) - library, 0.0) if per_message else 0.0
 
 
 def instruction_overhead(spans: dict[int, list[tuple[float, float]]]) -> float:

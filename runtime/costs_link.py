@@ -47,31 +47,36 @@ def measure_links(interps: dict, boundaries: dict) -> list[dict]:
         if lo < first or lo + 1 >= transport.ranks:
             continue
         peer = lo + 1 if rank == lo else lo
-        times = ping_pong(transport._global(peer), rank == lo, sizes, group)
+        times, cpu = ping_pong(transport._global(peer), rank == lo, sizes, group)
         if rank == lo:
+            upto = max(own, default=0)
+            at = max((i for i, n in enumerate(sizes) if n <= upto), default=0)
             out.append({"ranks": [transport._global(lo), transport._global(lo + 1)],
-                        **fit_link(sizes, times, max(own, default=0))})
+                        **fit_link(sizes, times, upto), "message_cpu": cpu[at]})
     return out
 
 
 def ping_pong(peer: int, leads: bool, sizes: list[int], group=None,
-              repeats: int = REPEATS, warmup: int = WARMUP) -> list[float]:
-    """One-way seconds per size (half the median round trip; measured by the
-    leading side, zeros on the other)."""
-    out = []
+              repeats: int = REPEATS, warmup: int = WARMUP) -> tuple[list[float], list[float]]:
+    """Per size: one-way seconds (half the median round trip) and the thread CPU
+    seconds one message took (half a round trip's); measured by the leading
+    side, zeros on the other."""
+    out, cpu = [], []
     for n in sizes:
         buf = torch.zeros(n, dtype=torch.uint8)
-        trips = []
+        trips, used = [], []
         for k in range(warmup + repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             for sending in ((True, False) if leads else (False, True)):
                 op = dist.isend if sending else dist.irecv
                 for work in dist.batch_isend_irecv([dist.P2POp(op, buf, peer, group=group)]):
                     work.wait()
             if k >= warmup:
                 trips.append(time.perf_counter() - t0)
+                used.append(time.thread_time() - c0)
         out.append(statistics.median(trips) / 2 if leads else 0.0)
-    return out
+        cpu.append(statistics.median(used) / 2 if leads else 0.0)
+    return out, cpu
 
 
 def fit_link(sizes: list[int], one_way: list[float], upto: int = 0) -> dict:
@@ -90,6 +95,12 @@ def fit_link(sizes: list[int], one_way: list[float], upto: int = 0) -> dict:
     latency = max(my - slope * mx, 0.0)
     return {"latency": latency, "bandwidth": 1.0 / slope if slope > 0 else None,
             "sizes": list(sizes), "one_way": one_way, "fitted_upto": upto or max(sizes)}
+
+
+def library_cpu(links: list[dict]) -> float:
+    """Thread CPU seconds the library takes for one message of the run's size
+    (median over the links; 0 without links)."""
+    return statistics.median(link["message_cpu"] for link in links) if links else 0.0
 
 
 def link_figures(links: list[dict]) -> dict | None:

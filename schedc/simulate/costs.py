@@ -35,7 +35,7 @@ _BYTE_FIELDS = ("activation_bytes", "grad_bytes", "stored_activation_bytes",
 _TOP_FIELDS = {"format", "version", "unit", "default", "stages", "link", "source",
                "derived", "overhead", "cores", "comm", *_BYTE_FIELDS}
 COMM_MODES = ("overlap", "serial")
-_OVERHEAD_FIELDS = ("instruction",)
+_OVERHEAD_FIELDS = ("instruction", "message")
 
 
 class CostsError(UserError):
@@ -52,7 +52,8 @@ class CostModel:
     stage_times[s][op] is the time of `op` on stage s; a missing B, I or W is
     derived from the stage's other ops (`derive.py`), other missing ops take 0.
     `overhead` is added to every op that is not a message (the runtime's cost
-    of dispatching an instruction).
+    of dispatching an instruction), `message_overhead` to every message's time
+    on the wire (the runtime's own work per message).
     Byte lists are per stage (None: not given). activation_bytes[s] is the size
     of stage s's output sent forward; grad_bytes[s] of the input gradient stage
     s sends back; stored_activation_bytes[s] what stage s keeps from F until
@@ -69,6 +70,7 @@ class CostModel:
     latency: float = 0.0
     bandwidth: float = math.inf  # bytes per time unit
     overhead: float = 0.0  # per instruction that is not a message
+    message_overhead: float = 0.0  # per message, added to its time on the wire
     # Ranks that can compute at once (CPU ranks sharing cores; None: each its own).
     cores: int | None = None
     scale: float = 1.0  # every op's time x scale: the sharing of cores (contention.py)
@@ -103,8 +105,8 @@ class CostModel:
         """Wire time (without latency) of the ACT or GRAD message sent by `stage`."""
         sizes = self.activation_bytes if kind == "ACT" else self.grad_bytes
         if sizes is None or math.isinf(self.bandwidth):
-            return 0.0
-        return _at(sizes, stage) / self.bandwidth
+            return self.message_overhead
+        return _at(sizes, stage) / self.bandwidth + self.message_overhead
 
     def allreduce_time(self, stage: int, participants: int) -> float:
         """Profile time plus a ring all-reduce of the stage's weight gradient."""
@@ -188,7 +190,7 @@ def costs_from_dict(data: Any, where: str = "costs") -> CostModel:
         stored_activation_bytes=_bytes(data, "stored_activation_bytes", where),
         weight_bytes=_bytes(data, "weight_bytes_per_stage", where),
         latency=latency, bandwidth=bandwidth, origin=where,
-        overhead=_overhead(data.get("overhead", {}), where),
+        **_overhead(data.get("overhead", {}), where),
         cores=_cores(data.get("cores"), where),
         comm=_comm(data.get("comm"), where),
         notes=_notes(data.get("derived", {}), where),
@@ -225,14 +227,15 @@ def _bytes(data: dict[str, Any], name: str, where: str) -> tuple[float, ...] | N
     return (_number(value, f"{where}: {name}"),)
 
 
-def _overhead(obj: Any, where: str) -> float:
+def _overhead(obj: Any, where: str) -> dict[str, float]:
     if not isinstance(obj, dict):
-        raise CostsError(f"{where}: overhead", 'must be {"instruction": ..}')
+        raise CostsError(f"{where}: overhead", 'must be {"instruction": .., "message": ..}')
     unknown = sorted(set(obj) - set(_OVERHEAD_FIELDS))
     if unknown:
         raise CostsError(f"{where}: overhead", f"unknown field {unknown[0]!r}; known: "
                                                f"{', '.join(_OVERHEAD_FIELDS)}")
-    return _number(obj.get("instruction", 0.0), f"{where}: overhead.instruction")
+    return {"overhead": _number(obj.get("instruction", 0.0), f"{where}: overhead.instruction"),
+            "message_overhead": _number(obj.get("message", 0.0), f"{where}: overhead.message")}
 
 
 def _comm(value: Any, where: str) -> str | None:

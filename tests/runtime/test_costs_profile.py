@@ -8,7 +8,7 @@ import json
 
 import pytest
 from runtime_testing import Result, compile_preset, run_inprocess, run_torchrun
-from schedc.runtime.costs import cost_profile, instruction_overhead
+from schedc.runtime.costs import Measured, cost_profile, instruction_overhead, message_overhead
 from schedc.runtime.costs_link import fit_link, link_figures
 from schedc.runtime.costs_split import SplitProbe
 
@@ -42,12 +42,26 @@ def test_a_zb_run_derives_b_and_records_it(tmp_path) -> None:
     from schedc.files import load_programs
 
     manifest, _ = load_programs(compile_preset(tmp_path / "zb", "zb-h1", 2, 2))
-    events = {0: [("F", "F", 0, 0.0, 1.0), ("I", "I", 0, 1.5, 0.5), ("W", "W", 0, 2.5, 2.0)],
-              1: [("F", "F", 1, 0.0, 1.0), ("I", "I", 1, 1.25, 1.5), ("W", "W", 1, 3.0, 1.5)]}
+    events = {0: [("F", "F", 0, 0.0, 1.0), ("COMM", "a + b", 0, 1.0, 0.5),
+                  ("I", "I", 0, 1.5, 0.5), ("W", "W", 0, 2.5, 2.0)],
+              1: [("F", "F", 1, 0.0, 1.0), ("COMM", "c", 1, 1.0, 0.25),
+                  ("I", "I", 1, 1.25, 1.5), ("W", "W", 1, 3.0, 1.5)]}
     prof = cost_profile(manifest, events, {}, [10, 10])
     assert [s["B"] for s in prof["stages"]] == [2.5, 3.0]
     assert prof["derived"] == {"B": "B = I + W"}
-    assert prof["overhead"] == {"instruction": 0.375}  # medians 0.5 and 0.25 per rank
+    # gaps: rank 0 0, 0, 0.5; rank 1 0, 0, 0.25. A message: 0.5 / 2 and 0.25 / 1.
+    assert prof["overhead"] == {"instruction": 0.0, "message": 0.25}
+    cpu = {0: [(0.0, 1.0), (1.0, 0.25), (1.25, 0.5), (2.0, 2.0)],
+           1: [(0.0, 0.5), (0.75, 0.25), (1.0, 1.5), (3.0, 1.5)]}
+    on_cpu = cost_profile(manifest, events, {}, [10, 10], measured=Measured(cpu=cpu))
+    assert [s["I"] for s in on_cpu["stages"]] == [0.5, 1.5]  # thread CPU times
+    assert on_cpu["stages"][0]["F"] == 1.0 and on_cpu["stages"][1]["F"] == 0.5
+    # CPU gaps: rank 0 0, 0, 0.25 (median 0); rank 1 0.25, 0, 0.5 (0.25). Per message:
+    # 0.25 / 2 and 0.25 / 1.
+    assert on_cpu["overhead"] == {"instruction": 0.125, "message": 0.1875}
+    assert on_cpu["source"]["times"] == "thread CPU time"
+    assert message_overhead(events, {r: [(e[3], e[4]) for e in ev] for r, ev in events.items()},
+                            0.1) == pytest.approx(0.15)
     assert "link" not in prof
     assert instruction_overhead({0: []}) == 0.0
 
@@ -71,7 +85,7 @@ def _check_profile(path, stages: int) -> dict:
         assert {"F", "B", "I", "W", "ACC", "STEP"} <= set(times)
         assert all(times[op] > 0 for op in ("F", "B", "W"))
     assert prof["derived"]["I"].startswith("measured: 1 B in 2 of each stage ran as I then W")
-    assert prof["overhead"]["instruction"] > 0
+    assert prof["overhead"]["instruction"] > 0 and prof["overhead"]["message"] >= 0
     load_costs(path).check_stages(stages)  # the simulator reads it
     return prof
 
@@ -84,6 +98,7 @@ def test_inprocess_profile_has_measured_split_and_trains_the_same(tmp_path) -> N
     assert_same_training(plain, measured)
     prof = _check_profile(costs, 2)
     assert "link" not in prof and prof["source"]["links"] == []  # in-process: no links
+    assert (prof["comm"], prof["cores"]) == ("overlap", 1)  # every rank in one thread
 
 
 def test_torchrun_profile_measures_the_link(tmp_path) -> None:
@@ -97,7 +112,8 @@ def test_torchrun_profile_measures_the_link(tmp_path) -> None:
     (link,) = prof["source"]["links"]
     assert link["ranks"] == [0, 1]
     assert link["sizes"] == [64, 4096, 65536, 262144, 1048576]  # gpt-tiny's message: 4096
-    assert all(t > 0 for t in link["one_way"])
+    assert all(t > 0 for t in link["one_way"]) and link["message_cpu"] > 0
+    assert link["fitted_upto"] == 4096 and prof["comm"] == "serial" and prof["cores"] >= 1
     assert prof["link"]["latency"] == link["latency"]
     assert prof["link"]["bandwidth"] == link["bandwidth"] > 0
     assert load_costs(costs).latency == link["latency"]

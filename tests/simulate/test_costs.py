@@ -58,11 +58,12 @@ def test_zb_h1_is_not_priced_as_free() -> None:
 
 
 def test_overhead_is_added_to_every_instruction_but_messages() -> None:
-    c = model(stages=[{"F": 1, "B": 2}], overhead={"instruction": 0.25},
+    c = model(stages=[{"F": 1, "B": 2}], overhead={"instruction": 0.25, "message": 0.5},
               activation_bytes=100, link={"latency": 1, "bandwidth": 50})
     assert c.op_time("F", 0) == 1.25
     assert c.op_time("SWAP", 0) == 0.25  # not given: 0, plus the overhead
-    assert c.message_time("ACT", 0) == 2.0
+    assert c.message_time("ACT", 0) == 2.5  # 100 bytes at 50, plus the message's overhead
+    assert model(default={"F": 1}, overhead={"message": 0.5}).message_time("GRAD", 0) == 0.5
     compiled = compile_spec(preset_spec("gpipe", stages=2, microbatches=2).validate())
     base = model(stages=[{"F": 1, "B": 2}])
     slow = model(stages=[{"F": 1, "B": 2}], overhead={"instruction": 0.5})
@@ -74,8 +75,11 @@ def test_overhead_is_added_to_every_instruction_but_messages() -> None:
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"overhead": 3}, 'c.json: overhead: must be {"instruction": ..}'),
-    ({"overhead": {"batch": 1}}, "c.json: overhead: unknown field 'batch'; known: instruction"),
+    ({"overhead": 3}, 'c.json: overhead: must be {"instruction": .., "message": ..}'),
+    ({"overhead": {"batch": 1}},
+     "c.json: overhead: unknown field 'batch'; known: instruction, message"),
+    ({"overhead": {"message": "x"}},
+     "c.json: overhead.message: must be a non-negative number, got 'x'"),
     ({"overhead": {"instruction": -1}},
      "c.json: overhead.instruction: must be a non-negative number, got -1"),
     ({"derived": ["I"]}, 'c.json: derived: must be an object, e.g. {"I": "0.5 * B"}'),
@@ -102,7 +106,8 @@ def test_older_profile_loads_and_derives(tmp_path) -> None:
     path = tmp_path / "old.json"
     path.write_text(json.dumps(old))
     c = load_costs(path)
-    assert (c.overhead, c.latency, c.notes) == (0.0, 0.0, {})
+    assert (c.overhead, c.message_overhead, c.latency, c.notes, c.cores, c.comm) == \
+        (0.0, 0.0, 0.0, {}, None, None)
     assert (c.op_time("I", 1), c.op_time("W", 1), c.op_time("W", 0)) == (0.003, 0.003, 0.004)
 
 
