@@ -71,9 +71,9 @@ class CostModel:
     bandwidth: float = math.inf  # bytes per time unit
     overhead: float = 0.0  # per instruction that is not a message
     message_overhead: float = 0.0  # per message, added to its time on the wire
-    # Ranks that can compute at once (CPU ranks sharing cores; None: each its own).
+    # Ranks that can compute at once (CPU ranks sharing cores, contention.py; None:
+    # each rank its own).
     cores: int | None = None
-    scale: float = 1.0  # every op's time x scale: the sharing of cores (contention.py)
     # How the measured transport holds a rank (docs/costs.md): "serial" (a send waits
     # for its receiver, a batch is waited for whole: gloo, --posted-batches 1),
     # "overlap", or None (not said: the simulator's default, overlap).
@@ -87,7 +87,7 @@ class CostModel:
         if t is None:
             got = derive(op, times, stage)
             t = 0.0 if got is None else got[0]
-        return (t + self.overhead) * self.scale
+        return t + self.overhead
 
     def derivations(self, num_stages: int) -> dict[str, list[str | None]]:
         """op -> per stage, the rule that priced it (None where the profile gives
