@@ -10,6 +10,7 @@ import argparse
 import json
 
 from schedc.simulate import figures, load_costs, render, simulate
+from schedc.simulate.derive import explain
 from schedc.simulate.sources import load_source
 
 
@@ -48,6 +49,10 @@ def simulate_args(args: argparse.Namespace, source: str | None = None):
 
 
 def run(args: argparse.Namespace) -> int:
-    fig = figures(simulate_args(args))
+    sim = simulate_args(args)
+    fig = figures(sim)
     print(json.dumps(fig.to_dict(), indent=2) if args.json else render(fig))
+    if not args.json:  # op times the profile did not give (docs/costs.md)
+        for line in explain(sim.costs.derivations(sim.manifest.num_stages)):
+            print(f"derived: {line}")
     return 0

@@ -50,7 +50,22 @@ def derive(op: str, times: dict[str, float], stage: int) -> tuple[float, str] | 
     if other in times:
         return max(b - times[other], 0.0), f"{op} = {how} - {other}"
     if stage == 0:  # no input gradient: I is empty, W is the whole backward
-        return (0.0, "I = 0 at stage 0 (no input gradient)") if op == "I" else \
-            (b, f"W = {how} at stage 0 (no input gradient)")
+        return (0.0, "I = 0 (no input gradient)") if op == "I" else \
+            (b, f"W = {how} (no input gradient)")
     share = SPLIT_I if op == "I" else 1.0 - SPLIT_I
     return share * b, f"{op} = {share:g} * {how} (default split)"
+
+
+def explain(derivations: dict[str, list[str | None]]) -> list[str]:
+    """One line per rule of `CostModel.derivations`: `I = 0.5 * B (default
+    split) at stages 1, 2, 3`."""
+    lines = []
+    for rules in derivations.values():
+        stages: dict[str, list[int]] = {}
+        for s, rule in enumerate(rules):
+            if rule is not None:
+                stages.setdefault(rule, []).append(s)
+        for rule, where in stages.items():
+            which = "stage" if len(where) == 1 else "stages"
+            lines.append(f"{rule} at {which} {', '.join(map(str, where))}")
+    return lines

@@ -25,8 +25,20 @@ def test_i_and_w_from_b_by_the_default_split() -> None:
     assert [c.op_time(op, 0) for op in ("B", "I", "W")] == [4.0, 0.0, 4.0]  # no input grad
     assert [c.op_time(op, 1) for op in ("B", "I", "W")] == [6.0, 3.0, 3.0]
     assert c.derivations(2) == {
-        "I": ["I = 0 at stage 0 (no input gradient)", "I = 0.5 * B (default split)"],
-        "W": ["W = B at stage 0 (no input gradient)", "W = 0.5 * B (default split)"]}
+        "I": ["I = 0 (no input gradient)", "I = 0.5 * B (default split)"],
+        "W": ["W = B (no input gradient)", "W = 0.5 * B (default split)"]}
+
+
+def test_derivations_explained() -> None:
+    from schedc.simulate.derive import explain
+
+    c = model(stages=[{"F": 1, "B": 4}, {"F": 2, "B": 6}, {"F": 2, "B": 6}])
+    assert explain(c.derivations(3)) == [
+        "I = 0 (no input gradient) at stage 0",
+        "I = 0.5 * B (default split) at stages 1, 2",
+        "W = B (no input gradient) at stage 0",
+        "W = 0.5 * B (default split) at stages 1, 2"]
+    assert explain(model(stages=[{"F": 1, "B": 2, "I": 1, "W": 1}]).derivations(1)) == []
 
 
 def test_b_from_i_and_w_and_the_rest_of_b() -> None:
