@@ -26,6 +26,7 @@ class SplitProbe:
     def __init__(self, every: int = EVERY) -> None:
         self.every = every
         self.seen: dict[tuple[int, int | None], int] = {}
+        self.labels: dict[str, tuple[str, str]] = {}  # label of I -> (of its B, of its W)
 
     def piece(self, stream: list[Instr]) -> list[Instr]:
         out: list[Instr] = []
@@ -37,7 +38,9 @@ class SplitProbe:
             n = self.seen.get(key, 0)
             self.seen[key] = n + 1
             if n % self.every == self.every - 1:
-                out += [replace(ins, op="I"), replace(ins, op="W")]
+                i, w = replace(ins, op="I"), replace(ins, op="W")
+                self.labels[i.label()] = (ins.label(), w.label())
+                out += [i, w]
             else:
                 out.append(ins)
         return out
@@ -45,3 +48,21 @@ class SplitProbe:
     def note(self) -> str:
         which = "every B" if self.every == 1 else f"1 B in {self.every}"
         return f"measured: {which} of each stage ran as I then W"
+
+
+def as_programmed(events: list[tuple], labels: dict[str, tuple[str, str]]) -> list[tuple]:
+    """A rank's timed events as the programs have them: each split B's I and W
+    (adjacent) made one B event again, for the trace (`labels`: `SplitProbe.labels`)."""
+    out: list[tuple] = []
+    k = 0
+    while k < len(events):
+        op, label, stage, start, dur = events[k]
+        pair = labels.get(label) if op == "I" else None
+        if pair is not None and k + 1 < len(events) and events[k + 1][1] == pair[1]:
+            w = events[k + 1]
+            out.append(("B", pair[0], stage, start, w[3] + w[4] - start))
+            k += 2
+            continue
+        out.append(events[k])
+        k += 1
+    return out

@@ -24,7 +24,7 @@ from . import autoresume, checkpoint, restarts
 from .config import RunConfig
 from .costs import Measured, comm_mode, cores_for, cost_profile
 from .costs_link import measure_links
-from .costs_split import SplitProbe
+from .costs_split import SplitProbe, as_programmed
 from .interpreter import ExecutionError, Interpreter
 from .memory import peak_device_bytes
 from .metrics import MetricsLog, Progress, write_trace
@@ -59,7 +59,7 @@ class Session:
     stage_numels: list[int] = field(default_factory=list)
     unit: str = "tokens"  # a step counts tokens, or samples where the data has none
     per_microbatch: int = 0  # tokens (samples) per micro-batch of one replica
-    split_note: str | None = None  # how this run measured I and W (costs_split.py)
+    split: SplitProbe | None = None  # measuring a profile: B run as I, W (costs_split.py)
 
 
 def _per_step(s: Session) -> int:
@@ -103,12 +103,11 @@ class Trainer:
         self.closed = done
         # Measuring a profile: some B run as I then W (costs_split.py); not under
         # --on-nan skip, whose step settling counts the body's instructions.
-        self.split = SplitProbe() if s.cfg.costs_out is not None and \
+        s.split = SplitProbe() if s.cfg.costs_out is not None and \
             s.cfg.on_nan != "skip" else None
-        s.split_note = self.split.note() if self.split else None
 
     def _piece(self, stream: list[Instr]) -> list[Instr]:
-        return self.split.piece(stream) if self.split else stream
+        return self.s.split.piece(stream) if self.s.split else stream
 
     def step(self) -> list[dict]:
         s, n = self.s, len(self.log.lines)
@@ -267,24 +266,27 @@ def _finish(s: Session, elapsed: float) -> None:
     peak = peak_device_bytes()
     # Every process measures its links to its neighbours (costs_link.py).
     links = measure_links(s.interps, s.boundaries) if s.cfg.costs_out is not None else []
+    labels = s.split.labels if s.split else {}
     gathered = s.control.gather((events, cpu, {s.global_rank(r): peak for r in s.interps},
-                                 links))
+                                 links, labels))
     if gathered is None:
         return
     merged: dict[int, list] = {}
     merged_cpu: dict[int, list] | None = {} if on_cpu else None
     peaks: dict[int, int | None] = {}
     all_links: list[dict] = []
-    for part, part_cpu, part_peaks, part_links in gathered:
+    split: dict[str, tuple[str, str]] = {}
+    for part, part_cpu, part_peaks, part_links, part_labels in gathered:
         merged.update(part)
+        split.update(part_labels)
         if merged_cpu is not None:
             merged_cpu.update(part_cpu)
         peaks.update(part_peaks)
         all_links += part_links
-    if s.cfg.trace is not None:
-        write_trace(Path(s.cfg.trace), merged)
+    if s.cfg.trace is not None:  # the programs' instructions, split B's made whole
+        write_trace(Path(s.cfg.trace), {r: as_programmed(evs, split) for r, evs in merged.items()})
     if s.cfg.costs_out is not None:
-        measured = Measured(merged_cpu, all_links, s.split_note,
+        measured = Measured(merged_cpu, all_links, s.split.note() if s.split else None,
                             cores_for(len(s.interps)) if on_cpu else None, comm_mode(s.interps))
         profile = cost_profile(s.manifest, merged, s.boundaries, s.stage_numels, peaks, measured)
         Path(s.cfg.costs_out).write_text(json.dumps(profile, indent=1) + "\n")

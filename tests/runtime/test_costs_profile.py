@@ -10,7 +10,7 @@ import pytest
 from runtime_testing import Result, compile_preset, run_inprocess, run_torchrun
 from schedc.runtime.costs import Measured, cost_profile, instruction_overhead, message_overhead
 from schedc.runtime.costs_link import fit_link, link_figures
-from schedc.runtime.costs_split import SplitProbe
+from schedc.runtime.costs_split import SplitProbe, as_programmed
 
 from schedc.program import Instr
 from schedc.simulate import load_costs
@@ -21,6 +21,12 @@ def test_split_probe_splits_every_second_b_of_each_stage() -> None:
     probe = SplitProbe()
     got = [f"{i.op}{i.stage}.{i.mb}" for i in probe.piece(stream[:2]) + probe.piece(stream[2:])]
     assert got == ["B0.0", "B1.0", "I0.1", "W0.1", "I1.1", "W1.1", "B0.2", "B1.2"]
+    i01, w01 = Instr("I", stage=0, mb=1, pipeline=0), Instr("W", stage=0, mb=1, pipeline=0)
+    events = [("F", "F", 0, 0.0, 1.0), ("I", i01.label(), 0, 1.0, 0.5),
+              ("W", w01.label(), 0, 1.75, 1.0), ("I", "I native", 0, 3.0, 1.0)]
+    assert as_programmed(events, probe.labels) == [
+        ("F", "F", 0, 0.0, 1.0), ("B", stream[2].label(), 0, 1.0, 1.75),
+        ("I", "I native", 0, 3.0, 1.0)]
 
 
 def test_fit_link_exact() -> None:
