@@ -88,11 +88,13 @@ def _worker(a: argparse.Namespace) -> None:
         for name in a.names.split(","):
             trainer = Trainer(build_dist(RunConfig(programs=root / name, steps=a.steps, **base)))
             ends, busy0, cpu0, t0 = [], _machine_busy(), time.process_time(), time.perf_counter()
+            cpu_ends = []  # this thread's CPU time at each body end (the interpreter's)
             while trainer.bodies_left > 0:
                 trainer.step()
                 ends.append(time.perf_counter())
+                cpu_ends.append(time.thread_time())
             trainer.close()
-            record = {"ends": ends, "cpu": time.process_time() - cpu0,
+            record = {"ends": ends, "cpu_ends": cpu_ends, "cpu": time.process_time() - cpu0,
                       "busy": _machine_busy() - busy0, "wall": time.perf_counter() - t0}
             (root / f"{name}.{k}.rank{dist.get_rank()}.json").write_text(json.dumps(record))
 
