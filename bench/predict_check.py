@@ -1,26 +1,28 @@
 """Does the simulator predict real runs? (issue 16, item 3)
 
-    python bench/predict_check.py                 # 2 and 4 gloo ranks, ~6-8 min on 2 cores
+    python bench/predict_check.py                 # 2 and 4 gloo ranks, ~5-8 min on 2 cores
     python bench/predict_check.py --ranks 2 --steps 8 --rounds 1   # a quicker look
 
 For each number of ranks R: compiles 1F1B and the candidates (gpt-mini, R
-stages, m = 8); under one torchrun launch of R CPU processes (gloo, one torch
-thread each), measures a cost profile by one short 1F1B run (`--costs-out`),
-then runs every candidate for real, `--rounds` times in turn (so that load
-on the machine hits every candidate alike). Each candidate is simulated with
-that profile (`schedc.simulate`, which takes from the profile how the
-transport holds a rank, `comm`, and how many cores the ranks share, `cores`).
-Real throughput is micro-batches per
-second over the median interval between the ends of a rank's body repetitions
-(one optimizer step each) after `WARMUP` of them (all ranks and rounds
-pooled); predicted, the simulator's steady-state throughput.
+stages, m = 8 micro-batches of 8 x 64 tokens, as bench/runtime_vs_torch.py);
+under one torchrun launch of R CPU processes (gloo, one torch thread each),
+measures a cost profile by one short 1F1B run (`--costs-out`), then runs
+every candidate for real, `--rounds` times in turn (so that load on the
+machine hits every candidate alike). Each candidate is simulated with that
+profile (`schedc.simulate`, which takes from the profile how the transport
+holds a rank, `comm`, and how many cores the ranks share, `cores`). Real
+throughput is micro-batches per second over the median interval between the
+ends of a rank's body repetitions (one optimizer step each) after `WARMUP`
+of them (all ranks and rounds pooled); predicted, the simulator's
+steady-state throughput.
 
 Prints a table per R (predicted, real, error), then over all rows the median
 and the largest |error|, and per R whether the predicted ranking equals the
 measured one (and how many pairs of schedules more than 5% apart in reality
 the prediction orders alike) and whether the predicted best is within 5% of
-the measured best. Targets (issue 16): median |error| <= 15%, none above 25%, ranking
-reproduced.
+the measured best. Targets (issue 16): median |error| <= 15%, none above
+25%, ranking reproduced. It also prints how much of the machine other
+processes used during the real runs (above 5%: not quotable).
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def _launch(root: Path, ranks: int, names: list[str], a: argparse.Namespace) -> 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc-per-node={ranks}", __file__, "--worker", str(root),
            "--steps", str(a.steps), "--profile-steps", str(a.profile_steps),
-           "--rounds", str(a.rounds), "--model", a.model, "--names", ",".join(names)]
+           "--rounds", str(a.rounds), "--model", a.model, "--names", ",".join(names),
+           "--micro-batch-size", str(a.micro_batch_size)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode:
@@ -81,7 +84,8 @@ def _worker(a: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     root = Path(a.worker)
-    base = {"model": a.model, "threads": 1, "quiet": True, "lr": 1e-4}
+    base = {"model": a.model, "threads": 1, "quiet": True, "lr": 1e-4,
+            "micro_batch_size": a.micro_batch_size}
     train(build_dist(RunConfig(programs=root / "1f1b", steps=a.profile_steps,
                                costs_out=root / "costs.json", **base)))
     for k in range(a.rounds):
@@ -161,7 +165,8 @@ def check(ranks: int, a: argparse.Namespace) -> list[tuple[str, float, float]]:
             keep.mkdir(parents=True, exist_ok=True)
             for f in root.glob("*.json*"):
                 (keep / f.name).write_bytes(f.read_bytes())
-    print(f"\n{ranks} gloo ranks, {a.model}, m = {M}, 1 thread per rank "
+    print(f"\n{ranks} gloo ranks, {a.model}, m = {M} micro-batches of {a.micro_batch_size} x 64 "
+          f"tokens, 1 thread per rank "
           f"({time.perf_counter() - t0:.0f} s of runs)")
     if others is not None:
         print(f"other processes used {100 * others:.0f}% of the machine's cores during the "
@@ -193,6 +198,7 @@ def main() -> None:
     ap.add_argument("--profile-steps", type=int, default=8, help="steps of the profiling run")
     ap.add_argument("--rounds", type=int, default=2, help="real runs of each candidate")
     ap.add_argument("--model", default="gpt-mini")
+    ap.add_argument("--micro-batch-size", type=int, default=8, help="x 64 tokens")
     ap.add_argument("--keep", default=None, help="copy profiles and metrics to this folder")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--names", default="", help=argparse.SUPPRESS)
