@@ -32,6 +32,7 @@ from schedc.simulate.derive import DERIVABLE, derive
 
 from .costs_link import library_cpu, link_figures
 from .memory import memory_report
+from .transport import DistTransport
 
 TIMED = ("F", "B", "I", "W", "ACC", "ALLREDUCE", "STEP", "STASH", "RELEASE", "SWAP", "LOOKAHEAD")
 
@@ -99,8 +100,6 @@ def comm_mode(interps: dict) -> str:
     and the batch is waited for whole, sends included); else "overlap" (NCCL
     waits on the device, in-process sends never block, K > 1 completes sends
     in the background)."""
-    from .transport import DistTransport
-
     for interp in interps.values():
         t = getattr(interp.transport, "inner", interp.transport)
         if isinstance(t, DistTransport) and t.device.type == "cpu" and t.posted_batches == 1:

@@ -21,6 +21,8 @@ import time
 import torch
 import torch.distributed as dist
 
+from .transport import DistTransport
+
 SIZES = (64, 4096, 65536, 262144, 1048576)  # bytes, with the run's own message sizes
 REPEATS = 10  # timed round trips per size (after WARMUP)
 WARMUP = 2
@@ -30,8 +32,6 @@ def measure_links(interps: dict, boundaries: dict) -> list[dict]:
     """This process's measured links (the lower rank of each pair reports it);
     [] in-process. `interps`: program rank -> Interpreter; `boundaries`:
     boundary -> (shape, dtype) of its message."""
-    from .transport import DistTransport
-
     if len(interps) != 1:
         return []
     (rank, interp), = interps.items()
@@ -41,17 +41,18 @@ def measure_links(interps: dict, boundaries: dict) -> list[dict]:
     own = {_nbytes(spec) for spec in boundaries.values()} - {0}
     sizes = sorted({*SIZES, *own})
     group = transport.pipelines[0] if transport.pipelines else None
+    base = transport.dp_index * transport.ranks  # program rank -> global rank: base + r
     out = []
     for first in (0, 1):  # pairs (0,1), (2,3), ... then (1,2), (3,4), ...
         lo = rank if (rank - first) % 2 == 0 else rank - 1
         if lo < first or lo + 1 >= transport.ranks:
             continue
         peer = lo + 1 if rank == lo else lo
-        times, cpu = ping_pong(transport._global(peer), rank == lo, sizes, group)
+        times, cpu = ping_pong(base + peer, rank == lo, sizes, group)
         if rank == lo:
             upto = max(own, default=0)
             at = max((i for i, n in enumerate(sizes) if n <= upto), default=0)
-            out.append({"ranks": [transport._global(lo), transport._global(lo + 1)],
+            out.append({"ranks": [base + lo, base + lo + 1],
                         **fit_link(sizes, times, upto), "message_cpu": cpu[at]})
     return out
 
