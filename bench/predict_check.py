@@ -1,6 +1,6 @@
 """Does the simulator predict real runs? (issue 16, item 3)
 
-    python bench/predict_check.py                 # 2 and 4 gloo ranks, ~5-8 min on 2 cores
+    python bench/predict_check.py                 # 2 and 4 gloo ranks, < 10 min on 2 cores
     python bench/predict_check.py --ranks 2 --steps 8 --rounds 1   # a quicker look
 
 For each number of ranks R: compiles 1F1B and the candidates (gpt-mini, R
