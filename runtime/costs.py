@@ -13,10 +13,11 @@ the simulator prices messages by the `link` measured by ping-pong
 and the next one's start on a rank: the interpreter's own time per
 instruction, which no op's time holds. `overhead.message` is what a batch of
 the runtime costs per message beyond the library's own calls (which the
-ping-pong's latency holds). On a CPU every time is the rank's
-thread CPU time (what the op costs, not what other processes on the same
-cores took from it: the simulator models that sharing from `cores`); on CUDA
-the wall clock around a synchronized op.
+ping-pong's latency holds). On a CPU with one torch thread per rank every
+time is the rank's thread CPU time (what the op costs, not what other
+processes on the same cores took from it: the simulator models that sharing
+from `cores`); with more threads, and on CUDA, the wall clock (around a
+synchronized op on CUDA).
 """
 
 from __future__ import annotations
@@ -105,6 +106,11 @@ def comm_mode(interps: dict) -> str:
         if isinstance(t, DistTransport) and t.device.type == "cpu" and t.posted_batches == 1:
             return "serial"
     return "overlap"
+
+
+def single_threaded() -> bool:
+    """One torch thread: an op's thread CPU time is the whole op's."""
+    return torch.get_num_threads() == 1
 
 
 def cores_for(local_ranks: int) -> int | None:

@@ -22,7 +22,7 @@ from schedc.program import Instr, Manifest, RankProgram
 
 from . import autoresume, checkpoint, restarts
 from .config import RunConfig
-from .costs import Measured, comm_mode, cores_for, cost_profile
+from .costs import Measured, comm_mode, cores_for, cost_profile, single_threaded
 from .costs_link import measure_links
 from .costs_split import SplitProbe, as_programmed
 from .interpreter import ExecutionError, Interpreter
@@ -262,7 +262,8 @@ def _finish(s: Session, elapsed: float) -> None:
     events = {s.global_rank(r): i.record.events for r, i in s.interps.items()}
     on_cpu = all(r.current.device.type == "cpu"
                  for i in s.interps.values() for r in i.replicas.values())
-    cpu = {s.global_rank(r): i.record.cpu for r, i in s.interps.items()} if on_cpu else None
+    by_cpu = on_cpu and single_threaded()  # else an op's CPU is spread over threads
+    cpu = {s.global_rank(r): i.record.cpu for r, i in s.interps.items()} if by_cpu else None
     peak = peak_device_bytes()
     # Every process measures its links to its neighbours (costs_link.py).
     links = measure_links(s.interps, s.boundaries) if s.cfg.costs_out is not None else []
@@ -272,7 +273,7 @@ def _finish(s: Session, elapsed: float) -> None:
     if gathered is None:
         return
     merged: dict[int, list] = {}
-    merged_cpu: dict[int, list] | None = {} if on_cpu else None
+    merged_cpu: dict[int, list] | None = {} if by_cpu else None
     peaks: dict[int, int | None] = {}
     all_links: list[dict] = []
     split: dict[str, tuple[str, str]] = {}
