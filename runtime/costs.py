@@ -96,14 +96,14 @@ def cost_profile(manifest: Manifest, events: dict[int, list[tuple]], boundaries:
 
 
 def comm_mode(interps: dict) -> str:
-    """How this run's transport holds a rank: "serial" over gloo with one posted
-    batch (gloo sends a message only once its receiver has posted the receive,
-    and the batch is waited for whole, sends included); else "overlap" (NCCL
-    waits on the device, in-process sends never block, K > 1 completes sends
-    in the background)."""
+    """How this run's transport holds a rank: "serial" over gloo (gloo sends a
+    message only once its receiver has posted the receive, so a send the rank
+    waits for holds it until then; which sends it waits for is the overlap
+    rule's, --posted-batches); else "overlap" (NCCL waits on the device,
+    in-process sends never block)."""
     for interp in interps.values():
         t = getattr(interp.transport, "inner", interp.transport)
-        if isinstance(t, DistTransport) and t.device.type == "cpu" and t.posted_batches == 1:
+        if isinstance(t, DistTransport) and t.device.type == "cpu":
             return "serial"
     return "overlap"
 

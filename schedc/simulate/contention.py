@@ -15,17 +15,20 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
+from dataclasses import replace
 
 from schedc.instructions import MESSAGE, TABLE
+from schedc.overlap import DEFAULT, Overlap
 from schedc.program import Instr
 from schedc.simulate.costs import CostModel
 from schedc.simulate.engine import Timeline, simulate_streams
 
 
 def simulate_shared(streams: Sequence[Sequence[Instr]], costs: CostModel,
-                    serial_comm: bool = False, lazy_recv: bool = False) -> Timeline:
+                    serial_comm: bool = False, lazy_recv: bool = False,
+                    rule: Overlap = DEFAULT) -> Timeline:
     """`simulate_streams`, then stretched by the sharing of `costs.cores`."""
-    timeline = simulate_streams(streams, costs, serial_comm, lazy_recv)
+    timeline = simulate_streams(streams, costs, serial_comm, lazy_recv, rule)
     if costs.cores is None or costs.cores >= len(streams):
         return timeline
     return stretch(timeline, costs.cores)
@@ -57,6 +60,5 @@ def stretch(timeline: Timeline, cores: int) -> Timeline:
         i = bisect_right(at, t) - 1
         return stretched[i] + (t - at[i]) * factor[i]
 
-    return Timeline(timeline.streams, [[new(t) for t in s] for s in timeline.starts],
-                    [[new(t) for t in e] for e in timeline.ends], timeline.messages,
-                    timeline.serial_comm)
+    return replace(timeline, starts=[[new(t) for t in s] for s in timeline.starts],
+                   ends=[[new(t) for t in e] for e in timeline.ends])
