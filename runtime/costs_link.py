@@ -5,9 +5,9 @@ handful of sizes back and forth, through the same calls the transport makes
 for a batch (`batch_isend_irecv`, then `wait`): pairs (0, 1), (2, 3), ...
 first, then (1, 2), (3, 4), ... . The one-way time of a size is half the
 median round trip; a least-squares line through (bytes, one-way time), over
-the sizes up to the run's largest message, gives the link's latency (its
-intercept, at least 0) and bandwidth (the inverse of its slope). So the
-latency holds everything a message costs beyond its bytes: the library's
+the sizes up to the run's largest message (at least 256 KiB), gives the
+link's latency (its intercept, at least 0) and bandwidth (the inverse of its
+slope). So the latency holds everything a message costs beyond its bytes: the library's
 calls, the wake-up of a waiting rank.
 
 Only the distributed transport has links; an in-process run has none.
@@ -26,6 +26,7 @@ from .transport import DistTransport
 SIZES = (64, 4096, 65536, 262144, 1048576)  # bytes, with the run's own message sizes
 REPEATS = 10  # timed round trips per size (after WARMUP)
 WARMUP = 2
+FIT_AT_LEAST = 262144  # bytes: the fit spans at least this, so the slope shows above noise
 
 
 def measure_links(interps: dict, boundaries: dict) -> list[dict]:
@@ -50,7 +51,7 @@ def measure_links(interps: dict, boundaries: dict) -> list[dict]:
         peer = lo + 1 if rank == lo else lo
         times, cpu = ping_pong(base + peer, rank == lo, sizes, group)
         if rank == lo:
-            upto = max(own, default=0)
+            upto = max(*own, FIT_AT_LEAST)
             at = max((i for i, n in enumerate(sizes) if n <= upto), default=0)
             out.append({"ranks": [base + lo, base + lo + 1],
                         **fit_link(sizes, times, upto), "message_cpu": cpu[at]})

@@ -119,7 +119,9 @@ def test_torchrun_profile_measures_the_link(tmp_path) -> None:
     assert link["ranks"] == [0, 1]
     assert link["sizes"] == [64, 4096, 65536, 262144, 1048576]  # gpt-tiny's message: 4096
     assert all(t > 0 for t in link["one_way"]) and link["message_cpu"] > 0
-    assert link["fitted_upto"] == 4096 and prof["comm"] == "serial" and prof["cores"] >= 1
+    assert link["fitted_upto"] == 262144 and prof["comm"] == "serial" and prof["cores"] >= 1
     assert prof["link"]["latency"] == link["latency"]
-    assert prof["link"]["bandwidth"] == link["bandwidth"] > 0
+    # None: no slope above the noise (then the simulator takes no bandwidth term)
+    assert prof["link"].get("bandwidth") == link["bandwidth"]
+    assert link["bandwidth"] is None or link["bandwidth"] > 0
     assert load_costs(costs).latency == link["latency"]
