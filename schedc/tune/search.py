@@ -1,0 +1,121 @@
+"""The tune itself: evaluate every candidate, rank those within the caps.
+
+    from schedc.tune import Query, load_measured, tune
+    result = tune(Query(ranks=4, batch=32), load_measured("costs.json", 4), ["1f1b"])
+    print(result.best.candidate.label())
+
+Ranked by predicted throughput (highest first); ties by peak memory, then
+max delay, max inconsistency and the label, so the order is deterministic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from schedc.errors import UserError
+from schedc.tune.cache import CompileCache
+from schedc.tune.evaluate import Query, Row, evaluate
+from schedc.tune.profile import Profile
+from schedc.tune.space import Candidate, enumerate_space
+
+DEFAULT_CHUNKS = (2, 4)
+
+
+@dataclass
+class Result:
+    query: Query
+    profile: Profile
+    rows: list[Row]  # ranked candidates first, then the dropped ones in space order
+    seconds: float = 0.0
+    compiled: int = 0  # compiles run (the rest came from the cache)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ranked(self) -> list[Row]:
+        return [r for r in self.rows if r.ok]
+
+    @property
+    def best(self) -> Row | None:
+        ranked = self.ranked
+        return ranked[0] if ranked else None
+
+
+def default_max_microbatches(ranks: int) -> int:
+    """Enough for the synchronous bubble to fall to (p - 1) / (5p - 1) < 0.2."""
+    return 4 * ranks
+
+
+def tune(query: Query, profile: Profile, families: Sequence[str],
+         max_microbatches: int | None = None, chunks: Sequence[int] = DEFAULT_CHUNKS,
+         jobs: int = 1, cache: CompileCache | None = None) -> Result:
+    """Evaluate the space of `families`; `cache` (in memory by default) keeps the
+    compiles, so writing the best one's programs afterwards compiles nothing."""
+    check_query(query, profile)
+    start = time.perf_counter()
+    space = enumerate_space(families, query.ranks, query.replica_batch,
+                            max_microbatches or default_max_microbatches(query.ranks),
+                            chunks, profile.max_stages)
+    if not space:
+        raise UserError("no candidate: no family fits these ranks, batch and --families "
+                        "(the micro-batches m must divide the batch per replica)")
+    cache = cache if cache is not None else CompileCache()
+    misses = cache.misses
+    rows, compiled = _evaluate_all(space, query, profile, jobs, cache)
+    ranked = sorted((r for r in rows if r.ok), key=_rank_key)
+    dropped = [r for r in rows if not r.ok]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return Result(query, profile, ranked + dropped, time.perf_counter() - start,
+                  compiled - misses, counts)
+
+
+def check_query(query: Query, profile: Profile) -> None:
+    if query.ranks < 1:
+        raise UserError(f"--ranks must be at least 1, got {query.ranks}")
+    if query.dp < 1:
+        raise UserError(f"--dp must be at least 1, got {query.dp}")
+    if query.batch < 1:
+        raise UserError(f"--global-batch must be at least 1, got {query.batch}")
+    if query.batch % query.dp:
+        raise UserError(f"--global-batch {query.batch} must be a multiple of --dp {query.dp}")
+    if profile.max_stages is not None and query.ranks > profile.max_stages:
+        raise UserError(f"--ranks {query.ranks}: the model has {profile.max_stages} layers, "
+                        "at most one stage per layer")
+    base = profile.base
+    if query.memory is not None and base.weight_bytes is None \
+            and base.activation_bytes is None and base.stored_activation_bytes is None \
+            and not any(profile.static_bytes):
+        raise UserError(f"{profile.origin}: the profile gives no sizes (activation_bytes, "
+                        "weight_bytes_per_stage): --memory cannot be checked")
+
+
+def _rank_key(row: Row) -> tuple:
+    return (-(row.throughput or 0.0), row.peak_memory or 0.0, row.max_delay or 0,
+            row.max_inconsistency or 0, row.candidate.label())
+
+
+def _evaluate_all(space: list[Candidate], query: Query, profile: Profile, jobs: int,
+                  cache: CompileCache) -> tuple[list[Row], int]:
+    """Rows in space order, and the compiles run (counted from the cache's start)."""
+    if jobs <= 1 or len(space) < 2:
+        rows = [evaluate(c, query, profile, cache) for c in space]
+        return rows, cache.misses
+    # Interleaved chunks: neighbours in the space cost alike, so each worker gets a mix.
+    parts = [space[i::jobs] for i in range(jobs)]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        done = list(pool.map(_evaluate_chunk, parts, [query] * jobs, [profile] * jobs,
+                             [cache.directory] * jobs))
+    by_candidate = {row.candidate: row for rows, _ in done for row in rows}
+    return [by_candidate[c] for c in space], cache.misses + sum(n for _, n in done)
+
+
+def _evaluate_chunk(space: list[Candidate], query: Query, profile: Profile,
+                    cache_dir: str | Path | None) -> tuple[list[Row], int]:
+    cache = CompileCache(cache_dir)
+    rows = [evaluate(c, query, profile, cache) for c in space]
+    return rows, cache.misses

@@ -1,0 +1,90 @@
+"""Ranking and caps on the hand-written profile (conftest.HAND), exact values.
+
+On paper, with F(b) = b / 2 ms per stage for micro-batches of b = 8 / m samples
+and 2 ranks: 1F1B and GPipe take (m + 1) x 3 F(b) = 12 (m + 1) / m ms per step;
+ZB-H1 (I = W = F) (3m + 1) F(b) = 4 (3m + 1) / m ms for m >= 2.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from schedc.tune import Query, load_measured, tune
+
+SYNC = ["gpipe", "1f1b", "zb-h1"]
+
+
+def ranked(result) -> list[tuple[str, float]]:
+    return [(r.candidate.label(), r.step_time) for r in result.ranked]
+
+
+def test_ranking_is_the_one_worked_out(hand_profile: str) -> None:
+    result = tune(Query(ranks=2, batch=8), load_measured(hand_profile, None, 2), SYNC)
+    assert [label for label, _ in ranked(result)] == [
+        "zb-h1 m8", "1f1b m8 split", "zb-h1 m4", "gpipe m8 split", "1f1b m8", "gpipe m8",
+        "1f1b m4 split", "gpipe m4 split", "zb-h1 m2", "1f1b m4", "gpipe m4",
+        "1f1b m2 split", "gpipe m2 split", "1f1b m2", "gpipe m2",
+        "1f1b m1 split", "gpipe m1 split", "zb-h1 m1", "1f1b m1", "gpipe m1"]
+    times = dict(ranked(result))
+    for m in (1, 2, 4, 8):
+        assert times[f"1f1b m{m}"] == pytest.approx(12 * (m + 1) / m, rel=1e-12)
+        assert times[f"gpipe m{m}"] == pytest.approx(12 * (m + 1) / m, rel=1e-12)
+        if m > 1:
+            assert times[f"zb-h1 m{m}"] == pytest.approx(4 * (3 * m + 1) / m, rel=1e-12)
+    # one micro-batch: F, F, I, I then the last W, one after another: 5 F(8) = 20 ms
+    assert times["zb-h1 m1"] == 20.0
+    best = result.best
+    assert best.throughput == pytest.approx(8 / 12.5)  # samples per ms
+    assert best.bubble == pytest.approx(1 - 24 / 25)
+    assert best.mb_size == 1 and best.stages == 2
+    # rank 0 holds 2 micro-batches of 1 MB each plus its 1 MB of weights
+    assert best.memory == [3_000_000.0, 2_000_000.0]
+    gpipe = next(r for r in result.ranked if r.candidate.label() == "gpipe m4")
+    assert gpipe.memory == [9_000_000.0, 9_000_000.0]  # every micro-batch alive
+
+
+def test_memory_cap_drops_exactly_those_over_it(hand_profile: str) -> None:
+    result = tune(Query(ranks=2, batch=8, memory=3e6), load_measured(hand_profile, None, 2),
+                  SYNC)
+    assert [r.candidate.label() for r in result.ranked] == ["zb-h1 m8", "1f1b m8 split",
+                                                            "1f1b m8"]
+    dropped = [r for r in result.rows if not r.ok]
+    assert len(dropped) == 17 and {r.status for r in dropped} == {"over memory"}
+    assert all(r.peak_memory > 3e6 for r in dropped)
+    assert result.counts == {"ok": 3, "over memory": 17}
+
+
+def test_staleness_caps_drop_before_simulating(hand_profile: str) -> None:
+    profile = load_measured(hand_profile, None, 2)
+    families = ["1f1b", "pipedream-2bw", "paci"]
+    result = tune(Query(ranks=2, batch=4, max_delay=0), profile, families)
+    assert {r.candidate.family for r in result.ranked} == {"1f1b"}
+    over = [r for r in result.rows if r.status == "over max delay"]
+    assert len(over) == 2 * 12  # every asynchronous candidate: delay 1 at 2 ranks
+    assert all(r.max_delay == 1 and r.step_time is None for r in over)
+    result = tune(Query(ranks=2, batch=4, max_inconsistency=0), profile, families)
+    assert {r.candidate.family for r in result.ranked} == {"1f1b", "pipedream-2bw"}
+    assert {r.candidate.family for r in result.rows if r.status == "over max inconsistency"} \
+        == {"paci"}
+
+
+def test_refusals_stay_in_the_table_with_the_compilers_reason(hand_profile: str) -> None:
+    result = tune(Query(ranks=2, batch=4), load_measured(hand_profile, None, 2), ["amdp"])
+    refused = [r for r in result.rows if r.status == "refused"]
+    assert [r.candidate.label() for r in refused] == ["amdp m1", "amdp m1 lookahead"]
+    assert refused[0].reason.startswith("microbatches: asynchronous multi-directional")
+
+
+def test_workers_and_the_disk_cache_give_the_same_table(hand_profile: str, tmp_path) -> None:
+    from schedc.tune.cache import CompileCache
+
+    profile = load_measured(hand_profile, None, 2)
+    one = tune(Query(ranks=2, batch=4), profile, ["1f1b", "paci"])
+    two = tune(Query(ranks=2, batch=4), profile, ["1f1b", "paci"], jobs=2,
+               cache=CompileCache(tmp_path / "cache"))
+    assert [r.to_dict() for r in two.rows] == [r.to_dict() for r in one.rows]
+    assert two.compiled == len(two.rows)
+    again = tune(Query(ranks=2, batch=4), profile, ["1f1b", "paci"],
+                 cache=CompileCache(tmp_path / "cache"))
+    assert again.compiled == 0
+    assert [r.to_dict() for r in again.rows] == [r.to_dict() for r in one.rows]
