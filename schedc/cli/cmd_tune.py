@@ -143,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
             f.write(svg(result))
     if args.time:
         print(f"time: {len(result.rows)} candidates in {result.seconds:.1f} s "
-              f"({result.compiled} compiles, the rest from the cache), {args.jobs} job(s)")
+              f"({result.compiled} compiled, {len(result.rows) - result.compiled} from the "
+              f"cache), {args.jobs} job(s)")
     best = result.best
     if best is None:
         raise UserError(f"no candidate within the caps ({summary(result)}); "

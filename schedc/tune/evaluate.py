@@ -96,7 +96,11 @@ def evaluate(cand: Candidate, query: Query, profile: Profile,
     if query.max_inconsistency is not None and row.max_inconsistency > query.max_inconsistency:
         row.status = "over max inconsistency"
         return row
-    _simulate(row, compiled, query, profile)
+    try:
+        _simulate(row, compiled, query, profile)
+    except UserError as exc:  # the simulator's deadlock: a bug, reported, not hidden
+        row.status, row.reason = "refused", f"simulate: {_one_line(exc)}"
+        return row
     if query.memory is not None and row.peak_memory is not None \
             and row.peak_memory > query.memory:
         row.status = "over memory"
