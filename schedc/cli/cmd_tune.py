@@ -69,6 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=20, metavar="N", help="rows printed (default 20)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes")
     p.add_argument("--cache", metavar="DIR", help="keep compiled candidates here across tunes")
+    p.add_argument("--search-compiles", action="store_true",
+                   help="also compile candidates only the compiler's search builds (AMDP with "
+                        "other directions at 6+ ranks: tens of seconds each)")
     p.add_argument("--time", action="store_true", help="print how long the tune took")
     p.set_defaults(func=run)
 
@@ -132,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     query = Query(args.ranks, args.global_batch, args.dp, memory, args.max_delay,
                   args.max_inconsistency)
     cache = CompileCache(args.cache)
-    result = tune(query, profile, families, args.max_microbatches, chunks, args.jobs, cache)
+    result = tune(query, profile, families, args.max_microbatches, chunks, args.jobs, cache,
+                  args.search_compiles)
     print(_heading(result))
     print(summary(result))
     if result.ranked:
@@ -143,8 +147,8 @@ def run(args: argparse.Namespace) -> int:
             f.write(svg(result))
     if args.time:
         print(f"time: {len(result.rows)} candidates in {result.seconds:.1f} s "
-              f"({result.compiled} compiled, {len(result.rows) - result.compiled} from the "
-              f"cache), {args.jobs} job(s)")
+              f"({result.compiled} compiled, {result.cached} from the cache), "
+              f"{args.jobs} job(s)")
     best = result.best
     if best is None:
         raise UserError(f"no candidate within the caps ({summary(result)}); "

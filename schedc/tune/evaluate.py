@@ -12,8 +12,9 @@ from typing import Any
 
 from schedc.compiler import compile_spec
 from schedc.errors import UserError
+from schedc.modulo import modulo_plan
 from schedc.simulate import figures, simulate
-from schedc.spec import SpecError
+from schedc.spec import Spec, SpecError
 from schedc.tune.cache import CompileCache, Programs
 from schedc.tune.profile import Profile
 from schedc.tune.space import Candidate
@@ -42,6 +43,7 @@ class Query:
 class Row:
     candidate: Candidate
     status: str = OK  # ok | over memory | over max delay | over max inconsistency | refused
+    # | skipped
     reason: str = ""
     stages: int = 0
     mb_size: int = 0
@@ -77,11 +79,24 @@ def compile_candidate(cand: Candidate, ranks: int, cache: CompileCache | None = 
     return (cache or CompileCache()).get(cand.spec(ranks), compile_spec)
 
 
+def needs_search(spec: Spec) -> bool:
+    """The compiler builds this Spec by its search (schedc.fallback: several
+    asynchronous pipelines without a modulo plan; compiler.compile_with's rule),
+    which takes tens of seconds per candidate at 8 ranks, or minutes to refuse."""
+    return not spec.flush and spec.num_pipelines > 1 and modulo_plan(spec) is None
+
+
 def evaluate(cand: Candidate, query: Query, profile: Profile,
-             cache: CompileCache | None = None) -> Row:
+             cache: CompileCache | None = None, search: bool = False) -> Row:
+    """One candidate's row; search=False skips those only the compiler's search builds."""
     row = Row(cand, stages=cand.stages(query.ranks),
               mb_size=query.replica_batch // cand.microbatches)
     try:
+        spec = cand.spec(query.ranks).validate()
+        if not search and needs_search(spec):
+            row.status = "skipped"
+            row.reason = "built only by the compiler's search (slow); --search-compiles"
+            return row
         compiled = compile_candidate(cand, query.ranks, cache)
     except (SpecError, UserError) as exc:
         row.status, row.reason = "refused", _one_line(exc)

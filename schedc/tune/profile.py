@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +69,12 @@ class Profile:
 
     def costs(self, stages: int, mb_size: int, dp: int = 1) -> CostModel:
         """The cost model of a candidate with `stages` stages and `mb_size` samples."""
-        return scale(self.base, stages, Fraction(mb_size, self.mb_size), dp, self.dp_link)
+        return scale(self.base, stages, mb_size / self.mb_size, dp, self.dp_link)
 
     def static_of(self, stages: int) -> list[float]:
         """Per new stage: its share of the static bytes."""
-        return [float(x) for x in _shares(_broadcast(self.static_bytes, self.stages,
-                                                     "static bytes", self.origin), stages)]
+        return _shares(_broadcast(self.static_bytes, self.stages, "static bytes", self.origin),
+                       stages)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "origin": self.origin, "stages": self.stages,
@@ -178,23 +179,27 @@ def _broadcast(values: tuple[float, ...] | None, n: int, name: str, origin: str
     return tuple(values)
 
 
-def _overlap(k: int, n0: int, lo: Fraction, hi: Fraction) -> Fraction:
-    a, b = max(lo, Fraction(k, n0)), min(hi, Fraction(k + 1, n0))
-    return max(b - a, Fraction(0))
-
-
-def _shares(values: tuple[float, ...], stages: int) -> list[Fraction]:
-    """Per new stage: the depth-weighted share of per-stage quantities."""
-    n0 = len(values)
+@cache
+def _depth_weights(n0: int, stages: int) -> tuple[tuple[float, ...], ...]:
+    """w[s][k]: the fraction of measured stage k that new stage s covers."""
     out = []
     for s in range(stages):
         lo, hi = Fraction(s, stages), Fraction(s + 1, stages)
-        out.append(sum((Fraction(values[k]) * n0 * _overlap(k, n0, lo, hi)
-                        for k in range(n0)), Fraction(0)))
-    return out
+        row = []
+        for k in range(n0):
+            a, b = max(lo, Fraction(k, n0)), min(hi, Fraction(k + 1, n0))
+            row.append(float(max(b - a, Fraction(0)) * n0))
+        out.append(tuple(row))
+    return tuple(out)
 
 
-def _cut(values: tuple[float, ...], point: Fraction, output: bool) -> Fraction:
+def _shares(values: tuple[float, ...], stages: int) -> list[float]:
+    """Per new stage: the depth-weighted share of per-stage quantities."""
+    weights = _depth_weights(len(values), stages)
+    return [sum(v * w for v, w in zip(values, row, strict=True) if w) for row in weights]
+
+
+def _cut(values: tuple[float, ...], point: Fraction, output: bool) -> float:
     """The message size at depth `point`: at a measured boundary, the profile's
     (output of the stage before it, or input gradient of the stage after it);
     inside a measured stage, that of its nearest inner boundary."""
@@ -202,23 +207,22 @@ def _cut(values: tuple[float, ...], point: Fraction, output: bool) -> Fraction:
     x = point * n0
     k = int(x)
     if x == k:  # a measured boundary
-        return Fraction(values[k - 1] if output else values[min(k, n0 - 1)])
+        return values[k - 1] if output else values[min(k, n0 - 1)]
     if output:
-        return Fraction(values[k] if k < n0 - 1 else values[max(k - 1, 0)])
-    return Fraction(values[k + 1] if k + 1 < n0 else values[k])
+        return values[k] if k < n0 - 1 else values[max(k - 1, 0)]
+    return values[k + 1] if k + 1 < n0 else values[k]
 
 
-def scale(base: CostModel, stages: int, ratio: Fraction, dp: int = 1,
+def scale(base: CostModel, stages: int, ratio: float, dp: int = 1,
           dp_link: tuple[float, float] | None = None) -> CostModel:
     """`base` (complete, per stage) resampled to `stages` and micro-batch ratio b/b0."""
-    n0 = len(base.stage_times)
     ops = sorted({op for t in base.stage_times for op in t})
     per_op = {op: _shares(tuple(t.get(op, 0.0) for t in base.stage_times), stages)
               for op in ops}
     weights = _shares(base.weight_bytes, stages) if base.weight_bytes else None
     times = []
     for s in range(stages):
-        t = {op: float(per_op[op][s] * (ratio if op in SCALED_OPS else 1)) for op in ops}
+        t = {op: per_op[op][s] * (ratio if op in SCALED_OPS else 1.0) for op in ops}
         if dp > 1 and weights is not None:
             t["STEP"] = t.get("STEP", 0.0) + _ring(float(weights[s]), dp,
                                                    dp_link or (base.latency, base.bandwidth))
@@ -226,18 +230,17 @@ def scale(base: CostModel, stages: int, ratio: Fraction, dp: int = 1,
     act = grad = stored = None
     if base.activation_bytes:
         act = tuple(0.0 if s == stages - 1 else
-                    float(_cut(base.activation_bytes, Fraction(s + 1, stages), True) * ratio)
+                    _cut(base.activation_bytes, Fraction(s + 1, stages), True) * ratio
                     for s in range(stages))
     if base.grad_bytes:
         grad = tuple(0.0 if s == 0 else
-                     float(_cut(base.grad_bytes, Fraction(s, stages), False) * ratio)
+                     _cut(base.grad_bytes, Fraction(s, stages), False) * ratio
                      for s in range(stages))
     if base.stored_activation_bytes:
-        stored = tuple(float(x * ratio) for x in _shares(base.stored_activation_bytes, stages))
-    del n0
+        stored = tuple(x * ratio for x in _shares(base.stored_activation_bytes, stages))
     return replace(base, stage_times=tuple(times), default_times={},
                    activation_bytes=act, grad_bytes=grad, stored_activation_bytes=stored,
-                   weight_bytes=tuple(float(w) for w in weights) if weights else None)
+                   weight_bytes=tuple(weights) if weights else None)
 
 
 def _ring(nbytes: float, n: int, link: tuple[float, float]) -> float:

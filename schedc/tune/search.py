@@ -31,7 +31,8 @@ class Result:
     profile: Profile
     rows: list[Row]  # ranked candidates first, then the dropped ones in space order
     seconds: float = 0.0
-    compiled: int = 0  # compiles run (the rest came from the cache)
+    compiled: int = 0  # compiles run
+    cached: int = 0  # programs (or refusals) found in the cache
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -51,9 +52,10 @@ def default_max_microbatches(ranks: int) -> int:
 
 def tune(query: Query, profile: Profile, families: Sequence[str],
          max_microbatches: int | None = None, chunks: Sequence[int] = DEFAULT_CHUNKS,
-         jobs: int = 1, cache: CompileCache | None = None) -> Result:
+         jobs: int = 1, cache: CompileCache | None = None, search: bool = False) -> Result:
     """Evaluate the space of `families`; `cache` (in memory by default) keeps the
-    compiles, so writing the best one's programs afterwards compiles nothing."""
+    compiles, so writing the best one's programs afterwards compiles nothing;
+    search=True also compiles candidates only the compiler's search builds."""
     check_query(query, profile)
     start = time.perf_counter()
     space = enumerate_space(families, query.ranks, query.replica_batch,
@@ -63,15 +65,15 @@ def tune(query: Query, profile: Profile, families: Sequence[str],
         raise UserError("no candidate: no family fits these ranks, batch and --families "
                         "(the micro-batches m must divide the batch per replica)")
     cache = cache if cache is not None else CompileCache()
-    misses = cache.misses
-    rows, compiled = _evaluate_all(space, query, profile, jobs, cache)
+    misses, hits = cache.misses, cache.hits
+    rows, compiled, cached = _evaluate_all(space, query, profile, jobs, cache, search)
     ranked = sorted((r for r in rows if r.ok), key=_rank_key)
     dropped = [r for r in rows if not r.ok]
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.status] = counts.get(r.status, 0) + 1
     return Result(query, profile, ranked + dropped, time.perf_counter() - start,
-                  compiled - misses, counts)
+                  compiled - misses, cached - hits, counts)
 
 
 def check_query(query: Query, profile: Profile) -> None:
@@ -95,27 +97,34 @@ def check_query(query: Query, profile: Profile) -> None:
 
 
 def _rank_key(row: Row) -> tuple:
-    return (-(row.throughput or 0.0), row.peak_memory or 0.0, row.max_delay or 0,
+    # Throughputs equal but for rounding (the same steady state reached by other
+    # sums of the same op times) tie, and the memory decides.
+    return (-_sig(row.throughput or 0.0), _sig(row.peak_memory or 0.0), row.max_delay or 0,
             row.max_inconsistency or 0, row.candidate.label())
 
 
+def _sig(x: float) -> float:
+    return float(f"{x:.9g}")
+
+
 def _evaluate_all(space: list[Candidate], query: Query, profile: Profile, jobs: int,
-                  cache: CompileCache) -> tuple[list[Row], int]:
-    """Rows in space order, and the compiles run (counted from the cache's start)."""
+                  cache: CompileCache, search: bool) -> tuple[list[Row], int, int]:
+    """Rows in space order, and the cache's misses and hits (counted from its start)."""
     if jobs <= 1 or len(space) < 2:
-        rows = [evaluate(c, query, profile, cache) for c in space]
-        return rows, cache.misses
+        rows = [evaluate(c, query, profile, cache, search) for c in space]
+        return rows, cache.misses, cache.hits
     # Interleaved chunks: neighbours in the space cost alike, so each worker gets a mix.
     parts = [space[i::jobs] for i in range(jobs)]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         done = list(pool.map(_evaluate_chunk, parts, [query] * jobs, [profile] * jobs,
-                             [cache.directory] * jobs))
-    by_candidate = {row.candidate: row for rows, _ in done for row in rows}
-    return [by_candidate[c] for c in space], cache.misses + sum(n for _, n in done)
+                             [cache.directory] * jobs, [search] * jobs))
+    by_candidate = {row.candidate: row for rows, _, _ in done for row in rows}
+    return ([by_candidate[c] for c in space], cache.misses + sum(n for _, n, _ in done),
+            cache.hits + sum(n for _, _, n in done))
 
 
 def _evaluate_chunk(space: list[Candidate], query: Query, profile: Profile,
-                    cache_dir: str | Path | None) -> tuple[list[Row], int]:
+                    cache_dir: str | Path | None, search: bool) -> tuple[list[Row], int, int]:
     cache = CompileCache(cache_dir)
-    rows = [evaluate(c, query, profile, cache) for c in space]
-    return rows, cache.misses
+    rows = [evaluate(c, query, profile, cache, search) for c in space]
+    return rows, cache.misses, cache.hits

@@ -79,11 +79,13 @@ def summary(result: Result) -> str:
     """One line: how many candidates, and why the others were dropped."""
     n = len(result.rows)
     parts = [f"{len(result.ranked)} within the caps"]
-    for status in ("over memory", "over max delay", "over max inconsistency", "refused"):
+    words = {"refused": "refused by the compiler",
+             "skipped": "skipped (only the compiler's search builds them: --search-compiles)"}
+    for status in ("over memory", "over max delay", "over max inconsistency", "refused",
+                   "skipped"):
         k = result.counts.get(status, 0)
         if k:
-            parts.append(f"{k} {status}" if status != "refused" else
-                         f"{k} refused by the compiler")
+            parts.append(f"{k} {words.get(status, status)}")
     return f"{n} candidates: " + ", ".join(parts)
 
 

@@ -15,6 +15,8 @@ def test_tune_speed_reports_candidates_and_compiles(capsys) -> None:
     bench.main(["--ranks", "2", "--batch", "4", "--model", "gpt-125m", "--warm-cache"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("cold: 67 candidates (")
-    assert "2 refused" in lines[0] and ", 67 compiles, " in lines[0]
-    assert lines[1].startswith("warm cache: 67 candidates (") and ", 0 compiles, " in lines[1]
+    # two refused when validated, before any compile
+    assert "2 refused" in lines[0] and ", 65 compiles, 0 from the cache, " in lines[0]
+    assert lines[1].startswith("warm cache: 67 candidates (")
+    assert ", 0 compiles, 65 from the cache, " in lines[1]
     assert lines[2].startswith("target: >= 50 candidates compiled and evaluated in <= 60 s: ")

@@ -4,7 +4,6 @@ scaled by micro-batch size (schedc/tune/profile.py), exact values."""
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -84,7 +83,7 @@ def test_a_profile_without_stage_lists_is_per_rank(tmp_path: Path) -> None:
 
 def test_data_parallel_all_reduce_joins_the_step(tmp_path: Path) -> None:
     base = load_measured(write(tmp_path, **TWO), 4).base
-    c = scale(base, 2, Fraction(1), dp=4)
+    c = scale(base, 2, 1.0, dp=4)
     # ring over 4: 6 latencies + 6/4 of 40 bytes at 1000 bytes/ms
     assert c.stage_times[0]["STEP"] == pytest.approx(0.5 + 6 * 0.25 + 1.5 * 40 / 1000)
     assert c.stage_times[1]["STEP"] == pytest.approx(1.5 + 6 * 0.25 + 1.5 * 60 / 1000)
@@ -101,4 +100,4 @@ def test_micro_batch_size_from_the_profile_or_an_error(tmp_path: Path) -> None:
 
 def test_scaling_keeps_fields_it_does_not_know() -> None:
     base = costs_from_dict({"format": "schedc-costs", "version": 1, "stages": [{"F": 1.0}]})
-    assert scale(base, 1, Fraction(2)).origin == base.origin
+    assert scale(base, 1, 2.0).origin == base.origin
