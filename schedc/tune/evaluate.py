@@ -7,6 +7,7 @@ need the profile's sizes).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +44,7 @@ class Query:
 class Row:
     candidate: Candidate
     status: str = OK  # ok | over memory | over max delay | over max inconsistency | refused
-    # | skipped
+    # | skipped | duplicate
     reason: str = ""
     stages: int = 0
     mb_size: int = 0
@@ -54,6 +55,7 @@ class Row:
     memory: list[float] = field(default_factory=list)  # per rank, bytes
     max_delay: int | None = None
     max_inconsistency: int | None = None
+    programs_digest: str = ""  # equal for candidates that compile to the same programs
 
     @property
     def ok(self) -> bool:
@@ -105,6 +107,7 @@ def evaluate(cand: Candidate, query: Query, profile: Profile,
     row.max_delay = analysis["max_delay"]
     row.max_inconsistency = analysis["max_inconsistency"]
     row.unit_bubble = analysis["steady_state_bubble_ratio"]
+    row.programs_digest = hashlib.sha256(repr(compiled[1]).encode()).hexdigest()
     if query.max_delay is not None and row.max_delay > query.max_delay:
         row.status = "over max delay"
         return row

@@ -67,6 +67,7 @@ def tune(query: Query, profile: Profile, families: Sequence[str],
     cache = cache if cache is not None else CompileCache()
     misses, hits = cache.misses, cache.hits
     rows, compiled, cached = _evaluate_all(space, query, profile, jobs, cache, search)
+    _mark_duplicates(rows)
     ranked = sorted((r for r in rows if r.ok), key=_rank_key)
     dropped = [r for r in rows if not r.ok]
     counts: dict[str, int] = {}
@@ -74,6 +75,19 @@ def tune(query: Query, profile: Profile, families: Sequence[str],
         counts[r.status] = counts.get(r.status, 0) + 1
     return Result(query, profile, ranked + dropped, time.perf_counter() - start,
                   compiled - misses, cached - hits, counts)
+
+
+def _mark_duplicates(rows: list[Row]) -> None:
+    """A candidate whose programs equal an earlier one's (look-ahead where every
+    delay is 0, so nothing is extrapolated) is listed once."""
+    first: dict[str, Row] = {}
+    for r in rows:
+        if not r.programs_digest:
+            continue
+        if r.programs_digest in first and r.ok:
+            r.status = "duplicate"
+            r.reason = f"the same programs as {first[r.programs_digest].candidate.label()}"
+        first.setdefault(r.programs_digest, r)
 
 
 def check_query(query: Query, profile: Profile) -> None:

@@ -81,8 +81,9 @@ def summary(result: Result) -> str:
     parts = [f"{len(result.ranked)} within the caps"]
     words = {"refused": "refused by the compiler",
              "skipped": "skipped (only the compiler's search builds them: --search-compiles)"}
+    words["duplicate"] = "with the same programs as another"
     for status in ("over memory", "over max delay", "over max inconsistency", "refused",
-                   "skipped"):
+                   "skipped", "duplicate"):
         k = result.counts.get(status, 0)
         if k:
             parts.append(f"{k} {words.get(status, status)}")
