@@ -72,10 +72,17 @@ class CompileCache:
             raise found
         return found
 
-    def _load(self, key: str) -> Programs | Exception | None:
-        if self.directory is None:
+    def preload(self, spec: Spec, directory: Path) -> None:
+        """Keep in memory the entry of `spec` that another cache wrote to `directory`."""
+        found = self._load(self.key(spec), directory)
+        if found is not None:
+            self.memory[self.key(spec)] = found
+
+    def _load(self, key: str, directory: Path | None = None) -> Programs | Exception | None:
+        directory = directory or self.directory
+        if directory is None:
             return None
-        entry = self.directory / key
+        entry = directory / key
         if (entry / REFUSED).is_file():
             return Refused((entry / REFUSED).read_text().strip())
         if not (entry / "manifest.json").is_file():

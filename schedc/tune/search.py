@@ -10,6 +10,7 @@ max delay, max inconsistency and the label, so the order is deterministic.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -67,7 +68,6 @@ def tune(query: Query, profile: Profile, families: Sequence[str],
     cache = cache if cache is not None else CompileCache()
     misses, hits = cache.misses, cache.hits
     rows, compiled, cached = _evaluate_all(space, query, profile, jobs, cache, search)
-    _mark_duplicates(rows)
     ranked = sorted((r for r in rows if r.ok), key=_rank_key)
     dropped = [r for r in rows if not r.ok]
     counts: dict[str, int] = {}
@@ -126,14 +126,25 @@ def _evaluate_all(space: list[Candidate], query: Query, profile: Profile, jobs: 
     """Rows in space order, and the cache's misses and hits (counted from its start)."""
     if jobs <= 1 or len(space) < 2:
         rows = [evaluate(c, query, profile, cache, search) for c in space]
+        _mark_duplicates(rows)
         return rows, cache.misses, cache.hits
     # Interleaved chunks: neighbours in the space cost alike, so each worker gets a mix.
     parts = [space[i::jobs] for i in range(jobs)]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        done = list(pool.map(_evaluate_chunk, parts, [query] * jobs, [profile] * jobs,
-                             [cache.directory] * jobs, [search] * jobs))
-    by_candidate = {row.candidate: row for rows, _, _ in done for row in rows}
-    return ([by_candidate[c] for c in space], cache.misses + sum(n for _, n, _ in done),
+    with tempfile.TemporaryDirectory(prefix="schedc-tune-") as tmp:
+        # Workers share programs through a directory (the user's cache, or one for
+        # this tune), from which the best is read back: nothing is compiled twice.
+        shared = cache.directory or Path(tmp)
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            done = list(pool.map(_evaluate_chunk, parts, [query] * jobs, [profile] * jobs,
+                                 [shared] * jobs, [search] * jobs))
+        by_candidate = {row.candidate: row for rows, _, _ in done for row in rows}
+        rows = [by_candidate[c] for c in space]
+        _mark_duplicates(rows)
+        ranked = [r for r in rows if r.ok]
+        if ranked:
+            best = min(ranked, key=_rank_key)
+            cache.preload(best.candidate.spec(query.ranks), shared)
+    return (rows, cache.misses + sum(n for _, n, _ in done),
             cache.hits + sum(n for _, _, n in done))
 
 

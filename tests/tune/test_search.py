@@ -89,6 +89,12 @@ def test_workers_and_the_disk_cache_give_the_same_table(hand_profile: str, tmp_p
                cache=CompileCache(tmp_path / "cache"))
     assert [r.to_dict() for r in two.rows] == [r.to_dict() for r in one.rows]
     assert two.compiled == len(two.rows)
+    # without a cache directory the workers share a temporary one, and the best
+    # candidate's programs come back to the caller's cache (written without a compile)
+    cache = CompileCache()
+    three = tune(Query(ranks=2, batch=4), profile, ["1f1b", "paci"], jobs=2, cache=cache)
+    assert [r.to_dict() for r in three.rows] == [r.to_dict() for r in one.rows]
+    assert list(cache.memory) == [cache.key(three.best.candidate.spec(2))]
     again = tune(Query(ranks=2, batch=4), profile, ["1f1b", "paci"],
                  cache=CompileCache(tmp_path / "cache"))
     assert (again.compiled, again.cached) == (0, len(again.rows))
