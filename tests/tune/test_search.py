@@ -99,3 +99,13 @@ def test_workers_and_the_disk_cache_give_the_same_table(hand_profile: str, tmp_p
                  cache=CompileCache(tmp_path / "cache"))
     assert (again.compiled, again.cached) == (0, len(again.rows))
     assert [r.to_dict() for r in again.rows] == [r.to_dict() for r in one.rows]
+
+
+def test_data_parallel_replicas_split_the_batch(hand_profile: str) -> None:
+    profile = load_measured(hand_profile, None, 2)
+    one = tune(Query(ranks=2, batch=8), profile, ["1f1b"])
+    two = tune(Query(ranks=2, batch=16, dp=2), profile, ["1f1b"])
+    # no link costs in the profile: the all-reduce is free, each replica runs 8 samples
+    assert [(r.candidate.label(), r.mb_size, r.step_time) for r in two.ranked] == \
+        [(r.candidate.label(), r.mb_size, r.step_time) for r in one.ranked]
+    assert [r.throughput for r in two.ranked] == [2 * r.throughput for r in one.ranked]
