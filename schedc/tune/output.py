@@ -54,4 +54,12 @@ def costs_to_dict(costs: CostModel, source: dict[str, Any]) -> dict[str, Any]:
     if not math.isinf(costs.bandwidth):
         link["bandwidth"] = costs.bandwidth
     data["link"] = link
+    # Fields of newer profiles, written when the model has them set (docs/costs.md).
+    overhead = {key: getattr(costs, attr, 0.0) for key, attr in
+                (("instruction", "overhead"), ("message", "message_overhead"))}
+    if any(overhead.values()):
+        data["overhead"] = overhead
+    for key in ("cores", "comm"):
+        if getattr(costs, key, None) is not None:
+            data[key] = getattr(costs, key)
     return data

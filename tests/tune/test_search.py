@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from schedc.tune import Query, load_measured, tune
+from schedc.tune import Candidate, Query, load_measured, tune
+from schedc.tune.evaluate import evaluate
 
 SYNC = ["gpipe", "1f1b", "zb-h1"]
 
@@ -74,10 +75,11 @@ def test_staleness_caps_drop_before_simulating(hand_profile: str) -> None:
 
 
 def test_refusals_stay_in_the_table_with_the_compilers_reason(hand_profile: str) -> None:
-    result = tune(Query(ranks=2, batch=4), load_measured(hand_profile, None, 2), ["amdp"])
-    refused = [r for r in result.rows if r.status == "refused"]
-    assert [r.candidate.label() for r in refused] == ["amdp m1", "amdp m1 lookahead"]
-    assert refused[0].reason.startswith("microbatches: asynchronous multi-directional")
+    row = evaluate(Candidate("1f1b", 4, chunks=2), Query(ranks=2, batch=8),
+                   load_measured(hand_profile, None, 2))
+    assert (row.status, row.reason) == ("refused", "order: order 1f1b needs one stage per "
+                                                   "rank (stages == ranks)")
+    assert row.step_time is None and row.to_dict()["status"] == "refused"
 
 
 def test_workers_and_the_disk_cache_give_the_same_table(hand_profile: str, tmp_path) -> None:
