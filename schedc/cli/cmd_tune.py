@@ -70,8 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes")
     p.add_argument("--cache", metavar="DIR", help="keep compiled candidates here across tunes")
     p.add_argument("--search-compiles", action="store_true",
-                   help="also compile candidates only the compiler's search builds (AMDP with "
-                        "other directions at 6+ ranks: tens of seconds each)")
+                   help="also compile candidates only the compiler's search builds (AMDP "
+                        "down,up where its construction does not apply: slow)")
     p.add_argument("--time", action="store_true", help="print how long the tune took")
     p.set_defaults(func=run)
 
