@@ -103,3 +103,19 @@ def test_a_measured_profile_takes_precedence(hand_profile: str, tmp_path: Path,
     assert "the measured profile takes precedence" in text
     assert json.loads((tmp_path / "o" / "tune.json").read_text())["profile"]["kind"] == \
         "measured"
+
+
+def test_an_estimate_without_a_run(tmp_path: Path, capsys) -> None:
+    assert tune("--model", "gpt-125m", "--hardware", "a100", "--ranks", "2", "--global-batch",
+                "2", "--families", "1f1b", "-o", str(tmp_path / "o")) == 0
+    text = capsys.readouterr().out
+    # the memory cap defaults to the accelerator's 80 GB
+    assert text.startswith("tune: 2 ranks x 1 replica(s), global batch 2, memory cap 74.51 GiB; "
+                           "estimate profile gpt-125m on a100 (micro-batch 1, unit s)\n"
+                           "  note: estimate: gpt-125m (12 layers, d_model 768, seq 2048, "
+                           "vocab 50257) on a100 (312 TFLOP/s x 0.5), not a measurement")
+    table = json.loads((tmp_path / "o" / "tune.json").read_text())
+    assert table["profile"]["kind"] == "estimate" and table["query"]["memory_bytes"] == 80e9
+    # the split backward shortens the drain more than a second micro-batch fills
+    assert [c["label"] for c in table["candidates"] if c["rank"]] == [
+        "1f1b m2 split", "1f1b m1 split", "1f1b m2", "1f1b m1"]
