@@ -116,6 +116,6 @@ def test_an_estimate_without_a_run(tmp_path: Path, capsys) -> None:
                            "vocab 50257) on a100 (312 TFLOP/s x 0.5), not a measurement")
     table = json.loads((tmp_path / "o" / "tune.json").read_text())
     assert table["profile"]["kind"] == "estimate" and table["query"]["memory_bytes"] == 80e9
-    # the split backward shortens the drain more than a second micro-batch fills
+    # ranked by the simulated step time (the split variants first)
     assert [c["label"] for c in table["candidates"] if c["rank"]] == [
         "1f1b m2 split", "1f1b m1 split", "1f1b m2", "1f1b m1"]
