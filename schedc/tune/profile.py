@@ -14,10 +14,9 @@ Its costs follow three rules (docs/tune.md, "The cost model"):
   size, scale as b / b0 (compute and activations grow with the samples);
   weight ops (ACC, STEP, STASH, SWAP, LOOKAHEAD, ALLREDUCE) and weight bytes do
   not; link latency and bandwidth are the profile's.
-- a profile without I and W (a run that never split the backward) derives
-  them from B: I = W = B / 2, the unit-cost ratio (I = W = 1, B = 2), noted in
-  tune.json; one of them given makes the other B minus it; I and W without B
-  make B = I + W.
+- B, I and W a profile does not give are derived on each candidate stage
+  (schedc.tune.split: I = B / 2 and W = B - I, at stage 0 I = 0 and W = B),
+  noted in tune.json.
 
 With `--dp D` each replica's STEP also waits for a ring all-reduce of the
 stage's weight gradient over D replicas on the profile's link.
@@ -34,6 +33,7 @@ from typing import Any
 
 from schedc.errors import UserError
 from schedc.simulate.costs import CostModel, CostsError, load_costs
+from schedc.tune.split import derive_split, explain
 
 SCALED_OPS = ("F", "B", "I", "W")  # per micro-batch compute: grows with its samples
 
@@ -109,7 +109,7 @@ def _recorded_mb_size(path: str) -> int | None:
 
 
 def _complete(base: CostModel, default_stages: int) -> tuple[CostModel, list[str]]:
-    """Per-stage times for every stage, I/W derived from B where missing."""
+    """Per-stage times and sizes for every stage of the profile."""
     n = _profile_stages(base)
     notes: list[str] = []
     if n == 1 and default_stages > 1 and len(base.stage_times) <= 1:
@@ -119,42 +119,17 @@ def _complete(base: CostModel, default_stages: int) -> tuple[CostModel, list[str
     times = base.stage_times or (base.default_times,) * n
     if len(times) == 1 and n > 1:
         times = times * n
-    split_notes: list[str] = []
-    out = []
-    for s, t in enumerate(times):
-        t = dict(t)
-        derived = _derive_split(t)
-        if derived:
-            split_notes.append(f"stage {s}: {derived}")
-        out.append(t)
+    # What the candidates' stages will derive (schedc.tune.split), told once.
+    notes += explain([derive_split(dict(t), s) for s, t in enumerate(times)])
+    times = [dict(t) for t in times]
+    given = [{op for op in ("B", "I", "W") if op in t} for t in times]
+    if len({frozenset(g) for g in given}) > 1:  # given on some stages only: derived here
+        for s, t in enumerate(times):
+            derive_split(t, s)
     lists = {name: _broadcast(getattr(base, name), n, name, base.origin)
              for name in ("activation_bytes", "grad_bytes", "stored_activation_bytes",
                           "weight_bytes")}
-    return (replace(base, stage_times=tuple(out), **lists),
-            notes + _merge_notes(split_notes, n))
-
-
-def _merge_notes(notes: list[str], n: int) -> list[str]:
-    kinds = {note.split(": ", 1)[1] for note in notes}
-    if len(notes) == n and len(kinds) == 1:
-        return [f"every stage: {kinds.pop()}"]
-    return notes
-
-
-def _derive_split(t: dict[str, float]) -> str | None:
-    b, i, w = t.get("B"), t.get("I"), t.get("W")
-    if b is not None and i is None and w is None:
-        t["I"] = t["W"] = b / 2
-        return "I = W = B / 2 (not measured; the unit-cost ratio)"
-    if b is not None and (i is None) != (w is None):
-        given = "I" if i is not None else "W"
-        other = "W" if given == "I" else "I"
-        t[other] = max(b - t[given], 0.0)
-        return f"{other} = B - {given} (not measured)"
-    if b is None and i is not None and w is not None:
-        t["B"] = i + w
-        return "B = I + W (not measured)"
-    return None
+    return replace(base, stage_times=tuple(times), **lists), notes
 
 
 def _profile_stages(base: CostModel) -> int:
@@ -226,6 +201,7 @@ def scale(base: CostModel, stages: int, ratio: float, dp: int = 1,
         if dp > 1 and weights is not None:
             t["STEP"] = t.get("STEP", 0.0) + _ring(float(weights[s]), dp,
                                                    dp_link or (base.latency, base.bandwidth))
+        derive_split(t, s)
         times.append(t)
     act = grad = stored = None
     if base.activation_bytes:
