@@ -59,8 +59,11 @@ def main(argv: list[str] | None = None) -> int:
 def report(result, seconds: float, what: str) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
     best = result.best.candidate.label() if result.best else "none"
+    compiling = sum(r.seconds[0] for r in result.rows)
+    simulating = sum(r.seconds[1] for r in result.rows)
     print(f"{what}: {len(result.rows)} candidates ({counts}), {result.compiled} compiles, "
-          f"{result.cached} from the cache, {seconds:.1f} s; best {best}")
+          f"{result.cached} from the cache, {seconds:.1f} s ({compiling:.1f} s compiling, "
+          f"{simulating:.1f} s simulating); best {best}")
 
 
 if __name__ == "__main__":

@@ -146,9 +146,12 @@ def run(args: argparse.Namespace) -> int:
         with open(args.plot, "w") as f:
             f.write(svg(result))
     if args.time:
+        compiling = sum(r.seconds[0] for r in result.rows)
+        simulating = sum(r.seconds[1] for r in result.rows)
         print(f"time: {len(result.rows)} candidates in {result.seconds:.1f} s "
-              f"({result.compiled} compiled, {result.cached} from the cache), "
-              f"{args.jobs} job(s)")
+              f"({result.compiled} compiled, {result.cached} from the cache; "
+              f"{compiling:.1f} s compiling, {simulating:.1f} s simulating over "
+              f"{args.jobs} job(s))")
     best = result.best
     if best is None:
         raise UserError(f"no candidate within the caps ({summary(result)}); "

@@ -8,6 +8,7 @@ need the profile's sizes).
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,7 @@ class Row:
     max_delay: int | None = None
     max_inconsistency: int | None = None
     programs_digest: str = ""  # equal for candidates that compile to the same programs
+    seconds: tuple[float, float] = (0.0, 0.0)  # spent compiling, simulating (not in JSON)
 
     @property
     def ok(self) -> bool:
@@ -93,6 +95,7 @@ def evaluate(cand: Candidate, query: Query, profile: Profile,
     """One candidate's row; search=False skips those only the compiler's search builds."""
     row = Row(cand, stages=cand.stages(query.ranks),
               mb_size=query.replica_batch // cand.microbatches)
+    start = time.perf_counter()
     try:
         spec = cand.spec(query.ranks).validate()
         if not search and needs_search(spec):
@@ -108,6 +111,8 @@ def evaluate(cand: Candidate, query: Query, profile: Profile,
     row.max_inconsistency = analysis["max_inconsistency"]
     row.unit_bubble = analysis["steady_state_bubble_ratio"]
     row.programs_digest = hashlib.sha256(repr(compiled[1]).encode()).hexdigest()
+    compiled_at = time.perf_counter()
+    row.seconds = (compiled_at - start, 0.0)
     if query.max_delay is not None and row.max_delay > query.max_delay:
         row.status = "over max delay"
         return row
@@ -119,6 +124,8 @@ def evaluate(cand: Candidate, query: Query, profile: Profile,
     except UserError as exc:  # the simulator's deadlock: a bug, reported, not hidden
         row.status, row.reason = "refused", f"simulate: {_one_line(exc)}"
         return row
+    finally:
+        row.seconds = (row.seconds[0], time.perf_counter() - compiled_at)
     if query.memory is not None and row.peak_memory is not None \
             and row.peak_memory > query.memory:
         row.status = "over memory"
