@@ -40,7 +40,7 @@ KNOBS: dict[str, Knobs] = {
     "interleaved-1f1b": Knobs(chunks="choice", microbatches_multiple_of_ranks=True),
     "zb-h1": Knobs(),  # split by definition
     "zbv": Knobs(chunks="v"),
-    "chimera": Knobs(),
+    "chimera": Knobs(split=True),
     "pipedream": Knobs(lookahead=True, split=True),
     "pipedream-2bw": Knobs(lookahead=True, split=True),
     "paci": Knobs(lookahead=True, split=True),

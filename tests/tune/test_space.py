@@ -23,13 +23,13 @@ def test_every_family_two_ranks_batch_four_exactly() -> None:
         "interleaved-1f1b m4 v2", "interleaved-1f1b m4 v4",
         "zb-h1 m1", "zb-h1 m2", "zb-h1 m4",
         "zbv m1 v2", "zbv m2 v2", "zbv m4 v2",
-        "chimera m1", "chimera m2", "chimera m4",
+        *(f"chimera m{m}{sp}" for m in (1, 2, 4) for sp in ("", " split")),
         *la_split,
         # at 2 ranks AMDP's auto directions are down,up: one of the two is kept
         *(f"amdp m{m}{la}" for m in (1, 2, 4) for la in ("", " lookahead")),
     ]
     assert labels() == expected
-    assert len(expected) == 67
+    assert len(expected) == 70
 
 
 def test_micro_batches_divide_the_batch_and_respect_the_cap() -> None:
