@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from schedc.errors import VerifyError
 from schedc.instructions import RECV_OPS, SEND_OPS, message_key
+from schedc.overlap import DEFAULT, Overlap
 from schedc.program import Instr
 from schedc.replay import COLL, MSG, Locate, Replay
 
@@ -86,9 +87,11 @@ class _Repairing(Replay):
         return True
 
 
-def check_deadlock_free(streams: Sequence[Sequence[Instr]], locate: Locate) -> None:
-    """Raise VerifyError naming a mismatch, or every rank's blocked instruction."""
-    Replay(streams, locate=locate).run()
+def check_deadlock_free(streams: Sequence[Sequence[Instr]], locate: Locate,
+                        rule: Overlap = DEFAULT) -> None:
+    """Raise VerifyError naming a mismatch, or every rank's blocked instruction,
+    under the overlap rule `rule` (schedc/overlap.py)."""
+    Replay(streams, locate=locate, rule=rule).run()
 
 
 def place_receives(streams: list[list[Instr]]) -> None:

@@ -190,10 +190,14 @@ class Manifest:
     analysis: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     format_version: int = FORMAT_VERSION
+    # The overlap rule the programs were proven under (schedc/overlap.py); {} = K = 1.
+    overlap: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["stage_to_rank"] = [list(m) for m in self.stage_to_rank]
+        if not data["overlap"]:
+            del data["overlap"]  # the default: older manifests are the same bytes
         return {"format": "schedc-programs", **data}
 
     @staticmethod

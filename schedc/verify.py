@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 
 from schedc.errors import VerifyError
 from schedc.instructions import COMPUTE_OPS, FIELDS, TABLE
+from schedc.overlap import Overlap
 from schedc.program import Instr, Manifest, RankProgram
 from schedc.spec import Spec
 from schedc.unroll import Unrolled
@@ -39,6 +41,17 @@ def verify(manifest: Manifest, programs: Sequence[RankProgram]) -> VersionTable:
         check_bounds(Spec.from_dict(manifest.spec), manifest, un, table)
     assert table is not None
     return table
+
+
+def prove_overlap(manifest: Manifest, programs: Sequence[RankProgram], rule: Overlap
+                  ) -> Manifest:
+    """The manifest recording `rule` (schedc/overlap.py), once every guarantee
+    is proven under it (`schedc compile --posted-batches K`)."""
+    if Overlap.from_dict(manifest.overlap) == rule:
+        return manifest
+    proven = replace(manifest, overlap=rule.to_dict())
+    verify(proven, programs)
+    return proven
 
 
 def _fail(un: Unrolled, rank: int, index: int, reason: str) -> VerifyError:

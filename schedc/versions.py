@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from schedc.clock import Clock, UnitCosts
 from schedc.errors import VerifyError
 from schedc.instructions import FREES_ACTIVATION
+from schedc.overlap import Overlap
 from schedc.program import Manifest
 from schedc.replay import Fanout, Observer, Replay
 from schedc.spec import Spec
@@ -87,8 +88,10 @@ def replay_versions(manifest: Manifest, un: Unrolled, timed: bool = False) -> Ve
     table = VersionTable()
     ranks = [_RankReplay(manifest, spec, un, r, table) for r in range(len(un.streams))]
     versions = _Versions(ranks)
-    clock = Clock(un.streams, UnitCosts()) if timed else None
-    Replay(un.streams, versions if clock is None else Fanout(clock, versions), un.locate).run()
+    rule = Overlap.from_dict(manifest.overlap)  # the rule the deadlock proof is under
+    clock = Clock(un.streams, UnitCosts(), overlap=rule.overlapped) if timed else None
+    Replay(un.streams, versions if clock is None else Fanout(clock, versions), un.locate,
+           rule).run()
     if versions.error is not None:
         raise versions.error
     for rank in ranks:

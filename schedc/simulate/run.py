@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schedc.errors import UserError
+from schedc.overlap import Overlap
 from schedc.program import Instr, Manifest, Period, RankProgram
 from schedc.simulate.costs import CostModel, unit_costs
 from schedc.simulate.engine import Timeline, simulate_streams
@@ -35,8 +36,10 @@ def simulate(
     serial_comm: bool = False,
     name: str = "",
     lazy_recv: bool = False,
+    rule: Overlap | None = None,
 ) -> Simulation:
-    """Run prologue + body x steps + epilogue of every rank under `costs`."""
+    """Run prologue + body x steps + epilogue of every rank under `costs`, and
+    under the overlap rule `rule` (default: the manifest's, schedc/overlap.py)."""
     if steps < 1:
         raise UserError(f"--steps must be at least 1, got {steps}")
     costs = costs or unit_costs()
@@ -46,7 +49,9 @@ def simulate(
         raise UserError(f"expected one program per rank 0..{manifest.world_size - 1}, "
                         f"got ranks {[p.rank for p in programs]}")
     streams = [unroll(p, steps, manifest.period) for p in programs]
-    timeline = simulate_streams(streams, costs, serial_comm, lazy_recv)
+    if rule is None:
+        rule = Overlap.from_dict(manifest.overlap)
+    timeline = simulate_streams(streams, costs, serial_comm, lazy_recv, rule)
     starts, ends = [], []
     for p in programs:
         first = len(p.prologue)

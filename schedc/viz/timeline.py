@@ -45,7 +45,7 @@ def drawn_ops(sim: Simulation | RealRun) -> list[Op]:
     for r, stream in enumerate(tl.streams):
         for i, ins in enumerate(stream):
             comm = ins.op.startswith(("SEND", "RECV"))
-            if comm and not tl.serial_comm:
+            if comm and not tl.comm_on_clock:
                 continue
             s, e = tl.starts[r][i], tl.ends[r][i]
             if ins.op in ("F", "B", "I", "W") or ins.op in MARKED or e > s:
