@@ -82,6 +82,8 @@ class Record:
     losses: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (mb, loss)
     events: list[tuple[str, str, int, float, float]] = field(default_factory=list)
     # (op, label, stage, start s, duration s) when timing is on
+    cpu: list[tuple[float, float]] = field(default_factory=list)
+    # per event: (thread CPU time at its start, its thread CPU time), s
 
 
 class Interpreter:
@@ -146,7 +148,7 @@ class Interpreter:
                 index = end
                 continue
             nxt = stream[index + 1] if index + 1 < n else None
-            start = time.perf_counter() if self.timing else 0.0
+            start = self._start() if self.timing else 0.0
             try:
                 while not self._execute(instr, nxt):
                     yield instr  # blocked: let another rank run
@@ -167,16 +169,22 @@ class Interpreter:
             self.dp_sparse.flush(self.replicas)
         self.transport.drain()
 
+    def _start(self) -> float:
+        """A timed instruction starts: its wall-clock start (and its thread CPU time's)."""
+        self._cpu_start = time.thread_time()
+        return time.perf_counter()
+
     def _timed(self, op: str, label: str, stage: int, start: float) -> None:
         if self.timing:
             self._sync()
             self.record.events.append((op, label, stage, start, time.perf_counter() - start))
+            self.record.cpu.append((self._cpu_start, time.thread_time() - self._cpu_start))
 
     def _batch(self, stream: list[Instr], begin: int, end: int
                ) -> Generator[Instr, None, None]:
         """Post stream[begin:end] at once, wait for all of it (docs/programs.md)."""
         batch = stream[begin:end]
-        start = time.perf_counter() if self.timing else 0.0
+        start = self._start() if self.timing else 0.0
         pos = 0
         try:
             tensors = []

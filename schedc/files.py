@@ -52,6 +52,20 @@ def _dumps(data: Any) -> bytes:
     return (json.dumps(data, indent=1, sort_keys=False) + "\n").encode()
 
 
+def _dumps_manifest(data: dict[str, Any]) -> bytes:
+    """As _dumps, with an asynchronous analysis's version table (a row per
+    micro-batch and stage) one stage per line, by the C encoder."""
+    analysis = data.get("analysis")
+    table = analysis.get("versions") if isinstance(analysis, dict) else None
+    if not isinstance(table, dict) or not isinstance(table.get("by_stage"), dict):
+        return _dumps(data)
+    mark = "@versions@"
+    text = json.dumps({**data, "analysis": {**analysis, "versions": mark}}, indent=1)
+    rows = ",\n   ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in table["by_stage"].items())
+    block = (f'{{"columns": {json.dumps(table.get("columns"))}, "by_stage": {{\n   {rows}}}}}')
+    return (text.replace(json.dumps(mark), block, 1) + "\n").encode()
+
+
 def _dumps_program(data: dict[str, Any]) -> bytes:
     """One instruction per line: readable, diffable, and written by the C encoder
     (json.dumps with indent falls back to the slow pure-Python one)."""
@@ -116,7 +130,7 @@ def write_programs(directory: str | os.PathLike, manifest: Manifest,
     data = manifest.to_dict()
     data["files"] = files
     data["programs_hash"] = programs_hash(Manifest.from_dict(data))
-    _atomic_write(out / MANIFEST, _dumps(data))
+    _atomic_write(out / MANIFEST, _dumps_manifest(data))
     return out
 
 

@@ -159,6 +159,7 @@ class Replay:
         self.obs = observer or Observer()
         self.locate = locate
         n = len(streams)
+        self.channels: dict[tuple, tuple] = {}  # each channel's one tuple (encode)
         self.code = [self.encode(r) for r in range(n)]
         self.pc = [0] * n
         self.batch_end = [-1] * n  # end of the posted batch; -1 when none
@@ -184,6 +185,7 @@ class Replay:
         for a collective the channel is its group. With `code`, only
         instructions lo..hi-1 are encoded again (those after hi are as encoded)."""
         seq, n = self.streams[r], len(self.streams)
+        chans = self.channels
         hi = len(seq) if hi is None else hi
         if code is None:
             code = [None] * len(seq)
@@ -205,11 +207,13 @@ class Replay:
                     raise self.fail(r, i, f"invalid peer {peer}")
                 if prev != MSG:
                     end = i + 1
+                # one channel tuple per channel, shared by its messages (memory)
+                chan = (r, peer, ins.pipeline) if is_send else (peer, r, ins.pipeline)
+                chan = chans.setdefault(chan, chan)
                 if is_send:
-                    code[i] = (MSG, end, (r, peer, ins.pipeline), True,
-                               (message, ins.stage, ins.mb, ins.pipeline))
+                    code[i] = (MSG, end, chan, True, (message, ins.stage, ins.mb, ins.pipeline))
                 else:
-                    code[i] = (MSG, end, (peer, r, ins.pipeline), False,
+                    code[i] = (MSG, end, chan, False,
                                (message, ins.stage - hop, ins.mb, ins.pipeline))
                 prev = MSG
             elif kind == COLL:

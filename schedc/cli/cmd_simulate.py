@@ -12,6 +12,7 @@ import json
 from schedc.errors import UserError
 from schedc.overlap import Overlap
 from schedc.simulate import figures, load_costs, render, simulate
+from schedc.simulate.derive import explain
 from schedc.simulate.sources import load_source
 
 
@@ -33,8 +34,9 @@ def add_simulation_args(p: argparse.ArgumentParser, many: bool = False) -> None:
     p.add_argument("--costs", metavar="FILE", help="cost profile JSON (default: unit costs)")
     p.add_argument("--steps", type=int, default=None, metavar="K",
                    help="body repetitions to run (default: 1 synchronous, 4 asynchronous)")
-    p.add_argument("--serial-comm", action="store_true",
-                   help="sends and receives block the rank's timeline (no overlap)")
+    p.add_argument("--serial-comm", action="store_true", default=None,
+                   help="sends and receives block the rank's timeline (no overlap; "
+                        "default: as the cost profile's \"comm\" says, else overlap)")
     p.add_argument("--lazy-recv", action="store_true",
                    help="a receive holds only the op that consumes it, not its batch")
     p.add_argument("--posted-batches", type=int, default=None, metavar="K",
@@ -62,6 +64,10 @@ def posted_rule(k: int | None) -> Overlap | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    fig = figures(simulate_args(args))
+    sim = simulate_args(args)
+    fig = figures(sim)
     print(json.dumps(fig.to_dict(), indent=2) if args.json else render(fig))
+    if not args.json:  # op times the profile did not give (docs/costs.md)
+        for line in explain(sim.costs.derivations(sim.manifest.num_stages)):
+            print(f"derived: {line}")
     return 0
