@@ -14,9 +14,9 @@ Its costs follow three rules (docs/tune.md, "The cost model"):
   size, scale as b / b0 (compute and activations grow with the samples);
   weight ops (ACC, STEP, STASH, SWAP, LOOKAHEAD, ALLREDUCE) and weight bytes do
   not; link latency and bandwidth are the profile's.
-- B, I and W a profile does not give are derived on each candidate stage
-  (schedc.tune.split: I = B / 2 and W = B - I, at stage 0 I = 0 and W = B),
-  noted in tune.json.
+- B, I and W a profile does not give are left out, and the simulator derives
+  them on each candidate stage (schedc/simulate/derive.py: at stage 0 I = 0 and
+  W = B, elsewhere I = B / 2), noted in tune.json.
 
 With `--dp D` each replica's STEP also waits for a ring all-reduce of the
 stage's weight gradient over D replicas on the profile's link.
@@ -33,7 +33,7 @@ from typing import Any
 
 from schedc.errors import UserError
 from schedc.simulate.costs import CostModel, CostsError, load_costs
-from schedc.tune.split import derive_split, explain
+from schedc.simulate.derive import DERIVABLE, derive, explain
 
 SCALED_OPS = ("F", "B", "I", "W")  # per micro-batch compute: grows with its samples
 
@@ -119,13 +119,23 @@ def _complete(base: CostModel, default_stages: int) -> tuple[CostModel, list[str
     times = base.stage_times or (base.default_times,) * n
     if len(times) == 1 and n > 1:
         times = times * n
-    # What the candidates' stages will derive (schedc.tune.split), told once.
-    notes += explain([derive_split(dict(t), s) for s, t in enumerate(times)])
     times = [dict(t) for t in times]
-    given = [{op for op in ("B", "I", "W") if op in t} for t in times]
-    if len({frozenset(g) for g in given}) > 1:  # given on some stages only: derived here
+    rules = explain(replace(base, stage_times=tuple(times)).derivations(n))
+    given = [{op for op in DERIVABLE if op in t} for t in times]
+    if len({frozenset(g) for g in given}) > 1:
+        # Given on some stages only: derived on the profile's own stages, so that the
+        # depth resampling never mixes given and missing values.
+        notes += [f"{line} (not measured)" for line in rules]
         for s, t in enumerate(times):
-            derive_split(t, s)
+            for op in DERIVABLE:
+                got = None if op in t else derive(op, t, s)
+                if got is not None:
+                    t[op] = got[0]
+    else:
+        # Missing everywhere: the simulator derives them on each candidate stage
+        # (schedc/simulate/derive.py); told once, as on the profile's stages.
+        notes += [f"{line} (not measured; derived on each candidate's stages)"
+                  for line in rules]
     lists = {name: _broadcast(getattr(base, name), n, name, base.origin)
              for name in ("activation_bytes", "grad_bytes", "stored_activation_bytes",
                           "weight_bytes")}
@@ -201,7 +211,6 @@ def scale(base: CostModel, stages: int, ratio: float, dp: int = 1,
         if dp > 1 and weights is not None:
             t["STEP"] = t.get("STEP", 0.0) + _ring(float(weights[s]), dp,
                                                    dp_link or (base.latency, base.bandwidth))
-        derive_split(t, s)
         times.append(t)
     act = grad = stored = None
     if base.activation_bytes:

@@ -28,23 +28,28 @@ TWO = {"stages": [{"F": 1.0, "B": 2.0, "STEP": 0.5}, {"F": 3.0, "B": 6.0, "STEP"
 def test_same_stages_and_micro_batch_give_the_profile_back(tmp_path: Path) -> None:
     p = load_measured(write(tmp_path, **TWO), 4)
     c = p.costs(2, 4)
-    # I and W not measured: stage 0 has no input gradient (W is its whole backward),
-    # elsewhere B is halved
-    assert c.stage_times == ({"B": 2.0, "F": 1.0, "I": 0.0, "STEP": 0.5, "W": 2.0},
-                             {"B": 6.0, "F": 3.0, "I": 3.0, "STEP": 1.5, "W": 3.0})
+    assert c.stage_times == ({"B": 2.0, "F": 1.0, "STEP": 0.5},
+                             {"B": 6.0, "F": 3.0, "STEP": 1.5})
+    # I and W not measured: the simulator derives them (schedc/simulate/derive.py):
+    # stage 0 has no input gradient (W is its whole backward), elsewhere B is halved
+    assert [(c.op_time("I", s), c.op_time("W", s)) for s in (0, 1)] == [(0.0, 2.0),
+                                                                       (3.0, 3.0)]
     assert c.activation_bytes == (100.0, 0.0) and c.grad_bytes == (0.0, 100.0)
     assert c.weight_bytes == (40.0, 60.0)
     assert (c.latency, c.bandwidth, c.unit) == (0.25, 1000, "ms")
-    assert p.notes == ("I = 0, W = B (no input gradient) at stage 0 (not measured)",
-                       "I = 0.5 * B, W = B - I at stage 1 (not measured)")
+    late = " (not measured; derived on each candidate's stages)"
+    assert p.notes == ("I = 0 (no input gradient) at stage 0" + late,
+                       "I = 0.5 * B (default split) at stage 1" + late,
+                       "W = B (no input gradient) at stage 0" + late,
+                       "W = 0.5 * B (default split) at stage 1" + late)
 
 
 def test_more_stages_split_each_measured_stage_by_depth(tmp_path: Path) -> None:
     c = load_measured(write(tmp_path, **TWO), 4).costs(4, 4)
     assert [t["F"] for t in c.stage_times] == [0.5, 0.5, 1.5, 1.5]
     # derived on the candidate's stages: only its first has no input gradient
-    assert [(t["I"], t["W"]) for t in c.stage_times] == [(0.0, 1.0), (0.5, 0.5), (1.5, 1.5),
-                                                         (1.5, 1.5)]
+    assert [(c.op_time("I", s), c.op_time("W", s)) for s in range(4)] == [
+        (0.0, 1.0), (0.5, 0.5), (1.5, 1.5), (1.5, 1.5)]
     assert [t["STEP"] for t in c.stage_times] == [0.25, 0.25, 0.75, 0.75]
     assert c.weight_bytes == (20.0, 20.0, 30.0, 30.0)
     # every inner cut carries the hidden state; the last stage sends nothing
@@ -58,12 +63,14 @@ def test_fewer_and_uneven_stages(tmp_path: Path) -> None:
     assert [t["F"] for t in c.stage_times] == [2.0, 5.0]  # 1 + 2/2, 2/2 + 4
     assert c.weight_bytes == (6.0, 12.0)
     c = load_measured(write(tmp_path, **three), 1).costs(1, 1)
-    assert c.stage_times == ({"F": 7.0, "B": 14.0, "I": 0.0, "W": 14.0},)  # B = 2 F
+    assert c.stage_times == ({"F": 7.0},)
+    assert (c.op_time("B", 0), c.op_time("W", 0)) == (14.0, 14.0)  # B = 2 F, all W at stage 0
 
 
 def test_micro_batch_size_scales_compute_and_activations_only(tmp_path: Path) -> None:
     c = load_measured(write(tmp_path, **TWO), 4).costs(2, 1)
-    assert c.stage_times[1] == {"B": 1.5, "F": 0.75, "STEP": 1.5, "I": 0.75, "W": 0.75}
+    assert c.stage_times[1] == {"B": 1.5, "F": 0.75, "STEP": 1.5}
+    assert c.op_time("I", 1) == c.op_time("W", 1) == 0.75
     assert c.activation_bytes == (25.0, 0.0) and c.grad_bytes == (0.0, 25.0)
     assert c.weight_bytes == (40.0, 60.0)
     c = load_measured(write(tmp_path, **TWO), 4).costs(2, 6)
@@ -78,9 +85,13 @@ def test_split_derivations(tmp_path: Path) -> None:
     assert p.base.stage_times[0]["W"] == 0.75
     assert p.base.stage_times[1]["B"] == 1.5
     assert (p.base.stage_times[2]["B"], p.base.stage_times[2]["I"]) == (4.0, 2.0)
-    assert p.notes == ("W = B - I at stage 0 (not measured)", "B = I + W at stage 1 "
-                       "(not measured)", "B = 2 * F at stage 2 (not measured)",
-                       "I = 0.5 * B, W = B - I at stage 2 (not measured)")
+    assert p.notes == ("W = B - I at stage 0 (not measured)",
+                       "W = 0.5 * B (B = 2 * F (default)) (default split) at stage 2 "
+                       "(not measured)",
+                       "B = I + W at stage 1 (not measured)",
+                       "B = 2 * F (default) at stage 2 (not measured)",
+                       "I = 0.5 * B (B = 2 * F (default)) (default split) at stage 2 "
+                       "(not measured)")
 
 
 def test_a_profile_without_stage_lists_is_per_rank(tmp_path: Path) -> None:
