@@ -35,7 +35,7 @@ echo; echo "== predict from the measured costs, and draw it"
 schedc simulate "$OUT/programs" --costs "$OUT/costs.json" --steps 4
 schedc viz "$OUT/programs" --costs "$OUT/costs.json" --timeline "$OUT/timeline-measured.svg"
 echo; echo "== tune: every schedule for 2 ranks ranked under the measured costs (docs/tune.md)"
-schedc tune --costs "$OUT/costs.json" --profile-mb-size 4 --max-stages 4 --ranks 2 --global-batch 16 --top 3 -o "$OUT/tuned"
+schedc tune --costs "$OUT/costs.json" --max-stages 4 --ranks 2 --global-batch 16 --top 3 -o "$OUT/tuned"
 echo; echo "== draw the real run from its trace, beside the simulated one"
 schedc viz "$OUT/programs" --real-trace "$OUT/trace-real.json" --timeline "$OUT/timeline-real.svg"
 schedc viz "$OUT/programs" --real-trace "$OUT/trace-real.json" --timeline "$OUT/timeline-real.html"
