@@ -290,4 +290,16 @@ def _finish(s: Session, elapsed: float) -> None:
         measured = Measured(merged_cpu, all_links, s.split.note() if s.split else None,
                             cores_for(len(s.interps)) if on_cpu else None, comm_mode(s.interps))
         profile = cost_profile(s.manifest, merged, s.boundaries, s.stage_numels, peaks, measured)
+        profile["source"].update(_micro_batch_source(s))
         Path(s.cfg.costs_out).write_text(json.dumps(profile, indent=1) + "\n")
+
+
+def _micro_batch_source(s: Session) -> dict:
+    """What one measured micro-batch held, so that `schedc tune` can rescale the
+    profile's times without being told (`source.micro_batch_size`: samples)."""
+    out: dict = {f"{s.unit}_per_microbatch": s.per_microbatch}
+    if s.unit == "samples":
+        out["micro_batch_size"] = s.per_microbatch
+    elif s.per_microbatch == s.cfg.micro_batch_size * s.cfg.seq_len:
+        out["micro_batch_size"] = s.cfg.micro_batch_size
+    return out

@@ -34,6 +34,8 @@ PY
 echo; echo "== predict from the measured costs, and draw it"
 schedc simulate "$OUT/programs" --costs "$OUT/costs.json" --steps 4
 schedc viz "$OUT/programs" --costs "$OUT/costs.json" --timeline "$OUT/timeline-measured.svg"
+echo; echo "== tune: every schedule for 2 ranks ranked under the measured costs (docs/tune.md)"
+schedc tune --costs "$OUT/costs.json" --max-stages 4 --ranks 2 --global-batch 16 --top 3 -o "$OUT/tuned"
 echo; echo "== draw the real run from its trace, beside the simulated one"
 schedc viz "$OUT/programs" --real-trace "$OUT/trace-real.json" --timeline "$OUT/timeline-real.svg"
 schedc viz "$OUT/programs" --real-trace "$OUT/trace-real.json" --timeline "$OUT/timeline-real.html"
@@ -44,4 +46,5 @@ echo "  schedule.csv              the same schedule in PyTorch's compute-only CS
 echo "  timeline-simulated.svg/.html, graph.svg   the simulated run and its dependency graph"
 echo "  metrics.jsonl, trace-real.json (open in ui.perfetto.dev), costs.json"
 echo "  timeline-measured.svg     the schedule predicted from the real run's costs"
+echo "  tuned/                    the best schedule for those costs, and tune.json ranking them all"
 echo "  timeline-real.svg/.html   the real run, drawn from trace-real.json (optimizer steps 2..5)"

@@ -11,7 +11,7 @@ import sys
 from schedc.errors import UserError
 
 # Sub-command modules, in the order `schedc --help` lists them.
-_COMMANDS = ("compile", "check", "show", "graph", "simulate", "viz", "compare", "run")
+_COMMANDS = ("compile", "check", "show", "graph", "simulate", "viz", "compare", "tune", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
