@@ -10,11 +10,14 @@ and across every preset.
 schedc: `python -m schedc compile --preset P ...` in a fresh process (parse,
 order, lower, verify, analyse, write JSON), wall time and peak resident memory
 (ru_maxrss of that process). Sizes are RANKSxMICROBATCHES; interleaved 1F1B
-runs 2 chunks per rank (stages = 2 x ranks), every other preset one stage per
-rank. PyTorch: `get_schedule_ops(ScheduleInterleaved1F1B, ..., with_comms=True)`
-in a fresh process (IR generation plus communication lowering), wall time.
+and zbv run 2 chunks per rank (stages = 2 x ranks), every other preset one
+stage per rank. PyTorch:
+`get_schedule_ops(ScheduleInterleaved1F1B, ..., with_comms=True)` in a fresh
+process (IR generation plus communication lowering), wall time.
 Both include interpreter start and imports. A run longer than --timeout is
-stopped and reported as such.
+stopped and reported as such, and the preset's larger sizes are then not run:
+--all-presets takes at most presets x sizes x repeats x timeout seconds, in
+practice far less (see BENCHMARKS.md for the last run's wall time).
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
-PRESETS = ["gpipe", "1f1b", "interleaved-1f1b", "zb-h1", "chimera", "pipedream",
+PRESETS = ["gpipe", "1f1b", "interleaved-1f1b", "zb-h1", "zbv", "chimera", "pipedream",
            "pipedream-2bw", "paci", "amdp"]
+TWO_CHUNKS = ("interleaved-1f1b", "zbv")  # two stages per rank
 ALL_SIZES = ["8x64", "16x128", "32x256", "64x1024"]
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 BEGIN, END = "<!-- compile-table:begin -->", "<!-- compile-table:end -->"
@@ -67,7 +71,7 @@ def _run(cmd: list[str], timeout: float | None = None) -> tuple[float, str, str]
 
 
 def _preset_args(preset: str, ranks: int, mbs: int) -> list[str]:
-    stages = 2 * ranks if preset == "interleaved-1f1b" else ranks
+    stages = 2 * ranks if preset in TWO_CHUNKS else ranks
     return ["compile", "--preset", preset, "--stages", str(stages), "--ranks", str(ranks),
             "--microbatches", str(mbs), "-q"]
 
@@ -110,9 +114,9 @@ def against_torch(args: argparse.Namespace) -> None:
               f"{t_wall:8.2f} {t_inner:10.2f} {actions:8d} {s_wall / t_wall:11.2f}x")
 
 
-def _cell(runs: list[tuple[float, int, float, float]] | None) -> str:
-    if runs is None:
-        return "timeout"
+def _cell(runs: list[tuple[float, int, float, float]] | str) -> str:
+    if isinstance(runs, str):
+        return runs  # "timeout" or the compile's failure
     walls = [w for w, *_ in runs]
     peak = max(r[2] for r in runs)
     cpu = statistics.median(r[3] for r in runs)
@@ -125,18 +129,28 @@ def all_presets(args: argparse.Namespace) -> str:
     started = time.perf_counter()
     loads: list[float] = []
     rows = []
+    medians: dict[tuple[str, str], float] = {}  # (preset, size) -> median wall s
     for preset in args.presets or PRESETS:
-        cells = []
+        cells: list[str] = []
         for size, ranks, mbs in sizes:
-            runs: list[tuple[float, int, float, float]] | None = []
+            if cells and cells[-1] in ("timeout", "not run"):
+                cells.append("not run")  # a smaller size already timed out
+                print(f"{preset:>17} {size:>8}: not run", file=sys.stderr, flush=True)
+                continue
+            runs: list[tuple[float, int, float, float]] | str = []
             for _ in range(args.repeats):
                 loads.append(os.getloadavg()[0])
                 try:
                     runs.append(schedc_once(preset, ranks, mbs, args.timeout))
                 except subprocess.TimeoutExpired:
-                    runs = None
+                    runs = "timeout"
+                    break
+                except subprocess.CalledProcessError as exc:
+                    runs = f"failed (exit {exc.returncode})"
                     break
             cells.append(_cell(runs))
+            if not isinstance(runs, str):
+                medians[(preset, size)] = statistics.median(w for w, *_ in runs)
             print(f"{preset:>17} {size:>8}: {cells[-1]}", file=sys.stderr, flush=True)
         rows.append(f"| {preset} | " + " | ".join(cells) + " |")
     total = time.perf_counter() - started
@@ -144,12 +158,28 @@ def all_presets(args: argparse.Namespace) -> str:
     table = "\n".join([header, "|---" * (len(sizes) + 1) + "|", *rows])
     note = (f"Median wall time of {args.repeats} whole-process runs (± half the spread); "
             f"in parentheses the median CPU time (user + system, less sensitive to load) "
-            f"and the peak resident memory; runs over {args.timeout:.0f} s stopped. "
+            f"and the peak resident memory; runs over {args.timeout:.0f} s stopped "
+            f"(\"not run\": a smaller size timed out). "
             f"Load average (1 min) during the runs: {min(loads):.2f} to {max(loads):.2f} "
             f"on {os.cpu_count()} CPUs. Benchmark wall time {total:.0f} s. "
             f"Command: `python bench/compile_speed.py --all-presets --sizes "
             f"{' '.join(s for s, _, _ in sizes)} --repeats {args.repeats}`.")
-    return f"{table}\n\n{note}"
+    return f"{table}\n\n{note}\n\n{_ratios(medians, sizes, args.presets or PRESETS)}"
+
+
+def _ratios(medians: dict[tuple[str, str], float], sizes: list[tuple[str, int, int]],
+            presets: list[str]) -> str:
+    """Median wall time as a multiple of 1F1B's at the same size (the issue's
+    target: at most 3x at 32x256)."""
+    header = "| x 1F1B's time | " + " | ".join(s for s, _, _ in sizes) + " |"
+    rows = []
+    for preset in presets:
+        cells = []
+        for size, _, _ in sizes:
+            ours, base = medians.get((preset, size)), medians.get(("1f1b", size))
+            cells.append(f"{ours / base:.2f}x" if ours and base else "-")
+        rows.append(f"| {preset} | " + " | ".join(cells) + " |")
+    return "\n".join([header, "|---" * (len(sizes) + 1) + "|", *rows])
 
 
 def write_section(text: str) -> None:
@@ -169,7 +199,7 @@ def main() -> None:
     ap.add_argument("--all-presets", action="store_true",
                     help="time every preset (no PyTorch comparison)")
     ap.add_argument("--presets", nargs="+", choices=PRESETS, help="with --all-presets: these")
-    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per compile")
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per compile")
     ap.add_argument("--write", action="store_true",
                     help="with --all-presets: rewrite BENCHMARKS.md's compile table")
     args = ap.parse_args()

@@ -70,9 +70,9 @@ class RunConfig:
     # "skip" the step on every stage (synchronous programs).
     on_nan: str = "stop"
     # Batches of sends/receives a rank may hold posted (docs/programs.md, "Overlap"):
-    # 1 waits for every batch whole (the verifier's rule); K > 1 completes a
-    # batch's sends in the background, at most K - 1 batches behind.
-    posted_batches: int = 1
+    # the programs' manifest says under which K they were proven (`schedc compile
+    # --posted-batches K`); None runs them so, another K is refused.
+    posted_batches: int | None = None
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,9 +118,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds a rank may wait on a receive or collective before the run stops")
     add("--on-nan", choices=("stop", "skip"), default="stop",
         help="NaN/Inf in a loss or gradient: stop, or skip the step on every stage")
-    add("--posted-batches", type=int, default=1, metavar="K",
-        help="torchrun: complete sends in the background, up to K batches posted (1: "
-             "every batch waited for whole)")
+    add("--posted-batches", type=int, default=None, metavar="K",
+        help="the overlap rule the programs were compiled with (`schedc compile "
+             "--posted-batches K`; default: the manifest's); another K is refused")
 
 
 # Caps every run's --steps when set: smoke-testing documented commands as
@@ -164,7 +164,7 @@ def _check(cfg: RunConfig) -> None:
             float(cfg.lookahead)
         except ValueError:
             raise UserError(f"--lookahead {cfg.lookahead}: a number or auto") from None
-    if cfg.posted_batches < 1:
+    if cfg.posted_batches is not None and cfg.posted_batches < 1:
         raise UserError("--posted-batches must be at least 1")
     if not cfg.timeout > 0:
         raise UserError("--timeout must be a positive number of seconds")

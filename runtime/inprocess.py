@@ -5,11 +5,14 @@ receiver, pipeline), matched in order exactly as the distributed transport's
 one-communicator-per-pipeline point-to-point (and the verifier's replay core,
 `schedc.replay`) match them: the k-th receive on a channel takes the k-th
 send, and a receive meeting a message it does not expect is an error. A send
-never blocks. The driver interleaves the ranks cooperatively: it runs one
-rank's interpreter until it blocks on a receive (or a reduction) whose
-counterpart has not run yet, then switches to the next rank. A full round in
-which no rank advances is a deadlock, reported with every rank's blocked
-instruction -- the verifier makes that impossible for compiled programs.
+never blocks. Receives posted ahead (`prepost`, programs proven with early
+receives) take their messages as soon as those are on the channel, still in
+order: every earlier receive on the channel has been waited for. The driver
+interleaves the ranks cooperatively: it runs one rank's interpreter until it
+blocks on a receive (or a reduction) whose counterpart has not run yet, then
+switches to the next rank. A full round in which no rank advances is a
+deadlock, reported with every rank's blocked instruction -- the verifier makes
+that impossible for compiled programs.
 """
 
 from __future__ import annotations
@@ -62,16 +65,29 @@ class LocalTransport:
         self.rank = rank
         self._count: dict[tuple, int] = defaultdict(int)
         self._waiting: dict[tuple[int, int], tuple] = {}  # (stage, pipeline) -> reduction key
+        self._ahead: list | None = None  # the coming batch's handle, its receives posted
 
     def post(self, batch: list[Instr], tensors: list[torch.Tensor | None]) -> list:
-        """Sends join their channel at once; the handle collects the receives."""
+        """Sends join their channel at once; the handle collects the receives
+        (from `prepost`'s handle, where it posted them ahead)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[-1] != batch:
+            raise RuntimeError(f"rank {self.rank}: receives were posted ahead for another batch")
         for ins, t in zip(batch, tensors, strict=True):
             if ins.op in SEND_OPS:
                 self.hub.channels[(self.rank, ins.peer, ins.pipeline or 0)].append((_what(ins), t))
-        return [None if ins.op in SEND_OPS else _PENDING for ins in batch] + [batch]
+        return ahead or [None if ins.op in SEND_OPS else _PENDING for ins in batch] + [batch]
+
+    def prepost(self, batch: list[Instr]) -> None:
+        """Post the receives of the coming batch: they take what has arrived."""
+        self._ahead = [None if ins.op in SEND_OPS else _PENDING for ins in batch] + [batch]
+        self._take(self._ahead)
 
     def wait(self, handle: list) -> list[torch.Tensor | None] | None:
         """The batch's received tensors, or None while one has not been sent yet."""
+        return self._take(handle)
+
+    def _take(self, handle: list) -> list[torch.Tensor | None] | None:
         *got, batch = handle
         for i, ins in enumerate(batch):
             if got[i] is _PENDING:

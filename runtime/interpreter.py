@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from schedc.instructions import COLLECTIVE_OPS
 from schedc.program import COMM_OPS, SEND_OPS, Instr
 
 from . import faults
@@ -67,6 +68,9 @@ class InterpreterConfig:
     step_microbatches: int = 1  # micro-batches per optimizer step (fault messages)
     body_len: int = 0  # --on-nan skip: STEPs are settled at body ends
     inject: faults.Injection = faults.NO_INJECTION  # resolved at start-up
+    # The manifest's overlap rule (schedc/overlap.py): post the next batch's receives
+    # as soon as a batch is done (the transport keeps K batches posted).
+    early_receives: bool = False
 
 
 @dataclass
@@ -78,6 +82,8 @@ class Record:
     losses: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (mb, loss)
     events: list[tuple[str, str, int, float, float]] = field(default_factory=list)
     # (op, label, stage, start s, duration s) when timing is on
+    cpu: list[tuple[float, float]] = field(default_factory=list)
+    # per event: (thread CPU time at its start, its thread CPU time), s
 
 
 class Interpreter:
@@ -114,6 +120,7 @@ class Interpreter:
         self._deferred: list[tuple[Instr, Instr | None]] = []
         self.skipped: list[int] = []  # versions whose step was skipped (--on-nan skip)
         self.posted = 0  # batches posted (the cooperative driver's progress, with executed)
+        self.early_receives = cfg.early_receives
         self.dp_sparse = dp_sparse  # dp_sparse.SparseDP of an async-sparse run with --dp > 1
         self._sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
 
@@ -136,10 +143,12 @@ class Interpreter:
                 while end < n and stream[end].op in COMM_OPS:
                     end += 1
                 yield from self._batch(stream, index, end)
+                if self.early_receives:
+                    self._post_ahead(stream, end)
                 index = end
                 continue
             nxt = stream[index + 1] if index + 1 < n else None
-            start = time.perf_counter() if self.timing else 0.0
+            start = self._start() if self.timing else 0.0
             try:
                 while not self._execute(instr, nxt):
                     yield instr  # blocked: let another rank run
@@ -160,16 +169,22 @@ class Interpreter:
             self.dp_sparse.flush(self.replicas)
         self.transport.drain()
 
+    def _start(self) -> float:
+        """A timed instruction starts: its wall-clock start (and its thread CPU time's)."""
+        self._cpu_start = time.thread_time()
+        return time.perf_counter()
+
     def _timed(self, op: str, label: str, stage: int, start: float) -> None:
         if self.timing:
             self._sync()
             self.record.events.append((op, label, stage, start, time.perf_counter() - start))
+            self.record.cpu.append((self._cpu_start, time.thread_time() - self._cpu_start))
 
     def _batch(self, stream: list[Instr], begin: int, end: int
                ) -> Generator[Instr, None, None]:
         """Post stream[begin:end] at once, wait for all of it (docs/programs.md)."""
         batch = stream[begin:end]
-        start = time.perf_counter() if self.timing else 0.0
+        start = self._start() if self.timing else 0.0
         pos = 0
         try:
             tensors = []
@@ -193,6 +208,28 @@ class Interpreter:
                                  f"{type(exc).__name__}: {exc}") from exc
         self._timed("COMM", " + ".join(i.label() for i in batch), batch[0].stage or 0, start)
         self.executed += len(batch)
+
+    def _post_ahead(self, stream: list[Instr], index: int) -> None:
+        """Post the receives of the next batch after `index` now, unless an
+        ALLREDUCE or the end of the stream comes first (schedc/overlap.py)."""
+        n = len(stream)
+        while index < n and stream[index].op not in COMM_OPS:
+            if stream[index].op in COLLECTIVE_OPS:
+                return
+            index += 1
+        end = index
+        while end < n and stream[end].op in COMM_OPS:
+            end += 1
+        batch = stream[index:end]
+        if all(ins.op in SEND_OPS for ins in batch):
+            return
+        try:
+            self.transport.prepost(batch)
+        except BatchError as exc:
+            raise ExecutionError(self.rank, index + exc.pos, batch[exc.pos], str(exc)) from None
+        except Exception as exc:
+            raise ExecutionError(self.rank, index, batch[0], f"{type(exc).__name__}: {exc}") \
+                from exc
 
     def _settle(self, index: int, instr: Instr) -> Generator[Instr, None, None]:
         """--on-nan skip: every process votes on the deferred STEPs of this

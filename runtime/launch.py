@@ -161,7 +161,8 @@ def build_dist(cfg: RunConfig, model: ModelDef | None = None, data: object = Non
     transport = DistTransport(rank, R, dp_index, cfg.dp, p.boundaries, device, groups, dp_group,
                               pipelines=pipelines, control=control.group, watchdog=watchdog,
                               grad_boundaries=p.grad_boundaries,
-                              posted_batches=cfg.posted_batches)
+                              posted_batches=p.overlap.posted_batches,
+                              early_receives=p.overlap.early_receives)
     interp = build_interpreter(p, rank, transport, device, dp_index, dp_group, replicas)
     return Session(cfg, p.manifest, p.programs, {rank: interp},
                    lambda r: dp_index * R + r, dp_index, control, DistDriver({rank: interp}),

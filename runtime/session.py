@@ -22,7 +22,9 @@ from schedc.program import Instr, Manifest, RankProgram
 
 from . import autoresume, checkpoint, restarts
 from .config import RunConfig
-from .costs import cost_profile
+from .costs import Measured, comm_mode, cores_for, cost_profile, single_threaded
+from .costs_link import measure_links
+from .costs_split import SplitProbe, as_programmed
 from .interpreter import ExecutionError, Interpreter
 from .memory import peak_device_bytes
 from .metrics import MetricsLog, Progress, write_trace
@@ -57,6 +59,7 @@ class Session:
     stage_numels: list[int] = field(default_factory=list)
     unit: str = "tokens"  # a step counts tokens, or samples where the data has none
     per_microbatch: int = 0  # tokens (samples) per micro-batch of one replica
+    split: SplitProbe | None = None  # measuring a profile: B run as I, W (costs_split.py)
 
 
 def _per_step(s: Session) -> int:
@@ -98,11 +101,18 @@ class Trainer:
         self.log.on_line = lambda line: self.progress.update(line["step"], line["loss"])
         self.t0 = time.perf_counter()
         self.closed = done
+        # Measuring a profile: some B run as I then W (costs_split.py); not under
+        # --on-nan skip, whose step settling counts the body's instructions.
+        s.split = SplitProbe() if s.cfg.costs_out is not None and \
+            s.cfg.on_nan != "skip" else None
+
+    def _piece(self, stream: list[Instr]) -> list[Instr]:
+        return self.s.split.piece(stream) if self.s.split else stream
 
     def step(self) -> list[dict]:
         s, n = self.s, len(self.log.lines)
         try:
-            s.driver({r: body_piece(s.programs[r], s.manifest, self.seg, self.k)
+            s.driver({r: self._piece(body_piece(s.programs[r], s.manifest, self.seg, self.k))
                       for r in s.interps}, False)
             self.k += 1
             self.bodies_left -= 1
@@ -118,7 +128,7 @@ class Trainer:
     def _end_segment(self) -> None:
         s = self.s
         seg = Segment(self.seg.first, self.k, self.seg.mb_base, self.seg.version_base)
-        s.driver({r: epilogue_piece(s.programs[r], s.manifest, seg, self.k)
+        s.driver({r: self._piece(epilogue_piece(s.programs[r], s.manifest, seg, self.k))
                   for r in s.interps}, True)
         _drain(s)
         _poll_losses(s, self.log)
@@ -250,17 +260,34 @@ def _finish(s: Session, elapsed: float) -> None:
     if not timed:
         return
     events = {s.global_rank(r): i.record.events for r, i in s.interps.items()}
+    on_cpu = all(r.current.device.type == "cpu"
+                 for i in s.interps.values() for r in i.replicas.values())
+    by_cpu = on_cpu and single_threaded()  # else an op's CPU is spread over threads
+    cpu = {s.global_rank(r): i.record.cpu for r, i in s.interps.items()} if by_cpu else None
     peak = peak_device_bytes()
-    gathered = s.control.gather((events, {s.global_rank(r): peak for r in s.interps}))
+    # Every process measures its links to its neighbours (costs_link.py).
+    links = measure_links(s.interps, s.boundaries) if s.cfg.costs_out is not None else []
+    labels = s.split.labels if s.split else {}
+    gathered = s.control.gather((events, cpu, {s.global_rank(r): peak for r in s.interps},
+                                 links, labels))
     if gathered is None:
         return
     merged: dict[int, list] = {}
+    merged_cpu: dict[int, list] | None = {} if by_cpu else None
     peaks: dict[int, int | None] = {}
-    for part, part_peaks in gathered:
+    all_links: list[dict] = []
+    split: dict[str, tuple[str, str]] = {}
+    for part, part_cpu, part_peaks, part_links, part_labels in gathered:
         merged.update(part)
+        split.update(part_labels)
+        if merged_cpu is not None:
+            merged_cpu.update(part_cpu)
         peaks.update(part_peaks)
-    if s.cfg.trace is not None:
-        write_trace(Path(s.cfg.trace), merged)
+        all_links += part_links
+    if s.cfg.trace is not None:  # the programs' instructions, split B's made whole
+        write_trace(Path(s.cfg.trace), {r: as_programmed(evs, split) for r, evs in merged.items()})
     if s.cfg.costs_out is not None:
-        profile = cost_profile(s.manifest, merged, s.boundaries, s.stage_numels, peaks)
+        measured = Measured(merged_cpu, all_links, s.split.note() if s.split else None,
+                            cores_for(len(s.interps)) if on_cpu else None, comm_mode(s.interps))
+        profile = cost_profile(s.manifest, merged, s.boundaries, s.stage_numels, peaks, measured)
         Path(s.cfg.costs_out).write_text(json.dumps(profile, indent=1) + "\n")

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import torch
 
 from schedc.errors import UserError
+from schedc.overlap import DEFAULT as DEFAULT_OVERLAP
+from schedc.overlap import Overlap
 from schedc.program import Manifest, RankProgram
 
 from .build import probe
@@ -33,6 +35,7 @@ class Prepared:
     side: bool = False  # the data has side inputs
     unit: str = "tokens"  # what a step counts: tokens, or samples where there are none
     per_microbatch: int = 0  # tokens (or samples) per micro-batch of one replica
+    overlap: Overlap = DEFAULT_OVERLAP  # the rule the programs were proven under
 
 
 def prepare(cfg: RunConfig, model: ModelDef | None = None, data: object = None) -> Prepared:
@@ -41,6 +44,7 @@ def prepare(cfg: RunConfig, model: ModelDef | None = None, data: object = None) 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     manifest, programs = load(cfg.programs)
+    overlap = run_overlap(cfg, manifest)
     model = model or resolve_model(cfg.model, cfg.loss)
     if model.max_seq is not None and cfg.seq_len > model.max_seq:
         raise UserError(f"--seq-len {cfg.seq_len} exceeds {model.name}'s {model.max_seq}")
@@ -70,7 +74,7 @@ def prepare(cfg: RunConfig, model: ModelDef | None = None, data: object = None) 
     return Prepared(cfg, manifest, programs, model,
                     {s: b.act_spec() for s, b in layouts.items()}, numels, meta, layouts,
                     {s: b.grad_spec() for s, b in layouts.items()}, factory,
-                    bool(first.side), unit, per_mb)
+                    bool(first.side), unit, per_mb, overlap)
 
 
 def pick_device(cfg: RunConfig, local_rank: int = 0) -> torch.device:
@@ -87,3 +91,15 @@ def pick_device(cfg: RunConfig, local_rank: int = 0) -> torch.device:
 def make_batches(p: Prepared, dp_index: int):
     """Replica `dp_index`'s data: `.get(mb)` -> Batch."""
     return p.data(dp_index, p.cfg.dp)
+
+
+def run_overlap(cfg: RunConfig, manifest: Manifest) -> Overlap:
+    """The overlap rule to run under: the one the manifest's programs were
+    proven under (schedc/overlap.py); a different --posted-batches is refused."""
+    rule = Overlap.from_dict(manifest.overlap)
+    if cfg.posted_batches is not None and cfg.posted_batches != rule.posted_batches:
+        raise UserError(f"--posted-batches {cfg.posted_batches}: {cfg.programs} was proven "
+                        f"deadlock-free under posted batches {rule.posted_batches} (field "
+                        "'overlap' of manifest.json); run it so, or recompile with `schedc "
+                        f"compile ... --posted-batches {cfg.posted_batches}`")
+    return rule

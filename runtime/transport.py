@@ -6,12 +6,15 @@ consecutive send/receive instructions, exactly the unit under which the
 verifier proved the programs deadlock-free (docs/programs.md). `post` starts
 every send and receive of the batch at once (`batch_isend_irecv`), `wait`
 completes the whole batch -- sends included -- before the interpreter goes
-on, so a rank holds at most one posted batch (K = 1, the default). With
-`--posted-batches K` > 1, `wait` completes the batch's receives and leaves its
-sends to complete in the background, waiting for the oldest batch's sends once
-more than K - 1 batches have sends outstanding, and for all of them at a drain
-point and before any collective (docs/programs.md, "Overlap", says why this
-keeps every program that is deadlock-free under K = 1 deadlock-free). Each pipeline has its own
+on, so a rank holds at most one posted batch (K = 1, the default). Under
+the overlap rule the programs were proven with (`schedc compile
+--posted-batches K`, the manifest's `overlap`, `schedc/overlap.py`) with K > 1,
+`wait` completes the batch's receives and leaves its sends to complete in the
+background, waiting for the oldest batch's sends once more than K - 1 batches
+hold sends, and for all of them at a drain point and before any collective;
+with early receives, `prepost` posts the receives of the coming batch before
+the instructions that precede it, and `post` of that batch then adds only its
+sends (docs/programs.md, "Overlap"). Each pipeline has its own
 communicator, so messages between two ranks match in order per direction and
 per pipeline, as the verifier assumed. ALLREDUCEs run in program order.
 
@@ -40,6 +43,7 @@ from typing import Protocol
 import torch
 import torch.distributed as dist
 
+from schedc.errors import UserError
 from schedc.program import SEND_OPS, Instr
 
 from .watchdog import NullWatchdog, Watchdog
@@ -117,7 +121,7 @@ def _reduce(tensor: torch.Tensor, group: dist.ProcessGroup, size: int) -> None:
 class _Posted:
     batch: list[Instr]
     works: list
-    tensors: list[torch.Tensor] = field(default_factory=list)  # sends' buffers and recvs'
+    tensors: list[torch.Tensor | None] = field(default_factory=list)  # per instruction
     waiting: list[int] = field(default_factory=list)  # sends still completing (K > 1)
 
 
@@ -136,7 +140,7 @@ class DistTransport:
         pipelines: list[dist.ProcessGroup] | None = None,
         control: dist.ProcessGroup | None = None, watchdog: Watchdog | None = None,
         grad_boundaries: dict[int, BoundarySpec] | None = None,
-        posted_batches: int = 1,
+        posted_batches: int = 1, early_receives: bool = False,
     ) -> None:
         self.rank = rank
         self.ranks = ranks
@@ -155,6 +159,12 @@ class DistTransport:
         # K (docs/programs.md, "Overlap"): batches whose sends may still be completing.
         self.posted_batches = posted_batches
         self._sending: deque[_Posted] = deque()
+        if early_receives and device.type == "cuda":
+            raise UserError("receives posted ahead (programs compiled with --posted-batches "
+                            f"{posted_batches}) are proven for gloo, whose sends and receives "
+                            "progress independently; NCCL runs a communicator's operations "
+                            "in order: compile with --posted-batches 1 for CUDA")
+        self._ahead: _Posted | None = None  # the coming batch, its receives posted
 
     def _global(self, program_rank: int) -> int:
         return self.dp_index * self.ranks + program_rank
@@ -169,38 +179,58 @@ class DistTransport:
         return self.pipelines[instr.pipeline or 0]
 
     def post(self, batch: list[Instr], tensors: list[torch.Tensor | None]) -> _Posted:
-        ops, kept = [], []
-        for ins, t in zip(batch, tensors, strict=True):
+        """Post the batch: all of it, or its sends where `prepost` posted its receives."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.batch != batch:
+            raise BatchError(0, "receives were posted ahead for another batch")
+        handle = ahead or _Posted(batch, [None] * len(batch), [None] * len(batch))
+        self._issue(handle, [i for i, ins in enumerate(batch)
+                             if ahead is None or ins.op in SEND_OPS], tensors)
+        return handle
+
+    def prepost(self, batch: list[Instr]) -> None:
+        """Post the receives of the coming batch now (early receives); its
+        `post` adds the sends."""
+        handle = _Posted(batch, [None] * len(batch), [None] * len(batch))
+        self._issue(handle, [i for i, ins in enumerate(batch) if ins.op not in SEND_OPS],
+                    [None] * len(batch))
+        self._ahead = handle
+
+    def _issue(self, handle: _Posted, indices: list[int],
+               tensors: list[torch.Tensor | None]) -> None:
+        """Start the operations batch[indices], one batch_isend_irecv per
+        communicator (NCCL coalesces per group)."""
+        batch, ops = handle.batch, {}
+        for i in indices:
+            ins, t = batch[i], tensors[i]
             specs = self.grad_boundaries if ins.op.endswith("GRAD") else self.boundaries
             shape, dtype = specs[boundary_of(ins)]
             if ins.op in SEND_OPS:
                 assert t is not None
                 if tuple(t.shape) != shape or t.dtype != dtype:
-                    raise BatchError(len(ops), f"message of shape {tuple(t.shape)} {t.dtype}, "
+                    raise BatchError(i, f"message of shape {tuple(t.shape)} {t.dtype}, "
                                      f"agreed {shape} {dtype} at start-up")
                 buf, fn = t.contiguous(), dist.isend
             else:
                 buf, fn = torch.empty(shape, dtype=dtype, device=self.device), dist.irecv
-            kept.append(buf)
-            ops.append(dist.P2POp(fn, buf, self._global(ins.peer), group=self._group(ins)))
-        # One batch_isend_irecv per communicator (NCCL coalesces per group).
-        works: list = [None] * len(ops)
+            handle.tensors[i] = buf
+            ops[i] = dist.P2POp(fn, buf, self._global(ins.peer), group=self._group(ins))
         by_group: dict[int, list[int]] = {}
-        for i, ins in enumerate(batch):
-            by_group.setdefault(ins.pipeline or 0, []).append(i)
+        for i in indices:
+            by_group.setdefault(batch[i].pipeline or 0, []).append(i)
         for idx in by_group.values():
             got = dist.batch_isend_irecv([ops[i] for i in idx])
             if len(got) == len(idx):
                 for i, w in zip(idx, got, strict=True):
-                    works[i] = w
+                    handle.works[i] = w
             else:  # a coalesced work for the whole sub-batch
                 for i in idx:
-                    works[i] = got[-1] if got else None
-        return _Posted(batch, works, kept)
+                    handle.works[i] = got[-1] if got else None
 
     def wait(self, handle: object) -> list[torch.Tensor | None]:
-        """Complete the batch's receives; its sends too (K = 1), or queue them and
-        complete the oldest queued batch's sends once more than K - 1 are queued."""
+        """Complete the batch's receives; its sends too (K = 1), or queue the batch
+        (if it holds sends) and complete the oldest queued batch's sends once more
+        than K - 1 are queued: the replay core's count, whatever has completed."""
         assert isinstance(handle, _Posted)
         batch = handle.batch
         recvs = [i for i, ins in enumerate(batch) if ins.op not in SEND_OPS]
@@ -210,7 +240,7 @@ class DistTransport:
         else:
             done = self._complete(handle, recvs)
             handle.waiting = [i for i in sends if id(handle.works[i]) not in done]
-            if handle.waiting:
+            if sends:
                 self._sending.append(handle)
             while len(self._sending) > self.posted_batches - 1:
                 self._finish_sends(self._sending.popleft())

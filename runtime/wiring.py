@@ -33,7 +33,7 @@ def interpreter_config(p: Prepared, rank: int) -> InterpreterConfig:
         timing=cfg.trace is not None or cfg.costs_out is not None, on_nan=cfg.on_nan,
         step_microbatches=period.microbatches // period.steps,
         body_len=len(p.programs[rank].body) if cfg.on_nan == faults.SKIP else 0,
-        inject=faults.Injection.from_env(),
+        inject=faults.Injection.from_env(), early_receives=p.overlap.early_receives,
     )
 
 

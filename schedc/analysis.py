@@ -12,13 +12,15 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from schedc.instructions import COMPUTE_OPS, unit_cost
 from schedc.program import Manifest, RankProgram
-from schedc.timing import unit_timing
+from schedc.timing import Timing, unit_timing
 from schedc.unroll import Unrolled
 from schedc.versions import VersionTable
 
 ANALYSIS_REPEATS = 4
 STEADY_REPEATS = 8
+SETTLED_REPEATS = 4  # repetitions 1 and 2 compared, 3 next to the epilogue
 
 
 def analyse(manifest: Manifest, programs: Sequence[RankProgram], table: VersionTable
@@ -32,7 +34,8 @@ def analyse(manifest: Manifest, programs: Sequence[RankProgram], table: VersionT
     ranks = manifest.world_size
     busy = sum(timing.busy(un.streams, r) for r in range(ranks))
     bubble = 1.0 - busy / (ranks * makespan) if makespan else 0.0
-    steady = bubble if manifest.synchronous else steady_state_bubble(manifest, programs)
+    steady = bubble if manifest.synchronous else steady_state_bubble(
+        manifest, programs, _settled_period(programs, timing, repeats))
     return {
         "cost_model": "unit: F=1, B=2, I=W=1, others 0, zero latency",
         "analysed_repeats": repeats,
@@ -60,17 +63,50 @@ def _dp_figures(manifest: Manifest) -> dict[str, Any]:
             "beta": spec["dp_beta"], "exchanged_fraction_per_step": fraction}
 
 
-def steady_state_bubble(manifest: Manifest, programs: Sequence[RankProgram]) -> float:
-    """Idle fraction of the repeated body alone, once timing is periodic."""
-    un = Unrolled.of(programs, manifest.period, STEADY_REPEATS)
-    timing = unit_timing(un.streams)
-    period, busy = 0.0, 0.0
-    for r, prog in enumerate(programs):
-        body = len(prog.body)
-        last = len(prog.prologue) + body * (STEADY_REPEATS - 1) - 1
-        period = max(period, timing.end[r][last] - timing.end[r][last - body])
-        busy += timing.busy(un.streams, r, last - body + 1, last + 1)
+def steady_state_bubble(manifest: Manifest, programs: Sequence[RankProgram],
+                        settled: float | None = None) -> float:
+    """Idle fraction of the repeated body alone, once timing is periodic: the
+    body's time is measured between repetitions STEADY_REPEATS - 2 and
+    STEADY_REPEATS - 1 of a longer run. `settled`: that time already known
+    (`_settled_period`), so the long run is not timed."""
+    busy = sum(unit_cost(i.op) for prog in programs for i in prog.body if i.op in COMPUTE_OPS)
+    period = settled
+    if period is None:
+        un = Unrolled.of(programs, manifest.period, STEADY_REPEATS)
+        timing = unit_timing(un.streams)
+        period = 0.0
+        for r, prog in enumerate(programs):
+            body = len(prog.body)
+            last = len(prog.prologue) + body * (STEADY_REPEATS - 1) - 1
+            period = max(period, timing.end[r][last] - timing.end[r][last - body])
     return 1.0 - busy / (len(programs) * period) if period else 0.0
+
+
+def _settled_period(programs: Sequence[RankProgram], timing: Timing, repeats: int
+                    ) -> float | None:
+    """The body's time, where `timing` (of `repeats` repetitions) shows it has
+    become periodic: every instruction of every rank starts and ends exactly
+    one period after its copy in the repetition before, from repetition 1 to
+    repetition 2 (repetition 0 may still hold the warm-up's transient, the
+    last one is next to the epilogue). Under unit costs the timing is a longest
+    path over a graph that repeats with the body, so from there on every
+    repetition repeats the last one, and a longer run measures this period
+    (tests/compiler/test_construct.py compares the two on a grid). None where
+    the timing has not settled: the long run is timed."""
+    if repeats < SETTLED_REPEATS:
+        return None
+    period: float | None = None
+    for r, prog in enumerate(programs):
+        body, lo = len(prog.body), len(prog.prologue) + len(prog.body)
+        if not body:
+            continue
+        for seq in (timing.start[r], timing.end[r]):
+            if period is None:
+                period = seq[lo + body] - seq[lo]
+            one, two = seq[lo:lo + body], seq[lo + body:lo + 2 * body]
+            if any(b - a != period for a, b in zip(one, two, strict=True)):
+                return None
+    return period
 
 
 def _max(fn, table: VersionTable) -> int:

@@ -13,6 +13,12 @@ and an end under a cost function, for the compiler's unit-cost analysis
 - Each directed link carries one message at a time, in the sender's order:
   transfer = wire time (bytes / bandwidth), then latency until arrival.
 - An ALLREDUCE starts when its last member arrives.
+- Under an overlap rule with K > 1 (`overlap`, schedc/overlap.py) a batch
+  holds its rank until its receives' data has arrived; with `serial_comm` a
+  send holds its rank only where the replay waits for it (more than K - 1
+  batches holding sends, a collective, the end). A receive posted ahead
+  starts when posted, so with `serial_comm` its transfer runs while the rank
+  computes.
 
 For a message, start = posted; end = arrival at the peer (send) or data
 available (receive).
@@ -23,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from schedc.instructions import COMPUTE, MESSAGE, TABLE, UNIT_COSTS, unit_cost
+from schedc.instructions import COMPUTE, MESSAGE, SEND_OPS, TABLE, UNIT_COSTS, unit_cost
 from schedc.program import Instr
 from schedc.replay import Observer
 
@@ -60,8 +66,11 @@ class Clock(Observer):
     """The cost model's time, observing the replay core's progress."""
 
     def __init__(self, streams: Sequence[Sequence[Instr]], costs: Costs,
-                 serial_comm: bool = False, lazy_recv: bool = False) -> None:
+                 serial_comm: bool = False, lazy_recv: bool = False,
+                 overlap: bool = False) -> None:
         self.streams = streams
+        self.overlap = overlap
+        self.ahead = [-1] * len(streams)  # the batch whose receives were posted ahead
         self.costs = costs
         self.serial = serial_comm
         self.lazy = lazy_recv and not serial_comm
@@ -99,12 +108,41 @@ class Clock(Observer):
     def posted(self, r: int, lo: int, hi: int) -> None:
         t = self.batch_clock[r] = self.now[r]
         starts = self.starts[r]
+        if self.ahead[r] == lo:  # its receives were posted ahead: only the sends start now
+            self.ahead[r] = -1
+            stream = self.streams[r]
+            for i in range(lo, hi):
+                if stream[i].op in SEND_OPS:
+                    starts[i] = t
+            return
         for i in range(lo, hi):
             starts[i] = t
 
+    def posted_early(self, r: int, lo: int, hi: int) -> None:
+        self.ahead[r] = lo
+        t, starts, stream = self.now[r], self.starts[r], self.streams[r]
+        for i in range(lo, hi):
+            if stream[i].op not in SEND_OPS:
+                starts[i] = t
+
     def finished(self, r: int, lo: int, hi: int) -> None:
-        if not self.lazy and self.batch_clock[r] > self.now[r]:
+        if self.overlap:  # the batch's receives only: its sends complete in the background
+            if not self.lazy:
+                self._hold(r, lo, hi, sends=False)
+        elif not self.lazy and self.batch_clock[r] > self.now[r]:
             self.now[r] = self.batch_clock[r]
+
+    def sends_waited(self, r: int, lo: int, hi: int) -> None:
+        if self.serial:  # an eager send never holds its rank
+            self._hold(r, lo, hi, sends=True)
+
+    def _hold(self, r: int, lo: int, hi: int, sends: bool) -> None:
+        """The rank waits until the sends (or receives) of lo..hi have completed."""
+        t, ends, stream = self.now[r], self.ends[r], self.streams[r]
+        for i in range(lo, hi):
+            if (stream[i].op in SEND_OPS) == sends and ends[i] > t:
+                t = ends[i]
+        self.now[r] = t
 
     def matched(self, sr: int, sp: int, rr: int, rp: int) -> None:
         wire = self.dur[sr][sp]
@@ -119,7 +157,9 @@ class Clock(Observer):
         arrival = begin + wire + self.costs.latency
         self.ends[sr][sp] = arrival
         self.ends[rr][rp] = arrival if arrival > t_recv else t_recv
-        if self.serial:
+        if self.overlap and not self.lazy:
+            pass  # the waits read `ends` (finished, sends_waited)
+        elif self.serial:
             for rank in (sr, rr):
                 self.batch_clock[rank] = max(self.batch_clock[rank], arrival)
         elif not self.lazy:

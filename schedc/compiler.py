@@ -20,13 +20,22 @@ from schedc.fallback import candidate_policies, search_programs
 from schedc.graph import Problem, add_order_edges, build_graph, check_acyclic
 from schedc.lower import lower
 from schedc.modulo import modulo_plan
-from schedc.order import DEFAULT_POLICY, Policy, distinct_orders, order_ops
+from schedc.order import (
+    DEFAULT_POLICY,
+    Dependencies,
+    Policy,
+    distinct_orders,
+    interleaved_order,
+    order_ops,
+)
 from schedc.periodic import split_run
-from schedc.program import Instr, Manifest, Period, RankProgram
+from schedc.program import Instr, Manifest, Period, RankProgram, shift_all
+from schedc.replay import ReplayDeadlock, ReplayMismatch
 from schedc.spec import Spec
 from schedc.timing import unit_timing
 from schedc.unroll import Unrolled
 from schedc.verify import verify
+from schedc.versions import VersionTable
 
 
 @dataclass(frozen=True)
@@ -55,23 +64,37 @@ def lower_batches(spec: Spec, batches: int, check_order: bool = False,
     quarter of a large compile."""
     problem = Problem.of(spec, batches)
     graph = build_graph(problem)
+    streams = _lowered(spec, batches, policy, graph, check_order)
+    return Lowered(problem, graph, streams)
+
+
+def _lowered(spec: Spec, batches: int, policy: Policy | None = None,
+             graph: nx.DiGraph | None = None, check_order: bool = False) -> list[list[Instr]]:
+    """lower_batches' streams; without `graph`, the list scheduler reads the
+    dependencies without networkx (order.Dependencies) and a constructed
+    (modulo) order reads none."""
+    problem = Problem.of(spec, batches)
     if policy is None:
         policy = choose_policy(spec)
     plan = modulo_plan(spec)
     times = None
     if plan is not None:
         orders, times = plan.orders(problem)
+    elif spec.order == "interleaved":  # written out: no dependencies to read
+        orders = interleaved_order(problem)
     else:
-        orders = order_ops(Problem.of(_list_spec(spec) or spec, batches), graph, policy)
-    if check_order:
+        orders = order_ops(Problem.of(_list_spec(spec) or spec, batches),
+                           graph if graph is not None else Dependencies(problem), policy)
+    if check_order and graph is not None:
         add_order_edges(graph, orders)
         cycle = check_acyclic(graph)
         if cycle:
             raise VerifyError("the order contradicts the dependencies: cycle "
                               + " -> ".join(op.label() for op in cycle[:8]))
     streams = lower(problem, orders, times)
+    del orders, times  # freed before the receives' replay (memory of a long run)
     place_receives(streams)
-    return Lowered(problem, graph, streams)
+    return streams
 
 
 FINALISTS = 3
@@ -84,12 +107,18 @@ def choose_policy(spec: Spec) -> Policy:
     lowered and timed (unit costs), and the least makespan, then the least
     peak memory, is kept. Nothing is verified twice: the chosen programs are
     proven once by compile_with."""
+    return _choose(spec)[0]
+
+
+def _choose(spec: Spec) -> tuple[Policy, list[list[Instr]] | None]:
+    """choose_policy, with the chosen finalist's lowered streams (None where
+    the family's own rule is the policy): compile_with need not lower it again."""
     if spec.num_pipelines == 1 or not spec.flush or spec.order == "interleaved":
-        return DEFAULT_POLICY
+        return DEFAULT_POLICY, None
     problem = Problem.of(spec, _sync_period(spec))
     best: tuple[float, int, int] | None = None
-    chosen = DEFAULT_POLICY
-    for i, (_, policy, orders) in enumerate(distinct_orders(problem, build_graph(problem))):
+    chosen, lowered = DEFAULT_POLICY, None
+    for i, (_, policy, orders) in enumerate(distinct_orders(problem, Dependencies(problem))):
         if i == FINALISTS:
             break
         streams = lower(problem, orders)
@@ -99,8 +128,9 @@ def choose_policy(spec: Spec) -> Policy:
             continue  # the receives cannot be placed for this order; the next one
         score = (unit_timing(streams).makespan, _peak_inflight(streams), i)
         if best is None or score < best:
-            best, chosen = score, policy
-    return chosen
+            best, chosen, lowered = score, policy, streams
+    # compile_with lowers a Spec that _list_spec changes itself
+    return chosen, lowered if _list_spec(spec) is None else None
 
 
 def _peak_inflight(streams: list[list[Instr]]) -> int:
@@ -123,7 +153,7 @@ def warmup_batches(spec: Spec) -> int:
 def compile_spec(spec: Spec) -> Compiled:
     """Compile and verify `spec`: one order, one lowering, one proof."""
     spec.validate()
-    return compile_with(spec, choose_policy(spec))
+    return compile_with(spec, *_choose(spec))
 
 
 # A refusal that names a declared bound is the user's to change: no search for another order.
@@ -131,20 +161,24 @@ BOUND_PREFIXES = ("max_inflight", "max_inconsistency", "max_delay", "max_activat
                   "versions")
 
 
-def compile_with(spec: Spec, policy: Policy) -> Compiled:
+def compile_with(spec: Spec, policy: Policy, lowered: list[list[Instr]] | None = None
+                 ) -> Compiled:
+    """Compile `spec` under `policy`; `lowered`: a synchronous spec's streams
+    already lowered under that policy (choose_policy's finalist)."""
     if not spec.flush and spec.num_pipelines > 1 and modulo_plan(spec) is None:
         return _compile_fallback(spec)
     if spec.flush:
         k = _sync_period(spec)
         period = Period(microbatches=k * spec.microbatches, steps=k)
-        programs = [RankProgram(r, body=tuple(s))
-                    for r, s in enumerate(lower_batches(spec, k, policy=policy).streams)]
+        streams = lowered if lowered is not None else _lowered(spec, k, policy)
+        programs = [RankProgram(r, body=tuple(s)) for r, s in enumerate(streams)]
         construction = "list"
+        folds = 0
     else:
-        programs, period, construction = _periodic_programs(spec, policy)
+        programs, period, construction, folds = _split_programs(spec, policy)
     manifest = _manifest(spec, programs, period)
     try:
-        table = verify(manifest, programs)
+        programs, table = _verify_folding(manifest, programs, folds)
     except VerifyError as exc:
         if spec.flush or exc.reason.startswith(BOUND_PREFIXES):
             raise
@@ -169,7 +203,7 @@ def _compile_fallback(spec: Spec) -> Compiled:
 
     programs, period, policy = search_programs(
         spec, policies, warm, _sync_period(spec),
-        lambda n, pol: lower_batches(spec, n, policy=pol).streams, prove)
+        lambda n, pol: _lowered(spec, n, pol), prove)
     manifest = proven["manifest"]
     analysis = analyse(manifest, programs, proven["table"])
     analysis["order_policy"] = policy.describe()
@@ -181,8 +215,18 @@ def _sync_period(spec: Spec) -> int:
     return spec.dp_period if spec.dp_mode == "async-sparse" else 1
 
 
-def _periodic_programs(spec: Spec, policy: Policy
+# programs, period, construction, and the body repetitions the run validated
+Split = tuple[list[RankProgram], Period, str, int]
+
+
+def _periodic_programs(spec: Spec, policy: Policy, long_run: bool = False
                        ) -> tuple[list[RankProgram], Period, str]:
+    """_split_programs with the short runs folded (_fold_short_runs)."""
+    programs, period, construction, validated = _split_programs(spec, policy, long_run)
+    return _fold_short_runs(programs, period, validated), period, construction
+
+
+def _split_programs(spec: Spec, policy: Policy, long_run: bool = False) -> Split:
     """Prologue, body and epilogue of an asynchronous schedule, from one run.
 
     The order is built once for enough batches to pass the warm-up and repeat
@@ -191,24 +235,35 @@ def _periodic_programs(spec: Spec, policy: Policy
     steady state repeats every step, or every few steps where micro-batches do
     not divide evenly over the pipelines). The lowered run is split where it
     repeats itself (periodic.split_run); the verifier then proves the programs.
+    Where a step holds more micro-batches than the pipelines keep in flight,
+    the run is as short as the split allows (_short_list_programs); long_run
+    lowers the longer run of earlier versions (the tests compare the two).
     """
     plan = modulo_plan(spec)
     if plan is not None:
         k = plan.period_steps
-        batches = plan.warmup_batches + 4 * k
-        batches += -batches % k
         period = Period(microbatches=k * spec.microbatches, steps=k)
-        streams = lower_batches(spec, batches, policy=policy).streams
-        programs, extra = split_run(streams, batches // k, period)
-        return _fold_short_runs(programs, period, batches // k - extra), period, "modulo"
+        # A modulo schedule repeats from its warm-up on: two periods past it
+        # show the body twice (the long run, four).
+        for bodies in ((4,) if long_run else (SHORT_BODIES, 4)):
+            batches = plan.warmup_batches + bodies * k
+            batches += -batches % k
+            streams = _lowered(spec, batches, policy)
+            programs, extra = split_run(streams, batches // k, period)
+            if batches // k - extra >= SHORT_BODIES or bodies == 4:
+                return programs, period, "modulo", batches // k - extra
     base = _list_period(spec)
     # A step of many micro-batches (more than the pipelines hold in flight)
     # repeats every step; fewer may need a few steps to line up.
     in_flight = 2 * spec.stages * spec.num_pipelines
     longest = 1 if spec.microbatches >= in_flight else LIST_PERIODS[-1]
+    if longest == 1 and not long_run:
+        short = _short_list_programs(spec, policy, base)
+        if short is not None:
+            return short
     batches = warmup_batches(spec) + 3 * longest * base
     batches += -batches % (longest * base)
-    streams = lower_batches(spec, batches, policy=policy).streams
+    streams = _lowered(spec, batches, policy)
     # The first period that repeats on every rank.
     for j in LIST_PERIODS[:longest]:
         k = j * base
@@ -220,8 +275,34 @@ def _periodic_programs(spec: Spec, policy: Policy
                 raise
             continue
         if batches // k - extra >= 2 or j == longest:
-            return _fold_short_runs(programs, period, batches // k - extra), period, "list"
+            return programs, period, "list", batches // k - extra
     raise AssertionError("unreachable")
+
+
+# Periods of the short run beyond its warm-up and drain: the split needs two
+# bodies to see the run repeat.
+SHORT_BODIES = 2
+
+
+def _short_list_programs(spec: Spec, policy: Policy, base: int) -> Split | None:
+    """The list-scheduled asynchronous programs from the shortest run that
+    shows the steady state twice: a warm-up of at most one step (a step holds
+    more micro-batches than are in flight), the forwards' fixed delay, two
+    bodies and the drain. The list scheduler decides each op from what ran
+    before it, so a longer run is this run with more bodies in the middle: the
+    split finds the same prologue, body and epilogue. None when the run shows
+    fewer than two bodies (the caller lowers the long run)."""
+    period = Period(microbatches=base * spec.microbatches, steps=base)
+    batches = (1 + (spec.fixed_delay or 0) + SHORT_BODIES) * base
+    streams = _lowered(spec, batches, policy)
+    try:
+        programs, extra = split_run(streams, batches // base, period)
+    except VerifyError:
+        return None
+    bodies = batches // base - extra
+    if bodies < SHORT_BODIES:
+        return None
+    return programs, period, "list", bodies
 
 
 def _list_spec(spec: Spec) -> Spec | None:
@@ -246,6 +327,21 @@ def _list_period(spec: Spec) -> int:
     return _sync_period(spec) * rounds
 
 
+def _verify_folding(manifest: Manifest, programs: list[RankProgram], folds: int
+                    ) -> tuple[list[RankProgram], VersionTable]:
+    """verify, folding short runs as _fold_short_runs does, with the
+    verifier's own run of one body as the check (no replay of its own): while
+    that run deadlocks or mismatches and folds are left, fold once more."""
+    while True:
+        try:
+            return programs, verify(manifest, programs)
+        except (ReplayDeadlock, ReplayMismatch) as exc:
+            if getattr(exc, "repeats", None) != 1 or folds == 0:
+                raise
+            programs = [_fold_one(p, manifest.period) for p in programs]
+            folds -= 1
+
+
 def _fold_short_runs(programs: list[RankProgram], period: Period, validated: int
                      ) -> list[RankProgram]:
     """Runs shorter than the one lowered were never scheduled as such: when the
@@ -265,9 +361,8 @@ def _fold_short_runs(programs: list[RankProgram], period: Period, validated: int
 def _fold_one(prog: RankProgram, period: Period) -> RankProgram:
     """The same runs, with body repetition 0 moved into the prologue."""
     shift = (period.microbatches, period.steps)
-    return RankProgram(prog.rank, prog.prologue + prog.body,
-                       tuple(i.shifted(*shift) for i in prog.body),
-                       tuple(i.shifted(*shift) for i in prog.epilogue))
+    return RankProgram(prog.rank, prog.prologue + prog.body, tuple(shift_all(prog.body, *shift)),
+                       tuple(shift_all(prog.epilogue, *shift)))
 
 
 def _manifest(spec: Spec, programs: list[RankProgram], period: Period) -> Manifest:

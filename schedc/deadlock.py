@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from schedc.errors import VerifyError
 from schedc.instructions import RECV_OPS, SEND_OPS, message_key
+from schedc.overlap import DEFAULT, Overlap
 from schedc.program import Instr
 from schedc.replay import COLL, MSG, Locate, Replay
 
@@ -86,9 +87,11 @@ class _Repairing(Replay):
         return True
 
 
-def check_deadlock_free(streams: Sequence[Sequence[Instr]], locate: Locate) -> None:
-    """Raise VerifyError naming a mismatch, or every rank's blocked instruction."""
-    Replay(streams, locate=locate).run()
+def check_deadlock_free(streams: Sequence[Sequence[Instr]], locate: Locate,
+                        rule: Overlap = DEFAULT) -> None:
+    """Raise VerifyError naming a mismatch, or every rank's blocked instruction,
+    under the overlap rule `rule` (schedc/overlap.py)."""
+    Replay(streams, locate=locate, rule=rule).run()
 
 
 def place_receives(streams: list[list[Instr]]) -> None:
@@ -98,15 +101,83 @@ def place_receives(streams: list[list[Instr]]) -> None:
     receive the oldest waiting send needs joins its receiver's current batch,
     and the replay goes on from there. Where two message kinds share a channel
     and arrive in another order than the receiver expects, the receive is
-    moved and the replay restarts. Raises VerifyError if that cannot untie
-    the wait.
+    moved: for every channel at once before the replay
+    (_receives_in_send_order), and should a hoist still bring one out of
+    order, there and then, with the replay restarted. Raises VerifyError if
+    that cannot untie the wait.
     """
+    _receives_in_send_order(streams)
     while True:
         try:
             _Repairing(streams).run()
             return
         except _Reorder as move:
             _receive_first(streams, move)
+
+
+def _receives_in_send_order(streams: list[list[Instr]]) -> None:
+    """The repair of `_receive_first`, made for every channel before the
+    replay rather than one replay per repair (a rank holding two stages of a
+    pipeline, as ZB-V's, would otherwise restart the replay about once per
+    micro-batch): wherever the k-th receive of a channel is not what its k-th
+    send carries, the receive that is moves in front of it. Each rank's stream
+    is a linked list while it is repaired, so the pass is linear in the
+    instructions and the moves."""
+    sent: dict[tuple, list[tuple]] = {}
+    for r, seq in enumerate(streams):
+        for ins in seq:
+            if ins.op in SEND_OPS:
+                sent.setdefault((r, ins.peer, ins.pipeline), []).append(
+                    message_key(ins.op, ins.stage, ins.mb, ins.pipeline))
+    for q, seq in enumerate(streams):
+        received: dict[tuple, list[int]] = {}
+        for i, ins in enumerate(seq):
+            if ins.op in RECV_OPS:
+                received.setdefault((ins.peer, q, ins.pipeline), []).append(i)
+        keys = {i: message_key(seq[i].op, seq[i].stage, seq[i].mb, seq[i].pipeline)
+                for order in received.values() for i in order}
+        links: list[list[int]] | None = None  # [prev, next] per stream index
+        for chan, order in received.items():
+            want = sent.get(chan, [])
+            if len(want) != len(order) or all(
+                    keys[i] == w for i, w in zip(order, want, strict=True)):
+                continue  # in order, or the replay reports what is missing
+            if links is None:
+                links = [[i - 1, i + 1] for i in range(len(seq))]
+            _move_receives(order, want, keys, links)
+        if links is not None:
+            seq[:] = _relink(seq, links)
+
+
+def _move_receives(order: list[int], want: list[tuple], keys: dict[int, tuple],
+                   links: list[list[int]]) -> None:
+    for k, key in enumerate(want):
+        if keys[order[k]] == key:
+            continue
+        j = next((j for j in range(k + 1, len(order)) if keys[order[j]] == key), None)
+        if j is None:
+            return  # never received: the replay names it
+        x, y = order.pop(j), order[k]
+        order.insert(k, x)
+        px, nx = links[x]  # unlink x, then link it in front of y
+        if px >= 0:
+            links[px][1] = nx
+        if nx < len(links):
+            links[nx][0] = px
+        py = links[y][0]
+        links[x] = [py, y]
+        if py >= 0:
+            links[py][1] = x
+        links[y][0] = x
+
+
+def _relink(seq: list[Instr], links: list[list[int]]) -> list[Instr]:
+    heads = [i for i, (prev, _) in enumerate(links) if prev < 0]
+    out, i = [], heads[0]
+    while i < len(seq):
+        out.append(seq[i])
+        i = links[i][1]
+    return out
 
 
 def _receive_first(streams: list[list[Instr]], move: _Reorder) -> None:

@@ -63,39 +63,37 @@ def _one_map(direction: str | Sequence[int], stages: int, ranks: int) -> Map:
 
 
 def auto_directions(p: int) -> tuple[Map, ...]:
-    """N = max(2, ceil(p/2)) pipelines over p ranks (rounded up to even for even
-    p), one stage of each per rank.
+    """N = max(2, ceil(p/2)) pipelines over p ranks, one stage of each per rank.
 
     Why this rule: each pipeline admits two micro-batches at stage 0, so N
     pipelines keep 2N >= p micro-batches in flight, enough to fill depth p.
     The replicas of every stage must sit on different ranks (they all-reduce),
-    so the maps form a Latin rectangle:
-    - even p: maps come in pairs, a rotation s -> (s + c) mod p and its mirror
-      s -> (p - 1 - s + c) mod p, so within a pair every rank holds stages whose
-      depths sum to p - 1: a rank late in one pipeline is early in the other,
-      and their bubbles interleave (Chimera's argument). The shifts c are even
-      and spread evenly, c_k = 2 * floor(k * (p/2) / pairs): a rotation and a
-      mirror meet on a rank only when their shifts differ by an odd number, so
-      no stage has two replicas on one rank, and stage 0 of every pipeline is
-      on a different rank (rotations on even ranks, mirrors on odd ones).
-    - odd p: a rotation and a mirror always share a rank for some stage (2 is
-      invertible mod p), so the maps are rotations by c_k = floor(k * p / N).
-    Pipelines are ordered by the rank of their stage 0. For p = 4 and p = 8
-    this is exactly the AMDP reference's choice.
+    so the maps form a Latin rectangle. The maps are chosen so that AMDP's
+    modulo schedule (schedc.modulo) has a closed form without bubble:
+    - p = 2, 4, 8: the AMDP reference's maps (p = 4, 8), mirror pairs: a rotation
+      s -> (s + c) mod p and its mirror s -> (p - 1 - s + c) mod p, shifts
+      c = 0 and p/2 (p = 8: r, (11 - r) mod 8, (r + 4) mod 8, 7 - r);
+    - p = 3: rotations by 0 and 1;
+    - any other p: pipeline k is the rotation s -> (s - 2k) mod p. For even p
+      a rank then holds the stages of one parity; for odd p the maps are those
+      of p + 1 ranks with rank 1 taken out. This order (rather than s + 2k)
+      lets pipeline k enter 3k units after pipeline 0 without breaking the
+      tiling when N is odd, so steps may fall between pipelines (m not a
+      multiple of N).
+    Mirror pairs are ordered by the rank of their stage 0.
     """
     if p < 2:
         raise ValueError("multi-directional schedules need at least 2 ranks")
     n = max(2, -(-p // 2))
-    maps: list[Map] = []
-    if p % 2 == 0:
-        n += n % 2  # whole pairs only: an unpaired rotation unbalances the ranks
-        pairs = -(-n // 2)
-        for k in range(pairs):
-            shift = 2 * (k * (p // 2) // pairs)
+    maps: list[Map]
+    if p in (2, 4, 8):
+        maps = []
+        for shift in range(0, p, max(4, p // 2)) if p > 2 else (0,):
             maps.append(tuple((s + shift) % p for s in range(p)))
             maps.append(tuple((p - 1 - s + shift) % p for s in range(p)))
-        maps = maps[:n]
-    else:
-        maps = [tuple((s + k * p // n) % p for s in range(p)) for k in range(n)]
-    maps.sort(key=lambda m: m[0])
+        maps.sort(key=lambda m: m[0])
+    elif p == 3:
+        maps = [(0, 1, 2), (1, 2, 0)]
+    else:  # pipeline k: the rotation by -2k
+        maps = [tuple((s - 2 * k) % p for s in range(p)) for k in range(n)]
     return tuple(maps)

@@ -1,8 +1,9 @@
-"""The fallback for asynchronous schedules of several pipelines that neither
-the modulo construction (schedc.modulo) nor one list-scheduled run covers: AMDP
-deeper than the construction searches or where it finds no template (odd p
-whose steps fall between pipelines, p = 9..11, p > 16), and custom
-multi-direction asynchronous Specs.
+"""The fallback for asynchronous schedules of several pipelines that the
+modulo construction (schedc.modulo) does not express: custom multi-direction
+Specs outside AMDP's shape (split backward, several stages per rank, a fixed
+delay, periodic data parallelism, in-flight bounds beyond stage 0, another
+order). AMDP itself (directions auto, or any maps with one stage of every
+pipeline per rank) is always constructed.
 
 It is the search of earlier versions, kept only for these: a few ordering
 policies (order.distinct_orders), each with a few period guesses, each split

@@ -34,6 +34,7 @@ from typing import Any
 
 from schedc.errors import ProgramFileError
 from schedc.instructions import FIELDS, INT_FIELDS, TABLE
+from schedc.overlap import Overlap
 from schedc.program import FORMAT_VERSION, Manifest, RankProgram
 
 MANIFEST = "manifest.json"
@@ -44,11 +45,25 @@ _MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
     "num_stages": int, "num_pipelines": int, "stage_to_rank": list, "period": dict,
     "synchronous": bool, "files": dict,
 }
-_MANIFEST_OPTIONAL = {"analysis": dict, "programs_hash": str}
+_MANIFEST_OPTIONAL = {"analysis": dict, "programs_hash": str, "overlap": dict}
 
 
 def _dumps(data: Any) -> bytes:
     return (json.dumps(data, indent=1, sort_keys=False) + "\n").encode()
+
+
+def _dumps_manifest(data: dict[str, Any]) -> bytes:
+    """As _dumps, with an asynchronous analysis's version table (a row per
+    micro-batch and stage) one stage per line, by the C encoder."""
+    analysis = data.get("analysis")
+    table = analysis.get("versions") if isinstance(analysis, dict) else None
+    if not isinstance(table, dict) or not isinstance(table.get("by_stage"), dict):
+        return _dumps(data)
+    mark = "@versions@"
+    text = json.dumps({**data, "analysis": {**analysis, "versions": mark}}, indent=1)
+    rows = ",\n   ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in table["by_stage"].items())
+    block = (f'{{"columns": {json.dumps(table.get("columns"))}, "by_stage": {{\n   {rows}}}}}')
+    return (text.replace(json.dumps(mark), block, 1) + "\n").encode()
 
 
 def _dumps_program(data: dict[str, Any]) -> bytes:
@@ -115,7 +130,7 @@ def write_programs(directory: str | os.PathLike, manifest: Manifest,
     data = manifest.to_dict()
     data["files"] = files
     data["programs_hash"] = programs_hash(Manifest.from_dict(data))
-    _atomic_write(out / MANIFEST, _dumps(data))
+    _atomic_write(out / MANIFEST, _dumps_manifest(data))
     return out
 
 
@@ -245,6 +260,7 @@ def _manifest_from(path: Path, data: Any, check_hashes: bool = True) -> Manifest
             raise ProgramFileError(str(path), f"field {key!r} must be at least 1")
     _check_maps(path, data["stage_to_rank"], w, s, p)
     _check_period(path, data["period"])
+    _check_overlap(path, data.get("overlap"))
     _check_spec(path, data, check_hashes)
     files = data["files"]
     for r in range(w):
@@ -272,6 +288,13 @@ def _check_maps(path: Path, maps: list, w: int, s: int, p: int) -> None:
             if not _is(r, int) or not 0 <= r < w:
                 raise ProgramFileError(str(path), f"field 'stage_to_rank'[{i}]: rank "
                                        f"{_short(r)} is not in 0..{w - 1}")
+
+
+def _check_overlap(path: Path, overlap: dict | None) -> None:
+    try:
+        Overlap.from_dict(overlap)
+    except ValueError as exc:
+        raise ProgramFileError(str(path), f"field 'overlap': {exc}") from None
 
 
 def _check_period(path: Path, period: dict) -> None:

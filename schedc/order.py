@@ -16,14 +16,15 @@ its batch are done on every replica, before anything else.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import networkx as nx
 
 from schedc.errors import UserError
-from schedc.graph import Problem
+from schedc.graph import Problem, data_edges, weight_edges
 from schedc.instructions import COMPUTE_OPS, UNIT_COSTS
 from schedc.ops import STEP_KIND, Op, step_op
 
@@ -58,7 +59,7 @@ class Policy:
 DEFAULT_POLICY = Policy()
 
 
-def order_ops(problem: Problem, graph: nx.DiGraph, policy: Policy = DEFAULT_POLICY
+def order_ops(problem: Problem, graph: Graph, policy: Policy = DEFAULT_POLICY
               ) -> list[list[Op]]:
     if problem.spec.order == "interleaved":
         return interleaved_order(problem)
@@ -76,7 +77,7 @@ PORTFOLIO = tuple(Policy(mode, scale, first) for first in (True, False)
                   for scale in (1.0, 1.5, 2.0))
 
 
-def distinct_orders(problem: Problem, graph: nx.DiGraph
+def distinct_orders(problem: Problem, graph: Graph
                     ) -> list[tuple[int, Policy, list[list[Op]]]]:
     """(unit-cost makespan, policy, order) of each portfolio policy whose order
     differs from the ones before it, best makespan first. The greedy's makespan
@@ -145,10 +146,44 @@ def _append_steps(seq: list[Op], problem: Problem, batch: int) -> list[Op]:
 
 
 # ---- list scheduling ----------------------------------------------------------
+class Dependencies:
+    """The dependency graph as the list scheduler reads it (nodes, successors,
+    in-degrees), from the graph's own edge rules (`graph.data_edges`,
+    `graph.weight_edges`) without networkx: a large asynchronous run's
+    networkx graph holds about a kilobyte per operation."""
+
+    def __init__(self, problem: Problem) -> None:
+        succ: dict[Op, list[Op]] = {op: [] for op in problem.compute_ops()}
+        for s in range(problem.stages):
+            for b in range(problem.batches):
+                succ[step_op(s, b)] = []
+        indeg = dict.fromkeys(succ, 0)
+        data = (e for mb in range(problem.num_mbs) for e in data_edges(problem, mb))
+        for u, v in itertools.chain(data, weight_edges(problem)):
+            out = succ[u]
+            if v not in out:  # one edge per pair, as in a DiGraph
+                out.append(v)
+                indeg[v] += 1
+        self.succ, self.indeg = succ, indeg
+
+    @property
+    def nodes(self) -> Iterable[Op]:
+        return self.succ
+
+    def successors(self, op: Op) -> list[Op]:
+        return self.succ[op]
+
+    def in_degree(self, op: Op) -> int:
+        return self.indeg[op]
+
+
+Graph = nx.DiGraph | Dependencies  # what the list scheduler reads
+
+
 class ListScheduler:
     """Unit-cost list scheduling of `graph` under the Spec's order policy."""
 
-    def __init__(self, problem: Problem, graph: nx.DiGraph,
+    def __init__(self, problem: Problem, graph: Graph,
                  policy: Policy = DEFAULT_POLICY) -> None:
         self.problem = problem
         self.graph = graph
@@ -168,6 +203,7 @@ class ListScheduler:
         }
         self.waiting = {op: graph.in_degree(op) for op in graph.nodes}
         self.ready: list[list[tuple]] = [[] for _ in range(problem.ranks)]
+        self.parked: dict[tuple[int, int], list[tuple]] = defaultdict(list)  # (p, s) -> heap
         self.inflight: dict[tuple[int, int], int] = defaultdict(int)
         self.step_copies_left: dict[Op, int] = {}
         self.orders: list[list[Op]] = [[] for _ in range(problem.ranks)]
@@ -269,7 +305,9 @@ class ListScheduler:
             item = heapq.heappop(heap)
             op = item[-1]
             if op.kind == "F" and self.inflight[(op.pipeline, op.stage)] >= self.limit(op):
-                skipped.append(item)
+                # parked until its stage admits a forward (_unpark): popping
+                # every blocked forward at every pick was quadratic in m
+                heapq.heappush(self.parked[(op.pipeline, op.stage)], item)
                 continue
             if op.kind == STEP_KIND and not self._take_collective_turn(r, op):
                 skipped.append(item)
@@ -292,6 +330,19 @@ class ListScheduler:
             self.peak_inflight = max(self.peak_inflight, self.inflight[key])
         elif op.kind == self.release_kind:
             self.inflight[key] -= 1
+        else:
+            return
+        self._unpark(key)
+
+    def _unpark(self, key: tuple[int, int]) -> None:
+        """While the stage admits a forward, its first parked forward is ready
+        again. Forwards of one stage are ranked by micro-batch under every
+        policy, so only the first can be picked before the others: the rest
+        follow one at a time, each when the one before is picked."""
+        parked = self.parked.get(key)
+        if parked and self.inflight[key] < self.limit(parked[0][-1]):
+            item = heapq.heappop(parked)
+            heapq.heappush(self.ready[self.problem.rank_of(item[-1])], item)
 
     def _finish(self, op: Op) -> None:
         for succ in self.graph.successors(op):
@@ -314,9 +365,13 @@ class ListScheduler:
             self._make_ready(op)
 
     def _stuck_error(self) -> OrderError:
+        waiting = [list(h) for h in self.ready]
+        for items in self.parked.values():
+            for item in items:
+                waiting[self.problem.rank_of(item[-1])].append(item)
         blocked = [
             f"rank {r}: next ready {[i[3].label() for i in sorted(h)[:2]] or 'none'}"
-            for r, h in enumerate(self.ready)
+            for r, h in enumerate(waiting)
         ]
         return OrderError(
             "the order policy cannot make progress (an in-flight bound admits no forward "

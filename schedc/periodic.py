@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from schedc.errors import VerifyError
-from schedc.program import COMPUTE_OPS, Instr, Period, RankProgram
+from schedc.program import COMPUTE_OPS, Instr, Period, RankProgram, shift_all
 
 ANCHORS = (0.35, 0.5, 0.65)  # where in the run to look for the steady state
 
@@ -32,20 +32,27 @@ def _shifted_key(key: tuple, period: Period) -> tuple:
             None if version is None else version + period.steps, *rest)
 
 
-def _repeat_runs(seq: Sequence[Instr], length: int, period: Period) -> list[int]:
-    """runs[i]: how many consecutive j >= i have seq[j + L] == seq[j] shifted once."""
+def _repeat_runs(seq: Sequence[Instr], length: int, period: Period,
+                 keys: tuple[list[tuple], list[tuple]] | None = None) -> list[int]:
+    """runs[i]: how many consecutive j >= i have seq[j + L] == seq[j] shifted once.
+    keys: (_key, _shifted_key) of every instruction, when already made."""
     n = len(seq)
-    keys = [_key(ins) for ins in seq]
+    own, later = keys or _keys(seq, period)
     runs = [0] * (n + 1)
     for i in range(n - length - 1, -1, -1):
-        same = keys[i + length] == _shifted_key(keys[i], period)
-        runs[i] = runs[i + 1] + 1 if same else 0
+        runs[i] = runs[i + 1] + 1 if own[i + length] == later[i] else 0
     return runs
 
 
-def _best_start(seq: Sequence[Instr], length: int, period: Period) -> tuple[int, int]:
+def _keys(seq: Sequence[Instr], period: Period) -> tuple[list[tuple], list[tuple]]:
+    own = [_key(ins) for ins in seq]
+    return own, [_shifted_key(k, period) for k in own]
+
+
+def _best_start(seq: Sequence[Instr], length: int, period: Period,
+                keys: tuple[list[tuple], list[tuple]] | None = None) -> tuple[int, int]:
     """(start, repetitions) with the most repetitions, earliest start."""
-    runs = _repeat_runs(seq, length, period)
+    runs = _repeat_runs(seq, length, period, keys)
     best = (0, 0)
     for x in range(0, len(seq) - length + 1):
         reps = 1 + runs[x] // length
@@ -80,8 +87,9 @@ def split_run(streams: Sequence[Sequence[Instr]], batches: int, period: Period
     starts = []
     for r, seq in enumerate(streams):
         best = (0, 0, 0)  # (repetitions, -start, length)
+        keys = _keys(seq, period)  # once per rank, for every candidate length
         for length in body_lengths(seq, period):
-            start, reps = _best_start(seq, length, period)
+            start, reps = _best_start(seq, length, period, keys)
             best = max(best, (reps, -start, length))
         if best[0] < 1:
             raise VerifyError(f"the schedule does not settle into a repeating body within "
@@ -94,6 +102,6 @@ def split_run(streams: Sequence[Sequence[Instr]], batches: int, period: Period
         body = tuple(seq[start:start + length])
         back = -(bodies - 1)
         tail = seq[start + bodies * length:]
-        epilogue = tuple(i.shifted(back * period.microbatches, back * period.steps) for i in tail)
+        epilogue = tuple(shift_all(tail, back * period.microbatches, back * period.steps))
         programs.append(RankProgram(r, tuple(seq[:start]), body, epilogue))
     return programs, batches - bodies

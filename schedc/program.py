@@ -12,7 +12,9 @@ epilogue is written for N = 1 and is shifted by (N - 1) * period.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 # The op facts live in the instruction table; these names are re-exported for
@@ -39,7 +41,7 @@ MB_SHIFTED = "mb"
 VERSION_SHIFTED = "version"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Instr:
     """One instruction. Unused fields are None and are not written to files.
 
@@ -64,10 +66,9 @@ class Instr:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"op": self.op}
-        for f in fields(self)[1:]:
-            value = getattr(self, f.name)
+        for name, value in zip(_NAMES, _VALUES(self)[1:], strict=True):
             if value is not None:
-                out[f.name] = list(value) if f.name == "group" else value
+                out[name] = list(value) if name == "group" else value
         return out
 
     @staticmethod
@@ -79,12 +80,7 @@ class Instr:
 
     def shifted(self, mb_shift: int, version_shift: int) -> Instr:
         """This instruction in a later repetition of the body."""
-        changes: dict[str, int] = {}
-        if self.mb is not None and mb_shift:
-            changes["mb"] = self.mb + mb_shift
-        if self.version is not None and version_shift:
-            changes["version"] = self.version + version_shift
-        return replace(self, **changes) if changes else self
+        return shift_all((self,), mb_shift, version_shift)[0]
 
     def label(self) -> str:
         """Short human form, e.g. `F s1 mb3 v0` or `SEND_ACT s1 mb3 ->2`."""
@@ -129,9 +125,9 @@ class RankProgram:
             raise ValueError("a program runs its body at least once")
         out = list(self.prologue)
         for k in range(repeats):
-            out.extend(_shifted(self.body, k * period.microbatches, k * period.steps))
+            out.extend(shift_all(self.body, k * period.microbatches, k * period.steps))
         last = repeats - 1
-        out.extend(_shifted(self.epilogue, last * period.microbatches, last * period.steps))
+        out.extend(shift_all(self.epilogue, last * period.microbatches, last * period.steps))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,27 +148,47 @@ class RankProgram:
         )
 
 
-def _shifted(seq: tuple[Instr, ...], dm: int, dv: int) -> list[Instr]:
-    """`Instr.shifted` over a sequence, about 10x faster: shifted copies are made
-    by copying the instance dict, not through dataclasses.replace (which was 60%
-    of a large simulation). tests/simulate checks it equals `shifted`."""
+def shift_all(seq: Sequence[Instr], dm: int, dv: int) -> list[Instr]:
+    """Every instruction of `seq` shifted (`Instr.shifted`): micro-batch by dm,
+    version by dv. A copy is made by setting the slots directly, not through
+    dataclasses.replace (which was 60% of a large simulation); instructions
+    with neither field are shared."""
     if not dm and not dv:
         return list(seq)
     out = []
+    append = out.append
     new_instr = object.__new__
+    op, stage, mb_, pipeline, version_, peer, group, count, alpha, lookahead = _SET
     for ins in seq:
-        if ins.mb is None and ins.version is None:
-            out.append(ins)
+        mb, version = ins.mb, ins.version
+        if mb is None and version is None:
+            append(ins)
             continue
         new = new_instr(Instr)
-        d = new.__dict__
-        d.update(ins.__dict__)
-        if ins.mb is not None:
-            d["mb"] = ins.mb + dm
-        if ins.version is not None:
-            d["version"] = ins.version + dv
-        out.append(new)
+        op(new, ins.op)
+        stage(new, ins.stage)
+        mb_(new, mb if mb is None else mb + dm)
+        pipeline(new, ins.pipeline)
+        version_(new, version if version is None else version + dv)
+        peer(new, ins.peer)
+        group(new, ins.group)
+        count(new, ins.count)
+        alpha(new, ins.alpha)
+        lookahead(new, ins.lookahead)
+        append(new)
     return out
+
+
+_shifted = shift_all  # the older name
+
+# Instr.to_dict's field names after `op`, and a getter of all fields at once.
+_NAMES = tuple(f.name for f in fields(Instr))[1:]
+_VALUES = attrgetter("op", *_NAMES)
+
+# The setter of every slot of Instr, in field order, bypassing the frozen
+# __setattr__ (shift_all's copies only; a new field is a new line there).
+_SET = tuple(Instr.__dict__[f.name].__set__ for f in fields(Instr))
+assert len(_SET) == 10, "shift_all copies ten fields"
 
 
 @dataclass(frozen=True)
@@ -190,10 +206,17 @@ class Manifest:
     analysis: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     format_version: int = FORMAT_VERSION
+    # The overlap rule the programs were proven under (schedc/overlap.py); {} = K = 1.
+    overlap: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The manifest as JSON data. Nested values are shared, not copied (an
+        asynchronous analysis holds a row per micro-batch and stage)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["period"] = asdict(self.period)
         data["stage_to_rank"] = [list(m) for m in self.stage_to_rank]
+        if not data["overlap"]:
+            del data["overlap"]  # the default: older manifests are the same bytes
         return {"format": "schedc-programs", **data}
 
     @staticmethod

@@ -15,6 +15,12 @@ The rules (docs/programs.md, "Execution rules"):
   k-th of that group on every other member, blocks until all are there, and
   they must reduce the same stage.
 - Everything else runs when reached.
+- Under an overlap rule (`schedc.overlap.Overlap`, the manifest's `overlap`)
+  with K posted batches > 1, a batch is waited for its receives only; a rank
+  waits for the sends of its oldest batch once more than K - 1 batches hold
+  sends, and for all of them before a collective and at the end of its
+  stream; with early receives the receives of the next batch are posted as
+  soon as a batch is done. Matching is the same per-channel order.
 
 Clients plug in as an `Observer` (callbacks on ranges of a rank's stream):
 the verifier's deadlock check (no observer), its version replay
@@ -32,6 +38,7 @@ from dataclasses import dataclass
 
 from schedc.errors import VerifyError
 from schedc.instructions import COLLECTIVE, MESSAGE, TABLE
+from schedc.overlap import DEFAULT, Overlap
 from schedc.program import Instr
 
 Locate = Callable[[int, int], tuple[str, int]]
@@ -78,9 +85,12 @@ class Observer:
     local(r, lo, hi): rank r runs instructions lo..hi-1, none a message or a
     collective. posted(r, lo, hi): rank r posts the batch lo..hi-1.
     matched(sr, si, rr, ri): the send at (sr, si) meets the receive at (rr, ri).
-    finished(r, lo, hi): every message of r's batch has been matched; r goes
-    on. collective(members): the (rank, index) of each member of a completed
-    collective, in group order.
+    finished(r, lo, hi): every message of r's batch has been matched (under an
+    overlap rule: every receive); r goes on. collective(members): the (rank,
+    index) of each member of a completed collective, in group order.
+    Overlap rules only: posted_early(r, lo, hi): r posts the receives of the
+    batch lo..hi ahead (`posted` follows when r reaches the batch);
+    sends_waited(r, lo, hi): r has waited for the sends of its batch lo..hi.
     """
 
     def local(self, r: int, lo: int, hi: int) -> None:
@@ -96,6 +106,12 @@ class Observer:
         pass
 
     def collective(self, members: list[tuple[int, int]]) -> None:
+        pass
+
+    def posted_early(self, r: int, lo: int, hi: int) -> None:
+        pass
+
+    def sends_waited(self, r: int, lo: int, hi: int) -> None:
         pass
 
 
@@ -125,16 +141,25 @@ class Fanout(Observer):
         for o in self.observers:
             o.collective(members)
 
+    def posted_early(self, r: int, lo: int, hi: int) -> None:
+        for o in self.observers:
+            o.posted_early(r, lo, hi)
+
+    def sends_waited(self, r: int, lo: int, hi: int) -> None:
+        for o in self.observers:
+            o.sends_waited(r, lo, hi)
+
 
 class Replay:
     """One execution of `streams` (lists of instructions, one per rank)."""
 
     def __init__(self, streams: Sequence[Sequence[Instr]], observer: Observer | None = None,
-                 locate: Locate = stream_locate) -> None:
+                 locate: Locate = stream_locate, rule: Overlap = DEFAULT) -> None:
         self.streams = streams
         self.obs = observer or Observer()
         self.locate = locate
         n = len(streams)
+        self.channels: dict[tuple, tuple] = {}  # each channel's one tuple (encode)
         self.code = [self.encode(r) for r in range(n)]
         self.pc = [0] * n
         self.batch_end = [-1] * n  # end of the posted batch; -1 when none
@@ -145,6 +170,13 @@ class Replay:
         self.gathering: dict[tuple[int, ...], dict[int, int]] = {}  # group -> rank -> index
         self.ready: deque[int] = deque(range(n))
         self.queued = [True] * n
+        # Overlap rules (K > 1): per rank, open [receives, sends] per batch (by its
+        # end), the batches holding sends not yet waited for, the batch posted ahead.
+        self.k, self.early = rule.posted_batches, rule.early_receives
+        self.pend: list[dict[int, list[int]]] | None = [{} for _ in range(n)] \
+            if self.k > 1 else None
+        self.sending: list[deque[tuple[int, int]]] = [deque() for _ in range(n)]
+        self.ahead = [-1] * n
 
     # ---- encoding ---------------------------------------------------------------
     def encode(self, r: int, lo: int = 0, hi: int | None = None,
@@ -153,6 +185,7 @@ class Replay:
         for a collective the channel is its group. With `code`, only
         instructions lo..hi-1 are encoded again (those after hi are as encoded)."""
         seq, n = self.streams[r], len(self.streams)
+        chans = self.channels
         hi = len(seq) if hi is None else hi
         if code is None:
             code = [None] * len(seq)
@@ -174,11 +207,13 @@ class Replay:
                     raise self.fail(r, i, f"invalid peer {peer}")
                 if prev != MSG:
                     end = i + 1
+                # one channel tuple per channel, shared by its messages (memory)
+                chan = (r, peer, ins.pipeline) if is_send else (peer, r, ins.pipeline)
+                chan = chans.setdefault(chan, chan)
                 if is_send:
-                    code[i] = (MSG, end, (r, peer, ins.pipeline), True,
-                               (message, ins.stage, ins.mb, ins.pipeline))
+                    code[i] = (MSG, end, chan, True, (message, ins.stage, ins.mb, ins.pipeline))
                 else:
-                    code[i] = (MSG, end, (peer, r, ins.pipeline), False,
+                    code[i] = (MSG, end, chan, False,
                                (message, ins.stage - hop, ins.mb, ins.pipeline))
                 prev = MSG
             elif kind == COLL:
@@ -219,6 +254,9 @@ class Replay:
             self.ready.append(r)
 
     def advance(self, r: int) -> None:
+        if self.pend is not None:
+            self.advance_overlapped(r)
+            return
         code, obs = self.code[r], self.obs
         n, pc = len(code), self.pc[r]
         while pc < n:
@@ -243,13 +281,21 @@ class Replay:
                 pc += 1
         self.pc[r] = pc
 
-    def post(self, r: int, lo: int, hi: int) -> None:
-        self.obs.posted(r, lo, hi)
-        self.batch_end[r] = hi
+    def post(self, r: int, lo: int, hi: int, part: bool | None = None) -> None:
+        """Post the batch lo..hi as r reaches it; `part` (overlap rules only): just
+        its sends (True; its receives were posted ahead) or just its receives
+        (False: posted ahead)."""
+        if part is False:
+            self.obs.posted_early(r, lo, hi)
+        else:
+            self.obs.posted(r, lo, hi)
+            self.batch_end[r] = hi
         code, sends, recvs, opened = self.code[r], self.sends, self.recvs, self.open
-        matched = self.obs.matched
+        matched, pend = self.obs.matched, self.pend
         for i in range(lo, hi):
             chan, is_send = code[i][2], code[i][3]
+            if part is not None and is_send != part:
+                continue
             theirs = (recvs if is_send else sends).get(chan)
             if theirs:  # the other end is there: the oldest unmatched one meets this one
                 o_r, o_i = theirs.popleft()
@@ -259,16 +305,80 @@ class Replay:
                     matched(r, i, o_r, o_i)
                 else:
                     matched(o_r, o_i, r, i)
-                opened[o_r] -= 1
-                if not opened[o_r] and o_r != r:
-                    self.wake(o_r)
+                if pend is None:
+                    opened[o_r] -= 1
+                    if not opened[o_r] and o_r != r:
+                        self.wake(o_r)
+                else:
+                    pend[o_r][self.code[o_r][o_i][1]][not is_send] -= 1
+                    if o_r != r:
+                        self.wake(o_r)
             else:
                 mine = sends if is_send else recvs
                 queue = mine.get(chan)
                 if queue is None:
                     queue = mine[chan] = deque()
                 queue.append((r, i))
-                opened[r] += 1
+                if pend is None:
+                    opened[r] += 1
+                else:
+                    pend[r].setdefault(hi, [0, 0])[is_send] += 1
+
+    # ---- overlap rules (K > 1; schedc/overlap.py) ----------------------------------
+    def advance_overlapped(self, r: int) -> None:
+        code, obs, pend, sending = self.code[r], self.obs, self.pend[r], self.sending[r]
+        n, pc = len(code), self.pc[r]
+        while True:
+            if pc >= n or code[pc][0] == COLL:  # a drain point: every send completed first
+                self.pc[r] = pc
+                if not self.sends_done(r, 0) or pc >= n or not self.gather(r, pc):
+                    return
+                pc += 1
+                continue
+            kind, end = code[pc][0], code[pc][1]
+            if kind == LOCAL:
+                obs.local(r, pc, end)
+                pc = end
+                continue
+            self.pc[r] = pc
+            if self.batch_end[r] < 0:
+                ahead = self.ahead[r] == pc
+                self.ahead[r] = -1
+                self.post(r, pc, end, True if ahead else None)
+                if any(code[i][3] for i in range(pc, end)):
+                    sending.append((pc, end))
+            if pend.get(end, (0, 0))[0] or not self.sends_done(r, self.k - 1):
+                return
+            self.batch_end[r] = -1
+            obs.finished(r, pc, end)
+            pc = end
+            if self.early:
+                self.post_ahead(r, pc)
+
+    def sends_done(self, r: int, keep: int) -> bool:
+        """Wait for the oldest batches' sends until at most `keep` batches hold
+        sends; False while one of them is unmatched."""
+        sending, pend = self.sending[r], self.pend[r]
+        while len(sending) > keep:
+            lo, hi = sending[0]
+            if pend.get(hi, (0, 0))[1]:
+                return False
+            sending.popleft()
+            self.obs.sends_waited(r, lo, hi)
+        return True
+
+    def post_ahead(self, r: int, pc: int) -> None:
+        """Post the receives of the next batch after pc, unless a collective or
+        the end of the stream comes first."""
+        code = self.code[r]
+        n = len(code)
+        while pc < n and code[pc][0] == LOCAL:
+            pc = code[pc][1]
+        if pc < n and code[pc][0] == MSG:
+            end = code[pc][1]
+            if not all(code[i][3] for i in range(pc, end)):
+                self.ahead[r] = pc
+                self.post(r, pc, end, False)
 
     def mismatch(self, sr: int, si: int, rr: int, ri: int) -> None:
         send, recv = self.streams[sr][si], self.streams[rr][ri]
@@ -306,12 +416,20 @@ class Replay:
 
     # ---- reporting ------------------------------------------------------------------
     def stuck(self) -> list[int]:
-        return [r for r in range(len(self.streams)) if self.pc[r] < len(self.code[r])]
+        return [r for r in range(len(self.streams))
+                if self.pc[r] < len(self.code[r]) or self.sending[r]]
 
     def report_stuck(self) -> None:
         stuck = self.stuck()
         if not stuck:
             return
+        if self.pend is not None:
+            blocked = [self.blocked(r) for r in stuck]
+            parts = [f"rank {b.rank} at {' '.join(map(str, self.locate(b.rank, b.index)))} "
+                     f"({b.label}): {b.waiting_for}" for b in blocked]
+            b = blocked[0]
+            raise self.fail(b.rank, b.index, "deadlock: " + "; ".join(parts), ReplayDeadlock,
+                            blocked=blocked)
         parts = []
         for r in stuck:
             section, idx = self.locate(r, self.pc[r])
@@ -321,6 +439,8 @@ class Replay:
 
     def blocked(self, r: int) -> Blocked:
         pc = self.pc[r]
+        if self.pend is not None:
+            return self.blocked_overlapped(r)
         kind, _, chan, _, stage = self.code[r][pc]
         if kind == COLL:
             got = len(self.gathering.get(chan, {}))
@@ -334,3 +454,24 @@ class Replay:
                        else f"no matching SEND from rank {ins.peer}")
                 return Blocked(r, i, ins.label(), why)
         return Blocked(r, pc, self.streams[r][pc].label(), "blocked")  # pragma: no cover
+
+    def blocked_overlapped(self, r: int) -> Blocked:
+        pc, code = self.pc[r], self.code[r]
+        if pc < len(code) and code[pc][0] == COLL and r in self.gathering.get(code[pc][2], {}):
+            chan, stage = code[pc][2], code[pc][4]
+            why = f"all-reduce of stage {stage} has {len(self.gathering[chan])} of " \
+                  f"{len(chan)} ranks"
+            return Blocked(r, pc, self.streams[r][pc].label(), why)
+        waits = [(pc, self.batch_end[r], False)] if self.batch_end[r] >= 0 else []
+        waits += [(lo, hi, True) for lo, hi in self.sending[r]]
+        for lo, hi, send in waits:  # the current batch's receives, then the oldest sends
+            for i in range(lo, hi):
+                _, _, chan, is_send, _ = code[i]
+                if is_send == send and (r, i) in (self.sends if send else self.recvs).get(
+                        chan, ()):
+                    ins = self.streams[r][i]
+                    why = (f"no matching RECV on rank {ins.peer}" if is_send
+                           else f"no matching SEND from rank {ins.peer}")
+                    return Blocked(r, i, ins.label(), why)
+        i = min(pc, len(code) - 1)  # pragma: no cover
+        return Blocked(r, i, self.streams[r][i].label(), "blocked")  # pragma: no cover

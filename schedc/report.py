@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from schedc.overlap import Overlap
 from schedc.program import COMPUTE_OPS, Instr, Manifest, RankProgram
 
 _SHORT = {"SEND_ACT": ">a", "RECV_ACT": "<a", "SEND_GRAD": ">g", "RECV_GRAD": "<g",
@@ -27,6 +28,9 @@ def summary(manifest: Manifest) -> str:
         + " ".join(str(r["peak_activations"]) for r in a["ranks"])
         + "; weight copies " + " ".join(str(r["weight_copies"]) for r in a["ranks"]),
     ]
+    rule = Overlap.from_dict(manifest.overlap)
+    if rule.overlapped:
+        lines.append(f"  deadlock-free under {rule.describe()}")
     return "\n".join(lines)
 
 

@@ -134,7 +134,6 @@ class Spec:
         self._validate_order()
         self._validate_bounds()
         self._validate_versions()
-        self._validate_async()
         self._validate_corrections()
         return self
 
@@ -192,22 +191,6 @@ class Spec:
         if self.microbatches % self.num_ranks:
             raise SpecError("microbatches", f"interleaved needs a multiple of ranks "
                             f"({self.num_ranks}) micro-batches per step")
-
-    def _validate_async(self) -> None:
-        # Known limits of the asynchronous multi-directional construction
-        # (docs/schedules.md, amdp): refused with a reason rather than compiled
-        # into programs that break their bounds or do not repeat.
-        if self.flush or self.directions != "auto":
-            return
-        p, m = self.num_ranks, self.microbatches
-        if m < p:
-            raise SpecError("microbatches", f"asynchronous multi-directional (directions auto) "
-                            f"schedules are constructed for at least as many micro-batches "
-                            f"per step as ranks ({p}); got {m}")
-        if m == p and p % 2 and p >= 5:
-            raise SpecError("microbatches", f"asynchronous multi-directional schedules with an "
-                            f"odd number of ranks ({p}) need more than {p} micro-batches per "
-                            f"step (at m = p the order does not repeat)")
 
     def _validate_bounds(self) -> None:
         for s, bound in self.max_inflight:

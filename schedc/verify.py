@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 
 from schedc.errors import VerifyError
 from schedc.instructions import COMPUTE_OPS, FIELDS, TABLE
+from schedc.overlap import Overlap
 from schedc.program import Instr, Manifest, RankProgram
 from schedc.spec import Spec
 from schedc.unroll import Unrolled
@@ -31,14 +33,30 @@ def verify(manifest: Manifest, programs: Sequence[RankProgram]) -> VersionTable:
     repeats = (1,) if manifest.synchronous else ASYNC_REPEATS
     table = None
     for n in repeats:
+        un = table = None  # the last run's streams and table go before the next run's
         un = Unrolled.of(programs, manifest.period, n)
-        _check_completeness(manifest, un)
-        # One replay proves deadlock freedom and checks every version (and,
-        # on the last run, clocks it for the analysis).
-        table = replay_versions(manifest, un, timed=n == repeats[-1])
-        check_bounds(Spec.from_dict(manifest.spec), manifest, un, table)
+        try:
+            _check_completeness(manifest, un)
+            # One replay proves deadlock freedom and checks every version (and,
+            # for a synchronous run, the one the analysis reads, clocks it).
+            table = replay_versions(manifest, un, timed=manifest.synchronous)
+            check_bounds(Spec.from_dict(manifest.spec), manifest, un, table)
+        except VerifyError as exc:
+            exc.repeats = n  # the run that failed (the compiler folds on 1)
+            raise
     assert table is not None
     return table
+
+
+def prove_overlap(manifest: Manifest, programs: Sequence[RankProgram], rule: Overlap
+                  ) -> Manifest:
+    """The manifest recording `rule` (schedc/overlap.py), once every guarantee
+    is proven under it (`schedc compile --posted-batches K`)."""
+    if Overlap.from_dict(manifest.overlap) == rule:
+        return manifest
+    proven = replace(manifest, overlap=rule.to_dict())
+    verify(proven, programs)
+    return proven
 
 
 def _fail(un: Unrolled, rank: int, index: int, reason: str) -> VerifyError:
@@ -48,6 +66,10 @@ def _fail(un: Unrolled, rank: int, index: int, reason: str) -> VerifyError:
 
 
 # ---- structure ------------------------------------------------------------------
+# Per op, the fields it does not take (in FIELDS order, for the message).
+_NOT_TAKEN = {op: tuple(n for n in FIELDS if n not in row.fields) for op, row in TABLE.items()}
+
+
 def _check_fields(manifest: Manifest, prog: RankProgram) -> None:
     for section, seq in prog.sections().items():
         for i, ins in enumerate(seq):
@@ -64,9 +86,8 @@ def _field_problem(manifest: Manifest, rank: int, ins: Instr) -> str | None:
     for name in row.required:
         if getattr(ins, name) is None:
             return f"{ins.op} needs field {name!r}"
-    allowed = set(row.fields)
-    for name in FIELDS:
-        if name not in allowed and getattr(ins, name) is not None:
+    for name in _NOT_TAKEN[ins.op]:
+        if getattr(ins, name) is not None:
             return f"{ins.op} does not take field {name!r}"
     if not 0 <= ins.pipeline < manifest.num_pipelines:
         return f"pipeline {ins.pipeline} out of range"
@@ -83,23 +104,25 @@ def _field_problem(manifest: Manifest, rank: int, ins: Instr) -> str | None:
 def _check_completeness(manifest: Manifest, un: Unrolled) -> None:
     split = bool(Spec.from_dict(manifest.spec).split_backward)
     kinds = ("F", "I", "W") if split else ("F", "B")
-    seen: dict[tuple[str, int, int, int], tuple[int, int]] = {}
+    seen: dict[tuple[str, int, int, int], int] = {}  # compute op -> its rank
     steps: dict[tuple[int, int], int] = defaultdict(int)
+    pipelines = manifest.num_pipelines
     for r, stream in enumerate(un.streams):
         for i, ins in enumerate(stream):
-            if ins.op in COMPUTE_OPS:
-                if ins.op not in kinds:
-                    raise _fail(un, r, i, f"{ins.op} in a schedule whose backward is "
+            op = ins.op
+            if op in COMPUTE_OPS:
+                if op not in kinds:
+                    raise _fail(un, r, i, f"{op} in a schedule whose backward is "
                                 f"{'split into I and W' if split else 'not split'}")
-                key = (ins.op, ins.pipeline, ins.stage, ins.mb)
+                key = (op, ins.pipeline, ins.stage, ins.mb)
                 if key in seen:
-                    raise _fail(un, r, i, f"second {ins.op} of micro-batch {ins.mb} on stage "
-                                f"{ins.stage} (first at rank {seen[key][0]})")
-                if ins.pipeline != ins.mb % manifest.num_pipelines:
+                    raise _fail(un, r, i, f"second {op} of micro-batch {ins.mb} on stage "
+                                f"{ins.stage} (first at rank {seen[key]})")
+                if ins.pipeline != ins.mb % pipelines:
                     raise _fail(un, r, i, f"micro-batch {ins.mb} belongs to pipeline "
-                                f"{ins.mb % manifest.num_pipelines}")
-                seen[key] = (r, i)
-            elif ins.op == "STEP":
+                                f"{ins.mb % pipelines}")
+                seen[key] = r
+            elif op == "STEP":
                 steps[(ins.pipeline, ins.stage)] += 1
     total = 1 + max((k[3] for k in seen), default=-1)
     m = manifest.period.microbatches // manifest.period.steps
@@ -108,7 +131,10 @@ def _check_completeness(manifest: Manifest, un: Unrolled) -> None:
                           f"{manifest.period.microbatches} each")
     if total % m:
         raise VerifyError(f"{total} micro-batches run, not a whole number of steps of {m}")
-    for mb in range(total):
+    # Every key seen is distinct and in range (kind, pipeline of its mb, stage,
+    # mb < total): as many as there should be means none is missing.
+    complete = len(seen) == total * manifest.num_stages * len(kinds)
+    for mb in range(0 if complete else total):
         p = mb % manifest.num_pipelines
         for s in range(manifest.num_stages):
             for kind in kinds:
@@ -138,9 +164,11 @@ def check_bounds(spec: Spec, manifest: Manifest, un: Unrolled, table: VersionTab
                 raise _fail(un, r, idx, f"max_activations {spec.max_activations} exceeded: "
                             f"{peak} micro-batches alive on rank {r}")
     _check_non_negative(un, table)
-    _check_version_bound(un, table.worst_inconsistency(), spec.max_inconsistency,
-                         "max_inconsistency", "inconsistency")
-    _check_version_bound(un, table.worst_delay(), spec.max_delay, "max_delay", "delay")
+    if spec.max_inconsistency is not None:
+        _check_version_bound(un, table.worst_inconsistency(), spec.max_inconsistency,
+                             "max_inconsistency", "inconsistency")
+    if spec.max_delay is not None:
+        _check_version_bound(un, table.worst_delay(), spec.max_delay, "max_delay", "delay")
     if isinstance(spec.versions, int):
         for (p, s), (copies, where) in table.version_peaks.items():
             if copies > spec.versions:
@@ -151,13 +179,14 @@ def check_bounds(spec: Spec, manifest: Manifest, un: Unrolled, table: VersionTab
 
 def _check_non_negative(un: Unrolled, table: VersionTable) -> None:
     """A version read before it was produced is impossible; say so if it happens."""
-    for what, fn in (("inconsistency", table.inconsistency), ("delay", table.delay)):
-        for key in table.forward:
-            if fn(key) < 0:
+    for what, later in (("inconsistency", table.backward), ("delay", table.applied)):
+        for key, version in table.forward.items():
+            if later[key] < version:
                 p, s, mb = key
                 where = table.where[key]
-                raise _fail(un, where[0], where[1], f"negative {what} {fn(key)} for "
-                            f"micro-batch {mb} at stage {s} (pipeline {p})")
+                raise _fail(un, where[0], where[1], f"negative {what} "
+                            f"{later[key] - version} for micro-batch {mb} at stage {s} "
+                            f"(pipeline {p})")
 
 
 def _check_version_bound(un: Unrolled, worst, bound: int | None, name: str, what: str) -> None:

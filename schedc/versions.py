@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from schedc.clock import Clock, UnitCosts
 from schedc.errors import VerifyError
 from schedc.instructions import FREES_ACTIVATION
+from schedc.overlap import Overlap
 from schedc.program import Manifest
 from schedc.replay import Fanout, Observer, Replay
 from schedc.spec import Spec
@@ -51,17 +52,21 @@ class VersionTable:
     def delay(self, key: Key) -> int:
         return self.applied[key] - self.forward[key]
 
-    def _worst(self, fn):
+    def _worst(self, later: dict[Key, int]):
+        """(value, key, where) of the largest `later[key] - forward[key]`, the
+        least key among equals; None for an empty table."""
         if not self.forward:
             return None
-        key = max(sorted(self.forward), key=fn)
-        return fn(key), key, self.where[key]
+        fwd = self.forward
+        value = max(later[k] - v for k, v in fwd.items())
+        key = min(k for k, v in fwd.items() if later[k] - v == value)
+        return value, key, self.where[key]
 
     def worst_inconsistency(self):
-        return self._worst(self.inconsistency)
+        return self._worst(self.backward)
 
     def worst_delay(self):
-        return self._worst(self.delay)
+        return self._worst(self.applied)
 
 
 @dataclass
@@ -87,8 +92,10 @@ def replay_versions(manifest: Manifest, un: Unrolled, timed: bool = False) -> Ve
     table = VersionTable()
     ranks = [_RankReplay(manifest, spec, un, r, table) for r in range(len(un.streams))]
     versions = _Versions(ranks)
-    clock = Clock(un.streams, UnitCosts()) if timed else None
-    Replay(un.streams, versions if clock is None else Fanout(clock, versions), un.locate).run()
+    rule = Overlap.from_dict(manifest.overlap)  # the rule the deadlock proof is under
+    clock = Clock(un.streams, UnitCosts(), overlap=rule.overlapped) if timed else None
+    Replay(un.streams, versions if clock is None else Fanout(clock, versions), un.locate,
+           rule).run()
     if versions.error is not None:
         raise versions.error
     for rank in ranks:
@@ -139,6 +146,7 @@ class _RankReplay:
         self.alive = 0
         self.alive_peak = (0, 0)
         self.index = 0
+        self.handlers: dict[str, object] = {}  # op -> its bound _op_ method
 
     def fail(self, reason: str) -> VerifyError:
         section, idx = self.un.locate(self.rank, self.index)
@@ -146,14 +154,16 @@ class _RankReplay:
                            instr=self.un.streams[self.rank][self.index].label())
 
     def run(self, lo: int, hi: int) -> None:
-        stream = self.un.streams[self.rank]
+        stream, handlers, replicas = self.un.streams[self.rank], self.handlers, self.replicas
         for self.index in range(lo, hi):
             ins = stream[self.index]
-            handler = getattr(self, "_op_" + ins.op, None)
+            handler = handlers.get(ins.op)
             if handler is None:
-                raise self.fail(f"no version rule for op {ins.op!r} (schedc/versions.py "
-                                "has no handler for it)")
-            handler(ins, self.replicas[(ins.pipeline, ins.stage)])
+                handler = handlers[ins.op] = getattr(self, "_op_" + ins.op, None)
+                if handler is None:
+                    raise self.fail(f"no version rule for op {ins.op!r} (schedc/versions.py "
+                                    "has no handler for it)")
+            handler(ins, replicas[(ins.pipeline, ins.stage)])
 
     def finish(self) -> None:
         self._check_end()

@@ -20,6 +20,19 @@ FAMILIES = [
     ("zb-h1", dict(stages=4, microbatches=6),
      "1F1B with the backward split into I (input gradient) and W (weight gradient); W is "
      "deferred into the bubbles. Bubble (p-1)/(3m+p-1) for m >= p, 1F1B's memory."),
+    ("zbv", dict(stages=4, microbatches=4),
+     "ZB-V (PyTorch's `ScheduleZBVZeroBubble`): V-shaped placement (`directions v`): each of"
+     ' the R = stages/2 ranks holds two chunks, stage i going down the ranks and stage '
+     '2R-1-i coming back up, so rank 0 holds the first and the last stage; the zero-bubble '
+     'order with I/W split. At the same p and m its unit-cost bubble is no larger than '
+     "PyTorch's ZB-V order (simulated under the same rules) and its peak activations are "
+     "equal (tests/cli/test_torch_csv.py, which also loads the exported CSV in PyTorch's "
+     "runtime schedule). Within a rank's row the two chunks' ops interleave (stage 0 and "
+     'stage 3 on rank 0 below).',
+     'Adding V-shaped placement touched: `schedc/directions.py` (the `v` map), '
+     '`schedc/spec.py` (`v_shaped`, the order/flush check), `schedc/presets.py` (`zbv`), '
+     '`schedc/dsl/fields.py` (the `v` keyword), docs (dsl.md, this page, programs.md) and '
+     'tests; the order, lowering, verifier, simulator and runtime needed no change.'),
     ("chimera", dict(stages=4, microbatches=4),
      "Two synchronous pipelines, `down` (stage i on rank i) and `up` (rank p-1-i); "
      "micro-batch j on pipeline j mod 2; each stage's two replicas all-reduce their "
@@ -41,40 +54,60 @@ FAMILIES = [
      "The backward reads the current weights: inconsistency at stage s is at most "
      "ceil((p-s-1)/a), and reaches it; the steady state has no bubble."),
     ("amdp", dict(stages=4, microbatches=4),
-     "N concurrent pipelines over the same ranks (directions auto: N = max(2, ceil(p/2)), "
-     "rounded up to whole mirror pairs for even p; every stage's replicas on distinct ranks; "
-     "stage 0 of each pipeline on a different rank; for p = 4, 8 the reference's maps); "
-     "stage 0 of a pipeline starts the forward of micro-batch u + 2 before the backward of u "
-     "(Megatron's warm-up of two; `max_inflight 3 at stage 0` in schedc's count, which "
-     "includes the forward being started); the replicas of a stage all-reduce and take one "
-     "step per global batch of m gradients, with no flush: inconsistency and delay at most 1. "
-     "The order is constructed, not searched: a modulo schedule (`schedc/modulo.py`) in which "
-     "one micro-batch of every pipeline enters per initiation interval II and every chain "
-     "follows one template, found by a small search on one period (the ranks' reservation "
-     "tables, a bound on the free windows left for the backwards to come, the step's instant "
-     "and the reference's peak activations as constraints). II = 3N leaves no steady-state "
-     "bubble. Where no template is found within the search budget (odd p whose steps fall "
-     "between the pipelines, p > 16), the list scheduler orders it with two forwards alive "
-     "at stage 0. The table below gives the figures for p = 4..16."),
+     "N concurrent pipelines over the same ranks (directions auto: N = max(2, ceil(p/2)); "
+     "for p = 4, 8 the reference's mirror pairs, otherwise pipeline k is the rotation "
+     "s -> s - 2k mod p; every stage's replicas on distinct ranks); stage 0 of a pipeline "
+     "starts the forward of micro-batch u + 2 before the backward of u (Megatron's warm-up "
+     "of two; `max_inflight 3 at stage 0` in schedc's count, which includes the forward "
+     "being started); the replicas of a stage all-reduce and take one step per global batch "
+     "of m gradients, with no flush: inconsistency and delay at most 1. The order is "
+     "constructed, not searched: a modulo schedule (`schedc/modulo.py`) in which one "
+     "micro-batch of every pipeline enters per initiation interval II and every chain "
+     "follows one template (`schedc/modulo_search.py`). II = 3N leaves no steady-state "
+     "bubble; the template is a closed form there: with the rotations a rank holds the "
+     "stages of one parity, forwards F(2q + e) at 3q + e and backwards 6 units apart per "
+     "pair of stages, which tiles the period (odd p: the template of p + 1 ranks with one "
+     "rank taken out); where the rotations do not apply (p = 2, 3, 4, 8) a small search on "
+     "one period finds it, with the reference's peak activations as a constraint. Where N "
+     "does not divide m, the steps fall between pipelines: pipeline k enters 3k units "
+     "after pipeline 0 (a closed form for odd N and even p); otherwise each batch takes "
+     "whole iterations, the pipelines without one more micro-batch of the batch idle in "
+     "its last (a bubble of 1 - m / (N ceil(m/N)), 1/(2N) at m = p for odd p). A step of "
+     "few micro-batches (m < 3N or so) takes more whole iterations per batch, so that two "
+     "steps never fall inside one micro-batch's flight. The table below gives the figures "
+     "for p = 4..16 at m = 2N and m = p (tests/compiler/test_amdp.py asserts "
+     "them)."),
 ]
 
 
+AMDP_DEPTHS = range(4, 17)
+
+
+def amdp_cases() -> list[tuple[int, int]]:
+    """(p, m) of the AMDP table: m = 2N and m = p for p = 4..16."""
+    cases = []
+    for p in AMDP_DEPTHS:
+        n = preset_spec("amdp", stages=p).num_pipelines
+        cases += [(p, m) for m in sorted({2 * n, p})]
+    return cases
+
+
+def amdp_row(p: int, m: int) -> str:
+    """One row of the AMDP table, from the compiled manifest's analysis."""
+    c = compile_spec(preset_spec("amdp", stages=p, microbatches=m))
+    a = c.manifest.analysis
+    peaks = " ".join(str(r["peak_activations"]) for r in a["ranks"])
+    return (f"| {p} | {c.spec.num_pipelines} | {m} | {a['steady_state_bubble_ratio']:.4f} | "
+            f"{(p - 1) / (m + p - 1):.4f} | {peaks} | {a['max_inconsistency']} | "
+            f"{a['max_delay']} |")
+
+
 def amdp_table() -> None:
-    """Steady-state figures of the amdp preset for p = 4..16 (m = 2N)."""
-    print("| p | N | m | construction | steady-state bubble | 1F1B-flush bubble | "
-          "peak activations per rank | max inconsistency | max delay |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for p in range(4, 17):
-        spec = preset_spec("amdp", stages=p)
-        n = spec.num_pipelines
-        m = 2 * n
-        c = compile_spec(preset_spec("amdp", stages=p, microbatches=m))
-        a = c.manifest.analysis
-        how = a["order_policy"].get("construction", "list")
-        peaks = " ".join(str(r["peak_activations"]) for r in a["ranks"])
-        print(f"| {p} | {n} | {m} | {how} | {a['steady_state_bubble_ratio']:.4f} | "
-              f"{(p - 1) / (m + p - 1):.4f} | {peaks} | {a['max_inconsistency']} | "
-              f"{a['max_delay']} |")
+    print("| p | N | m | steady-state bubble | 1F1B-flush bubble | peak activations per rank "
+          "| max inconsistency | max delay |")
+    print("|---|---|---|---|---|---|---|---|")
+    for p, m in amdp_cases():
+        print(amdp_row(p, m))
     print()
 
 
@@ -89,7 +122,7 @@ def main() -> None:
     print("Asynchronous programs are checked unrolled (1, 2 and 3 body repetitions); the "
           "verifier proves every bound the schedule declares, and tightening one below what "
           "the schedule achieves is a compile error naming the worst micro-batch and stage.\n")
-    for name, kw, text in FAMILIES:
+    for name, kw, text, *after in FAMILIES:
         c = compile_spec(preset_spec(name, **kw))
         args = " ".join(f"--{k} {v}" for k, v in kw.items())
         print(f"## {name}\n\n{text}\n")
@@ -100,6 +133,8 @@ def main() -> None:
         print()
         print(grid(c.manifest, c.programs))
         print("```\n")
+        for note in after:
+            print(f"{note}\n")
         if name == "amdp":
             amdp_table()
 

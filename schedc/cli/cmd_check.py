@@ -11,6 +11,7 @@ import argparse
 
 from schedc.errors import ProgramFileError
 from schedc.files import load_programs, rehash_programs
+from schedc.overlap import Overlap
 from schedc.verify import verify
 
 
@@ -26,8 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     manifest, programs = load_programs(args.dir, check_hashes=False)
     verify(manifest, programs)
+    rule = Overlap.from_dict(manifest.overlap)
+    under = f" under {rule.describe()}" if rule.overlapped else ""
     ok = (f"{args.dir}: OK: {manifest.world_size} ranks, complete, dependencies met, "
-          "deadlock-free, within the schedule's bounds")
+          f"deadlock-free{under}, within the schedule's bounds")
     if args.rehash:
         rehash_programs(args.dir)
         print(f"{ok}; hashes recorded in manifest.json")

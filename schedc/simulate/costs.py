@@ -4,7 +4,9 @@ Costs come from a JSON cost profile (`docs/costs.md` is the reference; the
 runtime writes the same format from measured runs) or default to unit costs:
 F = 1, B = 2, I = W = 1, everything else 0, zero latency, infinite bandwidth.
 Those defaults are the compiler's analysis units, so a simulation without a
-profile reproduces the manifest's `analysis`.
+profile reproduces the manifest's `analysis`. A profile's missing B, I or W
+are derived from the ops it gives (`derive.py`), never priced 0; its
+`overhead.instruction` is added to every instruction that is not a message.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from schedc.errors import UserError
 from schedc.instructions import ALL_OPS, COMM_OPS
 from schedc.instructions import UNIT_COSTS as TABLE_UNIT_COSTS
+from schedc.simulate.derive import derive
 
 FORMAT = "schedc-costs"
 VERSION = 1
@@ -30,7 +33,9 @@ UNIT_COSTS: dict[str, float] = dict(TABLE_UNIT_COSTS)
 _BYTE_FIELDS = ("activation_bytes", "grad_bytes", "stored_activation_bytes",
                 "weight_bytes_per_stage")
 _TOP_FIELDS = {"format", "version", "unit", "default", "stages", "link", "source",
-               *_BYTE_FIELDS}
+               "derived", "overhead", "cores", "comm", *_BYTE_FIELDS}
+COMM_MODES = ("overlap", "serial")
+_OVERHEAD_FIELDS = ("instruction", "message")
 
 
 class CostsError(UserError):
@@ -44,7 +49,11 @@ class CostsError(UserError):
 class CostModel:
     """Per-stage op times, message sizes and one link model for every pair.
 
-    stage_times[s][op] is the time of `op` on stage s (missing ops take 0).
+    stage_times[s][op] is the time of `op` on stage s; a missing B, I or W is
+    derived from the stage's other ops (`derive.py`), other missing ops take 0.
+    `overhead` is added to every op that is not a message (the runtime's cost
+    of dispatching an instruction), `message_overhead` to every message's time
+    on the wire (the runtime's own work per message).
     Byte lists are per stage (None: not given). activation_bytes[s] is the size
     of stage s's output sent forward; grad_bytes[s] of the input gradient stage
     s sends back; stored_activation_bytes[s] what stage s keeps from F until
@@ -60,19 +69,44 @@ class CostModel:
     weight_bytes: tuple[float, ...] | None = None
     latency: float = 0.0
     bandwidth: float = math.inf  # bytes per time unit
+    overhead: float = 0.0  # per instruction that is not a message
+    message_overhead: float = 0.0  # per message, added to its time on the wire
+    # Ranks that can compute at once (CPU ranks sharing cores, contention.py; None:
+    # each rank its own).
+    cores: int | None = None
+    # How the measured transport holds a rank (docs/costs.md): "serial" (a send waits
+    # for its receiver, a batch is waited for whole: gloo, --posted-batches 1),
+    # "overlap", or None (not said: the simulator's default, overlap).
+    comm: str | None = None
     origin: str = field(default="costs", compare=False)  # its file, for later errors
+    notes: dict[str, str] = field(default_factory=dict, compare=False)  # the profile's "derived"
 
     def op_time(self, op: str, stage: int) -> float:
-        if self.stage_times:
-            return _at(self.stage_times, stage).get(op, 0.0)
-        return self.default_times.get(op, 0.0)
+        times = _at(self.stage_times, stage) if self.stage_times else self.default_times
+        t = times.get(op)
+        if t is None:
+            got = derive(op, times, stage)
+            t = 0.0 if got is None else got[0]
+        return t + self.overhead
+
+    def derivations(self, num_stages: int) -> dict[str, list[str | None]]:
+        """op -> per stage, the rule that priced it (None where the profile gives
+        it); only ops derived somewhere."""
+        out: dict[str, list[str | None]] = {}
+        for s in range(num_stages):
+            times = _at(self.stage_times, s) if self.stage_times else self.default_times
+            for op in ("B", "I", "W"):
+                got = None if op in times else derive(op, times, s)
+                if got is not None:
+                    out.setdefault(op, [None] * num_stages)[s] = got[1]
+        return out
 
     def message_time(self, kind: str, stage: int) -> float:
         """Wire time (without latency) of the ACT or GRAD message sent by `stage`."""
         sizes = self.activation_bytes if kind == "ACT" else self.grad_bytes
         if sizes is None or math.isinf(self.bandwidth):
-            return 0.0
-        return _at(sizes, stage) / self.bandwidth
+            return self.message_overhead
+        return _at(sizes, stage) / self.bandwidth + self.message_overhead
 
     def allreduce_time(self, stage: int, participants: int) -> float:
         """Profile time plus a ring all-reduce of the stage's weight gradient."""
@@ -156,6 +190,10 @@ def costs_from_dict(data: Any, where: str = "costs") -> CostModel:
         stored_activation_bytes=_bytes(data, "stored_activation_bytes", where),
         weight_bytes=_bytes(data, "weight_bytes_per_stage", where),
         latency=latency, bandwidth=bandwidth, origin=where,
+        **_overhead(data.get("overhead", {}), where),
+        cores=_cores(data.get("cores"), where),
+        comm=_comm(data.get("comm"), where),
+        notes=_notes(data.get("derived", {}), where),
     )
 
 
@@ -187,6 +225,45 @@ def _bytes(data: dict[str, Any], name: str, where: str) -> tuple[float, ...] | N
             raise CostsError(f"{where}: {name}", "must not be empty")
         return tuple(_number(v, f"{where}: {name}[{i}]") for i, v in enumerate(value))
     return (_number(value, f"{where}: {name}"),)
+
+
+def _overhead(obj: Any, where: str) -> dict[str, float]:
+    if not isinstance(obj, dict):
+        raise CostsError(f"{where}: overhead", 'must be {"instruction": .., "message": ..}')
+    unknown = sorted(set(obj) - set(_OVERHEAD_FIELDS))
+    if unknown:
+        raise CostsError(f"{where}: overhead", f"unknown field {unknown[0]!r}; known: "
+                                               f"{', '.join(_OVERHEAD_FIELDS)}")
+    return {"overhead": _number(obj.get("instruction", 0.0), f"{where}: overhead.instruction"),
+            "message_overhead": _number(obj.get("message", 0.0), f"{where}: overhead.message")}
+
+
+def _comm(value: Any, where: str) -> str | None:
+    if value is not None and value not in COMM_MODES:
+        raise CostsError(f"{where}: comm", f"must be one of {', '.join(COMM_MODES)}, "
+                                           f"got {value!r}")
+    return value
+
+
+def _cores(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CostsError(f"{where}: cores", f"must be a positive integer, got {value!r}")
+    return value
+
+
+def _notes(obj: Any, where: str) -> dict[str, str]:
+    """"derived": op -> how the profile's writer obtained its time (text)."""
+    if not isinstance(obj, dict):
+        raise CostsError(f"{where}: derived", 'must be an object, e.g. {"I": "0.5 * B"}')
+    for op, text in obj.items():
+        if op not in TIMED_OPS:
+            raise CostsError(f"{where}: derived", f"unknown op {op!r}; timed ops: "
+                                                  f"{', '.join(TIMED_OPS)}")
+        if not isinstance(text, str):
+            raise CostsError(f"{where}: derived.{op}", f"must be a string, got {text!r}")
+    return dict(obj)
 
 
 def _link(obj: Any, where: str) -> tuple[float, float]:

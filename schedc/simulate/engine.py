@@ -21,6 +21,12 @@ Two clocks matter and are kept apart:
 
 Each directed link carries one message at a time, in the sender's order:
 transfer = bytes / bandwidth, then latency until arrival.
+
+Under an overlap rule (`rule`, the manifest's `overlap`: K posted batches,
+receives posted ahead) progress and time follow that rule instead: a send
+completes in the background and holds its rank only where the replay waits
+for it, and a receive posted ahead starts when posted, so with `serial_comm`
+its data travels while the rank computes (docs/programs.md, "Overlap").
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 
 from schedc.clock import Clock
 from schedc.errors import UserError
+from schedc.overlap import DEFAULT, Overlap
 from schedc.program import Instr
 from schedc.replay import Replay, ReplayDeadlock, ReplayMismatch
 from schedc.simulate.costs import CostModel
@@ -68,6 +75,13 @@ class Timeline:
     ends: list[list[float]]
     messages: list[tuple[int, int, int, int]]
     serial_comm: bool
+    overlapped: bool = False  # under an overlap rule with K > 1 (sends in the background)
+
+    @property
+    def comm_on_clock(self) -> bool:
+        """Do messages occupy their rank's stream (--serial-comm under K = 1)? Else
+        they run beside compute: a timeline draws them on a row of their own."""
+        return self.serial_comm and not self.overlapped
 
     @property
     def makespan(self) -> float:
@@ -76,18 +90,21 @@ class Timeline:
 
 def simulate_streams(
     streams: Sequence[Sequence[Instr]], costs: CostModel, serial_comm: bool = False,
-    lazy_recv: bool = False,
+    lazy_recv: bool = False, rule: Overlap = DEFAULT,
 ) -> Timeline:
-    """Run every rank's unrolled stream; raise `Deadlock` if progress stalls."""
-    clock = Clock([list(s) for s in streams], costs, serial_comm, lazy_recv)
+    """Run every rank's unrolled stream under the overlap rule `rule`; raise
+    `Deadlock` if progress stalls."""
+    clock = Clock([list(s) for s in streams], costs, serial_comm, lazy_recv,
+                  overlap=rule.overlapped)
     try:
-        Replay(clock.streams, clock).run()
+        Replay(clock.streams, clock, rule=rule).run()
     except ReplayDeadlock as exc:
         raise Deadlock([BlockedAt(b.rank, b.index, b.label, b.waiting_for)
                         for b in exc.blocked]) from None
     except ReplayMismatch as exc:
         raise MessageMismatch(exc.plain) from None
-    return Timeline(clock.streams, clock.starts, clock.ends, clock.messages, clock.serial)
+    return Timeline(clock.streams, clock.starts, clock.ends, clock.messages, clock.serial,
+                    rule.overlapped)
 
 
 class MessageMismatch(UserError):

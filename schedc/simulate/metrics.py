@@ -123,7 +123,7 @@ def _clock(sim: Simulation, r: int, stop: int) -> float:
     tl = sim.timeline
     stream, ends = tl.streams[r], tl.ends[r]
     for i in range(stop - 1, -1, -1):
-        if tl.serial_comm or stream[i].op not in COMM_OPS:
+        if tl.comm_on_clock or stream[i].op not in COMM_OPS:
             return ends[i]  # the clock never goes back, so the last on-clock op has it
     return 0.0
 

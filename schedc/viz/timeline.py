@@ -45,7 +45,7 @@ def drawn_ops(sim: Simulation | RealRun) -> list[Op]:
     out = []
     for r, stream in enumerate(tl.streams):
         for i, ins in enumerate(stream):
-            if ins.op in COMM_OPS and not tl.serial_comm:
+            if ins.op in COMM_OPS and not tl.comm_on_clock:
                 continue
             s, e = tl.starts[r][i], tl.ends[r][i]
             if ins.op in COMPUTE_OPS or ins.op in MARKED or e > s:

@@ -34,7 +34,7 @@ def trace_events(sim: Simulation) -> dict[str, Any]:
             comm = ins.op in COMM_OPS
             events.append({
                 "ph": "X", "name": ins.label(), "cat": ins.op, "pid": r,
-                "tid": COMM_TID if comm and not tl.serial_comm else COMPUTE_TID,
+                "tid": COMM_TID if comm and not tl.comm_on_clock else COMPUTE_TID,
                 "ts": tl.starts[r][i] * us, "dur": (tl.ends[r][i] - tl.starts[r][i]) * us,
                 "args": {k: v for k, v in ins.to_dict().items() if k != "op"} | {"index": i},
             })
@@ -45,7 +45,7 @@ def trace_events(sim: Simulation) -> dict[str, Any]:
 
 def _flows(sim: Simulation, us: float) -> list[dict[str, Any]]:
     tl = sim.timeline
-    tid = COMPUTE_TID if tl.serial_comm else COMM_TID
+    tid = COMPUTE_TID if tl.comm_on_clock else COMM_TID
     out = []
     for n, (sr, sp, rr, rp) in enumerate(tl.messages):
         label = tl.streams[sr][sp].label()

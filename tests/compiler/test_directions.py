@@ -22,17 +22,25 @@ def test_p8_is_the_reference_choice():
     assert auto_directions(8) == tuple(ref)
 
 
-@pytest.mark.parametrize("p", range(2, 17))
+@pytest.mark.parametrize("p", range(2, 33))
 def test_maps_are_permutations_with_distinct_stage0(p):
     maps = auto_directions(p)
-    n = max(2, -(-p // 2))
-    assert len(maps) == (n + n % 2 if p % 2 == 0 else n)  # whole mirror pairs for even p
+    assert len(maps) == max(2, -(-p // 2))
     assert all(sorted(m) == list(range(p)) for m in maps)
     for s in range(p):  # the replicas of a stage sit on different ranks
         assert len({m[s] for m in maps}) == len(maps)
     firsts = [m[0] for m in maps]
-    assert len(set(firsts)) == len(maps) and firsts == sorted(firsts)
+    assert len(set(firsts)) == len(maps)
     assert len(set(maps)) == len(maps)
+
+
+@pytest.mark.parametrize("p", [5, 6, 7, 9, 10, 12, 16, 31, 32])
+def test_other_depths_are_rotations_by_minus_2k(p):
+    maps = auto_directions(p)
+    assert maps == tuple(tuple((s - 2 * k) % p for s in range(p)) for k in range(len(maps)))
+    if p % 2 == 0:  # a rank holds the stages of one parity
+        for r in range(p):
+            assert {s % 2 for m in maps for s in range(p) if m[s] == r} == {r % 2}
 
 
 def test_auto_needs_two_ranks_and_one_stage_per_rank():

@@ -236,15 +236,16 @@ EDGE_CASES = {
         "'ALLREDUCE mismatch: rank 1 reduces stage 2 while this rank reduces stage 1'"),
     "amdp-p5-m1-async": (
         {"stages": 5, "directions": "auto", "microbatches": 1, "flush": False},
-        "'the body does not repeat' (found at 300 examples); refused: m < p"),
+        "'the body does not repeat' (found at 300 examples); refused for m < p, now "
+        "constructed (schedc.modulo) with a longer period"),
     "amdp-p4-m3": (
         {"stages": 4, "microbatches": 3, "directions": "auto", "flush": False,
          "max_inflight": ((0, 2),), "max_inconsistency": 1, "max_delay": 1},
-        "'the body does not repeat'; refused: m < p"),
+        "'the body does not repeat'; refused for m < p, now constructed"),
     "amdp-p5-m5": (
         {"stages": 5, "microbatches": 5, "directions": "auto", "flush": False,
          "max_inflight": ((0, 2),), "max_inconsistency": 1, "max_delay": 1},
-        "'the body does not repeat'; refused: odd p at m = p"),
+        "'the body does not repeat'; refused for odd p at m = p, now constructed"),
     "amdp-p6": (
         {"stages": 6, "microbatches": 6, "directions": "auto", "flush": False,
          "max_inflight": ((0, 2),)},

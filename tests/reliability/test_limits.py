@@ -13,6 +13,7 @@ from schedc.compiler import compile_spec
 from schedc.errors import UserError
 from schedc.presets import PRESETS, preset_spec
 from schedc.spec import SpecError
+from schedc.verify import verify
 
 EDGES = [dict(stages=1, microbatches=1), dict(stages=1, microbatches=4),
          dict(stages=2, microbatches=1), dict(stages=4, microbatches=1),
@@ -86,6 +87,12 @@ def test_model_with_fewer_layers_than_stages_is_refused_before_running(tmp_path)
 
 
 @pytest.mark.parametrize("p,m", [(4, 1), (4, 3), (5, 5), (7, 7)])
-def test_amdp_below_its_construction_is_refused_by_validation(p, m):
-    with pytest.raises(SpecError, match="microbatches: asynchronous multi-directional"):
-        preset_spec("amdp", stages=p, microbatches=m).validate()
+def test_amdp_with_few_microbatches_is_constructed_and_verified(p, m):
+    """Once refused by validation (m < p; odd p at m = p): the modulo
+    construction now covers them, with a longer period (a bubble) where two
+    steps would otherwise fall inside one micro-batch's flight."""
+    c = compile_spec(preset_spec("amdp", stages=p, microbatches=m).validate())
+    verify(c.manifest, c.programs)
+    a = c.manifest.analysis
+    assert a["order_policy"] == {"construction": "modulo"}
+    assert a["max_inconsistency"] <= 1 and a["max_delay"] <= 1

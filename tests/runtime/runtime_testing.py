@@ -4,7 +4,7 @@ them in-process or under torchrun (gloo, CPU), and plain reference training."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,9 @@ from schedc.runtime.session import train
 
 from schedc.compiler import compile_spec
 from schedc.errors import VerifyError
+from schedc.overlap import Overlap
 from schedc.presets import preset_spec
+from schedc.verify import prove_overlap
 
 HERE = Path(__file__).parent
 # Tiny and fast: d=32, 4 layers, 2 x 16 tokens per micro-batch, one thread.
@@ -40,12 +42,15 @@ def write_programs(directory: Path, compiled) -> Path:
 
 
 def compile_preset(directory: Path, name: str, stages: int, microbatches: int,
-                   ranks: int | None = None) -> Path:
+                   ranks: int | None = None, posted_batches: int = 1) -> Path:
+    """`posted_batches`: proven under that overlap rule (`schedc compile --posted-batches`)."""
     kw = {"stages": stages, "microbatches": microbatches}
     if ranks is not None:
         kw["ranks"] = ranks
     try:
         compiled = compile_spec(preset_spec(name, **kw).validate())
+        compiled = replace(compiled, manifest=prove_overlap(
+            compiled.manifest, compiled.programs, Overlap.posting(posted_batches)))
     except VerifyError as exc:  # a compile error fails the test that needs the programs
         pytest.fail(f"{name} {kw} does not compile: {exc.render()}")
     return write_programs(directory, compiled)

@@ -18,9 +18,15 @@ def setup(tmp_path_factory):
         "paci": compile_preset(root / "paci", "paci", 4, 4),
         "zb-h1": compile_preset(root / "zb", "zb-h1", 4, 4),
         "pp2": compile_preset(root / "pp2", "1f1b", 2, 4),
+        # proven under 2 posted batches with early receives (docs/programs.md, "Overlap")
+        "1f1b-k2": compile_preset(root / "1f1b-k2", "1f1b", 4, 4, None, 2),
+        "paci-k2": compile_preset(root / "paci-k2", "paci", 4, 4, None, 2),
+        "pp2-k2": compile_preset(root / "pp2-k2", "1f1b", 2, 4, None, 2),
     }
-    jobs = {name: [str(dirs[name]), "--steps", str(STEPS)] for name in ("1f1b", "paci", "zb-h1")}
+    jobs = {name: [str(dirs[name]), "--steps", str(STEPS)]
+            for name in ("1f1b", "paci", "zb-h1", "1f1b-k2", "paci-k2")}
     jobs["dp"] = [str(dirs["pp2"]), "--steps", str(STEPS), "--dp", "2", *SGD]
+    jobs["dp-k2"] = [str(dirs["pp2-k2"]), "--steps", str(STEPS), "--dp", "2", *SGD]
     return dirs, run_torchrun(jobs, 4, tmp_path_factory.mktemp("dist4"))
 
 
@@ -28,6 +34,14 @@ def setup(tmp_path_factory):
 def test_four_ranks_distributed_equals_inprocess(name, setup):
     dirs, results = setup
     assert_same(results[name], run_inprocess(dirs[name], "--steps", str(STEPS)))
+
+
+@pytest.mark.parametrize("name", ["1f1b", "paci", "dp"])
+def test_four_ranks_with_early_receives_are_bitwise_k1(name, setup):
+    """K = 2 with early receives, over gloo on 4 ranks (PP x DP included: the
+    data-parallel sum drains the sends first), equals K = 1 bit for bit."""
+    _, results = setup
+    assert_same(results[f"{name}-k2"], results[name])
 
 
 def test_pp_x_dp_equals_pp_on_the_same_global_batch(setup):

@@ -45,3 +45,24 @@ def test_a_receive_meeting_another_message_is_an_error() -> None:
     a.post([_msg("SEND_ACT", 0, 2, 0, 1)], [torch.ones(1)])
     with pytest.raises(RuntimeError, match="meets a message"):
         b.wait(b.post([_msg("RECV_ACT", 1, 0, 0, 0)], [None]))
+
+
+def test_receives_posted_ahead_take_their_message_on_arrival() -> None:
+    """Early receives (docs/programs.md, "Overlap"): `prepost` posts the coming
+    batch's receives, which take a message as soon as it is on the channel;
+    `post` of that batch adds its sends and hands back the same receives."""
+    hub = _hub()
+    a, b = LocalTransport(hub, 0), LocalTransport(hub, 1)
+    batch = [_msg("RECV_ACT", 1, 0, 0, 0), _msg("SEND_GRAD", 1, 2, 0, 0)]
+    b.prepost(batch)
+    t = torch.ones(1)
+    a.post([_msg("SEND_ACT", 0, 0, 0, 1)], [t])
+    assert hub.channels[(0, 1, 0)]  # not taken until b waits or posts ahead again
+    got = b.wait(b.post(batch, [None, torch.zeros(1)]))
+    assert got is not None and got[0] is t and got[1] is None
+    assert len(hub.channels[(1, 0, 0)]) == 1  # the gradient was sent
+    a.post([_msg("SEND_ACT", 0, 2, 0, 1)], [t])
+    b.prepost([_msg("RECV_ACT", 1, 2, 0, 0)])  # already there: taken at once
+    assert not hub.channels[(0, 1, 0)]
+    with pytest.raises(RuntimeError, match="posted ahead for another batch"):
+        b.post([_msg("RECV_ACT", 1, 4, 0, 0)], [None])

@@ -37,9 +37,8 @@ from test_properties import specs  # noqa: E402
 
 FULL = NIGHTLY or os.environ.get("SCHEDC_SWEEP") == "all"
 SWEEP_STRIDE = 1 if FULL else 23
-# An asynchronous AMDP compile at p >= 6 takes minutes (its policy portfolio times
-# the periodic split, issue 14's work), so CI's sample stops AMDP at p = 5.
-CI_AMDP_MAX_P = 5
+# AMDP is constructed (schedc.modulo): CI's sample keeps every depth of the grid.
+CI_AMDP_MAX_P = 8
 EXAMPLES = int(os.environ.get("SCHEDC_HYPOTHESIS_EXAMPLES", "300" if NIGHTLY else "25"))
 
 

@@ -1,0 +1,64 @@
+"""Ranks sharing fewer cores than there are ranks (a profile's `cores`).
+
+CPU ranks on one machine with fewer cores than ranks take turns: while n
+ranks want to compute and n > cores, each computes at cores / n of its speed
+(processor sharing), and a rank waiting for a message gives its core away.
+The simulator runs the programs as if every rank had its own core, then
+stretches time: a stretch of the timeline during which n ranks compute lasts
+max(1, n / cores) times as long. Every instruction keeps its place in that
+order and its start and end move with the stretch, so this is processor
+sharing exactly, except that a message in flight while the cores are
+oversubscribed is stretched with them (docs/costs.md, "Contention").
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import replace
+
+from schedc.instructions import MESSAGE, TABLE
+from schedc.overlap import DEFAULT, Overlap
+from schedc.program import Instr
+from schedc.simulate.costs import CostModel
+from schedc.simulate.engine import Timeline, simulate_streams
+
+
+def simulate_shared(streams: Sequence[Sequence[Instr]], costs: CostModel,
+                    serial_comm: bool = False, lazy_recv: bool = False,
+                    rule: Overlap = DEFAULT) -> Timeline:
+    """`simulate_streams`, then stretched by the sharing of `costs.cores`."""
+    timeline = simulate_streams(streams, costs, serial_comm, lazy_recv, rule)
+    if costs.cores is None or costs.cores >= len(streams):
+        return timeline
+    return stretch(timeline, costs.cores)
+
+
+def stretch(timeline: Timeline, cores: int) -> Timeline:
+    """The timeline with every stretch where n > cores ranks compute lasting
+    n / cores times as long."""
+    changes = []  # (time, +1 a rank starts computing / -1 it stops)
+    for stream, starts, ends in zip(timeline.streams, timeline.starts, timeline.ends,
+                                    strict=True):
+        for ins, t0, t1 in zip(stream, starts, ends, strict=True):
+            row = TABLE.get(ins.op)
+            if t1 > t0 and (row is None or row.kind != MESSAGE):
+                changes += [(t0, 1), (t1, -1)]
+    changes.sort()
+    at, stretched, factor = [0.0], [0.0], []  # piecewise linear map from `at`
+    computing = 0
+    for t, change in changes:
+        if t > at[-1]:
+            f = max(1.0, computing / cores)
+            factor.append(f)
+            stretched.append(stretched[-1] + (t - at[-1]) * f)
+            at.append(t)
+        computing += change
+    factor.append(1.0)  # after the last op
+
+    def new(t: float) -> float:
+        i = bisect_right(at, t) - 1
+        return stretched[i] + (t - at[i]) * factor[i]
+
+    return replace(timeline, starts=[[new(t) for t in s] for s in timeline.starts],
+                   ends=[[new(t) for t in e] for e in timeline.ends])
