@@ -1,8 +1,11 @@
-# Set-up and the two entry points. Both bootstrap .venv on a fresh machine and
-# are idempotent: the venv is rebuilt only when pyproject.toml changes.
-#   make test   lint + the whole test suite (CPU; Triton kernels run through
-#               TRITON_INTERPRET=1, set by tests/kernels/conftest.py)
-#   make demo   compile, show, simulate, draw and train an example end to end
+# Set-up and the entry points. They bootstrap .venv on a fresh machine and are
+# idempotent: the venv is rebuilt only when pyproject.toml changes.
+#   make test      lint + the CI tier of the test suite (CPU; Triton kernels run
+#                  through TRITON_INTERPRET=1, set by tests/kernels/conftest.py)
+#   make test-all  lint + every test, the nightly tier too (SCHEDC_NIGHTLY=1:
+#                  4-rank restarts, long documented runs, the whole sweep grid,
+#                  larger property budgets; tests/tiers.py)
+#   make demo      compile, show, simulate, draw and train an example end to end
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +15,7 @@ STAMP := $(VENV)/.installed
 # wheel on disk there); on a GPU machine the same pin installs the CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: test demo lint venv clean
+.PHONY: test test-all demo lint venv clean
 
 venv: $(STAMP)
 
@@ -31,6 +34,9 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest --ignore=tests/kernels
 	$(PY) -m pytest tests/kernels
+
+test-all: export SCHEDC_NIGHTLY = 1
+test-all: test
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh

@@ -2,8 +2,9 @@
 dependency (networkx).
 
 Edges, with their `kind` attribute:
-- `data`: F(s) before F(s+1); the last stage's F before its backward; the
-  backward (B or I) of s+1 before that of s; F before B/I on a stage; I before W.
+- `data`: each compute op's inputs, as the instruction table's `needs` says
+  (schedc/instructions.py: F(s-1) before F(s); F and the backward (B or I) of
+  s+1 before the backward of s; I before W).
 - `weights`: a micro-batch's weight gradient (B or W) before the step of its
   batch; steps of a stage in order; with flush, a step before the next batch's
   forwards; with a fixed delay d, the step producing version b-d before the
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from schedc.dot import DotEdge, DotNode, write_dot
+from schedc.instructions import COMPUTE_OPS, concrete, resolve_needs, schedule_compute_ops
 from schedc.ops import Op, step_op
 from schedc.spec import Spec
 
@@ -64,19 +66,23 @@ class Problem:
     def rank_of(self, op: Op) -> int:
         return self.maps[op.pipeline][op.stage]
 
+    def compute_kinds(self) -> tuple[str, ...]:
+        """F and the backward ops of each (micro-batch, stage)."""
+        return schedule_compute_ops(self.spec.split_backward)
+
     def backward_kinds(self) -> tuple[str, ...]:
-        return ("I", "W") if self.spec.split_backward else ("B",)
+        return self.compute_kinds()[1:]
 
     def grad_kind(self) -> str:
         """The op that produces the input gradient sent to the previous stage."""
-        return "I" if self.spec.split_backward else "B"
+        return concrete("grad", self.spec.split_backward)
 
     def weight_grad_kind(self) -> str:
         """The op that produces the weight gradient."""
-        return "W" if self.spec.split_backward else "B"
+        return concrete("wgrad", self.spec.split_backward)
 
     def compute_ops(self) -> Iterator[Op]:
-        kinds = ("F", *self.backward_kinds())
+        kinds = self.compute_kinds()
         for mb in range(self.num_mbs):
             p = self.pipeline_of(mb)
             for s in range(self.stages):
@@ -84,16 +90,29 @@ class Problem:
                     yield Op(kind, p, s, mb)
 
 
+def inputs(op: Op, split_backward: bool) -> list[Op]:
+    """The ops whose results compute op `op` reads: the instruction table's
+    `needs`, for its pipeline and micro-batch (stages outside the pipeline
+    included: the caller drops what does not exist)."""
+    return [Op(kind, op.pipeline, op.stage + offset, op.mb)
+            for kind, offset in resolve_needs(op.kind, split_backward)]
+
+
+def split_backward_in(kinds: set[str]) -> bool:
+    """Whether ops of these kinds come from a schedule whose backward is split
+    (they hold the split schedule's input-gradient op, I)."""
+    return concrete("grad", True) in kinds
+
+
 def data_edges(problem: Problem, mb: int) -> Iterator[tuple[Op, Op]]:
-    p, last = problem.pipeline_of(mb), problem.stages - 1
-    grad = problem.grad_kind()
+    """(input, consumer) for every compute op of micro-batch `mb`."""
+    p, split = problem.pipeline_of(mb), problem.spec.split_backward
     for s in range(problem.stages):
-        if s < last:
-            yield Op("F", p, s, mb), Op("F", p, s + 1, mb)
-            yield Op(grad, p, s + 1, mb), Op(grad, p, s, mb)
-        yield Op("F", p, s, mb), Op(grad, p, s, mb)
-        if problem.spec.split_backward:
-            yield Op("I", p, s, mb), Op("W", p, s, mb)
+        for kind in problem.compute_kinds():
+            op = Op(kind, p, s, mb)
+            for src in inputs(op, split):
+                if 0 <= src.stage < problem.stages:
+                    yield src, op
 
 
 def weight_edges(problem: Problem) -> Iterator[tuple[Op, Op]]:
@@ -165,7 +184,6 @@ def program_graph(manifest, programs, repeats: int = 1) -> nx.DiGraph:
     rank's unrolled stream); edges are `data` (as in `build_graph`) and `order`
     (consecutive compute ops of a rank).
     """
-    from schedc.program import COMPUTE_OPS
     from schedc.unroll import Unrolled
 
     un = Unrolled.of(programs, manifest.period, repeats)
@@ -180,22 +198,11 @@ def program_graph(manifest, programs, repeats: int = 1) -> nx.DiGraph:
             if prev is not None:
                 g.add_edge(prev, op, kind="order")
             prev = op
-    split = any(op.kind == "I" for op in g.nodes)
-    grad = "I" if split else "B"
-    last = manifest.num_stages - 1
+    split = split_backward_in({op.kind for op in g.nodes})
     for op in list(g.nodes):
-        p, s, mb = op.pipeline, op.stage, op.mb
-        targets = []
-        if op.kind == "F":
-            targets = [Op("F", p, s + 1, mb)] if s < last else []
-            targets.append(Op(grad, p, s, mb))
-        elif op.kind == grad:
-            targets = [Op(grad, p, s - 1, mb)] if s > 0 else []
-            if split:
-                targets.append(Op("W", p, s, mb))
-        for t in targets:
-            if t in g:
-                g.add_edge(op, t, kind="data")
+        for src in inputs(op, split):
+            if src in g:
+                g.add_edge(src, op, kind="data")
     return g
 
 

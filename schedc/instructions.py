@@ -168,11 +168,35 @@ def message_key(op: str, stage: int, mb: int, pipeline: int) -> tuple:
     return (row.message, producer, mb, pipeline)
 
 
+def concrete(name: str, split_backward: bool) -> str:
+    """A name of `needs` made concrete for the schedule: "grad" is I when the
+    backward is split, else B; "wgrad" is W, else B; an op's name is itself."""
+    if name == "grad":
+        return "I" if split_backward else "B"
+    if name == "wgrad":
+        return "W" if split_backward else "B"
+    return name
+
+
 def resolve_needs(op: str, split_backward: bool) -> tuple[tuple[str, int], ...]:
     """`needs` with "grad" / "wgrad" made concrete for the schedule."""
-    grad, wgrad = ("I", "W") if split_backward else ("B", "B")
-    names = {"grad": grad, "wgrad": wgrad}
-    return tuple((names.get(k, k), d) for k, d in TABLE[op].needs)
+    return tuple((concrete(k, split_backward), d) for k, d in TABLE[op].needs)
+
+
+def schedule_compute_ops(split_backward: bool) -> tuple[str, ...]:
+    """The compute ops a schedule runs for each (micro-batch, stage): F and the
+    backward ("grad", then "wgrad" where it is another op)."""
+    return tuple(dict.fromkeys(("F", concrete("grad", split_backward),
+                                concrete("wgrad", split_backward))))
+
+
+def consumer(recv: str, split_backward: bool) -> str:
+    """The compute op that reads what the receive `recv` brings: the one whose
+    `needs` reach back over the message's hop (F for RECV_ACT; B, or I when the
+    backward is split, for RECV_GRAD)."""
+    hop = TABLE[recv].hop
+    return next(op for op in schedule_compute_ops(split_backward)
+                if any(d == -hop for _, d in TABLE[op].needs))
 
 
 def docs_table() -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-COMPUTE_KINDS = ("F", "B", "I", "W")
 STEP_KIND = "S"
 
 

@@ -1,7 +1,8 @@
 """The dependency graph of compute ops and its critical path, as DOT or SVG.
 
-Nodes are the F/B/I/W ops of a simulated run. Edges: data (F(s) -> F(s+1),
-B(s+1) -> B(s), F -> B on a stage, I -> W) and program order on each rank.
+Nodes are the compute ops of a simulated run. Edges: data (each op's inputs,
+as the instruction table's `needs` says; schedc.graph.inputs) and program order
+on each rank.
 The critical path is read off the simulation, walking back from the op that
 ends last: each op's start was set by its latest-ready predecessor (a data
 arrival or the rank's previous op), so following those gives the chain that
@@ -14,11 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schedc.dot import DotEdge, DotNode, write_dot
+from schedc.graph import inputs, split_backward_in
+from schedc.instructions import COMPUTE_OPS, consumer
+from schedc.ops import Op
 from schedc.simulate.run import Simulation
 from schedc.viz import style
 from schedc.viz.svg import document, esc, num, text, time_axis
 
-Key = tuple[str, int | None, int | None, int | None]  # (kind, pipeline, stage, mb)
 _EPS = 1e-9
 
 
@@ -32,6 +35,10 @@ class Node:
     pipeline: int
     start: float
     end: float
+
+    @property
+    def op(self) -> Op:
+        return Op(self.kind, self.pipeline, self.stage, self.mb)
 
     @property
     def label(self) -> str:
@@ -50,34 +57,24 @@ class DepGraph:
 def build(sim: Simulation) -> DepGraph:
     """The whole graph of the run, with its critical path marked."""
     tl = sim.timeline
-    nodes, where = [], {}
+    nodes: list[Node] = []
     for r, stream in enumerate(tl.streams):
         for i, ins in enumerate(stream):
-            if ins.op in ("F", "B", "I", "W"):
-                where[(ins.op if ins.op != "I" else "B", ins.pipeline, ins.stage, ins.mb)] = \
-                    len(nodes)
-                if ins.op == "I":
-                    where[("I", ins.pipeline, ins.stage, ins.mb)] = len(nodes)
+            if ins.op in COMPUTE_OPS:
                 nodes.append(Node(r, i, ins.op, ins.stage, ins.mb, ins.pipeline,
                                   tl.starts[r][i], tl.ends[r][i]))
-    edges = _data_edges(nodes, where) + _order_edges(nodes)
+    where = {node.op: n for n, node in enumerate(nodes)}
+    split = split_backward_in({node.kind for node in nodes})
+    edges = _data_edges(nodes, where, split) + _order_edges(nodes)
     graph = DepGraph(nodes, edges)
-    _mark_critical(graph, _arrivals(sim, where))
+    _mark_critical(graph, _arrivals(sim, where, split))
     return graph
 
 
-def _data_edges(nodes: list[Node], where: dict[Key, int]) -> list[tuple[int, int, str]]:
-    out = []
-    for n, node in enumerate(nodes):
-        p, s, mb = node.pipeline, node.stage, node.mb
-        if node.kind == "F":
-            preds = [("F", p, s - 1, mb)]
-        elif node.kind in ("B", "I"):
-            preds = [("F", p, s, mb), ("B", p, s + 1, mb)]
-        else:
-            preds = [("I", p, s, mb)]
-        out += [(where[k], n, "data") for k in preds if k in where]
-    return out
+def _data_edges(nodes: list[Node], where: dict[Op, int], split: bool
+                ) -> list[tuple[int, int, str]]:
+    return [(where[src], n, "data") for n, node in enumerate(nodes)
+            for src in inputs(node.op, split) if src in where]
 
 
 def _order_edges(nodes: list[Node]) -> list[tuple[int, int, str]]:
@@ -90,13 +87,13 @@ def _order_edges(nodes: list[Node]) -> list[tuple[int, int, str]]:
     return out
 
 
-def _arrivals(sim: Simulation, where: dict[Key, int]) -> dict[int, float]:
+def _arrivals(sim: Simulation, where: dict[Op, int], split: bool) -> dict[int, float]:
     """When each cross-rank input reached its consumer (from the receives)."""
     tl = sim.timeline
     out: dict[int, float] = {}
     for _, _, rr, rp in tl.messages:
         ins = tl.streams[rr][rp]
-        key = ("F" if ins.op == "RECV_ACT" else "B", ins.pipeline, ins.stage, ins.mb)
+        key = Op(consumer(ins.op, split), ins.pipeline, ins.stage, ins.mb)
         if key in where:
             out[where[key]] = tl.ends[rr][rp]
     return out

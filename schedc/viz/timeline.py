@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from schedc.instructions import COMM_OPS, COMPUTE_OPS
 from schedc.program import Instr
 from schedc.simulate.run import Simulation
 from schedc.viz import style
@@ -44,11 +45,10 @@ def drawn_ops(sim: Simulation | RealRun) -> list[Op]:
     out = []
     for r, stream in enumerate(tl.streams):
         for i, ins in enumerate(stream):
-            comm = ins.op.startswith(("SEND", "RECV"))
-            if comm and not tl.comm_on_clock:
+            if ins.op in COMM_OPS and not tl.comm_on_clock:
                 continue
             s, e = tl.starts[r][i], tl.ends[r][i]
-            if ins.op in ("F", "B", "I", "W") or ins.op in MARKED or e > s:
+            if ins.op in COMPUTE_OPS or ins.op in MARKED or e > s:
                 index = indices[r][i] if indices else i
                 out.append(Op(r, index, ins, s, e, labels.get((r, index), "")))
     return out
@@ -125,9 +125,8 @@ def panel(sim: Simulation | RealRun, y0: float, scale: float, span: float,
 
 def legend(y: float, kinds: set[str], pipelines: int) -> tuple[list[str], float]:
     out, x = [], LEFT
-    comm = ("SEND_ACT", "RECV_ACT", "SEND_GRAD", "RECV_GRAD")
-    if kinds & set(comm):  # one entry for every send and receive
-        kinds = (kinds - set(comm)) | {"SEND_ACT"}
+    if kinds & set(COMM_OPS):  # one entry for every send and receive
+        kinds = (kinds - set(COMM_OPS)) | {COMM_OPS[0]}
     for kind in [k for k in style.KIND_HUE if k in kinds]:
         label = style.KIND_NAMES.get(kind, kind)
         out.append(f'<rect x="{x}" y="{num(y)}" width="14" height="12" '

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from schedc.instructions import COMM_OPS
 from schedc.simulate.run import Simulation
 
 _TO_US = {"s": 1e6, "ms": 1e3, "us": 1.0, "ns": 1e-3, "unit": 1e3}
@@ -30,7 +31,7 @@ def trace_events(sim: Simulation) -> dict[str, Any]:
             events.append({"ph": "M", "name": "thread_name", "pid": r, "tid": tid,
                            "args": {"name": name}})
         for i, ins in enumerate(stream):
-            comm = ins.op.startswith(("SEND", "RECV"))
+            comm = ins.op in COMM_OPS
             events.append({
                 "ph": "X", "name": ins.label(), "cat": ins.op, "pid": r,
                 "tid": COMM_TID if comm and not tl.comm_on_clock else COMPUTE_TID,

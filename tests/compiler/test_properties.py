@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from mutate import names_send, rejection, sending_site, with_body
+from tiers import NIGHTLY
 
 from schedc.compiler import compile_spec
 from schedc.errors import UserError, VerifyError
@@ -17,8 +18,9 @@ from schedc.order import OrderError
 from schedc.spec import ORDERS, Spec, SpecError
 from schedc.verify import verify
 
-# CI runs a fixed, modest budget; nightly raises it (SCHEDC_HYPOTHESIS_EXAMPLES=300).
-EXAMPLES = int(os.environ.get("SCHEDC_HYPOTHESIS_EXAMPLES", "40"))
+# CI runs a fixed, modest budget; the nightly tier (SCHEDC_NIGHTLY=1) raises it to
+# 300; SCHEDC_HYPOTHESIS_EXAMPLES sets it.
+EXAMPLES = int(os.environ.get("SCHEDC_HYPOTHESIS_EXAMPLES", "300" if NIGHTLY else "40"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 BOUND_NAMES = ("max_inflight", "max_inconsistency", "max_delay", "max_activations", "versions")

@@ -14,7 +14,10 @@ runnable hides in an untagged block:
 - anything else (`text`, `json`, `ebnf`, ...): shown, not run.
 
 A block that cannot run in CI says so on its first line, where readers see it
-too: `# docs-test: skip (needs a GPU)`. The reason is required.
+too: `# docs-test: skip (needs a GPU)`. The reason is required. A block that
+runs, but too long for CI (several torchrun launches), says
+`# docs-test: nightly (reason)`: it runs in the nightly tier only
+(SCHEDC_NIGHTLY=1, tests/tiers.py); no later block may need what it makes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ RUN_KINDS = {"sh": "sh", "bash": "sh", "shell": "sh", "console": "console",
              "python": "python", "sched": "sched"}
 SHOWN_KINDS = {"text", "json", "ebnf", "csv", "toml", "ini", "dot", "diff"}
 SKIP = re.compile(r"^\s*#\s*docs-test:\s*skip\s*(?:\((?P<reason>[^)]*)\))?")
+NIGHTLY = re.compile(r"^\s*#\s*docs-test:\s*nightly\s*(?:\((?P<reason>[^)]*)\))?")
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)")
 
 
@@ -48,8 +52,16 @@ class Block:
     @property
     def skip_reason(self) -> str | None:
         """Why the block is not run ('' when the marker gives no reason), or None."""
+        return self._marker(SKIP)
+
+    @property
+    def nightly_reason(self) -> str | None:
+        """Why the block runs in the nightly tier only ('' without a reason), or None."""
+        return self._marker(NIGHTLY)
+
+    def _marker(self, pattern: re.Pattern) -> str | None:
         first = self.text.splitlines()[0] if self.text else ""
-        m = SKIP.match(first)
+        m = pattern.match(first)
         if not m:
             return None
         return (m.group("reason") or "").strip()
@@ -92,7 +104,7 @@ def console_commands(block: Block) -> list[Command]:
         if not line.startswith("$ "):
             if out:
                 out[-1].expected.append(line)
-            elif line.strip() and not SKIP.match(line):
+            elif line.strip() and not SKIP.match(line) and not NIGHTLY.match(line):
                 raise ValueError(f"{block.where}: output before the first '$ ' command")
             i += 1
             continue

@@ -6,7 +6,9 @@ through links), so relative paths work as from the repository root.
 
 Training runs are shortened by SCHEDC_MAX_STEPS (docs/runtime.md), which caps
 every run's --steps; a block that cannot run here (a GPU, several nodes, more
-than a minute) says so on its first line (`# docs-test: skip (reason)`).
+than a minute) says so on its first line (`# docs-test: skip (reason)`); a
+block too long for CI runs in the nightly tier only (`# docs-test: nightly
+(reason)`, SCHEDC_NIGHTLY=1, tests/tiers.py).
 See tests/docs/markdown_blocks.py for the kinds of blocks and what each must do.
 """
 
@@ -27,6 +29,7 @@ from markdown_blocks import (
     console_commands,
     output_matches,
 )
+from tiers import NIGHTLY
 
 from schedc.dsl import DslError, parse_text
 
@@ -48,6 +51,8 @@ def test_every_block_says_what_it_is(doc: Path) -> None:
             f"be run, or {', '.join(sorted(SHOWN_KINDS))}); found {block.kind or 'none'!r}")
         if block.runs_as and block.skip_reason is not None:
             assert block.skip_reason, f"{block.where}: 'docs-test: skip' needs a (reason)"
+        if block.runs_as and block.nightly_reason is not None:
+            assert block.nightly_reason, f"{block.where}: 'docs-test: nightly' needs a (reason)"
 
 
 def _scratch(tmp_path: Path) -> Path:
@@ -153,6 +158,8 @@ def test_docs_run_as_written(doc: Path, tmp_path: Path) -> None:
     failures = []
     for block in blocks(doc):
         if block.runs_as is None or block.skip_reason is not None:
+            continue
+        if block.nightly_reason is not None and not NIGHTLY:
             continue
         try:
             problem = RUNNERS[block.runs_as](block, work)

@@ -71,3 +71,12 @@ def test_unclosed_block_is_an_error(tmp_path: Path) -> None:
 ])
 def test_shown_output_matching(expected, actual, ok) -> None:
     assert output_matches(expected, actual) is ok
+
+
+def test_nightly_marker_is_read_with_its_reason(tmp_path: Path) -> None:
+    doc = tmp_path / "d.md"
+    doc.write_text("```sh\n# docs-test: nightly (four torchrun jobs)\nls\n```\n\n"
+                   "```console\n# docs-test: nightly (long)\n$ true\n```\n")
+    first, second = blocks(doc)
+    assert first.nightly_reason == "four torchrun jobs" and first.skip_reason is None
+    assert [(c.command, c.expected) for c in console_commands(second)] == [("true", [])]

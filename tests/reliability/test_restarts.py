@@ -3,7 +3,12 @@ or half-way through a checkpoint save); torchrun restarts the job, the run
 resumes from --save-dir by itself, finishes, and its every logged loss and
 final state (weights, optimizer state, versions) equal an uninterrupted run's
 bit for bit; the metrics file holds each step once. A rank that dies at the
-same step every time stops `schedc run --max-restarts` with one line."""
+same step every time stops `schedc run --max-restarts` with one line.
+
+CI runs one kill+resume (1F1B, 2 ranks) and the repeated crash; the nightly
+tier (tests/tiers.py) adds PipeDream-2BW and 4 ranks, two kills in one run, and
+a kill during a save under torchrun (CI checks that one in-process:
+tests/reliability/test_checkpoint_faults.py)."""
 
 from __future__ import annotations
 
@@ -136,17 +141,27 @@ def _recovery_s(kill_time: float, lines_at_resume: int, seen: list) -> float:
 
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory):
+    """(programs, uninterrupted run) per (world, preset), made when first asked for."""
     root = tmp_path_factory.mktemp("restart")
-    out = {}
-    for world, preset in [(2, "1f1b"), (2, "pipedream-2bw"), (4, "1f1b"), (4, "pipedream-2bw")]:
-        prog = compile_preset(root / f"{preset}-{world}", preset, stages=world, microbatches=M)
-        out[(world, preset)] = (prog, _reference(prog, root / f"ref-{preset}-{world}"))
-    return out
+
+    class Made(dict):
+        def __missing__(self, key):
+            world, preset = key
+            prog = compile_preset(root / f"{preset}-{world}", preset, stages=world,
+                                  microbatches=M)
+            self[key] = (prog, _reference(prog, root / f"ref-{preset}-{world}"))
+            return self[key]
+
+    return Made()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("world,preset", [(2, "1f1b"), (2, "pipedream-2bw"), (4, "1f1b"),
-                                          (4, "pipedream-2bw")])
+@pytest.mark.parametrize("world,preset", [
+    (2, "1f1b"),
+    pytest.param(2, "pipedream-2bw", marks=pytest.mark.nightly),
+    pytest.param(4, "1f1b", marks=pytest.mark.nightly),
+    pytest.param(4, "pipedream-2bw", marks=pytest.mark.nightly),
+])
 def test_a_killed_rank_resumes_by_itself_bit_for_bit(world, preset, programs, tmp_path):
     prog, ref = programs[(world, preset)]
     rng = random.Random()
@@ -166,6 +181,7 @@ def test_a_killed_rank_resumes_by_itself_bit_for_bit(world, preset, programs, tm
 
 
 @pytest.mark.slow
+@pytest.mark.nightly
 def test_two_kills_in_one_run(programs, tmp_path):
     prog, ref = programs[(2, "1f1b")]
     rng = random.Random()
@@ -180,6 +196,7 @@ def test_two_kills_in_one_run(programs, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.nightly
 def test_a_rank_killed_during_a_save(programs, tmp_path):
     """Rank 1 dies half-way through writing the checkpoint after step 10 (first
     attempt only): the restart refuses that step directory and resumes at 5."""

@@ -7,8 +7,9 @@ The grid is every preset x p in 2..8 x m in {1, p-1, p, 2p, 4p} x dp_period
 and zbv run 2p stages). CI runs a deterministic sample of
 it (every point whose index is a multiple of the stride, SWEEP_STRIDE below,
 so every preset is still covered; AMDP up to p = 5 only, CI_AMDP_MAX_P) plus random valid Specs from
-hypothesis; SCHEDC_SWEEP=all runs the whole grid (nightly) and
-SCHEDC_HYPOTHESIS_EXAMPLES sets the random budget.
+hypothesis; the nightly tier (SCHEDC_NIGHTLY=1, tests/tiers.py) or
+SCHEDC_SWEEP=all runs the whole grid, and SCHEDC_HYPOTHESIS_EXAMPLES sets the
+random budget (nightly: 300).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from tiers import NIGHTLY
 
 from schedc.compiler import compile_spec
 from schedc.errors import UserError
@@ -33,11 +35,11 @@ from schedc.versions import replay_versions
 sys.path.insert(0, str(Path(__file__).parents[1] / "compiler"))
 from test_properties import specs  # noqa: E402
 
-FULL = os.environ.get("SCHEDC_SWEEP") == "all"
+FULL = NIGHTLY or os.environ.get("SCHEDC_SWEEP") == "all"
 SWEEP_STRIDE = 1 if FULL else 23
 # AMDP is constructed (schedc.modulo): CI's sample keeps every depth of the grid.
 CI_AMDP_MAX_P = 8
-EXAMPLES = int(os.environ.get("SCHEDC_HYPOTHESIS_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("SCHEDC_HYPOTHESIS_EXAMPLES", "300" if NIGHTLY else "25"))
 
 
 def _grid() -> list[tuple[str, int, int, int, bool]]:
