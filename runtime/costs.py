@@ -28,14 +28,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from schedc.instructions import TIMED_OPS
 from schedc.program import Manifest
 from schedc.simulate.derive import DERIVABLE, derive
 
 from .costs_link import library_cpu, link_figures
 from .memory import memory_report
 from .transport import DistTransport
-
-TIMED = ("F", "B", "I", "W", "ACC", "ALLREDUCE", "STEP", "STASH", "RELEASE", "SWAP", "LOOKAHEAD")
 
 
 @dataclass
@@ -61,7 +60,7 @@ def cost_profile(manifest: Manifest, events: dict[int, list[tuple]], boundaries:
     samples: list[dict[str, list[float]]] = [{} for _ in range(manifest.num_stages)]
     for rank, evs in events.items():
         for (op, _label, stage, _start, _dur), (_t0, dur) in zip(evs, spans[rank], strict=True):
-            if op in TIMED:
+            if op in TIMED_OPS:
                 samples[stage].setdefault(op, []).append(dur)
     stages = [{op: statistics.median(v) for op, v in sorted(d.items())} for d in samples]
     derived = _derive(stages, m.split_note)

@@ -140,6 +140,7 @@ REQUIRED_FIELDS = {n: o.required for n, o in TABLE.items()}
 OPTIONAL_FIELDS = {n: o.optional for n, o in TABLE.items() if o.optional}
 UNIT_COSTS = {n: o.unit_cost for n, o in TABLE.items() if o.unit_cost}
 FREES_ACTIVATION = tuple(n for n, o in TABLE.items() if o.frees_activation)
+TIMED_OPS = tuple(n for n, o in TABLE.items() if o.kind != MESSAGE)  # ops a profile times
 
 
 def info(op: str) -> OpInfo:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from schedc.deadlock import place_receives
 from schedc.errors import UserError, VerifyError
-from schedc.instructions import RECV_OPS, TABLE, resolve_needs
+from schedc.instructions import RECV_OPS, SEND_OPS, TABLE, consumer, resolve_needs
 from schedc.program import Instr, Manifest, Period, RankProgram
 from schedc.replay import Observer, Replay
 
@@ -64,8 +64,8 @@ def programs_from_orders(
     owner = _stage_owners(orders)
     stages = len(owner)
     mbs = 1 + max(mb for order in orders for _, _, mb in order)
-    streams = [_local_placement(order, r, owner, stages) for r, order in enumerate(orders)]
     split = any(op in ("I", "W") for order in orders for _, op, _ in order)
+    streams = [_local_placement(order, r, owner) for r, order in enumerate(orders)]
     try:
         place_receives(streams)
         Replay(streams, _Inputs(streams, owner, split)).run()
@@ -119,23 +119,38 @@ def _carrier(offset: int) -> str:
     return "ACT" if offset < 0 else "GRAD"
 
 
-def _local_placement(order: Sequence[Action], r: int, owner: dict[int, int],
-                     stages: int) -> list[Instr]:
+def _local_placement(order: Sequence[Action], r: int, owner: dict[int, int]) -> list[Instr]:
+    """A rank's compute order with its messages and ACCs, from the table: before
+    an op, the receives it consumes (from the stage the message's hop comes
+    from, when another rank holds it); after it, the ops whose one need it is
+    (the sends of what it produced, to another rank; its ACC). B is a whole
+    backward, I and W its halves, in any mix."""
     out: list[Instr] = []
     for s, op, mb in order:
-        up, down = owner.get(s - 1), owner.get(s + 1)
-        if op == "F" and up is not None and up != r:
-            out.append(Instr("RECV_ACT", stage=s, mb=mb, pipeline=0, peer=up))
-        if op in ("B", "I") and down is not None and down != r:
-            out.append(Instr("RECV_GRAD", stage=s, mb=mb, pipeline=0, peer=down))
+        for recv in RECV_OPS:
+            peer = owner.get(s - TABLE[recv].hop)
+            if _consumes(recv, op) and peer is not None and peer != r:
+                out.append(Instr(recv, stage=s, mb=mb, pipeline=0, peer=peer))
         out.append(Instr(op, stage=s, mb=mb, pipeline=0, version=0))
-        if op == "F" and down is not None and down != r:
-            out.append(Instr("SEND_ACT", stage=s, mb=mb, pipeline=0, peer=down))
-        if op in ("B", "I") and up is not None and up != r:
-            out.append(Instr("SEND_GRAD", stage=s, mb=mb, pipeline=0, peer=up))
-        if op in ("B", "W"):
-            out.append(Instr("ACC", stage=s, mb=mb, pipeline=0))
+        for after in _FOLLOWERS:
+            if not any(resolve_needs(after, split) == ((op, 0),) for split in _BOTH):
+                continue
+            if after in SEND_OPS:
+                peer = owner.get(s + TABLE[after].hop)
+                if peer is not None and peer != r:
+                    out.append(Instr(after, stage=s, mb=mb, pipeline=0, peer=peer))
+            else:
+                out.append(Instr(after, stage=s, mb=mb, pipeline=0))
     return out
+
+
+# What follows a compute op in a compute-only order: its sends and its ACC.
+_FOLLOWERS = (*SEND_OPS, "ACC")
+_BOTH = (False, True)  # the backward whole (B) or split (I, W)
+
+
+def _consumes(recv: str, op: str) -> bool:
+    return any(consumer(recv, split) == op for split in _BOTH)
 
 
 def _stage_owners(orders: Sequence[Sequence[Action]]) -> dict[int, int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from schedc.errors import UserError
-from schedc.instructions import ALL_OPS, COMM_OPS
+from schedc.instructions import TIMED_OPS
 from schedc.instructions import UNIT_COSTS as TABLE_UNIT_COSTS
 from schedc.simulate.derive import derive
 
@@ -28,7 +28,6 @@ VERSION = 1
 UNITS = ("unit", "s", "ms", "us", "ns")
 # Ops whose time a profile may give per stage. SEND/RECV are not here: their
 # time is latency + bytes / bandwidth.
-TIMED_OPS = tuple(op for op in ALL_OPS if op not in COMM_OPS)
 UNIT_COSTS: dict[str, float] = dict(TABLE_UNIT_COSTS)
 _BYTE_FIELDS = ("activation_bytes", "grad_bytes", "stored_activation_bytes",
                 "weight_bytes_per_stage")
