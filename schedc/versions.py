@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from schedc.clock import Clock, UnitCosts
 from schedc.errors import VerifyError
-from schedc.instructions import FREES_ACTIVATION
+from schedc.instructions import FREES_ACTIVATION, RECV_OPS, TABLE, resolve_needs
 from schedc.overlap import Overlap
 from schedc.program import Manifest
 from schedc.replay import Fanout, Observer, Replay
@@ -132,6 +132,10 @@ class _Versions(Observer):
             self._run(r, i, i + 1)
 
 
+# The receive that brings an input from stage s + d: the one whose hop is -d.
+_RECV_FROM = {-TABLE[op].hop: op for op in RECV_OPS}
+
+
 class _RankReplay:
     def __init__(self, manifest: Manifest, spec: Spec, un: Unrolled, rank: int,
                  table: VersionTable) -> None:
@@ -147,6 +151,7 @@ class _RankReplay:
         self.alive_peak = (0, 0)
         self.index = 0
         self.handlers: dict[str, object] = {}  # op -> its bound _op_ method
+        self.needs = {op: resolve_needs(op, spec.split_backward) for op in TABLE}
 
     def fail(self, reason: str) -> VerifyError:
         section, idx = self.un.locate(self.rank, self.index)
@@ -202,11 +207,20 @@ class _RankReplay:
                 raise self.fail(f"runs before its {kind} from rank {self.maps[p][src]} arrived")
             self.received.discard(key)
 
+    def _check_needs(self, ins) -> None:
+        """The op's `needs` (schedc.instructions): each input ran before it on
+        this rank or, from a stage another rank holds, its message arrived."""
+        p, s, mb = ins.pipeline, ins.stage, ins.mb
+        for kind, d in self.needs[ins.op]:
+            if d == 0:
+                self._need((kind, p, s, mb), f"its {kind}")
+            elif 0 <= s + d <= self.last:
+                self._input(_RECV_FROM[d], p, s, mb, kind, s + d)
+
     def _op_F(self, ins, rep: _Replica) -> None:
         p, s, mb = ins.pipeline, ins.stage, ins.mb
         self._read(ins, rep)
-        if s > 0:
-            self._input("RECV_ACT", p, s, mb, "F", s - 1)
+        self._check_needs(ins)
         self._done(ins, rep)
         self.table.forward[(p, s, mb)] = ins.version
         rep.inflight += 1
@@ -216,11 +230,8 @@ class _RankReplay:
             self.alive_peak = (self.alive, self.index)
 
     def _grad_op(self, ins, rep: _Replica) -> None:
-        p, s, mb = ins.pipeline, ins.stage, ins.mb
         self._read(ins, rep)
-        self._need(("F", p, s, mb), "its forward")
-        if s < self.last:
-            self._input("RECV_GRAD", p, s, mb, ins.op, s + 1)
+        self._check_needs(ins)
         if ins.op in FREES_ACTIVATION:  # the end of "in flight" (schedc.instructions)
             rep.inflight -= 1
             self.alive -= 1
@@ -235,7 +246,7 @@ class _RankReplay:
 
     def _op_W(self, ins, rep: _Replica) -> None:
         self._read(ins, rep)
-        self._need(("I", ins.pipeline, ins.stage, ins.mb), "its I")
+        self._check_needs(ins)
         self._record_backward(ins)
         self._done(ins, rep)
 
@@ -249,11 +260,10 @@ class _RankReplay:
 
     # ---- communication -----------------------------------------------------------
     def _op_SEND_ACT(self, ins, rep: _Replica) -> None:
-        self._need(("F", ins.pipeline, ins.stage, ins.mb), "the F whose output it sends")
+        self._check_needs(ins)
 
     def _op_SEND_GRAD(self, ins, rep: _Replica) -> None:
-        kind = "I" if self.spec.split_backward else "B"
-        self._need((kind, ins.pipeline, ins.stage, ins.mb), f"the {kind} whose gradient it sends")
+        self._check_needs(ins)
 
     def _op_RECV_ACT(self, ins, rep: _Replica) -> None:
         self.received.add(("RECV_ACT", ins.pipeline, ins.stage, ins.mb))
@@ -263,8 +273,7 @@ class _RankReplay:
 
     # ---- weights -------------------------------------------------------------------
     def _op_ACC(self, ins, rep: _Replica) -> None:
-        kind = "W" if self.spec.split_backward else "B"
-        self._need((kind, ins.pipeline, ins.stage, ins.mb), f"the {kind} whose gradient it adds")
+        self._check_needs(ins)
         batch = ins.mb // self.m
         if batch != rep.current:
             raise self.fail(f"adds the gradient of micro-batch {ins.mb} (step {batch + 1}) "

@@ -15,9 +15,9 @@ from collections import Counter
 
 import pytest
 import torch
+from instr_regions import label_instructions
 from kernel_testing import triton_on_cpu
 from schedc.runtime.config import add_run_arguments, config_from_args
-from schedc.runtime.interpreter import Interpreter
 from schedc.runtime.local import build_local
 from schedc.runtime.session import train
 
@@ -70,13 +70,7 @@ def _launches_per_op(prof) -> dict[str, list[int]]:
 
 @pytest.fixture
 def profiled_execute(monkeypatch):
-    original = Interpreter._execute
-
-    def execute(self, instr, nxt):
-        with torch.profiler.record_function(f"instr::{instr.op}"):
-            return original(self, instr, nxt)
-
-    monkeypatch.setattr(Interpreter, "_execute", execute)
+    label_instructions(monkeypatch, lambda instr: f"instr::{instr.op}")
 
 
 def _count(tmp_path, preset: str, *extra: str) -> dict[str, list[int]]:

@@ -14,8 +14,8 @@ from collections import Counter, defaultdict
 
 import pytest
 import torch
+from instr_regions import label_instructions
 from runtime_testing import compile_preset, config
-from schedc.runtime.interpreter import Interpreter
 from schedc.runtime.local import build_local
 from schedc.runtime.session import train
 
@@ -26,13 +26,7 @@ STEPS = 2
 @pytest.fixture
 def regions(monkeypatch):
     """Every compute instruction runs in a profiler region `instr::<op>:<stage>`."""
-    original = Interpreter._execute
-
-    def execute(self, instr, nxt):
-        with torch.profiler.record_function(f"instr::{instr.op}:{instr.stage}"):
-            return original(self, instr, nxt)
-
-    monkeypatch.setattr(Interpreter, "_execute", execute)
+    label_instructions(monkeypatch, lambda instr: f"instr::{instr.op}:{instr.stage}")
 
 
 def _matmuls(tmp_path, preset: str) -> dict[str, list[int]]:
