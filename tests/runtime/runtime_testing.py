@@ -133,15 +133,26 @@ def reference_training(program_dir: Path, steps: int, *extra: str) -> Result:
     else:
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, foreach=False)
     batches = make_batches(p, 0)
+
+    def micro_batch_loss(mb: int) -> torch.Tensor:
+        batch = batches.get(mb)
+        x = batch.inputs
+        for mod in modules:
+            x = mod(x)
+        return p.model.loss(x, batch.targets)
+
+    return train_plainly(modules, opt, micro_batch_loss, steps, m)
+
+
+def train_plainly(modules: list, opt, micro_batch_loss, steps: int, m: int) -> Result:
+    """Plain training: per step, the backward of `m` micro-batch losses, their
+    gradients summed then divided by m, one optimizer step."""
+    params = [q for mod in modules for q in mod.parameters()]
     res = Result()
     for step in range(steps):
         total = 0.0
         for mb in range(step * m, (step + 1) * m):
-            batch = batches.get(mb)
-            x = batch.inputs
-            for mod in modules:
-                x = mod(x)
-            loss = p.model.loss(x, batch.targets)
+            loss = micro_batch_loss(mb)
             loss.backward()
             total += float(loss.detach())
         for q in params:

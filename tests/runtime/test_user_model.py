@@ -16,7 +16,15 @@ import schedc.runtime as sr
 import torch
 import user_model as um
 from launching import free_port
-from runtime_testing import HERE, Result, assert_same, collect, compile_preset, run_torchrun
+from runtime_testing import (
+    HERE,
+    Result,
+    assert_same,
+    collect,
+    compile_preset,
+    run_torchrun,
+    train_plainly,
+)
 from schedc.runtime.boundary import call_stage
 from schedc.runtime.build import build_stage_module
 from schedc.runtime.models import user_model
@@ -55,24 +63,14 @@ def plain_training(d, steps: int) -> Result:
     modules = [build_stage_module(model, s, n, 0, torch.device("cpu")) for s in range(n)]
     params = [q for mod in modules for q in mod.parameters()]
     opt = torch.optim.AdamW(params, lr=0.01, weight_decay=0.0, foreach=False)
-    res = Result()
-    for step in range(steps):
-        total = 0.0
-        for mb in range(step * m, (step + 1) * m):
-            x, y, side = um.batches(mb, 0)
-            for mod in modules:
-                x = call_stage(mod, x, side)
-            loss = um.loss(x, y)
-            loss.backward()
-            total += float(loss.detach())
-        for q in params:
-            q.grad.div_(m)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        res.losses.append(total / m)
-    for s, mod in enumerate(modules):
-        res.weights[(0, s)] = torch.cat([q.detach().reshape(-1) for q in mod.parameters()])
-    return res
+
+    def micro_batch_loss(mb: int) -> torch.Tensor:
+        x, y, side = um.batches(mb, 0)
+        for mod in modules:
+            x = call_stage(mod, x, side)
+        return um.loss(x, y)
+
+    return train_plainly(modules, opt, micro_batch_loss, steps, m)
 
 
 @pytest.mark.parametrize("name", SYNC)
