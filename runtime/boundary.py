@@ -240,27 +240,24 @@ class Wire:
 
         return self.boundaries[boundary_of(ins)], ins.op.endswith("GRAD")
 
-    def post(self, batch: list, tensors: list) -> tuple:
-        packed = []
+    def _convert(self, batch: list, tensors: list, how: str) -> list:
+        """Each message's tensor through its boundary's `how` ("pack" or
+        "unpack") of an activation or a gradient; None stays None."""
+        out = []
         for ins, t in zip(batch, tensors, strict=True):
             if t is not None:
                 b, grad = self._boundary(ins)
-                t = b.pack_grad(t) if grad else b.pack_act(t)
-            packed.append(t)
-        return self.inner.post(batch, packed), batch
+                t = getattr(b, f"{how}_{'grad' if grad else 'act'}")(t)
+            out.append(t)
+        return out
+
+    def post(self, batch: list, tensors: list) -> tuple:
+        return self.inner.post(batch, self._convert(batch, tensors, "pack")), batch
 
     def wait(self, handle: tuple) -> list | None:
         inner, batch = handle
         got = self.inner.wait(inner)
-        if got is None:
-            return None
-        out = []
-        for ins, t in zip(batch, got, strict=True):
-            if t is not None:
-                b, grad = self._boundary(ins)
-                t = b.unpack_grad(t) if grad else b.unpack_act(t)
-            out.append(t)
-        return out
+        return None if got is None else self._convert(batch, got, "unpack")
 
     def pending(self, handle: tuple) -> int:
         fn = getattr(self.inner, "pending", None)
