@@ -42,6 +42,9 @@ from schedc.overlap import DEFAULT, Overlap
 from schedc.program import Instr
 
 Locate = Callable[[int, int], tuple[str, int]]
+# Per rank, (code, same): the encoding of a stream that agrees with this run's
+# on its first `same` instructions (Replay.encode_from).
+Reuse = Sequence[tuple[list[tuple], int]]
 LOCAL, MSG, COLL = 0, 1, 2
 # The table's rows as the replay reads them: op -> (kind, is send, message, hop);
 # the message key built from them is `instructions.message_key`'s.
@@ -154,13 +157,15 @@ class Replay:
     """One execution of `streams` (lists of instructions, one per rank)."""
 
     def __init__(self, streams: Sequence[Sequence[Instr]], observer: Observer | None = None,
-                 locate: Locate = stream_locate, rule: Overlap = DEFAULT) -> None:
+                 locate: Locate = stream_locate, rule: Overlap = DEFAULT,
+                 reuse: Reuse | None = None) -> None:
         self.streams = streams
         self.obs = observer or Observer()
         self.locate = locate
         n = len(streams)
         self.channels: dict[tuple, tuple] = {}  # each channel's one tuple (encode)
-        self.code = [self.encode(r) for r in range(n)]
+        self.code = [self.encode(r) if reuse is None else self.encode_from(r, *reuse[r])
+                     for r in range(n)]
         self.pc = [0] * n
         self.batch_end = [-1] * n  # end of the posted batch; -1 when none
         self.open = [0] * n  # messages of the posted batch not yet matched
@@ -228,6 +233,23 @@ class Replay:
                 code[i] = local
                 prev = LOCAL
         return code
+
+    def encode_from(self, r: int, code: list[tuple], same: int) -> list[tuple]:
+        """encode(r), given the `code` of a stream equal to this one on its
+        first `same` instructions (a shorter run of the same programs,
+        `Unrolled.longer`): only the rest, and the run that reaches into it,
+        are encoded."""
+        seq = self.streams[r]
+        new = code[:same]
+        new.extend([None] * (len(seq) - same))
+        self.encode(r, same, None, new)
+        if same:  # the run holding same - 1 may go on past it: encode it again
+            kind, end = code[same - 1][0], code[same - 1][1]
+            lo = same - 1
+            while lo and code[lo - 1][0] == kind and code[lo - 1][1] == end:
+                lo -= 1
+            self.encode(r, lo, same, new)
+        return new
 
     def fail(self, rank: int, index: int, reason: str, cls=VerifyError, **extra) -> VerifyError:
         section, idx = self.locate(rank, index)

@@ -33,13 +33,20 @@ def verify(manifest: Manifest, programs: Sequence[RankProgram]) -> VersionTable:
     repeats = (1,) if manifest.synchronous else ASYNC_REPEATS
     table = None
     for n in repeats:
-        un = table = None  # the last run's streams and table go before the next run's
-        un = Unrolled.of(programs, manifest.period, n)
+        # Each run is the last one with one more body: its streams and encoding
+        # start from the last run's, which then go.
+        if table is None:
+            un, reuse = Unrolled.of(programs, manifest.period, n), None
+        else:
+            un, reuse = table.longer_run()
+            table = None
+        assert un.repeats == n, "ASYNC_REPEATS run 1, 2, 3 ... bodies"
         try:
             _check_completeness(manifest, un)
             # One replay proves deadlock freedom and checks every version (and,
             # for a synchronous run, the one the analysis reads, clocks it).
-            table = replay_versions(manifest, un, timed=manifest.synchronous)
+            table = replay_versions(manifest, un, timed=manifest.synchronous, reuse=reuse)
+            del reuse
             check_bounds(Spec.from_dict(manifest.spec), manifest, un, table)
         except VerifyError as exc:
             exc.repeats = n  # the run that failed (the compiler folds on 1)

@@ -18,7 +18,7 @@ from schedc.errors import VerifyError
 from schedc.instructions import FREES_ACTIVATION, RECV_OPS, TABLE, resolve_needs
 from schedc.overlap import Overlap
 from schedc.program import Manifest
-from schedc.replay import Fanout, Observer, Replay
+from schedc.replay import Fanout, Observer, Replay, Reuse
 from schedc.spec import Spec
 from schedc.timing import Timing
 from schedc.unroll import Unrolled
@@ -45,6 +45,17 @@ class VersionTable:
     # The unit-cost timing of the same replay, when asked for, and its repeats.
     timing: Timing | None = None
     repeats: int = 0
+    # The run replayed and the replay's encoding of it, for a longer run of the
+    # same programs to start from (Unrolled.longer, Replay.encode_from).
+    run: tuple[Unrolled, list[list[tuple]]] | None = None
+
+    def longer_run(self) -> tuple[Unrolled, Reuse]:
+        """The run of one body repetition more than this table's, and what its
+        replay can reuse of this one's encoding; the table lets go of its run."""
+        assert self.run is not None
+        un, code = self.run
+        self.run = None
+        return un.longer(), [(c, un.epilogue_start(r)) for r, c in enumerate(code)]
 
     def inconsistency(self, key: Key) -> int:
         return self.backward[key] - self.forward[key]
@@ -83,25 +94,29 @@ class _Replica:
         return 1 + len(self.stash) + (self.lookahead is not None)
 
 
-def replay_versions(manifest: Manifest, un: Unrolled, timed: bool = False) -> VersionTable:
+def replay_versions(manifest: Manifest, un: Unrolled, timed: bool = False,
+                    reuse: Reuse | None = None) -> VersionTable:
     """Replay the streams on the replay core, which proves them deadlock-free,
     checking every version and data dependency on the way; the table of
     versions read and the peaks. `timed`: the same replay also clocks every
-    instruction under unit costs (`table.timing`, for the analysis)."""
+    instruction under unit costs (`table.timing`, for the analysis). `reuse`:
+    the encoding of a shorter run (VersionTable.longer_run)."""
     spec = Spec.from_dict(manifest.spec)
     table = VersionTable()
     ranks = [_RankReplay(manifest, spec, un, r, table) for r in range(len(un.streams))]
     versions = _Versions(ranks)
     rule = Overlap.from_dict(manifest.overlap)  # the rule the deadlock proof is under
     clock = Clock(un.streams, UnitCosts(), overlap=rule.overlapped) if timed else None
-    Replay(un.streams, versions if clock is None else Fanout(clock, versions), un.locate,
-           rule).run()
+    replay = Replay(un.streams, versions if clock is None else Fanout(clock, versions),
+                    un.locate, rule, reuse)
+    replay.run()
     if versions.error is not None:
         raise versions.error
     for rank in ranks:
         rank.finish()
     if clock is not None:
         table.timing, table.repeats = Timing(clock.starts, clock.ends), un.repeats
+    table.run = (un, replay.code)
     return table
 
 
