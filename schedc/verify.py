@@ -19,7 +19,7 @@ from schedc.overlap import Overlap
 from schedc.program import Instr, Manifest, RankProgram
 from schedc.spec import Spec
 from schedc.unroll import Unrolled
-from schedc.versions import VersionTable, replay_versions
+from schedc.versions import VersionReplays, VersionTable
 
 ASYNC_REPEATS = (1, 2, 3)
 
@@ -32,6 +32,7 @@ def verify(manifest: Manifest, programs: Sequence[RankProgram]) -> VersionTable:
         _check_fields(manifest, prog)
     repeats = (1,) if manifest.synchronous else ASYNC_REPEATS
     table = None
+    versions = VersionReplays(manifest)  # each run's check goes on from the last one's
     for n in repeats:
         # Each run is the last one with one more body: its streams and encoding
         # start from the last run's, which then go.
@@ -45,7 +46,7 @@ def verify(manifest: Manifest, programs: Sequence[RankProgram]) -> VersionTable:
             _check_completeness(manifest, un)
             # One replay proves deadlock freedom and checks every version (and,
             # for a synchronous run, the one the analysis reads, clocks it).
-            table = replay_versions(manifest, un, timed=manifest.synchronous, reuse=reuse)
+            table = versions.replay(un, timed=manifest.synchronous, reuse=reuse)
             del reuse
             check_bounds(Spec.from_dict(manifest.spec), manifest, un, table)
         except VerifyError as exc:

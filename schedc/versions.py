@@ -57,6 +57,19 @@ class VersionTable:
         self.run = None
         return un.longer(), [(c, un.epilogue_start(r)) for r, c in enumerate(code)]
 
+    # The per-key and per-stage fields (a rank writes its own keys and stages only).
+    _DICTS = ("forward", "backward", "applied", "where", "inflight_peaks", "copy_peaks",
+              "version_peaks", "sparse_syncs")
+
+    def copy(self) -> VersionTable:
+        """The dict fields copied (one rank's check, going on apart)."""
+        return VersionTable(**{name: dict(getattr(self, name)) for name in self._DICTS})
+
+    def merge_into(self, table: VersionTable) -> None:
+        """Add this table's keys and stages (one rank's) to `table`."""
+        for name in self._DICTS:
+            getattr(table, name).update(getattr(self, name))
+
     def inconsistency(self, key: Key) -> int:
         return self.backward[key] - self.forward[key]
 
@@ -93,6 +106,10 @@ class _Replica:
     def copies(self) -> int:
         return 1 + len(self.stash) + (self.lookahead is not None)
 
+    def copy(self) -> _Replica:
+        return _Replica(self.current, set(self.stash), self.lookahead, self.active,
+                        set(self.accumulated), self.reduced, self.inflight)
+
 
 def replay_versions(manifest: Manifest, un: Unrolled, timed: bool = False,
                     reuse: Reuse | None = None) -> VersionTable:
@@ -101,40 +118,87 @@ def replay_versions(manifest: Manifest, un: Unrolled, timed: bool = False,
     versions read and the peaks. `timed`: the same replay also clocks every
     instruction under unit costs (`table.timing`, for the analysis). `reuse`:
     the encoding of a shorter run (VersionTable.longer_run)."""
-    spec = Spec.from_dict(manifest.spec)
-    table = VersionTable()
-    ranks = [_RankReplay(manifest, spec, un, r, table) for r in range(len(un.streams))]
-    versions = _Versions(ranks)
-    rule = Overlap.from_dict(manifest.overlap)  # the rule the deadlock proof is under
-    clock = Clock(un.streams, UnitCosts(), overlap=rule.overlapped) if timed else None
-    replay = Replay(un.streams, versions if clock is None else Fanout(clock, versions),
-                    un.locate, rule, reuse)
-    replay.run()
-    if versions.error is not None:
-        raise versions.error
-    for rank in ranks:
-        rank.finish()
-    if clock is not None:
-        table.timing, table.repeats = Timing(clock.starts, clock.ends), un.repeats
-    table.run = (un, replay.code)
-    return table
+    return VersionReplays(manifest).replay(un, timed, reuse)
+
+
+class VersionReplays:
+    """replay_versions for runs of the same programs with 1, 2, 3 ... bodies,
+    each the last one with one body more (Unrolled.longer). A rank's version
+    check reads nothing but its own stream, in order, so what it found up to
+    the epilogue of one run holds for the next: each rank's check carries over
+    from run to run (its *line*), and a run checks only its new body (on the
+    line) and its epilogue (on a copy of the line)."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.spec = Spec.from_dict(manifest.spec)
+        self.lines: list[_RankReplay] = []
+        self.upto: list[int] = []  # per rank, where its line has checked to
+        self.repeats = 0  # the run the lines are at
+
+    def replay(self, un: Unrolled, timed: bool = False, reuse: Reuse | None = None
+               ) -> VersionTable:
+        n = len(un.streams)
+        if un.repeats != self.repeats + 1 or len(self.lines) != n:
+            self.lines = [_RankReplay(self.manifest, self.spec, un, r) for r in range(n)]
+            self.upto = [0] * n
+        for line in self.lines:
+            line.un = un
+        cuts = [un.epilogue_start(r) for r in range(n)]
+        versions = _Versions(self.lines, self.upto, cuts)
+        rule = Overlap.from_dict(self.manifest.overlap)  # the rule the deadlock proof is under
+        clock = Clock(un.streams, UnitCosts(), overlap=rule.overlapped) if timed else None
+        replay = Replay(un.streams, versions if clock is None else Fanout(clock, versions),
+                        un.locate, rule, reuse)
+        replay.run()
+        if versions.error is not None:
+            raise versions.error
+        ends = [versions.end(r) for r in range(n)]
+        for rank in ends:
+            rank.finish()
+        self.upto, self.repeats = cuts, un.repeats
+        table = VersionTable()
+        for rank in ends:
+            rank.table.merge_into(table)
+            table.activation_peaks.append(rank.alive_peak)
+        if clock is not None:
+            table.timing, table.repeats = Timing(clock.starts, clock.ends), un.repeats
+        table.run = (un, replay.code)
+        return table
 
 
 class _Versions(Observer):
-    """Hands each instruction, in the order the replay runs it, to its rank. The
-    first version error is kept until the replay ends: a deadlock or a message
+    """Hands each instruction, in the order the replay runs it, to its rank:
+    below `upto` (checked by an earlier run) to nobody, up to the epilogue
+    (`cuts`) to the rank's line, from there on to the line's copy. The first
+    version error is kept until the replay ends: a deadlock or a message
     mismatch, found by the replay itself, is the error to report first."""
 
-    def __init__(self, ranks: list[_RankReplay]) -> None:
-        self.ranks = ranks
+    def __init__(self, lines: list[_RankReplay], upto: list[int], cuts: list[int]) -> None:
+        self.lines, self.upto, self.cuts = lines, upto, cuts
+        self.ends: list[_RankReplay | None] = [None] * len(lines)
         self.error: VerifyError | None = None
 
+    def end(self, r: int) -> _RankReplay:
+        """Rank r's check of the epilogue: a copy of its line at the epilogue."""
+        end = self.ends[r]
+        if end is None:
+            end = self.ends[r] = self.lines[r].copy()
+        return end
+
     def _run(self, r: int, lo: int, hi: int) -> None:
-        if self.error is None:
-            try:
-                self.ranks[r].run(lo, hi)
-            except VerifyError as exc:
-                self.error = exc
+        if self.error is not None:
+            return
+        lo = max(lo, self.upto[r])
+        cut = self.cuts[r]
+        try:
+            if lo < cut and lo < hi:
+                self.lines[r].run(lo, min(hi, cut))
+                lo = cut
+            if lo < hi:
+                self.end(r).run(lo, hi)
+        except VerifyError as exc:
+            self.error = exc
 
     def local(self, r: int, lo: int, hi: int) -> None:
         self._run(r, lo, hi)
@@ -152,10 +216,11 @@ _RECV_FROM = {-TABLE[op].hop: op for op in RECV_OPS}
 
 
 class _RankReplay:
-    def __init__(self, manifest: Manifest, spec: Spec, un: Unrolled, rank: int,
-                 table: VersionTable) -> None:
-        self.manifest, self.spec, self.un, self.rank, self.table = (
-            manifest, spec, un, rank, table)
+    """One rank's check, with the table of what it read (its own stages only)."""
+
+    def __init__(self, manifest: Manifest, spec: Spec, un: Unrolled, rank: int) -> None:
+        self.manifest, self.spec, self.un, self.rank = manifest, spec, un, rank
+        self.table = VersionTable()
         self.maps = manifest.stage_to_rank
         self.last = manifest.num_stages - 1
         self.m = manifest.period.microbatches // manifest.period.steps
@@ -185,9 +250,18 @@ class _RankReplay:
                                     "has no handler for it)")
             handler(ins, replicas[(ins.pipeline, ins.stage)])
 
+    def copy(self) -> _RankReplay:
+        """The check as it stands, to go on apart from this one."""
+        new = object.__new__(_RankReplay)
+        new.__dict__.update(self.__dict__)
+        new.table = self.table.copy()
+        new.replicas = defaultdict(_Replica, {k: rep.copy() for k, rep in self.replicas.items()})
+        new.done, new.received = set(self.done), set(self.received)
+        new.handlers = {}  # bound to this object
+        return new
+
     def finish(self) -> None:
         self._check_end()
-        self.table.activation_peaks.append(self.alive_peak)
 
     def _check_end(self) -> None:
         if self.received:
