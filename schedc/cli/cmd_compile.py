@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from schedc.cli._common import add_spec_arguments, spec_from_args
-from schedc.compiler import compile_spec
+from schedc.compiler import compile_spec, few_collections
 from schedc.errors import UserError
 from schedc.export_csv import torch_csv
 from schedc.files import write_programs
@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with few_collections():  # compiling and writing: millions of long-lived objects
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if args.posted_batches < 1:
         raise UserError(f"--posted-batches must be at least 1, got {args.posted_batches}")
