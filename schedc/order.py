@@ -159,11 +159,12 @@ class Dependencies:
                 succ[step_op(s, b)] = []
         indeg = dict.fromkeys(succ, 0)
         data = (e for mb in range(problem.num_mbs) for e in data_edges(problem, mb))
-        for u, v in itertools.chain(data, weight_edges(problem)):
-            out = succ[u]
-            if v not in out:  # one edge per pair, as in a DiGraph
-                out.append(v)
-                indeg[v] += 1
+        edges: set[tuple[Op, Op]] = set()  # one edge per pair, as in a DiGraph
+        for e in itertools.chain(data, weight_edges(problem)):
+            if e not in edges:  # (a set: a step's successors are a whole batch's ops)
+                edges.add(e)
+                succ[e[0]].append(e[1])
+                indeg[e[1]] += 1
         self.succ, self.indeg = succ, indeg
 
     @property
