@@ -118,11 +118,20 @@ class Observer:
         pass
 
 
+def _does(obs: Observer, name: str) -> bool:
+    """Whether `obs` does something on callback `name` (not Observer's no-op)."""
+    if isinstance(obs, Fanout):
+        return any(_does(o, name) for o in obs.observers)
+    return getattr(type(obs), name) is not getattr(Observer, name)
+
+
 class Fanout(Observer):
     """Several observers of one replay, called in order."""
 
     def __init__(self, *observers: Observer) -> None:
         self.observers = observers
+        # the per-message callback: only to the observers that do something on it
+        self._matched = [o.matched for o in observers if _does(o, "matched")]
 
     def local(self, r: int, lo: int, hi: int) -> None:
         for o in self.observers:
@@ -133,8 +142,8 @@ class Fanout(Observer):
             o.posted(r, lo, hi)
 
     def matched(self, sr: int, si: int, rr: int, ri: int) -> None:
-        for o in self.observers:
-            o.matched(sr, si, rr, ri)
+        for matched in self._matched:
+            matched(sr, si, rr, ri)
 
     def finished(self, r: int, lo: int, hi: int) -> None:
         for o in self.observers:
@@ -161,6 +170,9 @@ class Replay:
                  reuse: Reuse | None = None) -> None:
         self.streams = streams
         self.obs = observer or Observer()
+        # the per-message and per-batch callbacks, None where the observer does nothing
+        self.on_matched = self.obs.matched if _does(self.obs, "matched") else None
+        self.on_finished = self.obs.finished if _does(self.obs, "finished") else None
         self.locate = locate
         n = len(streams)
         self.channels: dict[tuple, tuple] = {}  # each channel's one tuple (encode)
@@ -279,7 +291,7 @@ class Replay:
         if self.pend is not None:
             self.advance_overlapped(r)
             return
-        code, obs = self.code[r], self.obs
+        code, obs, finished = self.code[r], self.obs, self.on_finished
         n, pc = len(code), self.pc[r]
         while pc < n:
             kind, end = code[pc][0], code[pc][1]
@@ -294,7 +306,8 @@ class Replay:
                     return
                 end = self.batch_end[r]
                 self.batch_end[r] = -1
-                obs.finished(r, pc, end)
+                if finished is not None:
+                    finished(r, pc, end)
                 pc = end
             else:
                 self.pc[r] = pc
@@ -313,7 +326,10 @@ class Replay:
             self.obs.posted(r, lo, hi)
             self.batch_end[r] = hi
         code, sends, recvs, opened = self.code[r], self.sends, self.recvs, self.open
-        matched, pend = self.obs.matched, self.pend
+        matched, pend = self.on_matched, self.pend
+        if pend is None and part is None:
+            self.post_whole(r, lo, hi, code)
+            return
         for i in range(lo, hi):
             chan, is_send = code[i][2], code[i][3]
             if part is not None and is_send != part:
@@ -323,7 +339,9 @@ class Replay:
                 o_r, o_i = theirs.popleft()
                 if self.code[o_r][o_i][4] != code[i][4]:
                     self.mismatch(*((r, i, o_r, o_i) if is_send else (o_r, o_i, r, i)))
-                if is_send:
+                if matched is None:
+                    pass
+                elif is_send:
                     matched(r, i, o_r, o_i)
                 else:
                     matched(o_r, o_i, r, i)
@@ -345,6 +363,34 @@ class Replay:
                     opened[r] += 1
                 else:
                     pend[r].setdefault(hi, [0, 0])[is_send] += 1
+
+    def post_whole(self, r: int, lo: int, hi: int, code: list[tuple]) -> None:
+        """post of a whole batch without an overlap rule (the common case, its
+        own loop: the replay's hottest)."""
+        sends, recvs, opened, codes = self.sends, self.recvs, self.open, self.code
+        matched, wake = self.on_matched, self.wake
+        for i in range(lo, hi):
+            _, _, chan, is_send, key = code[i]
+            theirs = (recvs if is_send else sends).get(chan)
+            if theirs:  # the other end is there: the oldest unmatched one meets this one
+                o_r, o_i = theirs.popleft()
+                if codes[o_r][o_i][4] != key:
+                    self.mismatch(*((r, i, o_r, o_i) if is_send else (o_r, o_i, r, i)))
+                if matched is not None:
+                    if is_send:
+                        matched(r, i, o_r, o_i)
+                    else:
+                        matched(o_r, o_i, r, i)
+                left = opened[o_r] = opened[o_r] - 1
+                if not left and o_r != r:
+                    wake(o_r)
+            else:
+                mine = sends if is_send else recvs
+                queue = mine.get(chan)
+                if queue is None:
+                    queue = mine[chan] = deque()
+                queue.append((r, i))
+                opened[r] += 1
 
     # ---- overlap rules (K > 1; schedc/overlap.py) ----------------------------------
     def advance_overlapped(self, r: int) -> None:
