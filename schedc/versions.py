@@ -11,6 +11,7 @@ naming the instruction.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from schedc.clock import Clock, UnitCosts
@@ -230,7 +231,9 @@ class _RankReplay:
         self.alive = 0
         self.alive_peak = (0, 0)
         self.index = 0
-        self.handlers: dict[str, object] = {}  # op -> its bound _op_ method
+        # op -> its _op_ function (not a bound method: no reference cycle, so a
+        # check is freed, with the run it holds, as soon as it is dropped)
+        self.handlers: dict[str, Callable] = {}
         self.needs = {op: resolve_needs(op, spec.split_backward) for op in TABLE}
 
     def fail(self, reason: str) -> VerifyError:
@@ -244,11 +247,11 @@ class _RankReplay:
             ins = stream[self.index]
             handler = handlers.get(ins.op)
             if handler is None:
-                handler = handlers[ins.op] = getattr(self, "_op_" + ins.op, None)
+                handler = handlers[ins.op] = getattr(_RankReplay, "_op_" + ins.op, None)
                 if handler is None:
                     raise self.fail(f"no version rule for op {ins.op!r} (schedc/versions.py "
                                     "has no handler for it)")
-            handler(ins, replicas[(ins.pipeline, ins.stage)])
+            handler(self, ins, replicas[(ins.pipeline, ins.stage)])
 
     def copy(self) -> _RankReplay:
         """The check as it stands, to go on apart from this one."""
@@ -257,7 +260,6 @@ class _RankReplay:
         new.table = self.table.copy()
         new.replicas = defaultdict(_Replica, {k: rep.copy() for k, rep in self.replicas.items()})
         new.done, new.received = set(self.done), set(self.received)
-        new.handlers = {}  # bound to this object
         return new
 
     def finish(self) -> None:
