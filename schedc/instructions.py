@@ -200,6 +200,44 @@ def consumer(recv: str, split_backward: bool) -> str:
                 if any(d == -hop for _, d in TABLE[op].needs))
 
 
+@dataclass(frozen=True)
+class Around:
+    """What a program puts around one compute op, read from `needs` and `hop`.
+
+    receives: (receive op, peer stage offset, producing op) for each input that
+    comes from a neighbouring stage: posted before the op when another rank
+    holds that stage. sends: (send op, peer stage offset) for each message
+    whose one need is the op: posted after it, to the rank holding the stage
+    the message goes to. local: the other ops whose one need it is (ACC after
+    the op producing the weight gradient), on this rank, after the sends.
+    B is a whole backward, I and W its halves: the rule is the same whichever
+    a schedule uses (a compute-only order may mix them).
+    """
+
+    receives: tuple[tuple[str, int, str], ...]
+    sends: tuple[tuple[str, int], ...]
+    local: tuple[str, ...]
+
+
+def _around(op: str) -> Around:
+    receives: dict[tuple[str, int, str], None] = {}
+    followers: dict[str, None] = {}
+    for split in (False, True):
+        for recv in RECV_OPS:
+            if consumer(recv, split) == op:
+                offset = -TABLE[recv].hop
+                producer = next(k for k, d in resolve_needs(op, split) if d == offset)
+                receives[(recv, offset, producer)] = None
+        for name, row in TABLE.items():
+            if row.kind != COMPUTE and resolve_needs(name, split) == ((op, 0),):
+                followers[name] = None
+    return Around(tuple(receives), tuple((n, TABLE[n].hop) for n in followers if n in SEND_OPS),
+                  tuple(n for n in followers if n not in SEND_OPS))
+
+
+AROUND: dict[str, Around] = {op: _around(op) for op in COMPUTE_OPS}
+
+
 def docs_table() -> str:
     """The markdown table of docs/programs.md's "Instructions" section."""
     lines = ["| op | kind | fields (optional in brackets) | unit cost | meaning |",
