@@ -63,6 +63,8 @@ class OpInfo:
     producing the weight gradient (W when split, else B).
     frees_activation: the op ends a micro-batch's stay "in flight" on its stage
     (its stored activations are freed): B, or I when the backward is split.
+    hue: the pictures' colour (hue, saturation); label: the legend's name for
+    the op (its name when empty; `legend`).
     """
 
     name: str
@@ -78,11 +80,16 @@ class OpInfo:
     writes: tuple[str, ...] = ()
     needs: tuple[tuple[str, int], ...] = ()
     frees_activation: bool = False
-    hue: tuple[int, int] = (0, 0)  # picture colour: (hue, saturation)
+    hue: tuple[int, int] = (0, 0)
+    label: str = ""
 
     @property
     def fields(self) -> tuple[str, ...]:
         return self.required + self.optional
+
+    @property
+    def legend(self) -> str:
+        return self.label or self.name
 
 
 _C = ("stage", "mb", "pipeline", "version")
@@ -91,16 +98,18 @@ _W = ("stage", "pipeline", "version")
 
 TABLE: dict[str, OpInfo] = {op.name: op for op in (
     OpInfo("F", COMPUTE, _C, "forward", ("lookahead",), 1.0, reads=("activation", "weights"),
-           writes=("activation",), needs=(("F", -1),), hue=(212, 70)),
+           writes=("activation",), needs=(("F", -1),), hue=(212, 70), label="forward"),
     OpInfo("B", COMPUTE, _C, "backward (input and weight gradients)", (), 2.0,
            reads=("gradient", "activation", "weights"), writes=("gradient", "weight gradient"),
-           needs=(("F", 0), ("grad", +1)), frees_activation=True, hue=(28, 85)),
+           needs=(("F", 0), ("grad", +1)), frees_activation=True, hue=(28, 85),
+           label="backward"),
     OpInfo("I", COMPUTE, _C, "backward for inputs only", (), 1.0,
            reads=("gradient", "activation", "weights"), writes=("gradient",),
-           needs=(("F", 0), ("grad", +1)), frees_activation=True, hue=(45, 90)),
+           needs=(("F", 0), ("grad", +1)), frees_activation=True, hue=(45, 90),
+           label="backward (input)"),
     OpInfo("W", COMPUTE, _C, "backward for weights only", (), 1.0,
            reads=("activation", "weights"), writes=("weight gradient",),
-           needs=(("I", 0),), hue=(280, 45)),
+           needs=(("I", 0),), hue=(280, 45), label="backward (weights)"),
     OpInfo("SEND_ACT", MESSAGE, _M, "send the stage's output forward", message="ACT",
            send=True, hop=+1, reads=("activation",), needs=(("F", 0),), hue=(212, 15)),
     OpInfo("RECV_ACT", MESSAGE, _M, "receive the previous stage's output", message="ACT",
@@ -111,13 +120,14 @@ TABLE: dict[str, OpInfo] = {op.name: op for op in (
            message="GRAD", hop=-1, writes=("gradient",), hue=(28, 15)),
     OpInfo("ACC", WEIGHT, ("stage", "mb", "pipeline"), "add the micro-batch's weight "
            "gradient to the accumulator", reads=("weight gradient",),
-           writes=("accumulator",), needs=(("wgrad", 0),), hue=(90, 30)),
+           writes=("accumulator",), needs=(("wgrad", 0),), hue=(90, 30),
+           label="accumulate"),
     OpInfo("ALLREDUCE", COLLECTIVE, ("stage", "pipeline", "group"), "sum the accumulators "
            "of the stage's replicas", reads=("accumulator",), writes=("accumulator",),
-           hue=(330, 40)),
+           hue=(330, 40), label="all-reduce"),
     OpInfo("STEP", WEIGHT, ("stage", "pipeline", "version", "count"), "optimizer step to "
            "`version`, averaging `count` gradients", reads=("accumulator", "weights"),
-           writes=("weights",), hue=(0, 80)),
+           writes=("weights",), hue=(0, 80), label="optimizer step"),
     OpInfo("STASH", WEIGHT, _W, "keep a copy of the current version", reads=("weights",),
            writes=("stash",), hue=(160, 40)),
     OpInfo("RELEASE", WEIGHT, _W, "free a stashed version", writes=("stash",), hue=(160, 20)),
