@@ -63,6 +63,10 @@ class OpInfo:
     producing the weight gradient (W when split, else B).
     frees_activation: the op ends a micro-batch's stay "in flight" on its stage
     (its stored activations are freed): B, or I when the backward is split.
+    version_of: where weights are stashed, the op of the same micro-batch and
+    stage whose weight version this op reads (the backward reads its forward's);
+    empty: the op reads the version its stage is at (or, for the forward, the
+    Spec's fixed delay).
     hue: the pictures' colour (hue, saturation); label: the legend's name for
     the op (its name when empty; `legend`).
     """
@@ -80,6 +84,7 @@ class OpInfo:
     writes: tuple[str, ...] = ()
     needs: tuple[tuple[str, int], ...] = ()
     frees_activation: bool = False
+    version_of: str = ""
     hue: tuple[int, int] = (0, 0)
     label: str = ""
 
@@ -101,15 +106,15 @@ TABLE: dict[str, OpInfo] = {op.name: op for op in (
            writes=("activation",), needs=(("F", -1),), hue=(212, 70), label="forward"),
     OpInfo("B", COMPUTE, _C, "backward (input and weight gradients)", (), 2.0,
            reads=("gradient", "activation", "weights"), writes=("gradient", "weight gradient"),
-           needs=(("F", 0), ("grad", +1)), frees_activation=True, hue=(28, 85),
+           needs=(("F", 0), ("grad", +1)), frees_activation=True, version_of="F", hue=(28, 85),
            label="backward"),
     OpInfo("I", COMPUTE, _C, "backward for inputs only", (), 1.0,
            reads=("gradient", "activation", "weights"), writes=("gradient",),
-           needs=(("F", 0), ("grad", +1)), frees_activation=True, hue=(45, 90),
+           needs=(("F", 0), ("grad", +1)), frees_activation=True, version_of="F", hue=(45, 90),
            label="backward (input)"),
     OpInfo("W", COMPUTE, _C, "backward for weights only", (), 1.0,
            reads=("activation", "weights"), writes=("weight gradient",),
-           needs=(("I", 0),), hue=(280, 45), label="backward (weights)"),
+           needs=(("I", 0),), version_of="F", hue=(280, 45), label="backward (weights)"),
     OpInfo("SEND_ACT", MESSAGE, _M, "send the stage's output forward", message="ACT",
            send=True, hop=+1, reads=("activation",), needs=(("F", 0),), hue=(212, 15)),
     OpInfo("RECV_ACT", MESSAGE, _M, "receive the previous stage's output", message="ACT",
@@ -150,6 +155,12 @@ REQUIRED_FIELDS = {n: o.required for n, o in TABLE.items()}
 OPTIONAL_FIELDS = {n: o.optional for n, o in TABLE.items() if o.optional}
 UNIT_COSTS = {n: o.unit_cost for n, o in TABLE.items() if o.unit_cost}
 FREES_ACTIVATION = tuple(n for n, o in TABLE.items() if o.frees_activation)
+# A micro-batch is "in flight" on its stage from the compute op that stores its
+# activation (F) to the one that frees it (FREES_ACTIVATION).
+STORES_ACTIVATION = tuple(n for n, o in TABLE.items()
+                          if o.kind == COMPUTE and "activation" in o.writes)
+# The compute ops that may read extrapolated (look-ahead) weights: F.
+READS_LOOKAHEAD = tuple(n for n in COMPUTE_OPS if "lookahead" in TABLE[n].optional)
 TIMED_OPS = tuple(n for n, o in TABLE.items() if o.kind != MESSAGE)  # ops a profile times
 
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from schedc.graph import Problem
-from schedc.instructions import AROUND
+from schedc.instructions import AROUND, READS_LOOKAHEAD, TABLE
 from schedc.ops import STEP_KIND, Op
 from schedc.order import UNIT_COST
 from schedc.program import Instr
@@ -45,18 +45,22 @@ def plan_versions(problem: Problem, orders: Sequence[Sequence[Op]]) -> VersionPl
                     current[rep] += 1
                 continue
             rep = (op.pipeline, op.stage)
-            if op.kind == "F":
+            source = _VERSION_OF[op.kind]  # the table's version_of: B, I, W read F's
+            if not source:
                 if spec.fixed_delay is not None:
                     plan.reads[op] = max(0, problem.batch_of(op.mb) - spec.fixed_delay)
                 else:
                     plan.reads[op] = current[rep]
             elif spec.stashes:
-                plan.reads[op] = plan.reads[op._replace(kind="F")]
+                plan.reads[op] = plan.reads[op._replace(kind=source)]
             else:
                 plan.reads[op] = current[rep]
     if spec.lookahead is not None:
         plan.alpha = _lookahead_alpha(problem, plan)
     return plan
+
+
+_VERSION_OF = {op: row.version_of for op, row in TABLE.items()}
 
 
 def _replicas_here(problem: Problem, step: Op, seq: Sequence[Op]) -> list[Replica]:
@@ -77,7 +81,7 @@ def _lookahead_alpha(problem: Problem, plan: VersionPlan) -> dict[int, float]:
         return {s: float(problem.spec.lookahead) for s in range(problem.stages)}
     worst: dict[int, int] = defaultdict(int)
     for op, v in plan.reads.items():
-        if op.kind == "F":
+        if op.kind in READS_LOOKAHEAD:
             worst[op.stage] = max(worst[op.stage], problem.batch_of(op.mb) - v)
     return {s: float(worst[s]) for s in range(problem.stages)}
 
@@ -182,7 +186,7 @@ class _RankLowering:
     def _weights_for(self, op: Op) -> tuple[int, bool]:
         version = self.plan.reads[op]
         alpha = self.plan.alpha.get(op.stage, 0.0)
-        lookahead = op.kind == "F" and alpha != 0.0 and version >= 1
+        lookahead = op.kind in READS_LOOKAHEAD and alpha != 0.0 and version >= 1
         lookahead = lookahead and version == self.current[(op.pipeline, op.stage)]
         return version, lookahead
 
