@@ -190,6 +190,14 @@ def message_key(op: str, stage: int, mb: int, pipeline: int) -> tuple:
     return (row.message, producer, mb, pipeline)
 
 
+def boundary(op: str, stage: int) -> int:
+    """The stage boundary b (between stages b and b + 1) a message op of `stage`
+    crosses: SEND_ACT and RECV_GRAD of s cross s, RECV_ACT and SEND_GRAD s - 1."""
+    row = TABLE[op]
+    producer = stage if row.send else stage - row.hop
+    return min(producer, producer + row.hop)
+
+
 def concrete(name: str, split_backward: bool) -> str:
     """A name of `needs` made concrete for the schedule: "grad" is I when the
     backward is split, else B; "wgrad" is W, else B; an op's name is itself."""
