@@ -68,7 +68,8 @@ class OpInfo:
     empty: the op reads the version its stage is at (or, for the forward, the
     Spec's fixed delay).
     hue: the pictures' colour (hue, saturation); label: the legend's name for
-    the op (its name when empty; `legend`).
+    the op (its name when empty; `legend`); short: its cell in the text grid
+    (`schedc show --comms`; its name when empty).
     """
 
     name: str
@@ -87,6 +88,7 @@ class OpInfo:
     version_of: str = ""
     hue: tuple[int, int] = (0, 0)
     label: str = ""
+    short: str = ""
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -116,32 +118,36 @@ TABLE: dict[str, OpInfo] = {op.name: op for op in (
            reads=("activation", "weights"), writes=("weight gradient",),
            needs=(("I", 0),), version_of="F", hue=(280, 45), label="backward (weights)"),
     OpInfo("SEND_ACT", MESSAGE, _M, "send the stage's output forward", message="ACT",
-           send=True, hop=+1, reads=("activation",), needs=(("F", 0),), hue=(212, 15)),
+           send=True, hop=+1, reads=("activation",), needs=(("F", 0),), hue=(212, 15),
+           short=">a"),
     OpInfo("RECV_ACT", MESSAGE, _M, "receive the previous stage's output", message="ACT",
-           hop=+1, writes=("activation",), hue=(212, 15)),
+           hop=+1, writes=("activation",), hue=(212, 15), short="<a"),
     OpInfo("SEND_GRAD", MESSAGE, _M, "send the input gradient back", message="GRAD",
-           send=True, hop=-1, reads=("gradient",), needs=(("grad", 0),), hue=(28, 15)),
+           send=True, hop=-1, reads=("gradient",), needs=(("grad", 0),), hue=(28, 15),
+           short=">g"),
     OpInfo("RECV_GRAD", MESSAGE, _M, "receive the next stage's input gradient",
-           message="GRAD", hop=-1, writes=("gradient",), hue=(28, 15)),
+           message="GRAD", hop=-1, writes=("gradient",), hue=(28, 15), short="<g"),
     OpInfo("ACC", WEIGHT, ("stage", "mb", "pipeline"), "add the micro-batch's weight "
            "gradient to the accumulator", reads=("weight gradient",),
            writes=("accumulator",), needs=(("wgrad", 0),), hue=(90, 30),
-           label="accumulate"),
+           label="accumulate", short="+"),
     OpInfo("ALLREDUCE", COLLECTIVE, ("stage", "pipeline", "group"), "sum the accumulators "
            "of the stage's replicas", reads=("accumulator",), writes=("accumulator",),
-           hue=(330, 40), label="all-reduce"),
+           hue=(330, 40), label="all-reduce", short="AR"),
     OpInfo("STEP", WEIGHT, ("stage", "pipeline", "version", "count"), "optimizer step to "
            "`version`, averaging `count` gradients", reads=("accumulator", "weights"),
-           writes=("weights",), hue=(0, 80), label="optimizer step"),
+           writes=("weights",), hue=(0, 80), label="optimizer step", short="S"),
     OpInfo("STASH", WEIGHT, _W, "keep a copy of the current version", reads=("weights",),
-           writes=("stash",), hue=(160, 40)),
-    OpInfo("RELEASE", WEIGHT, _W, "free a stashed version", writes=("stash",), hue=(160, 20)),
+           writes=("stash",), hue=(160, 40), short="st"),
+    OpInfo("RELEASE", WEIGHT, _W, "free a stashed version", writes=("stash",), hue=(160, 20),
+           short="rl"),
     OpInfo("SWAP", WEIGHT, _W, "point the parameters at a version", ("lookahead",),
-           reads=("stash",), writes=("weights",), hue=(190, 20)),
+           reads=("stash",), writes=("weights",), hue=(190, 20), short="sw"),
     OpInfo("LOOKAHEAD", WEIGHT, (*_W, "alpha"), "extrapolate weights from the current "
-           "version", reads=("weights",), writes=("look-ahead weights",), hue=(300, 60)),
+           "version", reads=("weights",), writes=("look-ahead weights",), hue=(300, 60),
+           short="la"),
     OpInfo("SPARSE_SYNC", WEIGHT, _W, "exchange a slice of the weights with the other "
-           "data-parallel replicas", reads=("weights",), writes=("weights",)),
+           "data-parallel replicas", reads=("weights",), writes=("weights",), short="ss"),
 )}
 
 ALL_OPS = tuple(TABLE)
