@@ -165,6 +165,9 @@ FREES_ACTIVATION = tuple(n for n, o in TABLE.items() if o.frees_activation)
 # activation (F) to the one that frees it (FREES_ACTIVATION).
 STORES_ACTIVATION = tuple(n for n, o in TABLE.items()
                           if o.kind == COMPUTE and "activation" in o.writes)
+# The compute op that reads the version its stage is at (F); the others read its
+# version where weights are stashed (version_of). A step gates it.
+VERSION_SOURCE = next(n for n in COMPUTE_OPS if not TABLE[n].version_of)
 # The compute ops that may read extrapolated (look-ahead) weights: F.
 READS_LOOKAHEAD = tuple(n for n in COMPUTE_OPS if "lookahead" in TABLE[n].optional)
 TIMED_OPS = tuple(n for n, o in TABLE.items() if o.kind != MESSAGE)  # ops a profile times

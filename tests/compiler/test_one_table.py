@@ -49,8 +49,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("runtime/costs_split.py", "SplitProbe.piece"): "the profiler splits a measured B into I, W",
     ("runtime/costs_split.py", "as_programmed"): "the profiler splits a measured B into I, W",
     ("schedc/simulate/metrics.py", "_peak_weights"): _WEIGHTS,
-    ("schedc/simulate/metrics.py", "version_rows"): "the manifest's version rows: forward, "
-                                                    "backward, step",
+    ("schedc/simulate/metrics.py", "version_rows"): _STEP,
     ("schedc/simulate/report.py", "fmt_bytes"): "'B' is the byte unit here, not an op",
     ("schedc/report.py", "_cell"): _STEP,
     ("schedc/report.py", "grid"): _STEP,
@@ -131,6 +130,7 @@ def test_messages_around_a_compute_op_come_from_needs_and_hop() -> None:
     assert AROUND["W"] == instructions.Around((), (), ("ACC",))
     assert instructions.STORES_ACTIVATION == ("F",)
     assert instructions.FREES_ACTIVATION == ("B", "I")
+    assert instructions.VERSION_SOURCE == "F"
     assert [instructions.boundary(op, 3) for op in ("SEND_ACT", "RECV_ACT", "SEND_GRAD",
                                                     "RECV_GRAD")] == [3, 2, 2, 3]
 
