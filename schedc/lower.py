@@ -140,6 +140,8 @@ class _RankLowering:
         return self.out
 
     def _flush_local(self) -> None:
+        """The previous compute op's local followers, after the batch its sends
+        went out in: both are done."""
         self.out.extend(self.local)
         self.sends, self.local = [], []
 
