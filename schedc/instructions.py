@@ -6,10 +6,14 @@ One `OpInfo` row per op says its fields (required and optional), its kind
 on and the stage it comes from, its unit cost, what it reads and writes, and
 the rule its inputs follow. Loader validation (`schedc.files`), the verifier
 (`schedc.verify`, `schedc.versions`), the replay core (`schedc.replay`), the
-graph and DOT writer (`schedc.graph`), every cost model (`schedc.order`,
-`schedc.simulate.costs`), the pictures' styles (`schedc.viz.style`) and the
-docs table (`docs/programs.md`, checked by tests/compiler/test_instructions.py)
-read it. Adding an instruction starts with a row here (docs/programs.md,
+graph and DOT writer (`schedc.graph`), the lowering's message placement and
+version plan (`schedc.lower`, `schedc.simulate.compute_only`: `AROUND`,
+`version_of`), every cost model (`schedc.order`, `schedc.simulate.costs`),
+the pictures' styles (`schedc.viz.style`), the text grid (`schedc.report`),
+the runtime's message boundaries (`boundary`) and the docs table
+(`docs/programs.md`, checked by tests/compiler/test_instructions.py) read it;
+tests/compiler/test_one_table.py checks that nothing else spells an op's
+facts. Adding an instruction starts with a row here (docs/programs.md,
 "Adding an instruction").
 
 Field types and ranges are per field name (`FIELDS`): a field means the same
