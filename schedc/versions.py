@@ -62,10 +62,6 @@ class VersionTable:
     _DICTS = ("forward", "backward", "applied", "where", "inflight_peaks", "copy_peaks",
               "version_peaks", "sparse_syncs")
 
-    def copy(self) -> VersionTable:
-        """The dict fields copied (one rank's check, going on apart)."""
-        return VersionTable(**{name: dict(getattr(self, name)) for name in self._DICTS})
-
     def merge_into(self, table: VersionTable) -> None:
         """Add this table's keys and stages (one rank's) to `table`."""
         for name in self._DICTS:
@@ -160,6 +156,7 @@ class VersionReplays:
         self.upto, self.repeats = cuts, un.repeats
         table = VersionTable()
         for rank in ends:
+            rank.base.merge_into(table)  # the line's, then what the epilogue added
             rank.table.merge_into(table)
             table.activation_peaks.append(rank.alive_peak)
         if clock is not None:
@@ -222,6 +219,9 @@ class _RankReplay:
     def __init__(self, manifest: Manifest, spec: Spec, un: Unrolled, rank: int) -> None:
         self.manifest, self.spec, self.un, self.rank = manifest, spec, un, rank
         self.table = VersionTable()
+        # A copy's check (the epilogue's) writes to its own table what it adds or
+        # raises; what the line found before is read from the line's (`base`).
+        self.base = VersionTable()
         self.maps = manifest.stage_to_rank
         self.last = manifest.num_stages - 1
         self.m = manifest.period.microbatches // manifest.period.steps
@@ -257,7 +257,7 @@ class _RankReplay:
         """The check as it stands, to go on apart from this one."""
         new = object.__new__(_RankReplay)
         new.__dict__.update(self.__dict__)
-        new.table = self.table.copy()
+        new.base, new.table = self.table, VersionTable()
         new.replicas = defaultdict(_Replica, {k: rep.copy() for k, rep in self.replicas.items()})
         new.done, new.received = set(self.done), set(self.received)
         return new
@@ -315,7 +315,7 @@ class _RankReplay:
         self._done(ins, rep)
         self.table.forward[(p, s, mb)] = ins.version
         rep.inflight += 1
-        self._peak(self.table.inflight_peaks, (p, s), rep.inflight)
+        self._peak("inflight_peaks", (p, s), rep.inflight)
         self.alive += 1
         if self.alive > self.alive_peak[0]:
             self.alive_peak = (self.alive, self.index)
@@ -343,7 +343,10 @@ class _RankReplay:
 
     def _record_backward(self, ins) -> None:
         key = (ins.pipeline, ins.stage, ins.mb)
-        self.table.backward[key] = max(self.table.backward.get(key, ins.version), ins.version)
+        before = self.table.backward.get(key)
+        if before is None:
+            before = self.base.backward.get(key, ins.version)
+        self.table.backward[key] = max(before, ins.version)
         self.table.where[key] = (self.rank, self.index)
 
     def _done(self, ins, rep: _Replica) -> None:
@@ -406,8 +409,8 @@ class _RankReplay:
         if ins.version != rep.current:
             raise self.fail(f"STASH of version {ins.version} while current is {rep.current}")
         rep.stash.add(ins.version)
-        self._peak(self.table.copy_peaks, (ins.pipeline, ins.stage), rep.copies())
-        self._peak(self.table.version_peaks, (ins.pipeline, ins.stage), 1 + len(rep.stash))
+        self._peak("copy_peaks", (ins.pipeline, ins.stage), rep.copies())
+        self._peak("version_peaks", (ins.pipeline, ins.stage), 1 + len(rep.stash))
 
     def _op_RELEASE(self, ins, rep: _Replica) -> None:
         if ins.version not in rep.stash:
@@ -421,7 +424,7 @@ class _RankReplay:
             raise self.fail(f"LOOKAHEAD from version {ins.version} while current is "
                             f"{rep.current}")
         rep.lookahead = ins.version
-        self._peak(self.table.copy_peaks, (ins.pipeline, ins.stage), rep.copies())
+        self._peak("copy_peaks", (ins.pipeline, ins.stage), rep.copies())
 
     def _op_SPARSE_SYNC(self, ins, rep: _Replica) -> None:
         spec = self.spec
@@ -431,8 +434,10 @@ class _RankReplay:
             raise self.fail(f"SPARSE_SYNC at version {ins.version}: it follows the STEP to a "
                             f"multiple of dp_period ({spec.dp_period}); current is "
                             f"{rep.current}")
-        self.table.sparse_syncs[(ins.pipeline, ins.stage)] = \
-            self.table.sparse_syncs.get((ins.pipeline, ins.stage), 0) + 1
+        key = (ins.pipeline, ins.stage)
+        count = self.table.sparse_syncs.get(key)
+        self.table.sparse_syncs[key] = 1 + (self.base.sparse_syncs.get(key, 0) if count is None
+                                            else count)
 
     def _op_SWAP(self, ins, rep: _Replica) -> None:
         if ins.lookahead:
@@ -444,6 +449,11 @@ class _RankReplay:
                             f"({rep.current}) nor stashed")
         rep.active = (ins.version, bool(ins.lookahead))
 
-    def _peak(self, peaks: dict, key, value: int) -> None:
-        if value > peaks.get(key, (0, None))[0]:
+    def _peak(self, name: str, key, value: int) -> None:
+        """Record `value` in the table's peaks `name` if it is a new peak."""
+        peaks = getattr(self.table, name)
+        peak = peaks.get(key)
+        if peak is None:
+            peak = getattr(self.base, name).get(key, (0, None))
+        if value > peak[0]:
             peaks[key] = (value, (self.rank, self.index))
