@@ -43,8 +43,9 @@ from schedc.program import Instr
 
 Locate = Callable[[int, int], tuple[str, int]]
 # Per rank, (code, same): the encoding of a stream that agrees with this run's
-# on its first `same` instructions (Replay.encode_from).
-Reuse = Sequence[tuple[list[tuple], int]]
+# on its first `same` instructions (Replay.encode_from). Replay empties the
+# list's entries as it goes (memory: the caller still holds the list).
+Reuse = list[tuple[list[tuple], int] | None]
 LOCAL, MSG, COLL = 0, 1, 2
 # The table's rows as the replay reads them: op -> (kind, is send, message, hop);
 # the message key built from them is `instructions.message_key`'s.
@@ -176,8 +177,13 @@ class Replay:
         self.locate = locate
         n = len(streams)
         self.channels: dict[tuple, tuple] = {}  # each channel's one tuple (encode)
-        self.code = [self.encode(r) if reuse is None else self.encode_from(r, *reuse[r])
-                     for r in range(n)]
+        if reuse is None:
+            self.code = [self.encode(r) for r in range(n)]
+        else:
+            self.code = []
+            for r in range(n):
+                self.code.append(self.encode_from(r, *reuse[r]))
+                reuse[r] = None  # the shorter run's encoding goes as the new one is made
         self.pc = [0] * n
         self.batch_end = [-1] * n  # end of the posted batch; -1 when none
         self.open = [0] * n  # messages of the posted batch not yet matched
