@@ -47,7 +47,8 @@ def verify(manifest: Manifest, programs: Sequence[RankProgram]) -> VersionTable:
             _check_completeness(manifest, un)
             # One replay proves deadlock freedom and checks every version (and,
             # for a synchronous run, the one the analysis reads, clocks it).
-            table = versions.replay(un, timed=manifest.synchronous, reuse=reuse)
+            table = versions.replay(un, timed=manifest.synchronous, reuse=reuse,
+                                    final=n == repeats[-1])
             del reuse
             check_bounds(Spec.from_dict(manifest.spec), manifest, un, table)
         except VerifyError as exc:

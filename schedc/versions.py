@@ -133,8 +133,10 @@ class VersionReplays:
         self.upto: list[int] = []  # per rank, where its line has checked to
         self.repeats = 0  # the run the lines are at
 
-    def replay(self, un: Unrolled, timed: bool = False, reuse: Reuse | None = None
-               ) -> VersionTable:
+    def replay(self, un: Unrolled, timed: bool = False, reuse: Reuse | None = None,
+               final: bool = False) -> VersionTable:
+        """replay_versions of `un`; `final`: no longer run follows, so the lines
+        go as their tables are merged (memory)."""
         n = len(un.streams)
         if un.repeats != self.repeats + 1 or len(self.lines) != n:
             self.lines = [_RankReplay(self.manifest, self.spec, un, r) for r in range(n)]
@@ -155,10 +157,15 @@ class VersionReplays:
             rank.finish()
         self.upto, self.repeats = cuts, un.repeats
         table = VersionTable()
-        for rank in ends:
+        for r, rank in enumerate(ends):
             rank.base.merge_into(table)  # the line's, then what the epilogue added
             rank.table.merge_into(table)
             table.activation_peaks.append(rank.alive_peak)
+            if final:  # what no later run reads goes now (memory)
+                rank.base = self.lines[r].table = VersionTable()
+                rank.done = self.lines[r].done = set()
+        if final:
+            self.lines, self.repeats = [], 0
         if clock is not None:
             table.timing, table.repeats = Timing(clock.starts, clock.ends), un.repeats
         table.run = (un, replay.code)
