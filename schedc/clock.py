@@ -68,7 +68,7 @@ class Clock(Observer):
 
     def __init__(self, streams: Sequence[Sequence[Instr]], costs: Costs,
                  serial_comm: bool = False, lazy_recv: bool = False,
-                 overlap: bool = False) -> None:
+                 overlap: bool = False, keep_messages: bool = True) -> None:
         self.streams = streams
         self.overlap = overlap
         self.ahead = [-1] * len(streams)  # the batch whose receives were posted ahead
@@ -86,7 +86,10 @@ class Clock(Observer):
         self.data_ready: list[dict] = [{} for _ in range(n)]
         self.batch_clock = [0.0] * n  # when the messages the batch waits for have landed
         self.link_free: dict[tuple[int, int], float] = {}
+        # (sender, index, receiver, index) of every message, for the simulator's
+        # timeline; a bare timing (the compiler's) keeps none.
         self.messages: list[tuple[int, int, int, int]] = []
+        self.keep_messages = keep_messages
 
     def local(self, r: int, lo: int, hi: int) -> None:
         starts, ends, dur, t = self.starts[r], self.ends[r], self.dur[r], self.now[r]
@@ -172,7 +175,8 @@ class Clock(Observer):
             dkey = _data_key(self.streams[rr][rp])
             ready = self.data_ready[rr]
             ready[dkey] = max(ready.get(dkey, 0.0), arrival)
-        self.messages.append((sr, sp, rr, rp))
+        if self.keep_messages:
+            self.messages.append((sr, sp, rr, rp))
 
     def collective(self, members: list[tuple[int, int]]) -> None:
         r, i = members[0]
