@@ -119,18 +119,21 @@ def choose_policy(spec: Spec) -> Policy:
 def large_policy(spec: Spec) -> Policy:
     """Chimera's policy where the portfolio is too dear, by micro-batches per
     stage: every rank takes its steps when idle; m <= p: the oldest
-    micro-batch first; m <= 2p: forwards first, up to twice 1F1B's in-flight
-    count; more: forwards first, 1.5 times. Lowered and timed under unit
-    costs against all 18 policies (2026-11-29), the rule's order had the least
-    makespan, or one within 1% of it, at every size measured above the limit
-    (32 x 32, 24 x 48, 32 x 64, 16 x 64, 12 x 96, 8 x 128, 16 x 128,
-    32 x 256); the portfolio's pick (its finalists are ranked by the greedy's
-    makespan, which does not see how receives are batched) was up to 19%
-    longer there (1269 against 1070 at 32 x 256)."""
+    micro-batch first; 2p <= m < 4p: forwards first, up to twice 1F1B's
+    in-flight count; otherwise forwards first, 1.5 times. Lowered and timed
+    under unit costs against all 18 policies (2026-11-29) at 14 sizes above
+    the limit (32 x 17, 32 x 32, 20 x 26, 18 x 29, 16 x 33, 12 x 43, 24 x 48,
+    10 x 52, 32 x 64, 16 x 64, 12 x 96, 8 x 128, 16 x 128, 32 x 256), the
+    rule's order had the least makespan, or one within 1% of it, at 12 (3%
+    and 10% longer at 12 x 43 and 18 x 29, where the portfolio picks the same
+    order); it was never more than 1% longer than the portfolio's pick, and
+    up to 16% shorter (1070 against 1269 at 32 x 256: the portfolio ranks its
+    finalists by the greedy's makespan, which does not see how receives are
+    batched)."""
     m, p = spec.microbatches, spec.stages
     if m <= p:
         return Policy("mb", 1.0, steps_first=False)
-    return Policy("forward-first", 2.0 if m <= 2 * p else 1.5, steps_first=False)
+    return Policy("forward-first", 2.0 if 2 * p <= m < 4 * p else 1.5, steps_first=False)
 
 
 def _choose(spec: Spec) -> tuple[Policy, list[list[Instr]] | None]:
