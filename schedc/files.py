@@ -30,7 +30,7 @@ import math
 import os
 import tempfile
 from dataclasses import fields
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -84,16 +84,43 @@ def _dumps_program(prog: RankProgram) -> bytes:
 
 
 # Instr's fields after `op`, each with its JSON key as written, and a getter of all.
-_KEYS = tuple(f'"{f.name}": ' for f in fields(Instr))[1:]
-_ALL = attrgetter(*(f.name for f in fields(Instr)))
+_NAMES = tuple(f.name for f in fields(Instr))
+_KEYS = tuple(f'"{name}": ' for name in _NAMES[1:])
+_ALL = attrgetter(*_NAMES)
 _OPS: dict[str, str] = {}  # op -> '{"op": "F"', as json.dumps writes it
 
 
+def _template(op: str) -> tuple[str, itemgetter, itemgetter, tuple] | None:
+    """An op's usual line (its required fields, all integers, and no other) as
+    a %-template, with getters of those fields' values and of the others'."""
+    row = TABLE[op]
+    if not all(FIELDS[name].type == "int" for name in row.required):
+        return None
+    have = [i for i, name in enumerate(_NAMES) if name in row.required]
+    rest = [i for i in range(1, len(_NAMES)) if i not in have]
+    if len(rest) < 2:
+        return None  # (an itemgetter of one index gives no tuple)
+    head = ", ".join([f'{{"op": {json.dumps(op)}'] + [f'"{_NAMES[i]}": %d' for i in have])
+    # `have` ends with the op's own index, dropped again: a tuple even for one field
+    return head + "}", itemgetter(*have, 0), itemgetter(*rest), (None,) * len(rest)
+
+
+_TEMPLATES = {op: _template(op) for op in TABLE}
+_INT = {int}
+
+
 def _instr_json(ins: Instr) -> str:
-    """`json.dumps(ins.to_dict(), separators=(", ", ": "))`, fast: integers
-    (the bulk) by str(), everything else (bool, float, group) by json."""
+    """`json.dumps(ins.to_dict(), separators=(", ", ": "))`, fast: an op's
+    usual line by its template (integers only: str() is what json writes),
+    anything else field by field (bool, float, group by json)."""
     values = _ALL(ins)
     op = values[0]
+    fast = _TEMPLATES.get(op)
+    if fast is not None:
+        head, have, rest, nones = fast
+        args = have(values)[:-1]
+        if rest(values) == nones and set(map(type, args)) <= _INT:
+            return head % args
     head = _OPS.get(op)
     if head is None:
         head = _OPS[op] = '{"op": ' + json.dumps(op)
