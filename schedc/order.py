@@ -273,21 +273,22 @@ class ListScheduler:
 
     def _start_ready(self, now: int, busy_until: list[int], events: list) -> int:
         started, progress = 0, True
+        pick, orders, push = self._pick, self.orders, heapq.heappush
         while progress:
             progress = False
             for r in range(self.problem.ranks):
                 while busy_until[r] <= now:
-                    op = self._pick(r)
+                    op = pick(r)
                     if op is None:
                         break
-                    self.orders[r].append(op)
+                    orders[r].append(op)
                     started += 1
                     progress = True
                     if op.kind == STEP_KIND:
                         self._enter_step(op, r, now, busy_until)
                         continue
                     busy_until[r] = now + UNIT_COST[op.kind]
-                    heapq.heappush(events, (busy_until[r], started, op))
+                    push(events, (busy_until[r], started, op))
         return started
 
     def _enter_step(self, op: Op, r: int, now: int, busy_until: list[int]) -> None:
@@ -319,24 +320,28 @@ class ListScheduler:
 
     def _pick(self, r: int) -> Op | None:
         heap = self.ready[r]
-        skipped = []
+        skipped = None
         chosen = None
+        pop, inflight, limits = heapq.heappop, self.inflight, self.limits
         while heap:
-            item = heapq.heappop(heap)
+            item = pop(heap)
             op = item[-1]
-            if op.kind == "F" and self.inflight[(op.pipeline, op.stage)] >= \
-                    self.limits[op.stage]:
+            kind = op.kind
+            if kind == "F" and inflight[(op.pipeline, op.stage)] >= limits[op.stage]:
                 # parked until its stage admits a forward (_unpark): popping
                 # every blocked forward at every pick was quadratic in m
                 heapq.heappush(self.parked[(op.pipeline, op.stage)], item)
                 continue
-            if op.kind == STEP_KIND and not self._take_collective_turn(r, op):
+            if kind == STEP_KIND and not self._take_collective_turn(r, op):
+                if skipped is None:
+                    skipped = []
                 skipped.append(item)
                 continue
             chosen = op
             break
-        for item in skipped:
-            heapq.heappush(heap, item)
+        if skipped:
+            for item in skipped:
+                heapq.heappush(heap, item)
         if chosen is not None:
             self._account(chosen)
         return chosen
@@ -366,12 +371,15 @@ class ListScheduler:
             heapq.heappush(self.ready[self.maps[key[0]][key[1]]], item)
 
     def _finish(self, op: Op) -> None:
-        waiting = self.waiting
+        waiting, ready, maps, key = self.waiting, self.ready, self.maps, self.key
         for succ in self.succ[op]:
             left = waiting[succ] - 1
             waiting[succ] = left
             if not left:
-                self._make_ready(succ)
+                if succ.kind == STEP_KIND:
+                    self._make_ready(succ)
+                else:  # _make_ready of a compute op
+                    heapq.heappush(ready[maps[succ.pipeline][succ.stage]], key(succ))
 
     def _finish_step_copy(self, op: Op, rank: int) -> None:
         # The replica on `rank` has its new version: its gated ops may run.
