@@ -16,6 +16,7 @@ its batch are done on every replica, before anything else.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -174,7 +175,14 @@ class Dependencies:
                         indeg[op] += 1
         # Weight edges never repeat a pair (each joins a step and one op of
         # one micro-batch, or two steps): no check of a step's long list.
+        # The successor lists hold the nodes' own objects (an equal new Op
+        # per edge would be kept alive by the list).
+        steps = {op: op for op in itertools.islice(succ, len(ops), None)}
         for u, v in weight_edges(problem):
+            if v.kind == STEP_KIND:
+                v = steps[v]
+            else:
+                v = ops[(v.mb * stages + v.stage) * k + where[v.kind]]
             succ[u].append(v)
             indeg[v] += 1
         self.succ, self.indeg = succ, indeg
