@@ -148,9 +148,11 @@ def _append_steps(seq: list[Op], problem: Problem, batch: int) -> list[Op]:
 # ---- list scheduling ----------------------------------------------------------
 class Dependencies:
     """The dependency graph as the list scheduler reads it (nodes, successors,
-    in-degrees), from the graph's own edge rules (`graph.data_edges`,
-    `graph.weight_edges`) without networkx: a large asynchronous run's
-    networkx graph holds about a kilobyte per operation."""
+    in-degrees), from the graph's own edge rules (the instruction table's
+    `needs`, as `graph.data_edges` reads them, and `graph.weight_edges`)
+    without networkx: a large asynchronous run's networkx graph holds about a
+    kilobyte per operation. The same nodes, successor lists and in-degrees,
+    in the same order, as `graph.build_graph`."""
 
     def __init__(self, problem: Problem) -> None:
         kinds = problem.compute_kinds()
