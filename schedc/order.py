@@ -25,7 +25,13 @@ import networkx as nx
 
 from schedc.errors import UserError
 from schedc.graph import Problem, weight_edges
-from schedc.instructions import COMPUTE_OPS, UNIT_COSTS, resolve_needs
+from schedc.instructions import (
+    COMPUTE_OPS,
+    FREES_ACTIVATION,
+    STORES_ACTIVATION,
+    UNIT_COSTS,
+    resolve_needs,
+)
 from schedc.ops import STEP_KIND, Op, step_op
 
 _WAITING = 1 << 62  # busy_until of a rank waiting in a collective step
@@ -226,9 +232,13 @@ class ListScheduler:
         self.peak_inflight = 0
         self.step_key = -(1 << 30) if policy.steps_first else 1 << 30
         self.in_collective: dict[Op, list[int]] = {}
-        # Without a flush nothing else bounds deferred Ws: count to W there.
+        # In flight (schedc.instructions): from the op storing a micro-batch's
+        # activation (F) to the one freeing it (B, or I). Without a flush nothing
+        # else bounds deferred Ws: there the admission window runs to the op
+        # producing the weight gradient (W) instead.
         deferred_w = spec.split_backward and not spec.flush
-        self.release_kind = "W" if deferred_w else problem.grad_kind()
+        self.release_kind = problem.weight_grad_kind() if deferred_w else next(
+            k for k in problem.compute_kinds() if k in FREES_ACTIVATION)
         self.replica_ranks = {
             s: sorted({m[s] for m in problem.maps}) for s in range(problem.stages)
         }
@@ -337,7 +347,8 @@ class ListScheduler:
             item = pop(heap)
             op = item[-1]
             kind = op.kind
-            if kind == "F" and inflight[(op.pipeline, op.stage)] >= limits[op.stage]:
+            if kind in STORES_ACTIVATION and inflight[(op.pipeline, op.stage)] >= \
+                    limits[op.stage]:
                 # parked until its stage admits a forward (_unpark): popping
                 # every blocked forward at every pick was quadratic in m
                 heapq.heappush(self.parked[(op.pipeline, op.stage)], item)
@@ -361,7 +372,7 @@ class ListScheduler:
         # needs is its inputs' gradients, not the activations): ZB-H1 thus keeps
         # 1F1B's warm-up and memory and defers W into the bubbles.
         key = (op.pipeline, op.stage)
-        if op.kind == "F":
+        if op.kind in STORES_ACTIVATION:
             self.inflight[key] += 1
             self.peak_inflight = max(self.peak_inflight, self.inflight[key])
         elif op.kind == self.release_kind:
