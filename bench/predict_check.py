@@ -66,7 +66,7 @@ def _launch(root: Path, ranks: int, names: list[str], a: argparse.Namespace) -> 
            f"--nproc-per-node={ranks}", __file__, "--worker", str(root),
            "--steps", str(a.steps), "--profile-steps", str(a.profile_steps),
            "--rounds", str(a.rounds), "--model", a.model, "--names", ",".join(names),
-           "--micro-batch-size", str(a.micro_batch_size)]
+           "--micro-batch-size", str(a.micro_batch_size)] + (["--traces"] if a.traces else [])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode:
@@ -90,15 +90,21 @@ def _worker(a: argparse.Namespace) -> None:
                                costs_out=root / "costs.json", **base)))
     for k in range(a.rounds):
         for name in a.names.split(","):
-            trainer = Trainer(build_dist(RunConfig(programs=root / name, steps=a.steps, **base)))
+            trace = root / f"{name}.trace.json" if a.traces and k == 0 else None
+            trainer = Trainer(build_dist(RunConfig(programs=root / name, steps=a.steps,
+                                                   trace=trace, **base)))
             ends, busy0, cpu0, t0 = [], _machine_busy(), time.process_time(), time.perf_counter()
+            thread0 = time.thread_time()
             cpu_ends = []  # this thread's CPU time at each body end (the interpreter's)
+            proc_ends = []  # the process's (every thread's) CPU time at each body end
             while trainer.bodies_left > 0:
                 trainer.step()
                 ends.append(time.perf_counter())
                 cpu_ends.append(time.thread_time())
+                proc_ends.append(time.process_time())
             trainer.close()
-            record = {"ends": ends, "cpu_ends": cpu_ends, "cpu": time.process_time() - cpu0,
+            record = {"ends": ends, "cpu_ends": cpu_ends, "proc_ends": proc_ends,
+                      "cpu": time.process_time() - cpu0, "thread_cpu": time.thread_time() - thread0,
                       "busy": _machine_busy() - busy0, "wall": time.perf_counter() - t0}
             (root / f"{name}.{k}.rank{dist.get_rank()}.json").write_text(json.dumps(record))
 
@@ -200,6 +206,8 @@ def main() -> None:
     ap.add_argument("--model", default="gpt-mini")
     ap.add_argument("--micro-batch-size", type=int, default=8, help="x 64 tokens")
     ap.add_argument("--keep", default=None, help="copy profiles and metrics to this folder")
+    ap.add_argument("--traces", action="store_true",
+                    help="with --keep: each candidate's Chrome trace of its first real run")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--names", default="", help=argparse.SUPPRESS)
     a = ap.parse_args()

@@ -3,12 +3,16 @@
 CPU ranks on one machine with fewer cores than ranks take turns: while n
 ranks want to compute and n > cores, each computes at cores / n of its speed
 (processor sharing), and a rank waiting for a message gives its core away.
-The simulator runs the programs as if every rank had its own core, then
-stretches time: a stretch of the timeline during which n ranks compute lasts
-max(1, n / cores) times as long. Every instruction keeps its place in that
-order and its start and end move with the stretch, so this is processor
-sharing exactly, except that a message in flight while the cores are
-oversubscribed is stretched with them (docs/costs.md, "Contention").
+Each of the R ranks also runs threads besides its interpreter (the
+transport's), which use `background` of a core throughout (measured by the
+runtime); they are served first, so n computing ranks share the rest,
+cores - R * background. The simulator runs the programs as if every rank had
+its own core, then stretches time: a stretch of the timeline during which n
+ranks compute lasts max(1, n / (cores - R * background)) times as long. Every
+instruction keeps its place in that order and its start and end move with the
+stretch, so this is processor sharing exactly, except that a message in
+flight while the cores are oversubscribed is stretched with them
+(docs/costs.md, "Contention").
 """
 
 from __future__ import annotations
@@ -29,12 +33,23 @@ def simulate_shared(streams: Sequence[Sequence[Instr]], costs: CostModel,
                     rule: Overlap = DEFAULT) -> Timeline:
     """`simulate_streams`, then stretched by the sharing of `costs.cores`."""
     timeline = simulate_streams(streams, costs, serial_comm, lazy_recv, rule)
-    if costs.cores is None or costs.cores >= len(streams):
+    if costs.cores is None:
         return timeline
-    return stretch(timeline, costs.cores)
+    capacity = compute_capacity(costs.cores, len(streams), costs.background)
+    if capacity >= len(streams):
+        return timeline
+    return stretch(timeline, capacity)
 
 
-def stretch(timeline: Timeline, cores: int) -> Timeline:
+MIN_CAPACITY = 0.1  # cores left to compute when the background claims (nearly) all
+
+
+def compute_capacity(cores: int, ranks: int, background: float = 0.0) -> float:
+    """Cores left for the ranks' ops: `cores` less every rank's background threads."""
+    return max(cores - ranks * background, MIN_CAPACITY)
+
+
+def stretch(timeline: Timeline, cores: float) -> Timeline:
     """The timeline with every stretch where n > cores ranks compute lasting
     n / cores times as long."""
     changes = []  # (time, +1 a rank starts computing / -1 it stops)

@@ -32,9 +32,13 @@ UNIT_COSTS: dict[str, float] = dict(TABLE_UNIT_COSTS)
 _BYTE_FIELDS = ("activation_bytes", "grad_bytes", "stored_activation_bytes",
                 "weight_bytes_per_stage")
 _TOP_FIELDS = {"format", "version", "unit", "default", "stages", "link", "source",
-               "derived", "overhead", "cores", "comm", *_BYTE_FIELDS}
+               "derived", "overhead", "cores", "comm", "host", *_BYTE_FIELDS}
 COMM_MODES = ("overlap", "serial")
 _OVERHEAD_FIELDS = ("instruction", "message")
+# What a measured run had on its host (docs/costs.md, "Contention"): usable cores,
+# torch threads per rank, ranks of the job on the host, and the share of a core
+# each rank's threads besides the interpreter's used (the transport's, ...).
+_HOST_FIELDS = ("cores", "threads_per_rank", "ranks", "background")
 
 
 class CostsError(UserError):
@@ -73,6 +77,9 @@ class CostModel:
     # Ranks that can compute at once (CPU ranks sharing cores, contention.py; None:
     # each rank its own).
     cores: int | None = None
+    # Share of a core each rank's other threads use while it runs (the transport's
+    # threads: a CPU load beside its ops), under `cores` (contention.py).
+    background: float = 0.0
     # How the measured transport holds a rank (docs/costs.md): "serial" (a send waits
     # for its receiver, a batch is waited for whole: gloo, --posted-batches 1),
     # "overlap", or None (not said: the simulator's default, overlap).
@@ -190,7 +197,7 @@ def costs_from_dict(data: Any, where: str = "costs") -> CostModel:
         weight_bytes=_bytes(data, "weight_bytes_per_stage", where),
         latency=latency, bandwidth=bandwidth, origin=where,
         **_overhead(data.get("overhead", {}), where),
-        cores=_cores(data.get("cores"), where),
+        **_host(data.get("cores"), data.get("host"), where),
         comm=_comm(data.get("comm"), where),
         notes=_notes(data.get("derived", {}), where),
     )
@@ -244,11 +251,35 @@ def _comm(value: Any, where: str) -> str | None:
     return value
 
 
-def _cores(value: Any, where: str) -> int | None:
+def _host(cores: Any, host: Any, where: str) -> dict[str, Any]:
+    """`cores` (ranks that compute at once) and `background` from the profile's
+    `cores` and `host`; without `cores`, the host's cores over its threads per rank."""
+    if host is None:
+        return {"cores": _cores(cores, where)}
+    if not isinstance(host, dict):
+        raise CostsError(f"{where}: host", 'must be {"cores": .., "threads_per_rank": .., '
+                                           '"ranks": .., "background": ..}')
+    unknown = sorted(set(host) - set(_HOST_FIELDS))
+    if unknown:
+        raise CostsError(f"{where}: host", f"unknown field {unknown[0]!r}; known: "
+                                           f"{', '.join(_HOST_FIELDS)}")
+    for key in ("cores", "threads_per_rank", "ranks"):
+        _cores(host.get(key), where, f"host.{key}")
+    background = _number(host.get("background", 0.0), f"{where}: host.background")
+    if background >= 1:
+        raise CostsError(f"{where}: host.background",
+                         f"must be below 1 (a share of one core), got {background!r}")
+    slots = _cores(cores, where)
+    if slots is None and host.get("cores") is not None:
+        slots = max(1, host["cores"] // host.get("threads_per_rank", 1))
+    return {"cores": slots, "background": background}
+
+
+def _cores(value: Any, where: str, name: str = "cores") -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise CostsError(f"{where}: cores", f"must be a positive integer, got {value!r}")
+        raise CostsError(f"{where}: {name}", f"must be a positive integer, got {value!r}")
     return value
 
 

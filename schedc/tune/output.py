@@ -62,6 +62,8 @@ def costs_to_dict(costs: CostModel, source: dict[str, Any]) -> dict[str, Any]:
     for key in ("cores", "comm"):
         if getattr(costs, key, None) is not None:
             data[key] = getattr(costs, key)
+    if getattr(costs, "background", 0.0):
+        data["host"] = {"background": costs.background}
     if getattr(costs, "notes", None):
         data["derived"] = dict(costs.notes)
     return data

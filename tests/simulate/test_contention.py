@@ -1,0 +1,82 @@
+"""Ranks sharing cores (schedc/simulate/contention.py): hand-computed timelines
+under processor sharing, with and without the ranks' background threads."""
+
+from __future__ import annotations
+
+import pytest
+
+from schedc.program import Instr
+from schedc.simulate.contention import compute_capacity, simulate_shared
+from schedc.simulate.costs import CostsError, costs_from_dict
+
+HEAD = {"format": "schedc-costs", "version": 1, "unit": "unit"}
+# stage r's F takes r + 1 units
+TIMES = [{"F": 1.0}, {"F": 2.0}, {"F": 3.0}, {"F": 4.0}]
+
+
+def model(**fields):
+    return costs_from_dict({**HEAD, "stages": TIMES, **fields}, "c.json")
+
+
+def independent() -> list[list[Instr]]:
+    """4 ranks, no messages: rank r runs two F of stage r (2, 4, 6, 8 units)."""
+    return [[Instr("F", stage=r, mb=j) for j in range(2)] for r in range(4)]
+
+
+def test_four_ranks_on_two_cores_share_them_fairly() -> None:
+    # Processor sharing by hand: 4 ranks at 1/2 speed until rank 0 has done its
+    # 2 units (t = 4); 3 at 2/3 until rank 1 has done its other 2 (t = 7); 2 at full
+    # speed until rank 2 has (t = 9); rank 3 alone for its last 2 (t = 11).
+    t = simulate_shared(independent(), model(cores=2))
+    assert [ends[-1] for ends in t.ends] == [4.0, 7.0, 9.0, 11.0]
+    # first ops: rank 1's 2 units by t = 4; rank 2's 3rd unit at 2/3 speed, 4 + 1.5;
+    # rank 3's 4 units: 2 by t = 4 and 2 more by t = 7
+    assert [ends[0] for ends in t.ends] == [2.0, 4.0, 5.5, 7.0]
+    assert t.makespan == 11.0
+    assert simulate_shared(independent(), model()).makespan == 8.0  # each its own core
+
+
+def test_background_threads_take_their_share_first() -> None:
+    # background 1/4 of a core per rank: 4 x 1/4 = 1 core left to compute on, so
+    # n computing ranks stretch n times: 2 x 4 + 2 x 3 + 2 x 2 + 2 x 1 = 20 (all the
+    # ops' work, 1 + 2 + 3 + 4 units twice, on one core).
+    c = model(cores=2, host={"cores": 2, "threads_per_rank": 1, "ranks": 4,
+                             "background": 0.25})
+    assert (c.cores, c.background) == (2, 0.25)
+    assert simulate_shared(independent(), c).makespan == 20.0
+    assert compute_capacity(2, 4, 0.25) == 1.0
+
+
+def test_a_waiting_rank_gives_its_core_away() -> None:
+    # rank 0: F (4 units) then sends to rank 1, which then computes 1 unit; ranks 2, 3:
+    # 2 units each. 3 ranks compute on 2 cores at 2/3 speed: ranks 2, 3 end at 3,
+    # rank 0 has 2 left, alone: ends at 5; rank 1 (waiting, no core) runs 5..6.
+    times = [{"F": 4.0}, {"F": 1.0}, {"F": 2.0}, {"F": 2.0}]
+    c = costs_from_dict({**HEAD, "stages": times, "cores": 2}, "c.json")
+    streams = [[Instr("F", stage=0, mb=0), Instr("SEND_ACT", stage=0, mb=0, peer=1)],
+               [Instr("RECV_ACT", stage=1, mb=0, peer=0), Instr("F", stage=1, mb=0)],
+               [Instr("F", stage=2, mb=0)], [Instr("F", stage=3, mb=0)]]
+    t = simulate_shared(streams, c)
+    assert [ends[-1] for ends in t.ends] == [5.0, 6.0, 3.0, 3.0]
+
+
+def test_cores_from_the_host_when_not_given() -> None:
+    c = model(host={"cores": 8, "threads_per_rank": 2, "ranks": 4})
+    assert (c.cores, c.background) == (4, 0.0)
+    assert model(cores=3, host={"cores": 8}).cores == 3  # `cores` stands
+
+
+@pytest.mark.parametrize("host, message", [
+    ([], 'c.json: host: must be {"cores": .., "threads_per_rank": .., "ranks": .., '
+         '"background": ..}'),
+    ({"cpus": 2}, "c.json: host: unknown field 'cpus'; known: cores, threads_per_rank, "
+                  "ranks, background"),
+    ({"cores": 0}, "c.json: host.cores: must be a positive integer, got 0"),
+    ({"background": 1.5}, "c.json: host.background: must be below 1 (a share of one core), "
+                          "got 1.5"),
+    ({"background": -0.1}, "c.json: host.background: must be a non-negative number, got -0.1"),
+])
+def test_bad_host_is_named(host, message) -> None:
+    with pytest.raises(CostsError) as err:
+        model(host=host)
+    assert str(err.value) == message
