@@ -2,7 +2,11 @@
 
 Per-stage op times are medians over the run's timed instructions (the
 first segment's first occurrence of each op, which pays one-off allocation
-costs, is kept: medians make it harmless). I and W come from the run's own
+costs, is kept: medians make it harmless). ACC is timed where it follows a
+whole B when the run has such ACCs: there the backward adds straight into the
+accumulator and ACC costs almost nothing, as in every schedule that does not
+split its backward, while after the split probe's W (below) it adds a whole
+gradient; a median over both would price neither. I and W come from the run's own
 split (costs_split.py: some B ran as I then W); an op the run did not time
 is derived by the simulator's rules (`schedc.simulate.derive`) and the rule
 is written under `derived`. Message sizes come from the shapes agreed at
@@ -24,7 +28,9 @@ from __future__ import annotations
 
 import os
 import statistics
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -46,7 +52,7 @@ class Measured:
     cpu: dict[int, list[tuple[float, float]]] | None = None
     links: list[dict] = field(default_factory=list)  # costs_link.measure_links
     split_note: str | None = None  # how I and W were measured (costs_split.py)
-    cores: int | None = None  # ranks that can compute at once on the shared machine
+    host: dict | None = None  # host_facts: cores, threads per rank, ranks, background
     comm: str | None = None  # "serial" or "overlap" (comm_mode)
 
 
@@ -58,10 +64,19 @@ def cost_profile(manifest: Manifest, events: dict[int, list[tuple]], boundaries:
     m = measured or Measured()
     spans = _spans(events, m.cpu)
     samples: list[dict[str, list[float]]] = [{} for _ in range(manifest.num_stages)]
+    after_b: list[list[float]] = [[] for _ in range(manifest.num_stages)]
     for rank, evs in events.items():
+        last = None  # the rank's previous compute op
         for (op, _label, stage, _start, _dur), (_t0, dur) in zip(evs, spans[rank], strict=True):
             if op in TIMED_OPS:
                 samples[stage].setdefault(op, []).append(dur)
+                if op == "ACC" and last == "B":
+                    after_b[stage].append(dur)
+            if op != "COMM":
+                last = op
+    for d, direct in zip(samples, after_b, strict=True):
+        if direct:  # an ACC right after a whole B: the runtime's own case (below)
+            d["ACC"] = direct
     stages = [{op: statistics.median(v) for op, v in sorted(d.items())} for d in samples]
     derived = _derive(stages, m.split_note)
     sizes = [_bytes(boundaries.get(s)) for s in range(manifest.num_stages)]
@@ -87,8 +102,12 @@ def cost_profile(manifest: Manifest, events: dict[int, list[tuple]], boundaries:
     link = link_figures(m.links)
     if link is not None:
         profile["link"] = link
-    if m.cores is not None:
-        profile["cores"] = m.cores
+    if m.host is not None:
+        host = dict(m.host)
+        cores = host.pop("slots", None)
+        if cores is not None:
+            profile["cores"] = cores
+        profile["host"] = host
     if m.comm is not None:
         profile["comm"] = m.comm
     return profile
@@ -112,17 +131,53 @@ def single_threaded() -> bool:
     return torch.get_num_threads() == 1
 
 
-def cores_for(local_ranks: int) -> int | None:
-    """How many ranks of a CPU run can compute at once: 1 in-process (every rank in
-    one thread), else the usable cores over the torch threads of a rank, when
-    every rank runs on this machine (None across machines: not modelled)."""
-    if local_ranks > 1:
-        return 1
-    if os.environ.get("LOCAL_WORLD_SIZE", "1") != os.environ.get("WORLD_SIZE", "1"):
-        return None
+def host_facts(local_ranks: int) -> dict:
+    """What a CPU run had on this host, for the profile's `host` (docs/costs.md,
+    "Contention"): the cores this process may use, torch threads per rank, ranks of
+    the job on the host, and `background`, the share of a core this process's
+    threads other than the calling (interpreter's) one used since they started
+    (the transport's; Linux only, else absent). `slots`: ranks that can compute
+    at once, the profile's `cores`: 1 in-process (every rank in one thread), else
+    the cores over the threads per rank when every rank runs on this host (absent
+    across hosts: not modelled). Call it before the link ping-pong, whose
+    messages would count as background."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
         (os.cpu_count() or 1)
-    return max(1, usable // max(1, torch.get_num_threads()))
+    threads = max(1, torch.get_num_threads())
+    ranks = local_ranks if local_ranks > 1 else int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    out: dict = {"cores": usable, "threads_per_rank": threads, "ranks": ranks}
+    if local_ranks > 1:
+        out["slots"] = 1
+    elif os.environ.get("LOCAL_WORLD_SIZE", "1") == os.environ.get("WORLD_SIZE", "1"):
+        out["slots"] = max(1, usable // threads)
+    background = background_share()
+    if background is not None:  # per rank: in-process, every rank shares the one process
+        out["background"] = round(background / max(1, local_ranks), 4)
+    return out
+
+
+def background_share(task_dir: str = "/proc/self/task") -> float | None:
+    """CPU seconds used by this process's threads other than the calling one, over
+    the wall time since the first of them started (None where /proc has no tasks)."""
+    me = threading.get_native_id()
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        now = float(Path("/proc/uptime").read_text().split()[0])
+        cpu, first = 0.0, None
+        for task in Path(task_dir).iterdir():
+            if int(task.name) == me:
+                continue
+            # fields after "(comm)": state is field 3; utime 14, stime 15, starttime 22
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / tick
+            start = int(fields[19]) / tick
+            first = start if first is None else min(first, start)
+    except (OSError, ValueError, IndexError):
+        return None
+    if first is None:
+        return 0.0
+    wall = now - first
+    return min(cpu / wall, 0.99) if wall > 0 else None
 
 
 def _spans(events: dict[int, list[tuple]], cpu: dict[int, list[tuple[float, float]]] | None

@@ -8,7 +8,14 @@ import json
 
 import pytest
 from runtime_testing import Result, compile_preset, run_inprocess, run_torchrun
-from schedc.runtime.costs import Measured, cost_profile, instruction_overhead, message_overhead
+from schedc.runtime.costs import (
+    Measured,
+    background_share,
+    cost_profile,
+    host_facts,
+    instruction_overhead,
+    message_overhead,
+)
 from schedc.runtime.costs_link import fit_link, link_figures
 from schedc.runtime.costs_split import SplitProbe, as_programmed
 
@@ -72,6 +79,43 @@ def test_a_zb_run_derives_b_and_records_it(tmp_path) -> None:
     assert instruction_overhead({0: []}) == 0.0
 
 
+def test_acc_is_timed_after_a_whole_b(tmp_path) -> None:
+    """After the split probe's W the ACC adds a whole gradient; after a B it costs
+    almost nothing (the backward added into the accumulator): the profile prices
+    the B case, which every unsplit schedule runs."""
+    from schedc.files import load_programs
+
+    manifest, _ = load_programs(compile_preset(tmp_path / "p", "1f1b", 2, 2))
+    events = {0: [("B", "B", 0, 0.0, 2.0), ("COMM", "c", 0, 2.0, 0.5), ("ACC", "A", 0, 2.5, 0.1),
+                  ("I", "I", 0, 3.0, 1.0), ("W", "W", 0, 4.0, 1.0), ("ACC", "A", 0, 5.0, 0.9),
+                  ("W", "W", 0, 6.0, 1.0), ("ACC", "A", 0, 7.0, 0.8)],
+              1: [("I", "I", 1, 0.0, 1.0), ("W", "W", 1, 1.0, 1.0), ("ACC", "A", 1, 2.0, 0.7)]}
+    prof = cost_profile(manifest, events, {}, [10, 10])
+    assert [s["ACC"] for s in prof["stages"]] == [0.1, 0.7]  # stage 1: no ACC after a B
+
+
+def test_background_share_from_the_task_list(tmp_path) -> None:
+    import os
+    import threading
+
+    tick = os.sysconf("SC_CLK_TCK")
+    uptime = float(open("/proc/uptime").read().split()[0])
+    me, other = tmp_path / str(threading.get_native_id()), tmp_path / "1"
+    for task, (cpu, start) in ((me, (999, 0)), (other, (tick, int((uptime - 10) * tick)))):
+        task.mkdir()
+        fields = ["S"] + ["0"] * 10 + [str(cpu), "0"] + ["0"] * 6 + [str(start)]
+        (task / "stat").write_text(f"1 (a (b) c) {' '.join(fields)}\n")
+    # one other thread: 1 s of CPU over the ~10 s since it started
+    assert background_share(str(tmp_path)) == pytest.approx(0.1, rel=0.05)
+    assert background_share(str(tmp_path / "none")) is None
+
+
+def test_host_facts_of_an_in_process_run() -> None:
+    facts = host_facts(4)
+    assert facts["slots"] == 1 and facts["ranks"] == 4 and facts["cores"] >= 1
+    assert facts["threads_per_rank"] >= 1 and 0 <= facts["background"] < 1
+
+
 def assert_same_training(plain: Result, measured: Result) -> None:
     """Bitwise the same losses and weights; the same versions read, where a split
     B reads as its I and its W."""
@@ -105,6 +149,8 @@ def test_inprocess_profile_has_measured_split_and_trains_the_same(tmp_path) -> N
     prof = _check_profile(costs, 2)
     assert "link" not in prof and prof["source"]["links"] == []  # in-process: no links
     assert (prof["comm"], prof["cores"]) == ("overlap", 1)  # every rank in one thread
+    assert prof["host"]["ranks"] == 2 and "slots" not in prof["host"]
+    assert load_costs(costs).background == prof["host"]["background"]
 
 
 def test_torchrun_profile_measures_the_link(tmp_path) -> None:
@@ -120,6 +166,8 @@ def test_torchrun_profile_measures_the_link(tmp_path) -> None:
     assert link["sizes"] == [64, 4096, 65536, 262144, 1048576]  # gpt-tiny's message: 4096
     assert all(t > 0 for t in link["one_way"]) and link["message_cpu"] > 0
     assert link["fitted_upto"] == 262144 and prof["comm"] == "serial" and prof["cores"] >= 1
+    assert prof["host"]["ranks"] == 2 and prof["host"]["threads_per_rank"] >= 1
+    assert 0 <= prof["host"]["background"] < 1
     assert prof["link"]["latency"] == link["latency"]
     # None: no slope above the noise (then the simulator takes no bandwidth term)
     assert prof["link"].get("bandwidth") == link["bandwidth"]
