@@ -6,7 +6,10 @@ ranks want to compute and n > cores, each computes at cores / n of its speed
 Each of the R ranks also runs threads besides its interpreter (the
 transport's), which use `background` of a core throughout (measured by the
 runtime); they are served first, so n computing ranks share the rest,
-cores - R * background. The simulator runs the programs as if every rank had
+cores - R * background. A rank computes during its ops, and from the posting
+of each batch of messages for the runtime's CPU per message
+(`overhead.message`, which the model otherwise puts on the wire). The
+simulator runs the programs as if every rank had
 its own core, then stretches time: a stretch of the timeline during which n
 ranks compute lasts max(1, n / (cores - R * background)) times as long. Every
 instruction keeps its place in that order and its start and end move with the
@@ -38,7 +41,7 @@ def simulate_shared(streams: Sequence[Sequence[Instr]], costs: CostModel,
     capacity = compute_capacity(costs.cores, len(streams), costs.background)
     if capacity >= len(streams):
         return timeline
-    return stretch(timeline, capacity)
+    return stretch(timeline, capacity, costs.message_overhead)
 
 
 MIN_CAPACITY = 0.1  # cores left to compute when the background claims (nearly) all
@@ -49,16 +52,15 @@ def compute_capacity(cores: int, ranks: int, background: float = 0.0) -> float:
     return max(cores - ranks * background, MIN_CAPACITY)
 
 
-def stretch(timeline: Timeline, cores: float) -> Timeline:
+def stretch(timeline: Timeline, cores: float, message_cpu: float = 0.0) -> Timeline:
     """The timeline with every stretch where n > cores ranks compute lasting
-    n / cores times as long."""
+    n / cores times as long; a batch of k messages computes for k * message_cpu
+    from its posting."""
     changes = []  # (time, +1 a rank starts computing / -1 it stops)
     for stream, starts, ends in zip(timeline.streams, timeline.starts, timeline.ends,
                                     strict=True):
-        for ins, t0, t1 in zip(stream, starts, ends, strict=True):
-            row = TABLE.get(ins.op)
-            if t1 > t0 and (row is None or row.kind != MESSAGE):
-                changes += [(t0, 1), (t1, -1)]
+        for t0, t1 in _merged(_busy(stream, starts, ends, message_cpu)):
+            changes += [(t0, 1), (t1, -1)]
     changes.sort()
     at, stretched, factor = [0.0], [0.0], []  # piecewise linear map from `at`
     computing = 0
@@ -77,3 +79,35 @@ def stretch(timeline: Timeline, cores: float) -> Timeline:
 
     return replace(timeline, starts=[[new(t) for t in s] for s in timeline.starts],
                    ends=[[new(t) for t in e] for e in timeline.ends])
+
+
+def _busy(stream: Sequence[Instr], starts: Sequence[float], ends: Sequence[float],
+          message_cpu: float) -> list[tuple[float, float]]:
+    """When a rank computes: its ops, and each batch (a maximal run of messages)
+    for message_cpu per message from its posting."""
+    out, batch_start, batch_len = [], None, 0
+    for ins, t0, t1 in zip(stream, starts, ends, strict=True):
+        row = TABLE.get(ins.op)
+        if row is not None and row.kind == MESSAGE:
+            batch_start = t0 if batch_start is None else min(batch_start, t0)
+            batch_len += 1
+            continue
+        if batch_start is not None and message_cpu > 0:
+            out.append((batch_start, batch_start + batch_len * message_cpu))
+        batch_start, batch_len = None, 0
+        if t1 > t0:
+            out.append((t0, t1))
+    if batch_start is not None and message_cpu > 0:
+        out.append((batch_start, batch_start + batch_len * message_cpu))
+    return out
+
+
+def _merged(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlapping spans of one rank as one: a rank computes once at a time."""
+    out: list[tuple[float, float]] = []
+    for t0, t1 in sorted(spans):
+        if out and t0 <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], t1))
+        else:
+            out.append((t0, t1))
+    return out

@@ -80,3 +80,17 @@ def test_bad_host_is_named(host, message) -> None:
     with pytest.raises(CostsError) as err:
         model(host=host)
     assert str(err.value) == message
+
+
+def test_a_batch_computes_for_its_messages_cpu() -> None:
+    # rank 0: F (1), then sends (0.5 of runtime CPU per message, on the wire as well);
+    # rank 1 posts its receive at 0 (0.5 of CPU), gets the data at 1.5, F till 2.5.
+    # On 1 core: [0, 0.5] both compute (x2: 1.0), then one at a time: 1.0 + 1.0.
+    streams = [[Instr("F", stage=0, mb=0), Instr("SEND_ACT", stage=0, mb=0, peer=1)],
+               [Instr("RECV_ACT", stage=1, mb=0, peer=0), Instr("F", stage=1, mb=0)]]
+    times = [{"F": 1.0}, {"F": 1.0}]
+    shared = costs_from_dict({**HEAD, "stages": times, "cores": 1,
+                              "overhead": {"message": 0.5}}, "c.json")
+    assert simulate_shared(streams, shared).makespan == 3.0
+    own = costs_from_dict({**HEAD, "stages": times, "overhead": {"message": 0.5}}, "c.json")
+    assert simulate_shared(streams, own).makespan == 2.5
