@@ -169,7 +169,8 @@ def _real_cpu(root: Path, name: str, rounds: int) -> float:
 
 def _predicted(root: Path, name: str) -> tuple[float, float]:
     """The simulator's steady-state throughput, and the CPU seconds per step it
-    prices (every rank's ops, the runtime's CPU per message, the background)."""
+    prices (every rank's ops, the runtime's and the library's CPU per message, the
+    background)."""
     from schedc.files import load_programs
     from schedc.instructions import MESSAGE, TABLE
     from schedc.simulate import figures, load_costs, simulate
@@ -177,7 +178,7 @@ def _predicted(root: Path, name: str) -> tuple[float, float]:
     manifest, programs = load_programs(root / name)
     costs = load_costs(root / "costs.json")
     rate = figures(simulate(manifest, programs, costs, steps=SIM_STEPS)).steady_state_throughput
-    cpu = sum(costs.message_overhead if TABLE[i.op].kind == MESSAGE else
+    cpu = sum(costs.message_overhead + costs.link_cpu if TABLE[i.op].kind == MESSAGE else
               costs.op_time(i.op, i.stage or 0) for p in programs for i in p.body)
     return rate, cpu + costs.background * len(programs) * M / rate
 

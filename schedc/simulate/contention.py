@@ -7,8 +7,9 @@ Each of the R ranks also runs threads besides its interpreter (the
 transport's), which use `background` of a core throughout (measured by the
 runtime); they are served first, so n computing ranks share the rest,
 cores - R * background. A rank computes during its ops, and from the posting
-of each batch of messages for the runtime's CPU per message
-(`overhead.message`, which the model otherwise puts on the wire). The
+of each batch of messages for the CPU a message takes (the runtime's,
+`overhead.message`, and the library's, `link.cpu`, which the model otherwise
+puts on the wire). The
 simulator runs the programs as if every rank had
 its own core, then stretches time: a stretch of the timeline during which n
 ranks compute lasts max(1, n / (cores - R * background)) times as long. Every
@@ -41,7 +42,7 @@ def simulate_shared(streams: Sequence[Sequence[Instr]], costs: CostModel,
     capacity = compute_capacity(costs.cores, len(streams), costs.background)
     if capacity >= len(streams):
         return timeline
-    return stretch(timeline, capacity, costs.message_overhead)
+    return stretch(timeline, capacity, costs.message_overhead + costs.link_cpu)
 
 
 MIN_CAPACITY = 0.1  # cores left to compute when the background claims (nearly) all

@@ -74,6 +74,9 @@ class CostModel:
     bandwidth: float = math.inf  # bytes per time unit
     overhead: float = 0.0  # per instruction that is not a message
     message_overhead: float = 0.0  # per message, added to its time on the wire
+    # The library's CPU per message (`link.cpu`): inside the latency on the wire, and
+    # with message_overhead the CPU a message takes from its rank (contention.py).
+    link_cpu: float = 0.0
     # Ranks that can compute at once (CPU ranks sharing cores, contention.py; None:
     # each rank its own).
     cores: int | None = None
@@ -188,14 +191,14 @@ def costs_from_dict(data: Any, where: str = "costs") -> CostModel:
                         for i, s in enumerate(stages))
     if not stage_times and not default:
         raise CostsError(where, 'give op times in "stages" (per stage) or "default"')
-    latency, bandwidth = _link(data.get("link", {}), where)
+    latency, bandwidth, link_cpu = _link(data.get("link", {}), where)
     return CostModel(
         stage_times=stage_times, default_times=default, unit=unit,
         activation_bytes=_bytes(data, "activation_bytes", where),
         grad_bytes=_bytes(data, "grad_bytes", where) or _bytes(data, "activation_bytes", where),
         stored_activation_bytes=_bytes(data, "stored_activation_bytes", where),
         weight_bytes=_bytes(data, "weight_bytes_per_stage", where),
-        latency=latency, bandwidth=bandwidth, origin=where,
+        latency=latency, bandwidth=bandwidth, link_cpu=link_cpu, origin=where,
         **_overhead(data.get("overhead", {}), where),
         **_host(data.get("cores"), data.get("host"), where),
         comm=_comm(data.get("comm"), where),
@@ -296,17 +299,18 @@ def _notes(obj: Any, where: str) -> dict[str, str]:
     return dict(obj)
 
 
-def _link(obj: Any, where: str) -> tuple[float, float]:
+def _link(obj: Any, where: str) -> tuple[float, float, float]:
     if not isinstance(obj, dict):
         raise CostsError(f"{where}: link", 'must be {"latency": .., "bandwidth": ..}')
-    unknown = sorted(set(obj) - {"latency", "bandwidth"})
+    unknown = sorted(set(obj) - {"latency", "bandwidth", "cpu"})
     if unknown:
         raise CostsError(f"{where}: link", f"unknown field {unknown[0]!r}")
     latency = _number(obj.get("latency", 0.0), f"{where}: link.latency")
+    cpu = _number(obj.get("cpu", 0.0), f"{where}: link.cpu")
     bandwidth = obj.get("bandwidth")
     if bandwidth is None:
-        return latency, math.inf
+        return latency, math.inf, cpu
     bw = _number(bandwidth, f"{where}: link.bandwidth")
     if bw == 0:
         raise CostsError(f"{where}: link.bandwidth", "must be positive (bytes per time unit)")
-    return latency, bw
+    return latency, bw, cpu

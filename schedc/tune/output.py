@@ -53,6 +53,8 @@ def costs_to_dict(costs: CostModel, source: dict[str, Any]) -> dict[str, Any]:
     link: dict[str, float] = {"latency": costs.latency}
     if not math.isinf(costs.bandwidth):
         link["bandwidth"] = costs.bandwidth
+    if getattr(costs, "link_cpu", 0.0):
+        link["cpu"] = costs.link_cpu
     data["link"] = link
     # Fields of newer profiles, written when the model has them set (docs/costs.md).
     overhead = {key: getattr(costs, attr, 0.0) for key, attr in

@@ -48,6 +48,9 @@ def test_fit_link_exact() -> None:
     assert link_figures([{"latency": 1.0, "bandwidth": 10.0}, {"latency": 3.0, "bandwidth": None},
                          {"latency": 2.0, "bandwidth": 30.0}]) == {"latency": 2.0,
                                                                    "bandwidth": 20.0}
+    assert link_figures([{"latency": 1.0, "bandwidth": None, "message_cpu": 0.5},
+                         {"latency": 3.0, "bandwidth": None, "message_cpu": 0.25}]) == \
+        {"latency": 2.0, "cpu": 0.375}
     assert link_figures([]) is None
 
 
@@ -173,3 +176,4 @@ def test_torchrun_profile_measures_the_link(tmp_path) -> None:
     assert prof["link"].get("bandwidth") == link["bandwidth"]
     assert link["bandwidth"] is None or link["bandwidth"] > 0
     assert load_costs(costs).latency == link["latency"]
+    assert load_costs(costs).link_cpu == prof["link"]["cpu"] == link["message_cpu"] > 0

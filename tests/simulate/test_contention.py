@@ -94,3 +94,10 @@ def test_a_batch_computes_for_its_messages_cpu() -> None:
     assert simulate_shared(streams, shared).makespan == 3.0
     own = costs_from_dict({**HEAD, "stages": times, "overhead": {"message": 0.5}}, "c.json")
     assert simulate_shared(streams, own).makespan == 2.5
+    # the library's CPU (link.cpu) counts alike; on the wire it is inside the latency
+    library = costs_from_dict({**HEAD, "stages": times, "cores": 1, "link": {"cpu": 0.25},
+                               "overhead": {"message": 0.25}}, "c.json")
+    assert library.link_cpu == 0.25
+    # arrival at 1.25; rank 0 computes till 1.5 (its batch: 0.5 of CPU), rank 1's F
+    # 1.25..2.25. Both at [0, 0.5] and [1.25, 1.5]: 0.5 x 2 + 0.75 + 0.25 x 2 + 0.75
+    assert simulate_shared(streams, library).makespan == 3.0
