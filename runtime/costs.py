@@ -26,11 +26,8 @@ synchronized op on CUDA).
 
 from __future__ import annotations
 
-import os
 import statistics
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -38,6 +35,7 @@ from schedc.instructions import TIMED_OPS
 from schedc.program import Manifest
 from schedc.simulate.derive import DERIVABLE, derive
 
+from .costs_host import sharing_efficiency
 from .costs_link import library_cpu, link_figures
 from .memory import memory_report
 from .transport import DistTransport
@@ -107,6 +105,11 @@ def cost_profile(manifest: Manifest, events: dict[int, list[tuple]], boundaries:
         cores = host.pop("slots", None)
         if cores is not None:
             profile["cores"] = cores
+            if m.cpu is not None:
+                capacity = cores - len(events) * host.get("background", 0.0)
+                efficiency = sharing_efficiency(events, m.cpu, capacity)
+                if efficiency is not None:
+                    host["efficiency"] = round(efficiency, 4)
         profile["host"] = host
     if m.comm is not None:
         profile["comm"] = m.comm
@@ -129,55 +132,6 @@ def comm_mode(interps: dict) -> str:
 def single_threaded() -> bool:
     """One torch thread: an op's thread CPU time is the whole op's."""
     return torch.get_num_threads() == 1
-
-
-def host_facts(local_ranks: int) -> dict:
-    """What a CPU run had on this host, for the profile's `host` (docs/costs.md,
-    "Contention"): the cores this process may use, torch threads per rank, ranks of
-    the job on the host, and `background`, the share of a core this process's
-    threads other than the calling (interpreter's) one used since they started
-    (the transport's; Linux only, else absent). `slots`: ranks that can compute
-    at once, the profile's `cores`: 1 in-process (every rank in one thread), else
-    the cores over the threads per rank when every rank runs on this host (absent
-    across hosts: not modelled). Call it before the link ping-pong, whose
-    messages would count as background."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        (os.cpu_count() or 1)
-    threads = max(1, torch.get_num_threads())
-    ranks = local_ranks if local_ranks > 1 else int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    out: dict = {"cores": usable, "threads_per_rank": threads, "ranks": ranks}
-    if local_ranks > 1:
-        out["slots"] = 1
-    elif os.environ.get("LOCAL_WORLD_SIZE", "1") == os.environ.get("WORLD_SIZE", "1"):
-        out["slots"] = max(1, usable // threads)
-    background = background_share()
-    if background is not None:  # per rank: in-process, every rank shares the one process
-        out["background"] = round(background / max(1, local_ranks), 4)
-    return out
-
-
-def background_share(task_dir: str = "/proc/self/task") -> float | None:
-    """CPU seconds used by this process's threads other than the calling one, over
-    the wall time since the first of them started (None where /proc has no tasks)."""
-    me = threading.get_native_id()
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        now = float(Path("/proc/uptime").read_text().split()[0])
-        cpu, first = 0.0, None
-        for task in Path(task_dir).iterdir():
-            if int(task.name) == me:
-                continue
-            # fields after "(comm)": state is field 3; utime 14, stime 15, starttime 22
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            cpu += (int(fields[11]) + int(fields[12])) / tick
-            start = int(fields[19]) / tick
-            first = start if first is None else min(first, start)
-    except (OSError, ValueError, IndexError):
-        return None
-    if first is None:
-        return 0.0
-    wall = now - first
-    return min(cpu / wall, 0.99) if wall > 0 else None
 
 
 def _spans(events: dict[int, list[tuple]], cpu: dict[int, list[tuple[float, float]]] | None

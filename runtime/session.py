@@ -22,7 +22,8 @@ from schedc.program import Instr, Manifest, RankProgram
 
 from . import autoresume, checkpoint, restarts
 from .config import RunConfig
-from .costs import Measured, comm_mode, cost_profile, host_facts, single_threaded
+from .costs import Measured, comm_mode, cost_profile, single_threaded
+from .costs_host import host_facts
 from .costs_link import measure_links
 from .costs_split import SplitProbe, as_programmed
 from .interpreter import ExecutionError, Interpreter

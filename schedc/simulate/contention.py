@@ -6,13 +6,17 @@ ranks want to compute and n > cores, each computes at cores / n of its speed
 Each of the R ranks also runs threads besides its interpreter (the
 transport's), which use `background` of a core throughout (measured by the
 runtime); they are served first, so n computing ranks share the rest,
-cores - R * background. A rank computes during its ops, and from the posting
+cores - R * background, of which they get `efficiency` (measured by the
+runtime: the CPU the measured run's ops got over what this sharing would have
+given them at the concurrency the run had; below 1 when a woken rank waits for
+its turn on a core). A rank computes during its ops, and from the posting
 of each batch of messages for the CPU a message takes (the runtime's,
 `overhead.message`, and the library's, `link.cpu`, which the model otherwise
 puts on the wire). The
 simulator runs the programs as if every rank had
 its own core, then stretches time: a stretch of the timeline during which n
-ranks compute lasts max(1, n / (cores - R * background)) times as long. Every
+ranks compute lasts max(1, n / ((cores - R * background) * efficiency)) times
+as long. Every
 instruction keeps its place in that order and its start and end move with the
 stretch, so this is processor sharing exactly, except that a message in
 flight while the cores are oversubscribed is stretched with them
@@ -39,7 +43,8 @@ def simulate_shared(streams: Sequence[Sequence[Instr]], costs: CostModel,
     timeline = simulate_streams(streams, costs, serial_comm, lazy_recv, rule)
     if costs.cores is None:
         return timeline
-    capacity = compute_capacity(costs.cores, len(streams), costs.background)
+    capacity = compute_capacity(costs.cores, len(streams), costs.background,
+                                costs.efficiency)
     if capacity >= len(streams):
         return timeline
     return stretch(timeline, capacity, costs.message_overhead + costs.link_cpu)
@@ -48,9 +53,11 @@ def simulate_shared(streams: Sequence[Sequence[Instr]], costs: CostModel,
 MIN_CAPACITY = 0.1  # cores left to compute when the background claims (nearly) all
 
 
-def compute_capacity(cores: int, ranks: int, background: float = 0.0) -> float:
-    """Cores left for the ranks' ops: `cores` less every rank's background threads."""
-    return max(cores - ranks * background, MIN_CAPACITY)
+def compute_capacity(cores: int, ranks: int, background: float = 0.0,
+                     efficiency: float = 1.0) -> float:
+    """Cores left for the ranks' ops: `cores` less every rank's background threads,
+    of which the ops get `efficiency` (the measured host's share of ideal sharing)."""
+    return max((cores - ranks * background) * efficiency, MIN_CAPACITY)
 
 
 def stretch(timeline: Timeline, cores: float, message_cpu: float = 0.0) -> Timeline:

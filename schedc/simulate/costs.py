@@ -36,9 +36,10 @@ _TOP_FIELDS = {"format", "version", "unit", "default", "stages", "link", "source
 COMM_MODES = ("overlap", "serial")
 _OVERHEAD_FIELDS = ("instruction", "message")
 # What a measured run had on its host (docs/costs.md, "Contention"): usable cores,
-# torch threads per rank, ranks of the job on the host, and the share of a core
-# each rank's threads besides the interpreter's used (the transport's, ...).
-_HOST_FIELDS = ("cores", "threads_per_rank", "ranks", "background")
+# torch threads per rank, ranks of the job on the host, the share of a core each
+# rank's threads besides the interpreter's used (the transport's, ...), and the
+# share of processor sharing its ops really got.
+_HOST_FIELDS = ("cores", "threads_per_rank", "ranks", "background", "efficiency")
 
 
 class CostsError(UserError):
@@ -83,6 +84,9 @@ class CostModel:
     # Share of a core each rank's other threads use while it runs (the transport's
     # threads: a CPU load beside its ops), under `cores` (contention.py).
     background: float = 0.0
+    # The share of processor sharing the ops really got on the measured host (a
+    # woken rank waiting for its turn on a core, ...; 1: ideal), under `cores`.
+    efficiency: float = 1.0
     # How the measured transport holds a rank (docs/costs.md): "serial" (a send waits
     # for its receiver, a batch is waited for whole: gloo, --posted-batches 1),
     # "overlap", or None (not said: the simulator's default, overlap).
@@ -261,7 +265,7 @@ def _host(cores: Any, host: Any, where: str) -> dict[str, Any]:
         return {"cores": _cores(cores, where)}
     if not isinstance(host, dict):
         raise CostsError(f"{where}: host", 'must be {"cores": .., "threads_per_rank": .., '
-                                           '"ranks": .., "background": ..}')
+                                           '"ranks": .., "background": .., "efficiency": ..}')
     unknown = sorted(set(host) - set(_HOST_FIELDS))
     if unknown:
         raise CostsError(f"{where}: host", f"unknown field {unknown[0]!r}; known: "
@@ -272,10 +276,14 @@ def _host(cores: Any, host: Any, where: str) -> dict[str, Any]:
     if background >= 1:
         raise CostsError(f"{where}: host.background",
                          f"must be below 1 (a share of one core), got {background!r}")
+    efficiency = _number(host.get("efficiency", 1.0), f"{where}: host.efficiency")
+    if not 0 < efficiency <= 1:
+        raise CostsError(f"{where}: host.efficiency",
+                         f"must be above 0 and at most 1, got {efficiency!r}")
     slots = _cores(cores, where)
     if slots is None and host.get("cores") is not None:
         slots = max(1, host["cores"] // host.get("threads_per_rank", 1))
-    return {"cores": slots, "background": background}
+    return {"cores": slots, "background": background, "efficiency": efficiency}
 
 
 def _cores(value: Any, where: str, name: str = "cores") -> int | None:

@@ -64,8 +64,11 @@ def costs_to_dict(costs: CostModel, source: dict[str, Any]) -> dict[str, Any]:
     for key in ("cores", "comm"):
         if getattr(costs, key, None) is not None:
             data[key] = getattr(costs, key)
-    if getattr(costs, "background", 0.0):
-        data["host"] = {"background": costs.background}
+    host = {key: getattr(costs, key) for key, unset in (("background", 0.0),
+                                                        ("efficiency", 1.0))
+            if getattr(costs, key, unset) != unset}
+    if host:
+        data["host"] = host
     if getattr(costs, "notes", None):
         data["derived"] = dict(costs.notes)
     return data

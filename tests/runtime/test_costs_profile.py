@@ -8,14 +8,7 @@ import json
 
 import pytest
 from runtime_testing import Result, compile_preset, run_inprocess, run_torchrun
-from schedc.runtime.costs import (
-    Measured,
-    background_share,
-    cost_profile,
-    host_facts,
-    instruction_overhead,
-    message_overhead,
-)
+from schedc.runtime.costs import Measured, cost_profile, instruction_overhead, message_overhead
 from schedc.runtime.costs_link import fit_link, link_figures
 from schedc.runtime.costs_split import SplitProbe, as_programmed
 
@@ -95,28 +88,6 @@ def test_acc_is_timed_after_a_whole_b(tmp_path) -> None:
               1: [("I", "I", 1, 0.0, 1.0), ("W", "W", 1, 1.0, 1.0), ("ACC", "A", 1, 2.0, 0.7)]}
     prof = cost_profile(manifest, events, {}, [10, 10])
     assert [s["ACC"] for s in prof["stages"]] == [0.1, 0.7]  # stage 1: no ACC after a B
-
-
-def test_background_share_from_the_task_list(tmp_path) -> None:
-    import os
-    import threading
-
-    tick = os.sysconf("SC_CLK_TCK")
-    uptime = float(open("/proc/uptime").read().split()[0])
-    me, other = tmp_path / str(threading.get_native_id()), tmp_path / "1"
-    for task, (cpu, start) in ((me, (999, 0)), (other, (tick, int((uptime - 10) * tick)))):
-        task.mkdir()
-        fields = ["S"] + ["0"] * 10 + [str(cpu), "0"] + ["0"] * 6 + [str(start)]
-        (task / "stat").write_text(f"1 (a (b) c) {' '.join(fields)}\n")
-    # one other thread: 1 s of CPU over the ~10 s since it started
-    assert background_share(str(tmp_path)) == pytest.approx(0.1, rel=0.05)
-    assert background_share(str(tmp_path / "none")) is None
-
-
-def test_host_facts_of_an_in_process_run() -> None:
-    facts = host_facts(4)
-    assert facts["slots"] == 1 and facts["ranks"] == 4 and facts["cores"] >= 1
-    assert facts["threads_per_rank"] >= 1 and 0 <= facts["background"] < 1
 
 
 def assert_same_training(plain: Result, measured: Result) -> None:

@@ -47,6 +47,16 @@ def test_background_threads_take_their_share_first() -> None:
     assert compute_capacity(2, 4, 0.25) == 1.0
 
 
+def test_efficiency_scales_what_the_ops_get() -> None:
+    # 2 cores at efficiency 0.5: one core's worth. All four ranks' work (20) on it: 20.
+    c = model(cores=2, host={"efficiency": 0.5})
+    assert simulate_shared(independent(), c).makespan == 20.0
+    # 2 ranks on 2 cores compute at 1/efficiency of their own time while both do
+    two = [[Instr("F", stage=0, mb=0)], [Instr("F", stage=0, mb=1)]]
+    assert simulate_shared(two, model(cores=2, host={"efficiency": 0.8})).makespan == 1.25
+    assert compute_capacity(2, 4, 0.25, 0.5) == 0.5
+
+
 def test_a_waiting_rank_gives_its_core_away() -> None:
     # rank 0: F (4 units) then sends to rank 1, which then computes 1 unit; ranks 2, 3:
     # 2 units each. 3 ranks compute on 2 cores at 2/3 speed: ranks 2, 3 end at 3,
@@ -68,9 +78,10 @@ def test_cores_from_the_host_when_not_given() -> None:
 
 @pytest.mark.parametrize("host, message", [
     ([], 'c.json: host: must be {"cores": .., "threads_per_rank": .., "ranks": .., '
-         '"background": ..}'),
+         '"background": .., "efficiency": ..}'),
     ({"cpus": 2}, "c.json: host: unknown field 'cpus'; known: cores, threads_per_rank, "
-                  "ranks, background"),
+                  "ranks, background, efficiency"),
+    ({"efficiency": 0}, "c.json: host.efficiency: must be above 0 and at most 1, got 0.0"),
     ({"cores": 0}, "c.json: host.cores: must be a positive integer, got 0"),
     ({"background": 1.5}, "c.json: host.background: must be below 1 (a share of one core), "
                           "got 1.5"),
