@@ -62,21 +62,23 @@ def cost_profile(manifest: Manifest, events: dict[int, list[tuple]], boundaries:
     m = measured or Measured()
     spans = _spans(events, m.cpu)
     samples: list[dict[str, list[float]]] = [{} for _ in range(manifest.num_stages)]
-    after_b: list[list[float]] = [[] for _ in range(manifest.num_stages)]
+    after: dict[str, list[list[float]]] = {k: [[] for _ in range(manifest.num_stages)]
+                                           for k in ("B", "W")}  # ACCs by their op before
     for rank, evs in events.items():
         last = None  # the rank's previous compute op
         for (op, _label, stage, _start, _dur), (_t0, dur) in zip(evs, spans[rank], strict=True):
             if op in TIMED_OPS:
                 samples[stage].setdefault(op, []).append(dur)
-                if op == "ACC" and last == "B":
-                    after_b[stage].append(dur)
+                if op == "ACC" and last in after:
+                    after[last][stage].append(dur)
             if op != "COMM":
                 last = op
-    for d, direct in zip(samples, after_b, strict=True):
+    for d, direct in zip(samples, after["B"], strict=True):
         if direct:  # an ACC right after a whole B: the runtime's own case (below)
             d["ACC"] = direct
     stages = [{op: statistics.median(v) for op, v in sorted(d.items())} for d in samples]
     derived = _derive(stages, m.split_note)
+    _acc_after_w(stages, after, derived)
     sizes = [_bytes(boundaries.get(s)) for s in range(manifest.num_stages)]
     profile = {
         "format": "schedc-costs",
@@ -159,6 +161,23 @@ def _derive(stages: list[dict[str, float]], split_note: str | None) -> dict[str,
         if rules:
             notes[op] = "; ".join(sorted(rules))
     return notes
+
+
+def _acc_after_w(stages: list[dict[str, float]], after: dict[str, list[list[float]]],
+                 notes: dict[str, str]) -> None:
+    """An ACC after a W costs more than one after a B where W's gradient is not
+    added in place (stage 0, whose I ran the whole backward); every W's ACC comes
+    right after it, so the difference is counted in W's time (in place)."""
+    extra = []
+    for s, times in enumerate(stages):
+        b, w = after["B"][s], after["W"][s]
+        more = statistics.median(w) - statistics.median(b) if b and w and "W" in times else 0.0
+        if more > 0:
+            times["W"] += more
+            extra.append(f"{1e3 * more:.2f} ms at stage {s}")
+    if extra:
+        note = "W holds what its ACC costs beyond an ACC after a B (" + ", ".join(extra) + ")"
+        notes["W"] = f"{notes['W']}; {note}" if "W" in notes else note
 
 
 def message_overhead(events: dict[int, list[tuple]], spans: dict[int, list[tuple]],

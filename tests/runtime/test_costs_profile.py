@@ -78,7 +78,8 @@ def test_a_zb_run_derives_b_and_records_it(tmp_path) -> None:
 def test_acc_is_timed_after_a_whole_b(tmp_path) -> None:
     """After the split probe's W the ACC adds a whole gradient; after a B it costs
     almost nothing (the backward added into the accumulator): the profile prices
-    the B case, which every unsplit schedule runs."""
+    the B case, which every unsplit schedule runs, and counts the difference in W,
+    which its ACC always follows."""
     from schedc.files import load_programs
 
     manifest, _ = load_programs(compile_preset(tmp_path / "p", "1f1b", 2, 2))
@@ -88,6 +89,10 @@ def test_acc_is_timed_after_a_whole_b(tmp_path) -> None:
               1: [("I", "I", 1, 0.0, 1.0), ("W", "W", 1, 1.0, 1.0), ("ACC", "A", 1, 2.0, 0.7)]}
     prof = cost_profile(manifest, events, {}, [10, 10])
     assert [s["ACC"] for s in prof["stages"]] == [0.1, 0.7]  # stage 1: no ACC after a B
+    # stage 0: an ACC after a W costs 0.85 (median) against 0.1: W holds the 0.75
+    assert [s["W"] for s in prof["stages"]] == [pytest.approx(1.75, rel=1e-12), 1.0]
+    assert prof["derived"]["W"] == ("W holds what its ACC costs beyond an ACC after a B "
+                                    "(750.00 ms at stage 0)")
 
 
 def assert_same_training(plain: Result, measured: Result) -> None:
