@@ -27,7 +27,8 @@ the measured best. Targets (issue 16): median |error| <= 15%, none above
 processes used during the real runs (above 5%: not quotable).
 
 Diagnostics (docs/costs.md, "How well it predicts"): `--keep DIR --traces`
-keeps each schedule's Chrome trace of its first real run beside the profile;
+keeps each schedule's Chrome trace of its first real run beside the profile
+and prints how long a batch of messages held each rank, real and simulated;
 `--op-costs` has every real run measure its own op costs and prints them per
 stage beside the profile's.
 """
@@ -183,6 +184,32 @@ def _predicted(root: Path, name: str) -> tuple[float, float]:
     return rate, cpu + costs.background * len(programs) * M / rate
 
 
+def _batch_waits(root: Path, name: str) -> tuple[list[float], list[float]] | None:
+    """Per rank, the mean time a batch of messages held it (posting to the last
+    message done): in the kept trace of the first real run, and simulated."""
+    trace = root / f"{name}.trace.json"
+    if not trace.exists():
+        return None
+    from schedc.files import load_programs
+    from schedc.instructions import MESSAGE, TABLE
+    from schedc.simulate import load_costs, simulate
+
+    real: dict[int, list[float]] = {}
+    for e in json.loads(trace.read_text())["traceEvents"]:
+        if e.get("ph") == "X" and e["cat"] == "COMM":
+            real.setdefault(e["pid"], []).append(e["dur"] / 1e6)
+    manifest, programs = load_programs(root / name)
+    tl = simulate(manifest, programs, load_costs(root / "costs.json"), steps=SIM_STEPS).timeline
+    sim = []
+    for stream, starts, ends in zip(tl.streams, tl.starts, tl.ends, strict=True):
+        batches: dict[float, float] = {}
+        for ins, t0, t1 in zip(stream, starts, ends, strict=True):
+            if TABLE[ins.op].kind == MESSAGE:
+                batches[t0] = max(batches.get(t0, t0), t1)
+        sim.append(statistics.mean(t1 - t0 for t0, t1 in batches.items()) if batches else 0.0)
+    return [statistics.mean(real[r]) if real.get(r) else 0.0 for r in sorted(real)], sim
+
+
 def _op_costs(root: Path, names: list[str], rounds: int, profile: dict
               ) -> dict[str, dict[str, list[float]]]:
     """op -> schedule ("profile" first) -> per stage, its median time over the runs."""
@@ -213,6 +240,7 @@ def check(ranks: int, a: argparse.Namespace) -> list[tuple[str, float, float]]:
         others = _others(root, names, a.rounds)
         profile = json.loads((root / "costs.json").read_text())
         op_costs = _op_costs(root, names, a.rounds, profile) if a.op_costs else None
+        waits = {n: _batch_waits(root, n) for n in names} if a.traces else {}
         if a.keep:
             keep = Path(a.keep) / f"r{ranks}"
             keep.mkdir(parents=True, exist_ok=True)
@@ -239,6 +267,11 @@ def check(ranks: int, a: argparse.Namespace) -> list[tuple[str, float, float]]:
         busy = real_cpu / (M / real * min(cores, ranks))
         print(f"{name:<15} {pred:15.1f} {real:10.1f} {100 * (pred / real - 1):+6.0f}% "
               f"{1e3 * model_cpu:13.0f}ms {1e3 * real_cpu:6.0f} {100 * busy:10.0f}%")
+    for name, got in waits.items():
+        if got is not None:
+            print(f"  {name}: a batch holds its rank (mean ms per rank): real "
+                  + "/".join(f"{1e3 * t:.1f}" for t in got[0]) + ", simulated "
+                  + "/".join(f"{1e3 * t:.1f}" for t in got[1]))
     if op_costs:
         print("op CPU per stage (ms), the profile's, then each schedule's own runs' median:")
         for op in ("F", "B", "ACC", "STEP"):
