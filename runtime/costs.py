@@ -50,7 +50,7 @@ class Measured:
     cpu: dict[int, list[tuple[float, float]]] | None = None
     links: list[dict] = field(default_factory=list)  # costs_link.measure_links
     split_note: str | None = None  # how I and W were measured (costs_split.py)
-    host: dict | None = None  # host_facts: cores, threads per rank, ranks, background
+    host: dict | None = None  # costs_host.host_facts: cores, threads, ranks, background
     comm: str | None = None  # "serial" or "overlap" (comm_mode)
 
 
@@ -166,8 +166,9 @@ def _derive(stages: list[dict[str, float]], split_note: str | None) -> dict[str,
 def _acc_after_w(stages: list[dict[str, float]], after: dict[str, list[list[float]]],
                  notes: dict[str, str]) -> None:
     """An ACC after a W costs more than one after a B where W's gradient is not
-    added in place (stage 0, whose I ran the whole backward); every W's ACC comes
-    right after it, so the difference is counted in W's time (in place)."""
+    added in place (stage 0, whose I ran the whole backward); in the zero-bubble
+    schedules every W's ACC comes right after it, so the difference is counted
+    in W's time (in place)."""
     extra = []
     for s, times in enumerate(stages):
         b, w = after["B"][s], after["W"][s]

@@ -9,17 +9,15 @@ runtime); they are served first, so n computing ranks share the rest,
 cores - R * background, of which they get `efficiency` (measured by the
 runtime: the CPU the measured run's ops got over what this sharing would have
 given them at the concurrency the run had; below 1 when a woken rank waits for
-its turn on a core). A rank computes during its ops, and from the posting
-of each batch of messages for the CPU a message takes (the runtime's,
+its turn on a core). A rank computes during its ops, and from the posting of
+each batch of messages for the CPU a message takes (the runtime's,
 `overhead.message`, and the library's, `link.cpu`, which the model otherwise
-puts on the wire). The
-simulator runs the programs as if every rank had
-its own core, then stretches time: a stretch of the timeline during which n
-ranks compute lasts max(1, n / ((cores - R * background) * efficiency)) times
-as long. Every
-instruction keeps its place in that order and its start and end move with the
-stretch, so this is processor sharing exactly, except that a message in
-flight while the cores are oversubscribed is stretched with them
+puts on the wire). The simulator runs the programs as if every rank had its
+own core, then stretches time: a stretch of the timeline during which n ranks
+compute lasts max(1, n / ((cores - R * background) * efficiency)) times as
+long. Every instruction keeps its place in that order and its start and end
+move with the stretch, so this is processor sharing exactly, except that a
+message in flight while the cores are oversubscribed is stretched with them
 (docs/costs.md, "Contention").
 """
 
