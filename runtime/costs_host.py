@@ -69,14 +69,18 @@ def sharing_efficiency(events: dict[int, list[tuple]],
     """The CPU the run's compute ops got over what processor sharing would have
     given them at the concurrency the run really had: while n ranks were inside
     a compute op (their wall-clock spans, every rank of the run on this host),
-    each op should have got min(1, capacity / n) of a core. 1: ideal sharing;
+    each op should have got min(1, capacity / n) of a core. A batch of messages
+    (COMM) counts in n for its CPU time from its posting, as the simulator
+    counts it (schedc/simulate/contention.py); its wait is no demand. 1: ideal
+    sharing;
     below: ops waited for a core beyond it (a woken rank waiting for its turn,
     threads the model does not see). At most 1; None without compute ops."""
-    spans = [(e[3], e[3] + e[4], c[1]) for r, evs in events.items()
-             for e, c in zip(evs, cpu[r], strict=True) if e[0] != "COMM" and e[4] > 0]
-    if not spans or capacity <= 0:
+    spans = [(e[3], e[3] + (c[1] if e[0] == "COMM" else e[4]), c[1], e[0] != "COMM")
+             for r, evs in events.items() for e, c in zip(evs, cpu[r], strict=True)]
+    spans = [s for s in spans if s[1] > s[0]]
+    if not any(op for *_, op in spans) or capacity <= 0:
         return None
-    changes = sorted([(t0, 1) for t0, _, _ in spans] + [(t1, -1) for _, t1, _ in spans])
+    changes = sorted([(s[0], 1) for s in spans] + [(s[1], -1) for s in spans])
     at, share, n = [changes[0][0]], [0.0], 0  # share: integral of min(1, capacity/n)
     for t, d in changes:
         if t > at[-1]:
@@ -90,6 +94,6 @@ def sharing_efficiency(events: dict[int, list[tuple]],
         rate = 0.0 if i + 1 >= len(at) else (share[i + 1] - share[i]) / (at[i + 1] - at[i])
         return share[i] + (t - at[i]) * rate
 
-    due = sum(integral(t1) - integral(t0) for t0, t1, _ in spans)
-    got = sum(c for _, _, c in spans)
+    due = sum(integral(t1) - integral(t0) for t0, t1, _, op in spans if op)
+    got = sum(c for _, _, c, op in spans if op)
     return min(got / due, 1.0) if due > 0 else None

@@ -41,4 +41,12 @@ def test_sharing_efficiency_against_processor_sharing() -> None:
     assert sharing_efficiency(events, slow, 2.0) == pytest.approx(4.5 / 6, rel=1e-12)
     more = {r: [(0.0, 9.0)] * len(evs) for r, evs in events.items()}
     assert sharing_efficiency(events, more, 2.0) == 1.0  # at most 1
-    assert sharing_efficiency({0: [("COMM", "c", 0, 0.0, 1.0)]}, {0: [(0.0, 1.0)]}, 2) is None
+    assert sharing_efficiency({0: [("COMM", "c", 0, 0.0, 1.0)]}, {0: [(0.0, 0.0)]}, 2) is None
+    # a batch is demand for its CPU time from its posting (not its wait), judged no
+    # efficiency itself: rank 2's COMM [2, 2.5] (0.5 of CPU) makes 3 ranks compute
+    # there, so ranks 0 and 1 are due 1 + 2/3 + 1/3 + 1/2 = 2.5 each
+    comm_events = {**events, 2: [("F", "F", 2, 1.0, 1.0), ("COMM", "c", 2, 2.0, 1.0)]}
+    comm = {0: [(0.0, 2.5)], 1: [(0.0, 2.5)], 2: [(0.0, 2 / 3), (0.0, 0.5)]}
+    assert sharing_efficiency(comm_events, comm, 2.0) == pytest.approx(1.0, rel=1e-12)
+    half = {0: [(0.0, 1.25)], 1: [(0.0, 1.25)], 2: [(0.0, 1 / 3), (0.0, 0.5)]}
+    assert sharing_efficiency(comm_events, half, 2.0) == pytest.approx(0.5, rel=1e-12)
