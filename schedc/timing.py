@@ -35,6 +35,6 @@ class Timing:
 def unit_timing(streams: Sequence[Sequence[Instr]], reuse: Reuse | None = None) -> Timing:
     """Start and end time of every instruction (streams must be deadlock-free).
     `reuse`: the encoding of a shorter run of the same programs (Replay)."""
-    clock = Clock(streams, UnitCosts())
+    clock = Clock(streams, UnitCosts(), keep_messages=False)
     Replay(clock.streams, clock, reuse=reuse).run()
     return Timing(clock.starts, clock.ends)

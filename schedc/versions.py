@@ -146,7 +146,8 @@ class VersionReplays:
         cuts = [un.epilogue_start(r) for r in range(n)]
         versions = _Versions(self.lines, self.upto, cuts)
         rule = Overlap.from_dict(self.manifest.overlap)  # the rule the deadlock proof is under
-        clock = Clock(un.streams, UnitCosts(), overlap=rule.overlapped) if timed else None
+        clock = Clock(un.streams, UnitCosts(), overlap=rule.overlapped,
+                      keep_messages=False) if timed else None
         replay = Replay(un.streams, versions if clock is None else Fanout(clock, versions),
                         un.locate, rule, reuse)
         replay.run()
