@@ -1,7 +1,14 @@
 """schedc's runtime against torch.distributed.pipelining, on CPU ranks (gloo).
 
-    torchrun --nproc-per-node 2 bench/runtime_vs_torch.py [--model gpt-mini --steps 12]
-    torchrun --nproc-per-node 4 bench/runtime_vs_torch.py --only paci   # PACI at p = 4
+    python bench/runtime_vs_torch.py [--ranks 2 --model gpt-mini --steps 12]
+    python bench/runtime_vs_torch.py --ranks 4 --only paci   # PACI at p = 4
+
+Started with plain `python`, the script launches itself under torchrun on
+`--ranks` processes, keeps every rank's output in `--log-dir` (default: a new
+directory under /tmp, named at the start), prints rank 0's report when the
+ranks end, and if a rank fails, prints that rank's log and the directory, and
+exits with torchrun's status. `torchrun --nproc-per-node N bench/runtime_vs_torch.py`
+runs the ranks directly (no log kept).
 
 Same model, same partition into one stage per rank, same micro-batches, one
 thread per rank; step times are medians over the steps after warm-up:
@@ -25,7 +32,10 @@ ratios on the busiest rank.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +48,7 @@ from schedc.runtime.launch import build_dist, init_world
 from schedc.runtime.models import resolve_model
 from schedc.runtime.session import Trainer
 from schedc.runtime.setup import make_batches, prepare
+from torch.distributed.elastic.multiprocessing.errors import record
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B
 
 from schedc.compiler import compile_spec
@@ -137,6 +148,32 @@ def _report(a: argparse.Namespace, world: int, wall: dict[str, float],
             print(f"cpu {text} {max(cpu[num]) / max(cpu[den]):.3f}")
 
 
+def _launch(a: argparse.Namespace, argv: list[str]) -> int:
+    """Run this script under torchrun on a.ranks processes, every rank's output kept;
+    a failed rank's log printed. Returns torchrun's exit status."""
+    log_dir = Path(a.log_dir) if a.log_dir else Path(tempfile.mkdtemp(prefix="rvt-logs-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    print(f"rank logs: {log_dir}", flush=True)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={a.ranks}", "--log-dir", str(log_dir), "--redirects", "3",
+           __file__, *argv]
+    code = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode
+    for out in sorted(log_dir.glob("**/attempt_*/0/stdout.log")):  # rank 0's report
+        print(out.read_text(errors="replace"), end="", flush=True)
+    if code != 0:
+        for err in sorted(log_dir.glob("**/attempt_*/*/stderr.log")):
+            text = err.read_text(errors="replace")
+            if "Traceback" in text or "Error" in text:
+                rank = err.parent.name
+                tail = "\n".join(text.splitlines()[-60:])
+                print(f"---- rank {rank} failed; its log ({err}), last lines:\n{tail}",
+                      file=sys.stderr)
+        print(f"runtime_vs_torch: a rank failed (exit {code}); every rank's output is "
+              f"under {log_dir}", file=sys.stderr)
+    return code
+
+
+@record
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="gpt-mini")
@@ -149,7 +186,21 @@ def main() -> None:
                     help="comma-separated figures: torch, zb-h1, paci")
     ap.add_argument("--posted-batches", type=int, default=1, metavar="K",
                     help="schedc's programs proven and run under K posted batches")
+    ap.add_argument("--ranks", type=int, default=2,
+                    help="processes to launch under torchrun (plain `python` only)")
+    ap.add_argument("--log-dir", default=None,
+                    help="where every rank's output is kept (plain `python` only)")
     a = ap.parse_args()
+    if "RANK" not in os.environ:  # plain python: launch the ranks
+        argv, skip = [], False
+        for arg in sys.argv[1:]:  # the launcher's options are not the ranks'
+            if skip:
+                skip = False
+            elif arg in ("--ranks", "--log-dir"):
+                skip = True
+            elif not arg.startswith(("--ranks=", "--log-dir=")):
+                argv.append(arg)
+        raise SystemExit(_launch(a, argv))
     only = set(a.only.split(","))
     torch.set_num_threads(1)
     init_world(torch.device("cpu"))
