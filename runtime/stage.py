@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import weights
+from . import hostread, weights
 from .optim import FlatOptimizer, muon_split, pipemare_lr
 from .weights import OptimConfig
 
@@ -288,15 +288,22 @@ class StageReplica:
         """The flat fp32 gradient accumulator (`grad_sum()`: never the stale sum)."""
         return self.grad_sum()
 
-    def nonfinite_mbs(self) -> list[int]:
+    def nonfinite_flags(self) -> torch.Tensor:
+        """The device flags of the ACCs since the last STEP (unread; empty if none)."""
+        k = len(self.acc_mbs) if self.numel else 0
+        return self.nonfinite[:k]
+
+    def nonfinite_of(self, flags: list[float]) -> list[int]:
         """Micro-batches accumulated since the last STEP whose gradient held a NaN or
-        Inf: one read of the device flags (the step's one host sync)."""
-        k = len(self.acc_mbs)
-        if k == 0 or self.numel == 0:
-            return []
+        Inf, from the values of `nonfinite_flags()` (read by the caller: `faults.Poison`
+        reads them with the losses' finiteness, the step's one host sync)."""
         tag = self.version + 1
-        flags = self.nonfinite[:k].tolist()
-        return [mb for mb, f in zip(self.acc_mbs, flags, strict=True) if f >= tag]
+        return [mb for mb, f in zip(self.acc_mbs, flags, strict=False) if f >= tag]
+
+    def nonfinite_mbs(self) -> list[int]:
+        """`nonfinite_of` the flags, read now (one host sync)."""
+        flags = self.nonfinite_flags()
+        return self.nonfinite_of(hostread.read([flags])[0]) if flags.numel() else []
 
     def clear_accumulated(self) -> None:
         """A STEP (run or skipped) consumed the accumulator: the next ACC overwrites it."""
