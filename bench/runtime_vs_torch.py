@@ -32,12 +32,17 @@ ratios on the busiest rank.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -83,7 +88,8 @@ def _schedc_step_times(program_dir: Path, a: argparse.Namespace
     cpu = []
     while trainer.bodies_left > 0:
         c0 = time.process_time()
-        trainer.step()
+        with _counting(a, len(cpu) == WARMUP):
+            trainer.step()
         cpu.append(time.process_time() - c0)
     trainer.close()
     times = [line["time_s"] for line in trainer.lines]
@@ -110,18 +116,67 @@ def _torch_step_times(program_dir: Path, a: argparse.Namespace
     for step in range(a.steps):
         mbs = [batches.get(step * a.m + j) for j in range(a.m)]
         t0, c0 = time.perf_counter(), time.process_time()
-        if rank == 0:
-            schedule.step(torch.cat([b.inputs for b in mbs]))
-        elif rank == world - 1:
-            schedule.step(target=torch.cat([b.targets for b in mbs]), losses=[])
-        else:
-            schedule.step()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        with _counting(a, step == WARMUP):
+            if rank == 0:
+                schedule.step(torch.cat([b.inputs for b in mbs]))
+            elif rank == world - 1:
+                schedule.step(target=torch.cat([b.targets for b in mbs]), losses=[])
+            else:
+                schedule.step()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
         cpu.append(time.process_time() - c0)
         dist.barrier()
         out.append(time.perf_counter() - t0)
     return out[WARMUP:], cpu[WARMUP + 1:]
+
+
+# Operators that move no data (views, metadata, allocation): not counted.
+_NOT_WORK = {"aten::empty", "aten::empty_like", "aten::empty_strided", "aten::view",
+             "aten::as_strided", "aten::slice", "aten::select", "aten::detach", "aten::alias",
+             "aten::reshape", "aten::_reshape_alias", "aten::t", "aten::transpose",
+             "aten::expand", "aten::unsqueeze", "aten::squeeze", "aten::view_as",
+             "aten::lift_fresh", "aten::resolve_conj", "aten::resolve_neg", "aten::detach_"}
+_COUNTS: list[Counter] = []  # per run with --op-counts: this rank's operators in one step
+
+
+@contextmanager
+def _counting(a: argparse.Namespace, now: bool) -> Iterator[None]:
+    """With --op-counts, count the operators of this step (the first after warm-up):
+    top-level aten calls that compute, by name, plus `python calls` (cProfile)."""
+    if not (a.op_counts and now):
+        yield
+        return
+    calls = cProfile.Profile()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        calls.enable()
+        yield
+        calls.disable()
+    counts: Counter = Counter()
+    for e in prof.events():
+        if e.name.startswith("aten::") and e.name not in _NOT_WORK and (
+                e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")):
+            counts[e.name] += 1
+    counts["python calls"] = sum(v[1] for v in pstats.Stats(calls).stats.values())
+    _COUNTS.append(counts)
+
+
+def _report_counts(names: list[str], every: list[list[Counter] | None]) -> None:
+    """Per rank: operators per step of torch's Schedule1F1B against schedc 1F1B."""
+    if "torch" not in names:
+        return
+    t, s = names.index("torch"), names.index("1f1b")
+    for r, runs in enumerate(every):
+        assert runs is not None
+        torch_c, ours = runs[t], runs[s]
+        ops = sorted((set(torch_c) | set(ours)) - {"python calls"})
+        diff = [f"{op.removeprefix('aten::')} {ours[op]}/{torch_c[op]}" for op in ops
+                if ours[op] != torch_c[op]]
+        total = sum(v for k, v in ours.items() if k != "python calls")
+        total_t = sum(v for k, v in torch_c.items() if k != "python calls")
+        print(f"op counts rank {r} (schedc/torch, one step): operators {total}/{total_t}, "
+              f"python calls {ours['python calls']}/{torch_c['python calls']}; differing: "
+              + (", ".join(diff) or "none"))
 
 
 def _median(times: list[float]) -> float:
@@ -186,6 +241,9 @@ def main() -> None:
                     help="comma-separated figures: torch, zb-h1, paci")
     ap.add_argument("--posted-batches", type=int, default=1, metavar="K",
                     help="schedc's programs proven and run under K posted batches")
+    ap.add_argument("--op-counts", action="store_true",
+                    help="also count each rank's operators and Python calls in one step, "
+                         "torch's against schedc 1F1B's")
     ap.add_argument("--ranks", type=int, default=2,
                     help="processes to launch under torchrun (plain `python` only)")
     ap.add_argument("--log-dir", default=None,
@@ -232,6 +290,11 @@ def main() -> None:
     if dist.get_rank() == 0:
         _report(a, world, wall, {k: [float(c[i]) for c in every] for i, k in enumerate(names)
                                  if k in cpu})
+    if a.op_counts:
+        counted = [None] * world
+        dist.all_gather_object(counted, _COUNTS)
+        if dist.get_rank() == 0:
+            _report_counts([k for k in names if k in cpu], counted)
     dist.destroy_process_group()
 
 
