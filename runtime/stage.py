@@ -100,6 +100,9 @@ class StageReplica:
         self.acc_mbs: list[int] = []  # micro-batches accumulated since the last STEP
         self._weight_ptrs = {self.current.untyped_storage().data_ptr()}
         self.weight_unpacks = 0  # saved weight views rebuilt by backwards (tests)
+        # Save weights by reference (saved-tensor hooks): off where the programs never
+        # change this stage's weights between a forward and its backward (wiring.py).
+        self.by_reference = True
 
     # ---- versions ---------------------------------------------------------------
     @property
@@ -180,6 +183,12 @@ class StageReplica:
     # ---- saved tensors by reference ----------------------------------------------
     @contextmanager
     def weights_by_reference(self) -> Iterator[None]:
+        """The forward's saved tensors, weights by reference (unless `by_reference` is
+        off: the weights cannot change between this stage's forwards and backwards,
+        and autograd's own saving is the same, without a Python call per tensor)."""
+        if not self.by_reference:
+            yield
+            return
         with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
             yield
 
