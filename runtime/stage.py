@@ -17,6 +17,10 @@ the buffer active when the backward runs. So:
 - stash schedules: SWAP points at the stash slot before B, so B reads exactly
   the forward's version.
 
+Where the programs never change a stage's weights between a forward and its
+backward (synchronous programs: `wiring.weights_steady`), `by_reference` is off
+and autograd saves as usual (no Python call per saved tensor).
+
 Every weight buffer has the same layout, so a geometry taken on one buffer
 is valid on any other. Tensors computed from the weights that are not views
 of them (none in the built-in models) are saved by value, as usual.
