@@ -23,6 +23,11 @@ paci); the schedc 1F1B run is always made, as every figure's reference.
 with early receives (docs/programs.md, "Overlap"; torch's schedule waits for
 its sends later too).
 
+`--op-counts` adds, per rank, the operators (top-level aten calls that compute)
+and the Python calls of one warm-up step of schedc 1F1B against torch's
+(`op counts rank R (schedc/torch, one step): ...`): counts, which machine load
+does not change, of where the two differ.
+
 Each run also reports its CPU time per step on every rank (process CPU: compute,
 Python and the communication threads; waiting costs none), the figure that
 machine load disturbs least: `cpu ms/step` lines, rank by rank, with the same
@@ -88,7 +93,7 @@ def _schedc_step_times(program_dir: Path, a: argparse.Namespace
     cpu = []
     while trainer.bodies_left > 0:
         c0 = time.process_time()
-        with _counting(a, len(cpu) == WARMUP):
+        with _counting(a, len(cpu) == WARMUP - 1):
             trainer.step()
         cpu.append(time.process_time() - c0)
     trainer.close()
@@ -116,7 +121,7 @@ def _torch_step_times(program_dir: Path, a: argparse.Namespace
     for step in range(a.steps):
         mbs = [batches.get(step * a.m + j) for j in range(a.m)]
         t0, c0 = time.perf_counter(), time.process_time()
-        with _counting(a, step == WARMUP):
+        with _counting(a, step == WARMUP - 1):
             if rank == 0:
                 schedule.step(torch.cat([b.inputs for b in mbs]))
             elif rank == world - 1:
@@ -142,7 +147,7 @@ _COUNTS: list[Counter] = []  # per run with --op-counts: this rank's operators i
 
 @contextmanager
 def _counting(a: argparse.Namespace, now: bool) -> Iterator[None]:
-    """With --op-counts, count the operators of this step (the first after warm-up):
+    """With --op-counts, count the operators of this step (a warm-up step, untimed):
     top-level aten calls that compute, by name, plus `python calls` (cProfile)."""
     if not (a.op_counts and now):
         yield
