@@ -18,20 +18,24 @@ __all__ = ["read"]
 
 
 def read(tensors: Sequence[torch.Tensor]) -> list[list[float]]:
-    """Every tensor's values, flattened, as Python floats: one device-to-host
-    transfer per device (float64 on the way, so fp32, bf16 and int32 values are
-    exact)."""
+    """Every tensor's values, flattened, as Python numbers: one device-to-host
+    transfer per device, and no operator where one tensor is read alone (tensors of
+    different dtypes go through float64 on the way, exact for fp32, bf16 and int32)."""
     out: list[list[float]] = [[] for _ in tensors]
     by_device: dict[torch.device, list[int]] = {}
     for i, t in enumerate(tensors):
         if t.numel():
             by_device.setdefault(t.device, []).append(i)
     for idx in by_device.values():
-        flat = torch.cat([tensors[i].reshape(-1).to(torch.float64) for i in idx])
-        values = flat.tolist()
+        parts = [tensors[i].reshape(-1) for i in idx]
+        if len(parts) == 1:
+            values = parts[0].tolist()
+        else:
+            if len({p.dtype for p in parts}) > 1:
+                parts = [p.to(torch.float64) for p in parts]
+            values = torch.cat(parts).tolist()
         at = 0
-        for i in idx:
-            n = tensors[i].numel()
-            out[i] = values[at:at + n]
-            at += n
+        for i, part in zip(idx, parts, strict=True):
+            out[i] = values[at:at + part.numel()]
+            at += part.numel()
     return out
