@@ -44,6 +44,7 @@ import torch
 import torch.distributed as dist
 
 from schedc.errors import UserError
+from schedc.instructions import boundary
 from schedc.program import SEND_OPS, Instr
 
 from .watchdog import NullWatchdog, Watchdog
@@ -54,10 +55,9 @@ BoundarySpec = tuple[tuple[int, ...], torch.dtype]
 
 
 def boundary_of(instr: Instr) -> int:
-    """The stage boundary an instruction's message crosses."""
-    if instr.op in ("SEND_ACT", "RECV_GRAD"):
-        return instr.stage
-    return instr.stage - 1  # RECV_ACT, SEND_GRAD
+    """The stage boundary an instruction's message crosses (the instruction
+    table's `boundary`)."""
+    return boundary(instr.op, instr.stage)
 
 
 def describe(instr: Instr, peer: str | None = None) -> str:

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from schedc.instructions import COMPUTE, MESSAGE, SEND_OPS, TABLE, UNIT_COSTS, unit_cost
+from schedc.instructions import AROUND, MESSAGE, SEND_OPS, TABLE, UNIT_COSTS, unit_cost
 from schedc.program import Instr
 from schedc.replay import Observer
 
@@ -209,10 +209,9 @@ def _data_key(ins: Instr) -> tuple | None:
         return None
     if row.kind == MESSAGE:
         return (row.message, ins.stage, ins.mb, ins.pipeline)
-    if ins.op == "F":
-        return ("ACT", ins.stage, ins.mb, ins.pipeline)
-    if row.kind == COMPUTE and row.needs and any(k == "grad" for k, _ in row.needs):
-        return ("GRAD", ins.stage, ins.mb, ins.pipeline)
+    around = AROUND.get(ins.op)  # the receive it consumes, if any (F: ACT; B, I: GRAD)
+    if around and around.receives:
+        return (TABLE[around.receives[0][0]].message, ins.stage, ins.mb, ins.pipeline)
     return None
 
 

@@ -18,7 +18,7 @@ from schedc.deadlock import check_deadlock_free, place_receives
 from schedc.errors import VerifyError
 from schedc.fallback import candidate_policies, search_programs
 from schedc.graph import Problem, add_order_edges, build_graph, check_acyclic
-from schedc.instructions import FREES_ACTIVATION
+from schedc.instructions import FREES_ACTIVATION, STORES_ACTIVATION
 from schedc.lower import lower
 from schedc.modulo import modulo_plan
 from schedc.order import (
@@ -140,7 +140,7 @@ def _peak_inflight(streams: list[list[Instr]]) -> int:
     for seq in streams:
         alive = 0
         for ins in seq:
-            alive += 1 if ins.op == "F" else -1 if ins.op in FREES_ACTIVATION else 0
+            alive += 1 if ins.op in STORES_ACTIVATION else -1 if ins.op in FREES_ACTIVATION else 0
             peak = max(peak, alive)
     return peak
 

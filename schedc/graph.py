@@ -20,7 +20,13 @@ from dataclasses import dataclass
 import networkx as nx
 
 from schedc.dot import DotEdge, DotNode, write_dot
-from schedc.instructions import COMPUTE_OPS, concrete, resolve_needs, schedule_compute_ops
+from schedc.instructions import (
+    COMPUTE_OPS,
+    VERSION_SOURCE,
+    concrete,
+    resolve_needs,
+    schedule_compute_ops,
+)
 from schedc.ops import Op, step_op
 from schedc.spec import Spec
 
@@ -127,7 +133,7 @@ def weight_edges(problem: Problem) -> Iterator[tuple[Op, Op]]:
                 yield step_op(s, b - 1), Op(wkind, p, s, mb)
             gate = _forward_gate(spec, b)
             if gate is not None:
-                yield step_op(s, gate), Op("F", p, s, mb)
+                yield step_op(s, gate), Op(VERSION_SOURCE, p, s, mb)
     for s in range(problem.stages):
         for b in range(1, problem.batches):
             yield step_op(s, b - 1), step_op(s, b)

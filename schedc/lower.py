@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from schedc.graph import Problem
+from schedc.instructions import AROUND, READS_LOOKAHEAD, TABLE
 from schedc.ops import STEP_KIND, Op
 from schedc.order import UNIT_COST
 from schedc.program import Instr
@@ -44,18 +45,22 @@ def plan_versions(problem: Problem, orders: Sequence[Sequence[Op]]) -> VersionPl
                     current[rep] += 1
                 continue
             rep = (op.pipeline, op.stage)
-            if op.kind == "F":
+            source = _VERSION_OF[op.kind]  # the table's version_of: B, I, W read F's
+            if not source:
                 if spec.fixed_delay is not None:
                     plan.reads[op] = max(0, problem.batch_of(op.mb) - spec.fixed_delay)
                 else:
                     plan.reads[op] = current[rep]
             elif spec.stashes:
-                plan.reads[op] = plan.reads[op._replace(kind="F")]
+                plan.reads[op] = plan.reads[op._replace(kind=source)]
             else:
                 plan.reads[op] = current[rep]
     if spec.lookahead is not None:
         plan.alpha = _lookahead_alpha(problem, plan)
     return plan
+
+
+_VERSION_OF = {op: row.version_of for op, row in TABLE.items()}
 
 
 def _replicas_here(problem: Problem, step: Op, seq: Sequence[Op]) -> list[Replica]:
@@ -76,7 +81,7 @@ def _lookahead_alpha(problem: Problem, plan: VersionPlan) -> dict[int, float]:
         return {s: float(problem.spec.lookahead) for s in range(problem.stages)}
     worst: dict[int, int] = defaultdict(int)
     for op, v in plan.reads.items():
-        if op.kind == "F":
+        if op.kind in READS_LOOKAHEAD:
             worst[op.stage] = max(worst[op.stage], problem.batch_of(op.mb) - v)
     return {s: float(worst[s]) for s in range(problem.stages)}
 
@@ -105,7 +110,8 @@ class _RankLowering:
         self.active: dict[Replica, tuple[int, bool]] = defaultdict(lambda: (0, False))
         self.stashed: dict[Replica, set[int]] = defaultdict(set)
         self.last_reader = self._last_readers()
-        self.after: list[Instr] = []  # sends and ACC of the previous compute op
+        self.sends: list[Instr] = []  # the sends after the previous compute op
+        self.local: list[Instr] = []  # and its ops on this rank (ACC)
 
     def _last_readers(self) -> dict[tuple[Replica, int], int]:
         """Index in seq of the last op reading each (replica, version)."""
@@ -122,20 +128,22 @@ class _RankLowering:
         for i, op in enumerate(self.seq):
             if op.kind == STEP_KIND:
                 # the sends of the last op and the receives posted here form one batch
-                self.out.extend(i for i in self.after if i.op != "ACC")
+                self.out.extend(self.sends)
                 self._post_early(i)
-                self.out.extend(i for i in self.after if i.op == "ACC")
-                self.after = []
+                self._flush_local()
                 self._step(i, op)
             else:
                 self._compute(op, i)
                 self._release_after(i, op)
-        self._flush_after()
+        self.out.extend(self.sends)
+        self._flush_local()
         return self.out
 
-    def _flush_after(self) -> None:
-        self.out.extend(self.after)
-        self.after = []
+    def _flush_local(self) -> None:
+        """The previous compute op's local followers, after the batch its sends
+        went out in: both are done."""
+        self.out.extend(self.local)
+        self.sends, self.local = [], []
 
     # ---- compute and communication ---------------------------------------------
     def _post_early(self, i: int) -> None:
@@ -143,42 +151,44 @@ class _RankLowering:
             self._receive(consumer)
 
     def _receive(self, op: Op) -> None:
+        """The receives `op` consumes (the instruction table's `AROUND`), from
+        the ranks holding the stages they come from."""
         p, s, mb = op.pipeline, op.stage, op.mb
-        m = self.problem.maps[p]
-        if op.kind == "F" and s > 0 and m[s - 1] != self.rank:
-            self._emit("RECV_ACT", stage=s, mb=mb, pipeline=p, peer=m[s - 1])
-        if op.kind == self.problem.grad_kind() and s < self.problem.stages - 1 \
-                and m[s + 1] != self.rank:
-            self._emit("RECV_GRAD", stage=s, mb=mb, pipeline=p, peer=m[s + 1])
+        m, stages = self.problem.maps[p], self.problem.stages
+        for recv, offset, _ in AROUND[op.kind].receives:
+            if 0 <= s + offset < stages and m[s + offset] != self.rank:
+                self._emit(recv, stage=s, mb=mb, pipeline=p, peer=m[s + offset])
 
     def _compute(self, op: Op, index: int) -> None:
         p, s, mb = op.pipeline, op.stage, op.mb
-        m = self.problem.maps[p]
-        last = self.problem.stages - 1
-        is_grad_op = op.kind == self.problem.grad_kind()
-        sends = [i for i in self.after if i.op != "ACC"]
-        local = [i for i in self.after if i.op == "ACC"]
-        self.out.extend(sends)
+        self.out.extend(self.sends)
         self._post_early(index)
         if op not in self.posted:
             self._receive(op)
-        self.out.extend(local)
-        self.after = []
+        self._flush_local()
         version, lookahead = self._weights_for(op)
         self._swap_if_needed((p, s), version, lookahead)
         extra = {"lookahead": True} if lookahead else {}
         self._emit(op.kind, stage=s, mb=mb, pipeline=p, version=version, **extra)
-        if op.kind == "F" and s < last and m[s + 1] != self.rank:
-            self.after.append(Instr("SEND_ACT", stage=s, mb=mb, pipeline=p, peer=m[s + 1]))
-        if is_grad_op and s > 0 and m[s - 1] != self.rank:
-            self.after.append(Instr("SEND_GRAD", stage=s, mb=mb, pipeline=p, peer=m[s - 1]))
-        if op.kind == self.problem.weight_grad_kind():
-            self.after.append(Instr("ACC", stage=s, mb=mb, pipeline=p))
+        self._after(op)
+
+    def _after(self, op: Op) -> None:
+        """The sends of what `op` produced (to other ranks) and its local
+        followers (ACC), from the instruction table's `AROUND`: they go out
+        with the next op's receives."""
+        p, s, mb = op.pipeline, op.stage, op.mb
+        m, stages = self.problem.maps[p], self.problem.stages
+        around = AROUND[op.kind]
+        for send, offset in around.sends:
+            if 0 <= s + offset < stages and m[s + offset] != self.rank:
+                self.sends.append(Instr(send, stage=s, mb=mb, pipeline=p, peer=m[s + offset]))
+        for name in around.local:
+            self.local.append(Instr(name, stage=s, mb=mb, pipeline=p))
 
     def _weights_for(self, op: Op) -> tuple[int, bool]:
         version = self.plan.reads[op]
         alpha = self.plan.alpha.get(op.stage, 0.0)
-        lookahead = op.kind == "F" and alpha != 0.0 and version >= 1
+        lookahead = op.kind in READS_LOOKAHEAD and alpha != 0.0 and version >= 1
         lookahead = lookahead and version == self.current[(op.pipeline, op.stage)]
         return version, lookahead
 
@@ -241,10 +251,13 @@ def _early_receives(problem: Problem, rank: int, seq: Sequence[Op], times: Mappi
 
 
 def _remote_producer(problem: Problem, rank: int, op: Op) -> Op | None:
-    """The op on another rank whose output `op` receives, if any."""
-    m, s, last = problem.maps[op.pipeline], op.stage, problem.stages - 1
-    if op.kind == "F" and s > 0 and m[s - 1] != rank:
-        return op._replace(stage=s - 1)
-    if op.kind == problem.grad_kind() and s < last and m[s + 1] != rank:
-        return op._replace(stage=s + 1)
+    """The op on another rank whose output `op` receives, if any (the
+    instruction table's `AROUND`)."""
+    around = AROUND.get(op.kind)
+    if around is None:
+        return None
+    m, s = problem.maps[op.pipeline], op.stage
+    for _, offset, producer in around.receives:
+        if 0 <= s + offset < problem.stages and m[s + offset] != rank:
+            return op._replace(kind=producer, stage=s + offset)
     return None

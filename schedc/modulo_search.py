@@ -31,6 +31,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from schedc.instructions import UNIT_COSTS, schedule_compute_ops
+
 Maps = tuple[tuple[int, ...], ...]
 
 MAX_WAIT = 3  # units of waiting tried before one operation at II = 3N
@@ -59,8 +61,14 @@ class Template:
 
 
 def chain(p: int) -> list[tuple[str, int, int]]:
-    """(kind, stage, duration) of a micro-batch's operations, in order."""
-    return [("F", s, 1) for s in range(p)] + [("B", s, 2) for s in reversed(range(p))]
+    """(kind, stage, duration) of a micro-batch's operations, in order: the
+    forward down the stages, then the whole backward up (the instruction
+    table's ops and unit costs)."""
+    return [(_F, s, _COST[_F]) for s in range(p)] + [(_B, s, _COST[_B]) for s in reversed(range(p))]
+
+
+_F, _B = schedule_compute_ops(False)  # constructed schedules do not split the backward
+_COST = {k: int(UNIT_COSTS[k]) for k in (_F, _B)}
 
 
 def templates(maps: Maps, phases: tuple[int, ...], inflight: int,

@@ -25,7 +25,7 @@ import networkx as nx
 
 from schedc.errors import UserError
 from schedc.graph import Problem, data_edges, weight_edges
-from schedc.instructions import COMPUTE_OPS, UNIT_COSTS
+from schedc.instructions import COMPUTE_OPS, FREES_ACTIVATION, STORES_ACTIVATION, UNIT_COSTS
 from schedc.ops import STEP_KIND, Op, step_op
 
 _WAITING = 1 << 62  # busy_until of a rank waiting in a collective step
@@ -195,9 +195,13 @@ class ListScheduler:
         self.peak_inflight = 0
         self.step_key = -(1 << 30) if policy.steps_first else 1 << 30
         self.in_collective: dict[Op, list[int]] = {}
-        # Without a flush nothing else bounds deferred Ws: count to W there.
+        # In flight (schedc.instructions): from the op storing a micro-batch's
+        # activation (F) to the one freeing it (B, or I). Without a flush nothing
+        # else bounds deferred Ws: there the admission window runs to the op
+        # producing the weight gradient (W) instead.
         deferred_w = spec.split_backward and not spec.flush
-        self.release_kind = "W" if deferred_w else problem.grad_kind()
+        self.release_kind = problem.weight_grad_kind() if deferred_w else next(
+            k for k in problem.compute_kinds() if k in FREES_ACTIVATION)
         self.replica_ranks = {
             s: sorted({m[s] for m in problem.maps}) for s in range(problem.stages)
         }
@@ -304,7 +308,8 @@ class ListScheduler:
         while heap:
             item = heapq.heappop(heap)
             op = item[-1]
-            if op.kind == "F" and self.inflight[(op.pipeline, op.stage)] >= self.limit(op):
+            if op.kind in STORES_ACTIVATION and \
+                    self.inflight[(op.pipeline, op.stage)] >= self.limit(op):
                 # parked until its stage admits a forward (_unpark): popping
                 # every blocked forward at every pick was quadratic in m
                 heapq.heappush(self.parked[(op.pipeline, op.stage)], item)
@@ -325,7 +330,7 @@ class ListScheduler:
         # needs is its inputs' gradients, not the activations): ZB-H1 thus keeps
         # 1F1B's warm-up and memory and defers W into the bubbles.
         key = (op.pipeline, op.stage)
-        if op.kind == "F":
+        if op.kind in STORES_ACTIVATION:
             self.inflight[key] += 1
             self.peak_inflight = max(self.peak_inflight, self.inflight[key])
         elif op.kind == self.release_kind:

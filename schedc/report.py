@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from schedc.instructions import TABLE
 from schedc.overlap import Overlap
 from schedc.program import COMPUTE_OPS, Instr, Manifest, RankProgram
 
-_SHORT = {"SEND_ACT": ">a", "RECV_ACT": "<a", "SEND_GRAD": ">g", "RECV_GRAD": "<g",
-          "STEP": "S", "STASH": "st", "RELEASE": "rl", "SWAP": "sw", "LOOKAHEAD": "la",
-          "ALLREDUCE": "AR", "ACC": "+", "SPARSE_SYNC": "ss"}
+# Each op's cell in the grid, from the instruction table (its name when it has none).
+_SHORT = {op: row.short or op for op, row in TABLE.items()}
 
 
 def summary(manifest: Manifest) -> str:

@@ -1,7 +1,8 @@
 """Verify: prove lowered programs correct before anyone runs them.
 
-Guarantees (DESIGN.md): completeness, dependencies (including the weight
-version every compute op reads), deadlock freedom, and the Spec's bounds.
+Guarantees (docs/programs.md, "Rules the runtime may rely on"): completeness,
+dependencies (including the weight version every compute op reads), deadlock
+freedom, and the Spec's bounds.
 Asynchronous programs are checked unrolled for several body repetitions, so
 what is proven is the steady state as well as fill and drain. Every failure is
 a VerifyError naming rank, section, instruction index and reason.
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from schedc.errors import VerifyError
-from schedc.instructions import COMPUTE_OPS, FIELDS, TABLE
+from schedc.instructions import COMPUTE_OPS, FIELDS, TABLE, schedule_compute_ops
 from schedc.overlap import Overlap
 from schedc.program import Instr, Manifest, RankProgram
 from schedc.spec import Spec
@@ -103,7 +104,7 @@ def _field_problem(manifest: Manifest, rank: int, ins: Instr) -> str | None:
 # ---- completeness -----------------------------------------------------------------
 def _check_completeness(manifest: Manifest, un: Unrolled) -> None:
     split = bool(Spec.from_dict(manifest.spec).split_backward)
-    kinds = ("F", "I", "W") if split else ("F", "B")
+    kinds = schedule_compute_ops(split)
     seen: dict[tuple[str, int, int, int], int] = {}  # compute op -> its rank
     steps: dict[tuple[int, int], int] = defaultdict(int)
     pipelines = manifest.num_pipelines

@@ -25,12 +25,19 @@ from pathlib import Path
 
 from schedc.deadlock import place_receives
 from schedc.errors import UserError, VerifyError
-from schedc.instructions import RECV_OPS, SEND_OPS, TABLE, consumer, resolve_needs
+from schedc.instructions import (
+    AROUND,
+    COMPUTE_OPS,
+    RECV_OPS,
+    TABLE,
+    resolve_needs,
+    schedule_compute_ops,
+)
 from schedc.program import Instr, Manifest, Period, RankProgram
 from schedc.replay import Observer, Replay
 
 Action = tuple[int, str, int]  # (stage, op, mb)
-_CELL = re.compile(r"^\s*(\d+)\s*([FBIW])\s*(\d+)\s*$")
+_CELL = re.compile(r"^\s*(\d+)\s*(" + "|".join(COMPUTE_OPS) + r")\s*(\d+)\s*$")
 
 
 def load_csv(path: str | Path) -> tuple[Manifest, list[RankProgram]]:
@@ -64,7 +71,8 @@ def programs_from_orders(
     owner = _stage_owners(orders)
     stages = len(owner)
     mbs = 1 + max(mb for order in orders for _, _, mb in order)
-    split = any(op in ("I", "W") for order in orders for _, op, _ in order)
+    whole = schedule_compute_ops(False)  # F, B: any other compute op splits the backward
+    split = any(op not in whole for order in orders for _, op, _ in order)
     streams = [_local_placement(order, r, owner) for r, order in enumerate(orders)]
     try:
         place_receives(streams)
@@ -106,7 +114,7 @@ class _Inputs(Observer):
                     continue
                 here = self.owner[s] == r
                 if (here and (kind, s, ins.mb) not in self.done) or \
-                        (not here and (_carrier(offset), ins.stage, ins.mb)
+                        (not here and (_CARRIER[offset], ins.stage, ins.mb)
                          not in self.received[r]):
                     raise VerifyError(f"waits forever at {ins.stage}{ins.op}"
                                       f"{ins.mb} (its input {s}{kind}{ins.mb} is never "
@@ -114,43 +122,29 @@ class _Inputs(Observer):
             self.done.add((ins.op, ins.stage, ins.mb))
 
 
-def _carrier(offset: int) -> str:
-    """The message kind that brings an input from stage s + offset to stage s."""
-    return "ACT" if offset < 0 else "GRAD"
+# The message kind that brings an input from stage s + offset to stage s.
+_CARRIER = {-TABLE[recv].hop: TABLE[recv].message for recv in RECV_OPS}
 
 
 def _local_placement(order: Sequence[Action], r: int, owner: dict[int, int]) -> list[Instr]:
-    """A rank's compute order with its messages and ACCs, from the table: before
-    an op, the receives it consumes (from the stage the message's hop comes
-    from, when another rank holds it); after it, the ops whose one need it is
-    (the sends of what it produced, to another rank; its ACC). B is a whole
-    backward, I and W its halves, in any mix."""
+    """A rank's compute order with its messages and ACCs, from the table's
+    `AROUND` (the lowering's rule): before an op, the receives it consumes
+    (when another rank holds the stage they come from); after it, the sends
+    of what it produced (to another rank) and its local followers (ACC)."""
     out: list[Instr] = []
     for s, op, mb in order:
-        for recv in RECV_OPS:
-            peer = owner.get(s - TABLE[recv].hop)
-            if _consumes(recv, op) and peer is not None and peer != r:
+        around = AROUND[op]
+        for recv, offset, _ in around.receives:
+            peer = owner.get(s + offset)
+            if peer is not None and peer != r:
                 out.append(Instr(recv, stage=s, mb=mb, pipeline=0, peer=peer))
         out.append(Instr(op, stage=s, mb=mb, pipeline=0, version=0))
-        for after in _FOLLOWERS:
-            if not any(resolve_needs(after, split) == ((op, 0),) for split in _BOTH):
-                continue
-            if after in SEND_OPS:
-                peer = owner.get(s + TABLE[after].hop)
-                if peer is not None and peer != r:
-                    out.append(Instr(after, stage=s, mb=mb, pipeline=0, peer=peer))
-            else:
-                out.append(Instr(after, stage=s, mb=mb, pipeline=0))
+        for send, offset in around.sends:
+            peer = owner.get(s + offset)
+            if peer is not None and peer != r:
+                out.append(Instr(send, stage=s, mb=mb, pipeline=0, peer=peer))
+        out.extend(Instr(name, stage=s, mb=mb, pipeline=0) for name in around.local)
     return out
-
-
-# What follows a compute op in a compute-only order: its sends and its ACC.
-_FOLLOWERS = (*SEND_OPS, "ACC")
-_BOTH = (False, True)  # the backward whole (B) or split (I, W)
-
-
-def _consumes(recv: str, op: str) -> bool:
-    return any(consumer(recv, split) == op for split in _BOTH)
 
 
 def _stage_owners(orders: Sequence[Sequence[Action]]) -> dict[int, int]:

@@ -23,8 +23,10 @@ older or hand-written profiles.
 
 from __future__ import annotations
 
-SPLIT_I = 0.5  # I / B by default at stages > 0 (unit costs: I = 1, B = 2)
-B_PER_F = 2.0  # B / F by default (unit costs)
+from schedc.instructions import UNIT_COSTS
+
+SPLIT_I = UNIT_COSTS["I"] / UNIT_COSTS["B"]  # I / B by default at stages > 0 (0.5)
+B_PER_F = UNIT_COSTS["B"] / UNIT_COSTS["F"]  # B / F by default (2)
 DERIVABLE = ("B", "I", "W")
 
 

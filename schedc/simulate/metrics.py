@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from schedc.errors import VerifyError
-from schedc.instructions import COMM_OPS, FREES_ACTIVATION
+from schedc.instructions import COMM_OPS, FREES_ACTIVATION, STORES_ACTIVATION, VERSION_SOURCE
 from schedc.instructions import COMPUTE_OPS as COMPUTE
 from schedc.simulate.run import Simulation
 
@@ -164,7 +164,7 @@ def _peak_activations(sim: Simulation, r: int) -> tuple[int, float | None]:
     alive_b = peak_b = 0.0
     for ins in sim.timeline.streams[r]:
         frees = ins.op in FREES_ACTIVATION
-        if ins.op == "F":
+        if ins.op in STORES_ACTIVATION:
             alive += 1
             alive_b += costs.stored_bytes(ins.stage) or 0.0
             peak, peak_b = max(peak, alive), max(peak_b, alive_b)
@@ -205,7 +205,7 @@ def version_rows(sim: Simulation) -> dict[tuple[int, int, int], tuple[int, int, 
     for stream in sim.timeline.streams:
         for ins in stream:
             key = (ins.pipeline, ins.stage, ins.mb)
-            if ins.op == "F":
+            if ins.op == VERSION_SOURCE:  # the forward
                 fwd[key] = ins.version
             elif ins.op in COMPUTE:  # B, or the later of I and W (schedc.versions)
                 bwd[key] = max(bwd.get(key, ins.version), ins.version)

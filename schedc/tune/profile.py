@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from schedc.errors import UserError
+from schedc.instructions import COMPUTE_OPS
 from schedc.simulate.costs import CostModel, CostsError, load_costs
 from schedc.simulate.derive import DERIVABLE, derive, explain
 
-SCALED_OPS = ("F", "B", "I", "W")  # per micro-batch compute: grows with its samples
+SCALED_OPS = COMPUTE_OPS  # per micro-batch compute: grows with its samples
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,9 @@ from schedc.instructions import TABLE
 # Hue, saturation per kind, from the instruction table (compute kinds are far
 # apart on the wheel).
 KIND_HUE: dict[str, tuple[int, int]] = {op: row.hue for op, row in TABLE.items() if row.hue[1]}
-KIND_NAMES = {"F": "forward", "B": "backward", "I": "backward (input)",
-              "W": "backward (weights)", "STEP": "optimizer step", "ALLREDUCE": "all-reduce",
-              "ACC": "accumulate",
-              "SEND_ACT": "send/recv (serial)"}
+# Legend labels, from the instruction table; every message op shares one entry.
+KIND_NAMES: dict[str, str] = {op: row.legend for op, row in TABLE.items()}
+COMM_LABEL = "send/recv (serial)"
 SHADES = 8
 PIPELINE_PATTERNS = ("", "hatch1", "hatch2", "dots3", "hatch4", "dots5", "hatch6", "dots7")
 IDLE = "#eeeeee"

@@ -128,7 +128,7 @@ def legend(y: float, kinds: set[str], pipelines: int) -> tuple[list[str], float]
     if kinds & set(COMM_OPS):  # one entry for every send and receive
         kinds = (kinds - set(COMM_OPS)) | {COMM_OPS[0]}
     for kind in [k for k in style.KIND_HUE if k in kinds]:
-        label = style.KIND_NAMES.get(kind, kind)
+        label = style.COMM_LABEL if kind in COMM_OPS else style.KIND_NAMES[kind]
         out.append(f'<rect x="{x}" y="{num(y)}" width="14" height="12" '
                    f'fill="{style.colour(kind, 0)}" stroke="#333" stroke-width="0.4"/>')
         out.append(text(x + 18, y + 10, label))
