@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from schedc.program import COMM_OPS, RankProgram
+from schedc.instructions import TABLE, VERSION_SOURCE
+from schedc.program import RankProgram
 
 from . import faults
 from .boundary import StageIO, Wire
@@ -39,26 +40,27 @@ def interpreter_config(p: Prepared, rank: int) -> InterpreterConfig:
     )
 
 
-_READS_WEIGHTS = {"F", "B", "I", "W", "ACC", "ALLREDUCE"}  # change no weights
-
-
 def weights_steady(program: RankProgram) -> set[tuple[int, int]]:
     """The (pipeline, stage) replicas of a rank whose weights no instruction changes
-    (STEP, SWAP, ...) while one of its micro-batches is between its F and the end of
-    its backward, in each part of the program (a synchronous program: its steps
-    drain before their STEPs). Their forwards need not save weights by reference."""
+    (one that writes "weights" in the instruction table: STEP, SWAP, ...) while one of
+    its micro-batches is between its forward and the op that ends its backward (the
+    one writing the weight gradient), in each part of the program (a synchronous
+    program: its steps drain before their STEPs). Their forwards need not save
+    weights by reference."""
     parts = (program.prologue, program.body, program.epilogue)
-    keys = {(ins.pipeline or 0, ins.stage) for part in parts for ins in part if ins.op == "F"}
+    keys = {(ins.pipeline or 0, ins.stage) for part in parts for ins in part
+            if ins.op == VERSION_SOURCE}
     for part in parts:
         open_mbs: dict[tuple[int, int], set[int]] = {}
         for ins in part:
             key = (ins.pipeline or 0, ins.stage)
             mbs = open_mbs.setdefault(key, set())
-            if ins.op == "F":
+            writes = TABLE[ins.op].writes
+            if ins.op == VERSION_SOURCE:
                 mbs.add(ins.mb)
-            elif ins.op in ("B", "W"):
+            elif "weight gradient" in writes:
                 mbs.discard(ins.mb)
-            elif ins.op not in _READS_WEIGHTS and ins.op not in COMM_OPS and mbs:
+            elif "weights" in writes and mbs:
                 keys.discard(key)
         keys -= {key for key, mbs in open_mbs.items() if mbs}  # open across parts
     return keys
