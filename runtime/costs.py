@@ -2,7 +2,11 @@
 
 Per-stage op times are medians over the run's timed instructions (the
 first segment's first occurrence of each op, which pays one-off allocation
-costs, is kept: medians make it harmless). I and W come from the run's own
+costs, is kept: medians make it harmless). ACC is timed where it follows a
+whole B when the run has such ACCs: there the backward adds straight into the
+accumulator and ACC costs almost nothing, as in every schedule that does not
+split its backward, while after the split probe's W (below) it adds a whole
+gradient; a median over both would price neither. I and W come from the run's own
 split (costs_split.py: some B ran as I then W); an op the run did not time
 is derived by the simulator's rules (`schedc.simulate.derive`) and the rule
 is written under `derived`. Message sizes come from the shapes agreed at
@@ -22,7 +26,6 @@ synchronized op on CUDA).
 
 from __future__ import annotations
 
-import os
 import statistics
 from dataclasses import dataclass, field
 
@@ -32,6 +35,7 @@ from schedc.instructions import TIMED_OPS
 from schedc.program import Manifest
 from schedc.simulate.derive import DERIVABLE, derive
 
+from .costs_host import sharing_efficiency
 from .costs_link import library_cpu, link_figures
 from .memory import memory_report
 from .transport import DistTransport
@@ -46,7 +50,7 @@ class Measured:
     cpu: dict[int, list[tuple[float, float]]] | None = None
     links: list[dict] = field(default_factory=list)  # costs_link.measure_links
     split_note: str | None = None  # how I and W were measured (costs_split.py)
-    cores: int | None = None  # ranks that can compute at once on the shared machine
+    host: dict | None = None  # costs_host.host_facts: cores, threads, ranks, background
     comm: str | None = None  # "serial" or "overlap" (comm_mode)
 
 
@@ -58,12 +62,23 @@ def cost_profile(manifest: Manifest, events: dict[int, list[tuple]], boundaries:
     m = measured or Measured()
     spans = _spans(events, m.cpu)
     samples: list[dict[str, list[float]]] = [{} for _ in range(manifest.num_stages)]
+    after: dict[str, list[list[float]]] = {k: [[] for _ in range(manifest.num_stages)]
+                                           for k in ("B", "W")}  # ACCs by their op before
     for rank, evs in events.items():
+        last = None  # the rank's previous compute op
         for (op, _label, stage, _start, _dur), (_t0, dur) in zip(evs, spans[rank], strict=True):
             if op in TIMED_OPS:
                 samples[stage].setdefault(op, []).append(dur)
+                if op == "ACC" and last in after:
+                    after[last][stage].append(dur)
+            if op != "COMM":
+                last = op
+    for d, direct in zip(samples, after["B"], strict=True):
+        if direct:  # an ACC right after a whole B: the runtime's own case (below)
+            d["ACC"] = direct
     stages = [{op: statistics.median(v) for op, v in sorted(d.items())} for d in samples]
     derived = _derive(stages, m.split_note)
+    _acc_after_w(stages, after, derived)
     sizes = [_bytes(boundaries.get(s)) for s in range(manifest.num_stages)]
     profile = {
         "format": "schedc-costs",
@@ -87,8 +102,17 @@ def cost_profile(manifest: Manifest, events: dict[int, list[tuple]], boundaries:
     link = link_figures(m.links)
     if link is not None:
         profile["link"] = link
-    if m.cores is not None:
-        profile["cores"] = m.cores
+    if m.host is not None:
+        host = dict(m.host)
+        cores = host.pop("slots", None)
+        if cores is not None:
+            profile["cores"] = cores
+            if m.cpu is not None:
+                capacity = cores - len(events) * host.get("background", 0.0)
+                efficiency = sharing_efficiency(events, m.cpu, capacity)
+                if efficiency is not None:
+                    host["efficiency"] = round(efficiency, 4)
+        profile["host"] = host
     if m.comm is not None:
         profile["comm"] = m.comm
     return profile
@@ -110,19 +134,6 @@ def comm_mode(interps: dict) -> str:
 def single_threaded() -> bool:
     """One torch thread: an op's thread CPU time is the whole op's."""
     return torch.get_num_threads() == 1
-
-
-def cores_for(local_ranks: int) -> int | None:
-    """How many ranks of a CPU run can compute at once: 1 in-process (every rank in
-    one thread), else the usable cores over the torch threads of a rank, when
-    every rank runs on this machine (None across machines: not modelled)."""
-    if local_ranks > 1:
-        return 1
-    if os.environ.get("LOCAL_WORLD_SIZE", "1") != os.environ.get("WORLD_SIZE", "1"):
-        return None
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        (os.cpu_count() or 1)
-    return max(1, usable // max(1, torch.get_num_threads()))
 
 
 def _spans(events: dict[int, list[tuple]], cpu: dict[int, list[tuple[float, float]]] | None
@@ -150,6 +161,24 @@ def _derive(stages: list[dict[str, float]], split_note: str | None) -> dict[str,
         if rules:
             notes[op] = "; ".join(sorted(rules))
     return notes
+
+
+def _acc_after_w(stages: list[dict[str, float]], after: dict[str, list[list[float]]],
+                 notes: dict[str, str]) -> None:
+    """An ACC after a W costs more than one after a B where W's gradient is not
+    added in place (stage 0, whose I ran the whole backward); in the zero-bubble
+    schedules every W's ACC comes right after it, so the difference is counted
+    in W's time (in place)."""
+    extra = []
+    for s, times in enumerate(stages):
+        b, w = after["B"][s], after["W"][s]
+        more = statistics.median(w) - statistics.median(b) if b and w and "W" in times else 0.0
+        if more > 0:
+            times["W"] += more
+            extra.append(f"{1e3 * more:.2f} ms at stage {s}")
+    if extra:
+        note = "W holds what its ACC costs beyond an ACC after a B (" + ", ".join(extra) + ")"
+        notes["W"] = f"{notes['W']}; {note}" if "W" in notes else note
 
 
 def message_overhead(events: dict[int, list[tuple]], spans: dict[int, list[tuple]],

@@ -106,13 +106,16 @@ def library_cpu(links: list[dict]) -> float:
 
 
 def link_figures(links: list[dict]) -> dict | None:
-    """The profile's one `link` model: the median over the measured links."""
+    """The profile's one `link` model: the median over the measured links; `cpu`:
+    the library's CPU per message (`library_cpu`), when measured."""
     if not links:
         return None
     out = {"latency": statistics.median(link["latency"] for link in links)}
     bws = [link["bandwidth"] for link in links if link["bandwidth"] is not None]
     if bws:
         out["bandwidth"] = statistics.median(bws)
+    if all("message_cpu" in link for link in links):
+        out["cpu"] = library_cpu(links)
     return out
 
 

@@ -22,7 +22,8 @@ from schedc.program import Instr, Manifest, RankProgram
 
 from . import autoresume, checkpoint, hostread, restarts
 from .config import RunConfig
-from .costs import Measured, comm_mode, cores_for, cost_profile, single_threaded
+from .costs import Measured, comm_mode, cost_profile, single_threaded
+from .costs_host import host_facts
 from .costs_link import measure_links
 from .costs_split import SplitProbe, as_programmed
 from .interpreter import ExecutionError, Interpreter
@@ -272,6 +273,7 @@ def _finish(s: Session, elapsed: float) -> None:
     by_cpu = on_cpu and single_threaded()  # else an op's CPU is spread over threads
     cpu = {s.global_rank(r): i.record.cpu for r, i in s.interps.items()} if by_cpu else None
     peak = peak_device_bytes()
+    host = host_facts(len(s.interps)) if on_cpu else None  # before the ping-pong
     # Every process measures its links to its neighbours (costs_link.py).
     links = measure_links(s.interps, s.boundaries) if s.cfg.costs_out is not None else []
     labels = s.split.labels if s.split else {}
@@ -295,7 +297,7 @@ def _finish(s: Session, elapsed: float) -> None:
         write_trace(Path(s.cfg.trace), {r: as_programmed(evs, split) for r, evs in merged.items()})
     if s.cfg.costs_out is not None:
         measured = Measured(merged_cpu, all_links, s.split.note() if s.split else None,
-                            cores_for(len(s.interps)) if on_cpu else None, comm_mode(s.interps))
+                            host, comm_mode(s.interps))
         profile = cost_profile(s.manifest, merged, s.boundaries, s.stage_numels, peaks, measured)
         profile["source"].update(_micro_batch_source(s))
         Path(s.cfg.costs_out).write_text(json.dumps(profile, indent=1) + "\n")

@@ -26,6 +26,7 @@ available (receive).
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -67,7 +68,7 @@ class Clock(Observer):
 
     def __init__(self, streams: Sequence[Sequence[Instr]], costs: Costs,
                  serial_comm: bool = False, lazy_recv: bool = False,
-                 overlap: bool = False) -> None:
+                 overlap: bool = False, keep_messages: bool = True) -> None:
         self.streams = streams
         self.overlap = overlap
         self.ahead = [-1] * len(streams)  # the batch whose receives were posted ahead
@@ -78,12 +79,17 @@ class Clock(Observer):
         self.dkey = [_data_keys(s) for s in self.streams] if self.lazy else []
         n = len(self.streams)
         self.now = [0.0] * n
-        self.starts = [[0.0] * len(s) for s in self.streams]
-        self.ends = [[0.0] * len(s) for s in self.streams]
+        # Doubles in arrays, not float objects in lists: 8 bytes an instruction
+        # each, not about 30 (the verifier clocks every instruction of a compile).
+        self.starts = [_zeros(len(s)) for s in self.streams]
+        self.ends = [_zeros(len(s)) for s in self.streams]
         self.data_ready: list[dict] = [{} for _ in range(n)]
         self.batch_clock = [0.0] * n  # when the messages the batch waits for have landed
         self.link_free: dict[tuple[int, int], float] = {}
+        # (sender, index, receiver, index) of every message, for the simulator's
+        # timeline; a bare timing (the compiler's) keeps none.
         self.messages: list[tuple[int, int, int, int]] = []
+        self.keep_messages = keep_messages
 
     def local(self, r: int, lo: int, hi: int) -> None:
         starts, ends, dur, t = self.starts[r], self.ends[r], self.dur[r], self.now[r]
@@ -169,7 +175,8 @@ class Clock(Observer):
             dkey = _data_key(self.streams[rr][rp])
             ready = self.data_ready[rr]
             ready[dkey] = max(ready.get(dkey, 0.0), arrival)
-        self.messages.append((sr, sp, rr, rp))
+        if self.keep_messages:
+            self.messages.append((sr, sp, rr, rp))
 
     def collective(self, members: list[tuple[int, int]]) -> None:
         r, i = members[0]
@@ -179,6 +186,10 @@ class Clock(Observer):
         for m, j in members:
             self.starts[m][j], self.ends[m][j] = begin, end
             self.now[m] = end
+
+
+def _zeros(n: int) -> array:
+    return array("d", bytes(8 * n))
 
 
 def _durations(stream: Sequence[Instr], costs: Costs) -> list[float]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from schedc.errors import VerifyError
-from schedc.instructions import RECV_OPS, SEND_OPS, message_key
+from schedc.instructions import RECV_OPS, SEND_OPS, TABLE, message_key
 from schedc.overlap import DEFAULT, Overlap
 from schedc.program import Instr
 from schedc.replay import COLL, MSG, Locate, Replay
@@ -126,57 +126,72 @@ def _receives_in_send_order(streams: list[list[Instr]]) -> None:
     sent: dict[tuple, list[tuple]] = {}
     for r, seq in enumerate(streams):
         for ins in seq:
-            if ins.op in SEND_OPS:
-                sent.setdefault((r, ins.peer, ins.pipeline), []).append(
-                    message_key(ins.op, ins.stage, ins.mb, ins.pipeline))
+            message = _SENT.get(ins.op)
+            if message is not None:
+                chan = (r, ins.peer, ins.pipeline)
+                keys = sent.get(chan)
+                if keys is None:
+                    keys = sent[chan] = []
+                keys.append((message, ins.stage, ins.mb, ins.pipeline))
     for q, seq in enumerate(streams):
-        received: dict[tuple, list[int]] = {}
+        # per channel: the stream index and the message key of each receive
+        received: dict[tuple, tuple[list[int], list[tuple]]] = {}
         for i, ins in enumerate(seq):
-            if ins.op in RECV_OPS:
-                received.setdefault((ins.peer, q, ins.pipeline), []).append(i)
-        keys = {i: message_key(seq[i].op, seq[i].stage, seq[i].mb, seq[i].pipeline)
-                for order in received.values() for i in order}
-        links: list[list[int]] | None = None  # [prev, next] per stream index
-        for chan, order in received.items():
+            row = _RECEIVED.get(ins.op)
+            if row is not None:
+                chan = (ins.peer, q, ins.pipeline)
+                got = received.get(chan)
+                if got is None:
+                    got = received[chan] = ([], [])
+                got[0].append(i)
+                got[1].append((row[0], ins.stage - row[1], ins.mb, ins.pipeline))
+        links: tuple[list[int], list[int]] | None = None  # prev, next per stream index
+        for chan, (order, keys) in received.items():
             want = sent.get(chan, [])
-            if len(want) != len(order) or all(
-                    keys[i] == w for i, w in zip(order, want, strict=True)):
+            if len(want) != len(order) or keys == want:
                 continue  # in order, or the replay reports what is missing
             if links is None:
-                links = [[i - 1, i + 1] for i in range(len(seq))]
-            _move_receives(order, want, keys, links)
+                links = list(range(-1, len(seq) - 1)), list(range(1, len(seq) + 1))
+            _move_receives(order, keys, want, *links)
         if links is not None:
-            seq[:] = _relink(seq, links)
+            seq[:] = _relink(seq, links[1], links[0].index(-1))
 
 
-def _move_receives(order: list[int], want: list[tuple], keys: dict[int, tuple],
-                   links: list[list[int]]) -> None:
+# The message key's parts by op (instructions.message_key): sends carry their
+# own stage, receives the producer's (their stage less the hop).
+_SENT = {op: TABLE[op].message for op in SEND_OPS}
+_RECEIVED = {op: (TABLE[op].message, TABLE[op].hop) for op in RECV_OPS}
+
+
+def _move_receives(order: list[int], keys: list[tuple], want: list[tuple],
+                   prev: list[int], nxt: list[int]) -> None:
     for k, key in enumerate(want):
-        if keys[order[k]] == key:
+        if keys[k] == key:
             continue
-        j = next((j for j in range(k + 1, len(order)) if keys[order[j]] == key), None)
+        j = next((j for j in range(k + 1, len(order)) if keys[j] == key), None)
         if j is None:
             return  # never received: the replay names it
         x, y = order.pop(j), order[k]
         order.insert(k, x)
-        px, nx = links[x]  # unlink x, then link it in front of y
+        keys.insert(k, keys.pop(j))
+        px, nx = prev[x], nxt[x]  # unlink x, then link it in front of y
         if px >= 0:
-            links[px][1] = nx
-        if nx < len(links):
-            links[nx][0] = px
-        py = links[y][0]
-        links[x] = [py, y]
+            nxt[px] = nx
+        if nx < len(nxt):
+            prev[nx] = px
+        py = prev[y]
+        prev[x], nxt[x] = py, y
         if py >= 0:
-            links[py][1] = x
-        links[y][0] = x
+            nxt[py] = x
+        prev[y] = x
 
 
-def _relink(seq: list[Instr], links: list[list[int]]) -> list[Instr]:
-    heads = [i for i, (prev, _) in enumerate(links) if prev < 0]
-    out, i = [], heads[0]
-    while i < len(seq):
-        out.append(seq[i])
-        i = links[i][1]
+def _relink(seq: list[Instr], nxt: list[int], head: int) -> list[Instr]:
+    out, i, n = [], head, len(seq)
+    append = out.append
+    while i < n:
+        append(seq[i])
+        i = nxt[i]
     return out
 
 

@@ -29,13 +29,15 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import fields
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
 from schedc.errors import ProgramFileError
 from schedc.instructions import FIELDS, INT_FIELDS, TABLE
 from schedc.overlap import Overlap
-from schedc.program import FORMAT_VERSION, Manifest, RankProgram
+from schedc.program import FORMAT_VERSION, Instr, Manifest, RankProgram
 
 MANIFEST = "manifest.json"
 SECTIONS = ("prologue", "body", "epilogue")
@@ -66,19 +68,68 @@ def _dumps_manifest(data: dict[str, Any]) -> bytes:
     return (text.replace(json.dumps(mark), block, 1) + "\n").encode()
 
 
-def _dumps_program(data: dict[str, Any]) -> bytes:
-    """One instruction per line: readable, diffable, and written by the C encoder
-    (json.dumps with indent falls back to the slow pure-Python one)."""
-    compact = {"separators": (", ", ": ")}
-    head = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in data.items()
-                     if not isinstance(v, list))
-    parts = [f"{{{head},"]
-    sections = [k for k, v in data.items() if isinstance(v, list)]
-    for n, key in enumerate(sections):
-        lines = ",\n  ".join(json.dumps(i, **compact) for i in data[key])
+def _dumps_program(prog: RankProgram) -> bytes:
+    """One instruction per line: readable and diffable. The bytes are those of
+    `json.dumps` with separators (", ", ": ") per instruction of
+    `prog.to_dict()`, written straight from the instructions (no dict per
+    instruction; the program files of a large compile are the bulk of its
+    output)."""
+    parts = [f'{{"format_version": {FORMAT_VERSION}, "rank": {json.dumps(prog.rank)},']
+    sections = prog.sections()
+    for n, (key, seq) in enumerate(sections.items()):
+        lines = ",\n  ".join(map(_instr_json, seq))
         tail = "" if n == len(sections) - 1 else ","
-        parts.append(f" {json.dumps(key)}: [" + (f"\n  {lines}\n ]" if lines else "]") + tail)
+        parts.append(f' "{key}": [' + (f"\n  {lines}\n ]" if lines else "]") + tail)
     return ("\n".join(parts) + "}\n").encode()
+
+
+# Instr's fields after `op`, each with its JSON key as written, and a getter of all.
+_NAMES = tuple(f.name for f in fields(Instr))
+_KEYS = tuple(f'"{name}": ' for name in _NAMES[1:])
+_ALL = attrgetter(*_NAMES)
+_OPS: dict[str, str] = {}  # op -> '{"op": "F"', as json.dumps writes it
+
+
+def _template(op: str) -> tuple[str, itemgetter, itemgetter, tuple] | None:
+    """An op's usual line (its required fields, all integers, and no other) as
+    a %-template, with getters of those fields' values and of the others'."""
+    row = TABLE[op]
+    if not all(FIELDS[name].type == "int" for name in row.required):
+        return None
+    have = [i for i, name in enumerate(_NAMES) if name in row.required]
+    rest = [i for i in range(1, len(_NAMES)) if i not in have]
+    if len(rest) < 2:
+        return None  # (an itemgetter of one index gives no tuple)
+    head = ", ".join([f'{{"op": {json.dumps(op)}'] + [f'"{_NAMES[i]}": %d' for i in have])
+    # `have` ends with the op's own index, dropped again: a tuple even for one field
+    return head + "}", itemgetter(*have, 0), itemgetter(*rest), (None,) * len(rest)
+
+
+_TEMPLATES = {op: _template(op) for op in TABLE}
+_INT = {int}
+
+
+def _instr_json(ins: Instr) -> str:
+    """`json.dumps(ins.to_dict(), separators=(", ", ": "))`, fast: an op's
+    usual line by its template (integers only: str() is what json writes),
+    anything else field by field (bool, float, group by json)."""
+    values = _ALL(ins)
+    op = values[0]
+    fast = _TEMPLATES.get(op)
+    if fast is not None:
+        head, have, rest, nones = fast
+        args = have(values)[:-1]
+        if rest(values) == nones and set(map(type, args)) <= _INT:
+            return head % args
+    head = _OPS.get(op)
+    if head is None:
+        head = _OPS[op] = '{"op": ' + json.dumps(op)
+    out = [head]
+    for key, value in zip(_KEYS, values[1:], strict=True):
+        if value is not None:
+            out.append(key + (str(value) if type(value) is int
+                              else json.dumps(list(value) if type(value) is tuple else value)))
+    return ", ".join(out) + "}"
 
 
 def _sha(blob: bytes) -> str:
@@ -123,7 +174,7 @@ def write_programs(directory: str | os.PathLike, manifest: Manifest,
     _remove_stale_ranks(out, len(programs))
     files = {}
     for prog in programs:
-        blob = _dumps_program(prog.to_dict())
+        blob = _dumps_program(prog)
         name = f"rank{prog.rank}.json"
         _atomic_write(out / name, blob)
         files[name] = _sha(blob)

@@ -24,8 +24,14 @@ from dataclasses import dataclass
 import networkx as nx
 
 from schedc.errors import UserError
-from schedc.graph import Problem, data_edges, weight_edges
-from schedc.instructions import COMPUTE_OPS, FREES_ACTIVATION, STORES_ACTIVATION, UNIT_COSTS
+from schedc.graph import Problem, weight_edges
+from schedc.instructions import (
+    COMPUTE_OPS,
+    FREES_ACTIVATION,
+    STORES_ACTIVATION,
+    UNIT_COSTS,
+    resolve_needs,
+)
 from schedc.ops import STEP_KIND, Op, step_op
 
 _WAITING = 1 << 62  # busy_until of a rank waiting in a collective step
@@ -148,22 +154,45 @@ def _append_steps(seq: list[Op], problem: Problem, batch: int) -> list[Op]:
 # ---- list scheduling ----------------------------------------------------------
 class Dependencies:
     """The dependency graph as the list scheduler reads it (nodes, successors,
-    in-degrees), from the graph's own edge rules (`graph.data_edges`,
-    `graph.weight_edges`) without networkx: a large asynchronous run's
-    networkx graph holds about a kilobyte per operation."""
+    in-degrees), from the graph's own edge rules (the instruction table's
+    `needs`, as `graph.data_edges` reads them, and `graph.weight_edges`)
+    without networkx: a large asynchronous run's networkx graph holds about a
+    kilobyte per operation. The same nodes, successor lists and in-degrees,
+    in the same order, as `graph.build_graph`."""
 
     def __init__(self, problem: Problem) -> None:
-        succ: dict[Op, list[Op]] = {op: [] for op in problem.compute_ops()}
-        for s in range(problem.stages):
+        kinds = problem.compute_kinds()
+        stages, k, split = problem.stages, len(kinds), problem.spec.split_backward
+        ops = list(problem.compute_ops())  # index (mb * stages + s) * k + kind
+        succ: dict[Op, list[Op]] = {op: [] for op in ops}
+        for s in range(stages):
             for b in range(problem.batches):
                 succ[step_op(s, b)] = []
         indeg = dict.fromkeys(succ, 0)
-        data = (e for mb in range(problem.num_mbs) for e in data_edges(problem, mb))
-        for u, v in itertools.chain(data, weight_edges(problem)):
-            out = succ[u]
-            if v not in out:  # one edge per pair, as in a DiGraph
-                out.append(v)
-                indeg[v] += 1
+        # data_edges, read from the flat list: each op's inputs by index
+        where = {kind: i for i, kind in enumerate(kinds)}
+        needs = [[(where[kind], offset) for kind, offset in resolve_needs(kind, split)]
+                 for kind in kinds]
+        for i, op in enumerate(ops):
+            base, s = i - i % k - op.stage * k, op.stage
+            for kind, offset in needs[i % k]:
+                if 0 <= s + offset < stages:
+                    out = succ[ops[base + (s + offset) * k + kind]]
+                    if op not in out:  # one edge per pair, as in a DiGraph
+                        out.append(op)
+                        indeg[op] += 1
+        # Weight edges never repeat a pair (each joins a step and one op of
+        # one micro-batch, or two steps): no check of a step's long list.
+        # The successor lists hold the nodes' own objects (an equal new Op
+        # per edge would be kept alive by the list).
+        steps = {op: op for op in itertools.islice(succ, len(ops), None)}
+        for u, v in weight_edges(problem):
+            if v.kind == STEP_KIND:
+                v = steps[v]
+            else:
+                v = ops[(v.mb * stages + v.stage) * k + where[v.kind]]
+            succ[u].append(v)
+            indeg[v] += 1
         self.succ, self.indeg = succ, indeg
 
     @property
@@ -187,10 +216,18 @@ class ListScheduler:
                  policy: Policy = DEFAULT_POLICY) -> None:
         self.problem = problem
         self.graph = graph
+        # successors and in-degrees as plain dicts (a DiGraph's views are slow)
+        if isinstance(graph, Dependencies):
+            self.succ, indeg = graph.succ, graph.indeg
+        else:
+            self.succ = {op: list(graph.successors(op)) for op in graph.nodes}
+            indeg = {op: graph.in_degree(op) for op in graph.nodes}
         spec = problem.spec
+        self.maps = problem.maps
         self.priority = _priorities(spec.order, spec.split_backward)
         self.key = _ready_key(policy.priority, problem, self.priority)
         self.limit = _inflight_limits(problem, policy.inflight_scale)
+        self.limits = [self.limit(Op("F", 0, s, 0)) for s in range(problem.stages)]
         self.makespan = 0
         self.peak_inflight = 0
         self.step_key = -(1 << 30) if policy.steps_first else 1 << 30
@@ -205,7 +242,7 @@ class ListScheduler:
         self.replica_ranks = {
             s: sorted({m[s] for m in problem.maps}) for s in range(problem.stages)
         }
-        self.waiting = {op: graph.in_degree(op) for op in graph.nodes}
+        self.waiting = dict(indeg)
         self.ready: list[list[tuple]] = [[] for _ in range(problem.ranks)]
         self.parked: dict[tuple[int, int], list[tuple]] = defaultdict(list)  # (p, s) -> heap
         self.inflight: dict[tuple[int, int], int] = defaultdict(int)
@@ -238,7 +275,7 @@ class ListScheduler:
                 self._make_ready(op)
         events: list[tuple[int, int, Op]] = []
         busy_until = [0] * self.problem.ranks
-        now, remaining = 0, sum(self._copies(op) for op in self.graph.nodes)
+        now, remaining = 0, sum(map(self._copies, self.succ))
         while remaining:
             while events and events[0][0] <= now:
                 _, _, op = heapq.heappop(events)
@@ -256,21 +293,22 @@ class ListScheduler:
 
     def _start_ready(self, now: int, busy_until: list[int], events: list) -> int:
         started, progress = 0, True
+        pick, orders, push = self._pick, self.orders, heapq.heappush
         while progress:
             progress = False
             for r in range(self.problem.ranks):
                 while busy_until[r] <= now:
-                    op = self._pick(r)
+                    op = pick(r)
                     if op is None:
                         break
-                    self.orders[r].append(op)
+                    orders[r].append(op)
                     started += 1
                     progress = True
                     if op.kind == STEP_KIND:
                         self._enter_step(op, r, now, busy_until)
                         continue
                     busy_until[r] = now + UNIT_COST[op.kind]
-                    heapq.heappush(events, (busy_until[r], started, op))
+                    push(events, (busy_until[r], started, op))
         return started
 
     def _enter_step(self, op: Op, r: int, now: int, busy_until: list[int]) -> None:
@@ -298,29 +336,33 @@ class ListScheduler:
             for r in self.replica_ranks[op.stage]:
                 heapq.heappush(self.ready[r], (self.step_key, op.mb, op.stage, op))
         else:
-            rank = self.problem.rank_of(op)
-            heapq.heappush(self.ready[rank], (*self.key(op), op))
+            heapq.heappush(self.ready[self.maps[op.pipeline][op.stage]], self.key(op))
 
     def _pick(self, r: int) -> Op | None:
         heap = self.ready[r]
-        skipped = []
+        skipped = None
         chosen = None
+        pop, inflight, limits = heapq.heappop, self.inflight, self.limits
         while heap:
-            item = heapq.heappop(heap)
+            item = pop(heap)
             op = item[-1]
-            if op.kind in STORES_ACTIVATION and \
-                    self.inflight[(op.pipeline, op.stage)] >= self.limit(op):
+            kind = op.kind
+            if kind in STORES_ACTIVATION and inflight[(op.pipeline, op.stage)] >= \
+                    limits[op.stage]:
                 # parked until its stage admits a forward (_unpark): popping
                 # every blocked forward at every pick was quadratic in m
                 heapq.heappush(self.parked[(op.pipeline, op.stage)], item)
                 continue
-            if op.kind == STEP_KIND and not self._take_collective_turn(r, op):
+            if kind == STEP_KIND and not self._take_collective_turn(r, op):
+                if skipped is None:
+                    skipped = []
                 skipped.append(item)
                 continue
             chosen = op
             break
-        for item in skipped:
-            heapq.heappush(heap, item)
+        if skipped:
+            for item in skipped:
+                heapq.heappush(heap, item)
         if chosen is not None:
             self._account(chosen)
         return chosen
@@ -345,22 +387,29 @@ class ListScheduler:
         policy, so only the first can be picked before the others: the rest
         follow one at a time, each when the one before is picked."""
         parked = self.parked.get(key)
-        if parked and self.inflight[key] < self.limit(parked[0][-1]):
+        if parked and self.inflight[key] < self.limits[key[1]]:
             item = heapq.heappop(parked)
-            heapq.heappush(self.ready[self.problem.rank_of(item[-1])], item)
+            heapq.heappush(self.ready[self.maps[key[0]][key[1]]], item)
 
     def _finish(self, op: Op) -> None:
-        for succ in self.graph.successors(op):
-            self._release(succ)
+        waiting, ready, maps, key = self.waiting, self.ready, self.maps, self.key
+        for succ in self.succ[op]:
+            left = waiting[succ] - 1
+            waiting[succ] = left
+            if not left:
+                if succ.kind == STEP_KIND:
+                    self._make_ready(succ)
+                else:  # _make_ready of a compute op
+                    heapq.heappush(ready[maps[succ.pipeline][succ.stage]], key(succ))
 
     def _finish_step_copy(self, op: Op, rank: int) -> None:
         # The replica on `rank` has its new version: its gated ops may run.
-        for succ in self.graph.successors(op):
+        for succ in self.succ[op]:
             if succ.kind != STEP_KIND and self.problem.rank_of(succ) == rank:
                 self._release(succ)
         self.step_copies_left[op] -= 1
         if self.step_copies_left[op] == 0:
-            for succ in self.graph.successors(op):
+            for succ in self.succ[op]:
                 if succ.kind == STEP_KIND:
                     self._release(succ)
 
@@ -408,8 +457,9 @@ def _inflight_limits(problem: Problem, scale: float = 1.0) -> Callable[[Op], int
 
 
 def _ready_key(mode: str, problem: Problem, priority: dict[str, int]
-               ) -> Callable[[Op], tuple[int, int, int]]:
-    """Heap key of a ready op (smaller runs first); steps always come first.
+               ) -> Callable[[Op], tuple[int, int, int, Op]]:
+    """Heap item of a ready op, the op last (smaller runs first); steps
+    always come first.
 
     mb: the policy's kind priority, then the oldest micro-batch.
     critical-path: the longest unit-cost path still ahead of the micro-batch
@@ -424,7 +474,7 @@ def _ready_key(mode: str, problem: Problem, priority: dict[str, int]
         return 2 * (op.stage + 1)
 
     if mode == "critical-path":
-        return lambda op: (-ahead(op), op.mb, op.stage)
+        return lambda op: (-ahead(op), op.mb, op.stage, op)
     if mode == "forward-first":
-        return lambda op: (0 if op.kind == "F" else 1, op.mb, op.stage)
-    return lambda op: (priority[op.kind], op.mb, op.stage)
+        return lambda op: (0 if op.kind == "F" else 1, op.mb, op.stage, op)
+    return lambda op: (priority[op.kind], op.mb, op.stage, op)

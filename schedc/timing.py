@@ -34,6 +34,6 @@ class Timing:
 
 def unit_timing(streams: Sequence[Sequence[Instr]]) -> Timing:
     """Start and end time of every instruction (streams must be deadlock-free)."""
-    clock = Clock(streams, UnitCosts())
+    clock = Clock(streams, UnitCosts(), keep_messages=False)
     Replay(clock.streams, clock).run()
     return Timing(clock.starts, clock.ends)

@@ -93,7 +93,8 @@ def replay_versions(manifest: Manifest, un: Unrolled, timed: bool = False) -> Ve
     ranks = [_RankReplay(manifest, spec, un, r, table) for r in range(len(un.streams))]
     versions = _Versions(ranks)
     rule = Overlap.from_dict(manifest.overlap)  # the rule the deadlock proof is under
-    clock = Clock(un.streams, UnitCosts(), overlap=rule.overlapped) if timed else None
+    clock = Clock(un.streams, UnitCosts(), overlap=rule.overlapped,
+                  keep_messages=False) if timed else None
     Replay(un.streams, versions if clock is None else Fanout(clock, versions), un.locate,
            rule).run()
     if versions.error is not None:

@@ -32,9 +32,14 @@ UNIT_COSTS: dict[str, float] = dict(TABLE_UNIT_COSTS)
 _BYTE_FIELDS = ("activation_bytes", "grad_bytes", "stored_activation_bytes",
                 "weight_bytes_per_stage")
 _TOP_FIELDS = {"format", "version", "unit", "default", "stages", "link", "source",
-               "derived", "overhead", "cores", "comm", *_BYTE_FIELDS}
+               "derived", "overhead", "cores", "comm", "host", *_BYTE_FIELDS}
 COMM_MODES = ("overlap", "serial")
 _OVERHEAD_FIELDS = ("instruction", "message")
+# What a measured run had on its host (docs/costs.md, "Contention"): usable cores,
+# torch threads per rank, ranks of the job on the host, the share of a core each
+# rank's threads besides the interpreter's used (the transport's, ...), and the
+# share of processor sharing its ops really got.
+_HOST_FIELDS = ("cores", "threads_per_rank", "ranks", "background", "efficiency")
 
 
 class CostsError(UserError):
@@ -70,9 +75,18 @@ class CostModel:
     bandwidth: float = math.inf  # bytes per time unit
     overhead: float = 0.0  # per instruction that is not a message
     message_overhead: float = 0.0  # per message, added to its time on the wire
+    # The library's CPU per message (`link.cpu`): inside the latency on the wire, and
+    # with message_overhead the CPU a message takes from its rank (contention.py).
+    link_cpu: float = 0.0
     # Ranks that can compute at once (CPU ranks sharing cores, contention.py; None:
     # each rank its own).
     cores: int | None = None
+    # Share of a core each rank's other threads use while it runs (the transport's
+    # threads: a CPU load beside its ops), under `cores` (contention.py).
+    background: float = 0.0
+    # The share of processor sharing the ops really got on the measured host (a
+    # woken rank waiting for its turn on a core, ...; 1: ideal), under `cores`.
+    efficiency: float = 1.0
     # How the measured transport holds a rank (docs/costs.md): "serial" (a send waits
     # for its receiver, a batch is waited for whole: gloo, --posted-batches 1),
     # "overlap", or None (not said: the simulator's default, overlap).
@@ -181,16 +195,16 @@ def costs_from_dict(data: Any, where: str = "costs") -> CostModel:
                         for i, s in enumerate(stages))
     if not stage_times and not default:
         raise CostsError(where, 'give op times in "stages" (per stage) or "default"')
-    latency, bandwidth = _link(data.get("link", {}), where)
+    latency, bandwidth, link_cpu = _link(data.get("link", {}), where)
     return CostModel(
         stage_times=stage_times, default_times=default, unit=unit,
         activation_bytes=_bytes(data, "activation_bytes", where),
         grad_bytes=_bytes(data, "grad_bytes", where) or _bytes(data, "activation_bytes", where),
         stored_activation_bytes=_bytes(data, "stored_activation_bytes", where),
         weight_bytes=_bytes(data, "weight_bytes_per_stage", where),
-        latency=latency, bandwidth=bandwidth, origin=where,
+        latency=latency, bandwidth=bandwidth, link_cpu=link_cpu, origin=where,
         **_overhead(data.get("overhead", {}), where),
-        cores=_cores(data.get("cores"), where),
+        **_host(data.get("cores"), data.get("host"), where),
         comm=_comm(data.get("comm"), where),
         notes=_notes(data.get("derived", {}), where),
     )
@@ -244,11 +258,39 @@ def _comm(value: Any, where: str) -> str | None:
     return value
 
 
-def _cores(value: Any, where: str) -> int | None:
+def _host(cores: Any, host: Any, where: str) -> dict[str, Any]:
+    """`cores` (ranks that compute at once) and `background` from the profile's
+    `cores` and `host`; without `cores`, the host's cores over its threads per rank."""
+    if host is None:
+        return {"cores": _cores(cores, where)}
+    if not isinstance(host, dict):
+        raise CostsError(f"{where}: host", 'must be {"cores": .., "threads_per_rank": .., '
+                                           '"ranks": .., "background": .., "efficiency": ..}')
+    unknown = sorted(set(host) - set(_HOST_FIELDS))
+    if unknown:
+        raise CostsError(f"{where}: host", f"unknown field {unknown[0]!r}; known: "
+                                           f"{', '.join(_HOST_FIELDS)}")
+    for key in ("cores", "threads_per_rank", "ranks"):
+        _cores(host.get(key), where, f"host.{key}")
+    background = _number(host.get("background", 0.0), f"{where}: host.background")
+    if background >= 1:
+        raise CostsError(f"{where}: host.background",
+                         f"must be below 1 (a share of one core), got {background!r}")
+    efficiency = _number(host.get("efficiency", 1.0), f"{where}: host.efficiency")
+    if not 0 < efficiency <= 1:
+        raise CostsError(f"{where}: host.efficiency",
+                         f"must be above 0 and at most 1, got {efficiency!r}")
+    slots = _cores(cores, where)
+    if slots is None and host.get("cores") is not None:
+        slots = max(1, host["cores"] // host.get("threads_per_rank", 1))
+    return {"cores": slots, "background": background, "efficiency": efficiency}
+
+
+def _cores(value: Any, where: str, name: str = "cores") -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise CostsError(f"{where}: cores", f"must be a positive integer, got {value!r}")
+        raise CostsError(f"{where}: {name}", f"must be a positive integer, got {value!r}")
     return value
 
 
@@ -265,17 +307,18 @@ def _notes(obj: Any, where: str) -> dict[str, str]:
     return dict(obj)
 
 
-def _link(obj: Any, where: str) -> tuple[float, float]:
+def _link(obj: Any, where: str) -> tuple[float, float, float]:
     if not isinstance(obj, dict):
         raise CostsError(f"{where}: link", 'must be {"latency": .., "bandwidth": ..}')
-    unknown = sorted(set(obj) - {"latency", "bandwidth"})
+    unknown = sorted(set(obj) - {"latency", "bandwidth", "cpu"})
     if unknown:
         raise CostsError(f"{where}: link", f"unknown field {unknown[0]!r}")
     latency = _number(obj.get("latency", 0.0), f"{where}: link.latency")
+    cpu = _number(obj.get("cpu", 0.0), f"{where}: link.cpu")
     bandwidth = obj.get("bandwidth")
     if bandwidth is None:
-        return latency, math.inf
+        return latency, math.inf, cpu
     bw = _number(bandwidth, f"{where}: link.bandwidth")
     if bw == 0:
         raise CostsError(f"{where}: link.bandwidth", "must be positive (bytes per time unit)")
-    return latency, bw
+    return latency, bw, cpu

@@ -53,6 +53,8 @@ def costs_to_dict(costs: CostModel, source: dict[str, Any]) -> dict[str, Any]:
     link: dict[str, float] = {"latency": costs.latency}
     if not math.isinf(costs.bandwidth):
         link["bandwidth"] = costs.bandwidth
+    if getattr(costs, "link_cpu", 0.0):
+        link["cpu"] = costs.link_cpu
     data["link"] = link
     # Fields of newer profiles, written when the model has them set (docs/costs.md).
     overhead = {key: getattr(costs, attr, 0.0) for key, attr in
@@ -62,6 +64,11 @@ def costs_to_dict(costs: CostModel, source: dict[str, Any]) -> dict[str, Any]:
     for key in ("cores", "comm"):
         if getattr(costs, key, None) is not None:
             data[key] = getattr(costs, key)
+    host = {key: getattr(costs, key) for key, unset in (("background", 0.0),
+                                                        ("efficiency", 1.0))
+            if getattr(costs, key, unset) != unset}
+    if host:
+        data["host"] = host
     if getattr(costs, "notes", None):
         data["derived"] = dict(costs.notes)
     return data

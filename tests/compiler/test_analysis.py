@@ -66,6 +66,21 @@ def test_chimera_below_1f1b_at_equal_m(p, m):
     assert a["bubble_ratio"] < one_f_one_b_bubble(p, m)
 
 
+@pytest.mark.parametrize("p,m,policy,makespan", [
+    (32, 32, {"priority": "mb", "inflight_scale": 1.0, "steps": "when idle"}, 156.0),
+    (24, 48, {"priority": "forward-first", "inflight_scale": 2.0, "steps": "when idle"}, 177.0),
+    (16, 64, {"priority": "forward-first", "inflight_scale": 1.5, "steps": "when idle"}, 279.0),
+])
+def test_chimera_above_the_portfolio_limit_takes_the_rule(p, m, policy, makespan):
+    """Above PORTFOLIO_LIMIT (stages x m) the policy is compiler.large_policy's
+    rule, not the portfolio; each makespan here is the least of the 18
+    portfolio policies lowered and timed (the portfolio's own pick: 156, 177,
+    290)."""
+    a = compiled("chimera", p, m).manifest.analysis
+    assert a["order_policy"] == policy
+    assert a["makespan"] == makespan
+
+
 # ---- PipeDream-2BW ----------------------------------------------------------------
 @pytest.mark.parametrize("p,m", [(2, 2), (2, 4), (3, 3), (4, 4), (4, 8)])
 def test_2bw_delay_exactly_one_and_two_copies(p, m):

@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 from compiling import compiled, compute_seq
 
+from schedc.graph import Problem, build_graph
+from schedc.order import Dependencies
+from schedc.presets import preset_spec
+
 
 def _gpipe_expected(r: int, m: int) -> list[tuple[str, int, int]]:
     return [("F", r, j) for j in range(m)] + [("B", r, j) for j in range(m)]
@@ -63,3 +67,15 @@ def test_interleaved_depth_first_chunks(p, v):
         warm = min((p - r - 1) * 2 + (v - 1) * p, v * m)
         kinds = [k for k, _, _ in compute_seq(prog)]
         assert kinds[:warm] == ["F"] * warm
+
+
+@pytest.mark.parametrize("name,p,m,batches", [
+    ("1f1b", 4, 8, 1), ("zbv", 8, 8, 1), ("zb-h1", 4, 6, 3), ("chimera", 4, 8, 2),
+    ("pipedream-2bw", 4, 4, 4), ("paci", 3, 5, 4),
+])
+def test_dependencies_are_the_graphs_edges_in_its_order(name, p, m, batches):
+    problem = Problem.of(preset_spec(name, stages=p, microbatches=m), batches)
+    graph, deps = build_graph(problem), Dependencies(problem)
+    assert list(deps.succ) == list(graph.nodes)
+    assert all(deps.succ[op] == list(graph.successors(op)) for op in graph.nodes)
+    assert all(deps.indeg[op] == graph.in_degree(op) for op in graph.nodes)

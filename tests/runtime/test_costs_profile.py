@@ -41,6 +41,9 @@ def test_fit_link_exact() -> None:
     assert link_figures([{"latency": 1.0, "bandwidth": 10.0}, {"latency": 3.0, "bandwidth": None},
                          {"latency": 2.0, "bandwidth": 30.0}]) == {"latency": 2.0,
                                                                    "bandwidth": 20.0}
+    assert link_figures([{"latency": 1.0, "bandwidth": None, "message_cpu": 0.5},
+                         {"latency": 3.0, "bandwidth": None, "message_cpu": 0.25}]) == \
+        {"latency": 2.0, "cpu": 0.375}
     assert link_figures([]) is None
 
 
@@ -70,6 +73,26 @@ def test_a_zb_run_derives_b_and_records_it(tmp_path) -> None:
                             0.1) == pytest.approx(0.15)
     assert "link" not in prof
     assert instruction_overhead({0: []}) == 0.0
+
+
+def test_acc_is_timed_after_a_whole_b(tmp_path) -> None:
+    """After the split probe's W the ACC adds a whole gradient; after a B it costs
+    almost nothing (the backward added into the accumulator): the profile prices
+    the B case, which every unsplit schedule runs, and counts the difference in W,
+    which its ACC always follows."""
+    from schedc.files import load_programs
+
+    manifest, _ = load_programs(compile_preset(tmp_path / "p", "1f1b", 2, 2))
+    events = {0: [("B", "B", 0, 0.0, 2.0), ("COMM", "c", 0, 2.0, 0.5), ("ACC", "A", 0, 2.5, 0.1),
+                  ("I", "I", 0, 3.0, 1.0), ("W", "W", 0, 4.0, 1.0), ("ACC", "A", 0, 5.0, 0.9),
+                  ("W", "W", 0, 6.0, 1.0), ("ACC", "A", 0, 7.0, 0.8)],
+              1: [("I", "I", 1, 0.0, 1.0), ("W", "W", 1, 1.0, 1.0), ("ACC", "A", 1, 2.0, 0.7)]}
+    prof = cost_profile(manifest, events, {}, [10, 10])
+    assert [s["ACC"] for s in prof["stages"]] == [0.1, 0.7]  # stage 1: no ACC after a B
+    # stage 0: an ACC after a W costs 0.85 (median) against 0.1: W holds the 0.75
+    assert [s["W"] for s in prof["stages"]] == [pytest.approx(1.75, rel=1e-12), 1.0]
+    assert prof["derived"]["W"] == ("W holds what its ACC costs beyond an ACC after a B "
+                                    "(750.00 ms at stage 0)")
 
 
 def assert_same_training(plain: Result, measured: Result) -> None:
@@ -105,6 +128,8 @@ def test_inprocess_profile_has_measured_split_and_trains_the_same(tmp_path) -> N
     prof = _check_profile(costs, 2)
     assert "link" not in prof and prof["source"]["links"] == []  # in-process: no links
     assert (prof["comm"], prof["cores"]) == ("overlap", 1)  # every rank in one thread
+    assert prof["host"]["ranks"] == 2 and "slots" not in prof["host"]
+    assert load_costs(costs).background == prof["host"]["background"]
 
 
 def test_torchrun_profile_measures_the_link(tmp_path) -> None:
@@ -120,8 +145,11 @@ def test_torchrun_profile_measures_the_link(tmp_path) -> None:
     assert link["sizes"] == [64, 4096, 65536, 262144, 1048576]  # gpt-tiny's message: 4096
     assert all(t > 0 for t in link["one_way"]) and link["message_cpu"] > 0
     assert link["fitted_upto"] == 262144 and prof["comm"] == "serial" and prof["cores"] >= 1
+    assert prof["host"]["ranks"] == 2 and prof["host"]["threads_per_rank"] >= 1
+    assert 0 <= prof["host"]["background"] < 1
     assert prof["link"]["latency"] == link["latency"]
     # None: no slope above the noise (then the simulator takes no bandwidth term)
     assert prof["link"].get("bandwidth") == link["bandwidth"]
     assert link["bandwidth"] is None or link["bandwidth"] > 0
     assert load_costs(costs).latency == link["latency"]
+    assert load_costs(costs).link_cpu == prof["link"]["cpu"] == link["message_cpu"] > 0
