@@ -29,11 +29,14 @@ def step_time(prog: Path, args: argparse.Namespace, work: Path) -> float:
     """Median step time of one `schedc run` (steps 3..N)."""
     metrics = work / "m.jsonl"
     metrics.unlink(missing_ok=True)
-    subprocess.run(
+    run = subprocess.run(
         [sys.executable, "-m", "schedc", "run", str(prog), "--model", args.model,
          "--micro-batch-size", str(args.micro_batch_size), "--seq-len", str(args.seq_len),
          "--threads", "1", "--steps", str(args.steps), "--metrics", str(metrics), "--quiet"],
-        check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if run.returncode != 0:  # schedc run named the failed rank and kept every rank's log
+        raise SystemExit(f"overlap: `schedc run {prog.name}` failed (exit {run.returncode}); "
+                         "its line above names the failed rank and the log file kept")
     times = [json.loads(line)["time_s"] for line in metrics.read_text().splitlines()]
     steps = [times[i + 1] - times[i] for i in range(1, len(times) - 1)]  # from step 3 on
     return statistics.median(steps)

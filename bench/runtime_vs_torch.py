@@ -1,7 +1,14 @@
 """schedc's runtime against torch.distributed.pipelining, on CPU ranks (gloo).
 
-    torchrun --nproc-per-node 2 bench/runtime_vs_torch.py [--model gpt-mini --steps 12]
-    torchrun --nproc-per-node 4 bench/runtime_vs_torch.py --only paci   # PACI at p = 4
+    python bench/runtime_vs_torch.py [--ranks 2 --model gpt-mini --steps 12]
+    python bench/runtime_vs_torch.py --ranks 4 --only paci   # PACI at p = 4
+
+Started with plain `python`, the script launches itself under torchrun on
+`--ranks` processes, keeps every rank's output in `--log-dir` (default: a new
+directory under /tmp, named at the start), prints rank 0's report when the
+ranks end, and if a rank fails, prints that rank's log and the directory, and
+exits with torchrun's status. `torchrun --nproc-per-node N bench/runtime_vs_torch.py`
+runs the ranks directly (no log kept).
 
 Same model, same partition into one stage per rank, same micro-batches, one
 thread per rank; step times are medians over the steps after warm-up:
@@ -16,6 +23,11 @@ paci); the schedc 1F1B run is always made, as every figure's reference.
 with early receives (docs/programs.md, "Overlap"; torch's schedule waits for
 its sends later too).
 
+`--op-counts` adds, per rank, the operators (top-level aten calls that compute)
+and the Python calls of one warm-up step of schedc 1F1B against torch's
+(`op counts rank R (schedc/torch, one step): ...`): counts, which machine load
+does not change, of where the two differ.
+
 Each run also reports its CPU time per step on every rank (process CPU: compute,
 Python and the communication threads; waiting costs none), the figure that
 machine load disturbs least: `cpu ms/step` lines, rank by rank, with the same
@@ -25,9 +37,17 @@ ratios on the busiest rank.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import os
+import pstats
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -38,6 +58,7 @@ from schedc.runtime.launch import build_dist, init_world
 from schedc.runtime.models import resolve_model
 from schedc.runtime.session import Trainer
 from schedc.runtime.setup import make_batches, prepare
+from torch.distributed.elastic.multiprocessing.errors import record
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B
 
 from schedc.compiler import compile_spec
@@ -72,7 +93,8 @@ def _schedc_step_times(program_dir: Path, a: argparse.Namespace
     cpu = []
     while trainer.bodies_left > 0:
         c0 = time.process_time()
-        trainer.step()
+        with _counting(a, len(cpu) == WARMUP - 1):
+            trainer.step()
         cpu.append(time.process_time() - c0)
     trainer.close()
     times = [line["time_s"] for line in trainer.lines]
@@ -99,18 +121,67 @@ def _torch_step_times(program_dir: Path, a: argparse.Namespace
     for step in range(a.steps):
         mbs = [batches.get(step * a.m + j) for j in range(a.m)]
         t0, c0 = time.perf_counter(), time.process_time()
-        if rank == 0:
-            schedule.step(torch.cat([b.inputs for b in mbs]))
-        elif rank == world - 1:
-            schedule.step(target=torch.cat([b.targets for b in mbs]), losses=[])
-        else:
-            schedule.step()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        with _counting(a, step == WARMUP - 1):
+            if rank == 0:
+                schedule.step(torch.cat([b.inputs for b in mbs]))
+            elif rank == world - 1:
+                schedule.step(target=torch.cat([b.targets for b in mbs]), losses=[])
+            else:
+                schedule.step()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
         cpu.append(time.process_time() - c0)
         dist.barrier()
         out.append(time.perf_counter() - t0)
     return out[WARMUP:], cpu[WARMUP + 1:]
+
+
+# Operators that move no data (views, metadata, allocation): not counted.
+_NOT_WORK = {"aten::empty", "aten::empty_like", "aten::empty_strided", "aten::view",
+             "aten::as_strided", "aten::slice", "aten::select", "aten::detach", "aten::alias",
+             "aten::reshape", "aten::_reshape_alias", "aten::t", "aten::transpose",
+             "aten::expand", "aten::unsqueeze", "aten::squeeze", "aten::view_as",
+             "aten::lift_fresh", "aten::resolve_conj", "aten::resolve_neg", "aten::detach_"}
+_COUNTS: list[Counter] = []  # per run with --op-counts: this rank's operators in one step
+
+
+@contextmanager
+def _counting(a: argparse.Namespace, now: bool) -> Iterator[None]:
+    """With --op-counts, count the operators of this step (a warm-up step, untimed):
+    top-level aten calls that compute, by name, plus `python calls` (cProfile)."""
+    if not (a.op_counts and now):
+        yield
+        return
+    calls = cProfile.Profile()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        calls.enable()
+        yield
+        calls.disable()
+    counts: Counter = Counter()
+    for e in prof.events():
+        if e.name.startswith("aten::") and e.name not in _NOT_WORK and (
+                e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")):
+            counts[e.name] += 1
+    counts["python calls"] = sum(v[1] for v in pstats.Stats(calls).stats.values())
+    _COUNTS.append(counts)
+
+
+def _report_counts(names: list[str], every: list[list[Counter] | None]) -> None:
+    """Per rank: operators per step of torch's Schedule1F1B against schedc 1F1B."""
+    if "torch" not in names:
+        return
+    t, s = names.index("torch"), names.index("1f1b")
+    for r, runs in enumerate(every):
+        assert runs is not None
+        torch_c, ours = runs[t], runs[s]
+        ops = sorted((set(torch_c) | set(ours)) - {"python calls"})
+        diff = [f"{op.removeprefix('aten::')} {ours[op]}/{torch_c[op]}" for op in ops
+                if ours[op] != torch_c[op]]
+        total = sum(v for k, v in ours.items() if k != "python calls")
+        total_t = sum(v for k, v in torch_c.items() if k != "python calls")
+        print(f"op counts rank {r} (schedc/torch, one step): operators {total}/{total_t}, "
+              f"python calls {ours['python calls']}/{torch_c['python calls']}; differing: "
+              + (", ".join(diff) or "none"))
 
 
 def _median(times: list[float]) -> float:
@@ -137,6 +208,32 @@ def _report(a: argparse.Namespace, world: int, wall: dict[str, float],
             print(f"cpu {text} {max(cpu[num]) / max(cpu[den]):.3f}")
 
 
+def _launch(a: argparse.Namespace, argv: list[str]) -> int:
+    """Run this script under torchrun on a.ranks processes, every rank's output kept;
+    a failed rank's log printed. Returns torchrun's exit status."""
+    log_dir = Path(a.log_dir) if a.log_dir else Path(tempfile.mkdtemp(prefix="rvt-logs-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    print(f"rank logs: {log_dir}", flush=True)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={a.ranks}", "--log-dir", str(log_dir), "--redirects", "3",
+           __file__, *argv]
+    code = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode
+    for out in sorted(log_dir.glob("**/attempt_*/0/stdout.log")):  # rank 0's report
+        print(out.read_text(errors="replace"), end="", flush=True)
+    if code != 0:
+        for err in sorted(log_dir.glob("**/attempt_*/*/stderr.log")):
+            text = err.read_text(errors="replace")
+            if "Traceback" in text or "Error" in text:
+                rank = err.parent.name
+                tail = "\n".join(text.splitlines()[-60:])
+                print(f"---- rank {rank} failed; its log ({err}), last lines:\n{tail}",
+                      file=sys.stderr)
+        print(f"runtime_vs_torch: a rank failed (exit {code}); every rank's output is "
+              f"under {log_dir}", file=sys.stderr)
+    return code
+
+
+@record
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="gpt-mini")
@@ -149,7 +246,24 @@ def main() -> None:
                     help="comma-separated figures: torch, zb-h1, paci")
     ap.add_argument("--posted-batches", type=int, default=1, metavar="K",
                     help="schedc's programs proven and run under K posted batches")
+    ap.add_argument("--op-counts", action="store_true",
+                    help="also count each rank's operators and Python calls in one step, "
+                         "torch's against schedc 1F1B's")
+    ap.add_argument("--ranks", type=int, default=2,
+                    help="processes to launch under torchrun (plain `python` only)")
+    ap.add_argument("--log-dir", default=None,
+                    help="where every rank's output is kept (plain `python` only)")
     a = ap.parse_args()
+    if "RANK" not in os.environ:  # plain python: launch the ranks
+        argv, skip = [], False
+        for arg in sys.argv[1:]:  # the launcher's options are not the ranks'
+            if skip:
+                skip = False
+            elif arg in ("--ranks", "--log-dir"):
+                skip = True
+            elif not arg.startswith(("--ranks=", "--log-dir=")):
+                argv.append(arg)
+        raise SystemExit(_launch(a, argv))
     only = set(a.only.split(","))
     torch.set_num_threads(1)
     init_world(torch.device("cpu"))
@@ -181,6 +295,11 @@ def main() -> None:
     if dist.get_rank() == 0:
         _report(a, world, wall, {k: [float(c[i]) for c in every] for i, k in enumerate(names)
                                  if k in cpu})
+    if a.op_counts:
+        counted = [None] * world
+        dist.all_gather_object(counted, _COUNTS)
+        if dist.get_rank() == 0:
+            _report_counts([k for k in names if k in cpu], counted)
     dist.destroy_process_group()
 
 

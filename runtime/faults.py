@@ -36,6 +36,8 @@ import torch
 from schedc.errors import UserError
 from schedc.program import RankProgram
 
+from . import hostread
+
 STOP, SKIP = "stop", "skip"
 
 
@@ -51,15 +53,20 @@ class Poison:
     device_losses: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # unread
 
     def first_bad(self, replica) -> tuple[str, int] | None:
-        """('loss' | 'gradient', mb) of the first non-finite value, or None."""
+        """('loss' | 'gradient', mb) of the first non-finite value, or None: the
+        losses' finiteness and the gradient flags in one read (one host sync per STEP)."""
+        flags = replica.nonfinite_flags()
         if self.device_losses:
             finite = torch.isfinite(torch.stack([t.reshape(()) for _, t in self.device_losses]))
-            self.losses += [mb for (mb, _), ok in zip(self.device_losses, finite.tolist(),
-                                                      strict=True) if not ok]
+            ok, flag_values = hostread.read([finite, flags])
+            self.losses += [mb for (mb, _), f in zip(self.device_losses, ok, strict=True)
+                            if not f]
             self.device_losses.clear()
+        else:
+            flag_values = hostread.read([flags])[0] if flags.numel() else []
         if self.losses:
             return "loss", self.losses[0]
-        bad = replica.nonfinite_mbs()  # one host sync per STEP
+        bad = replica.nonfinite_of(flag_values)
         return ("gradient", bad[0]) if bad else None
 
     def clear(self) -> None:

@@ -161,7 +161,8 @@ class Interpreter:
             except Exception as exc:  # name the instruction, whatever went wrong
                 raise ExecutionError(self.rank, index, instr, f"{type(exc).__name__}: {exc}") \
                     from exc
-            self._timed(instr.op, instr.label(), instr.stage or 0, start)
+            if self.timing:
+                self._timed(instr.op, instr.label(), instr.stage or 0, start)
             self.executed += 1
             index += 1
         if self._deferred:
@@ -210,7 +211,9 @@ class Interpreter:
         except Exception as exc:
             raise ExecutionError(self.rank, begin + pos, batch[pos],
                                  f"{type(exc).__name__}: {exc}") from exc
-        self._timed("COMM", " + ".join(i.label() for i in batch), batch[0].stage or 0, start)
+        if self.timing:  # (the label is formatted only when it is recorded)
+            self._timed("COMM", " + ".join(i.label() for i in batch), batch[0].stage or 0,
+                        start)
         self.executed += len(batch)
 
     def _post_ahead(self, stream: list[Instr], index: int) -> None:

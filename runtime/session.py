@@ -20,7 +20,7 @@ from schedc.errors import UserError
 from schedc.files import programs_hash
 from schedc.program import Instr, Manifest, RankProgram
 
-from . import autoresume, checkpoint, restarts
+from . import autoresume, checkpoint, hostread, restarts
 from .config import RunConfig
 from .costs import Measured, comm_mode, cost_profile, single_threaded
 from .costs_host import host_facts
@@ -176,10 +176,18 @@ def _poll_losses(s: Session, log: MetricsLog) -> None:
     """On the writing process, losses go to the log as they are computed."""
     if not s.control.is_writer:
         return
+    for mb, loss in _read_losses(s):
+        log.add(s.dp_index, mb, loss)
+
+
+def _read_losses(s: Session) -> list[tuple[int, float]]:
+    """(mb, loss) of every loss the process's ranks computed since the last read, in
+    one read (`hostread`: one host sync on a GPU); the records emptied."""
+    pairs = [pair for interp in s.interps.values() for pair in interp.record.losses]
     for interp in s.interps.values():
-        for mb, loss in interp.record.losses:
-            log.add(s.dp_index, mb, float(loss))
         interp.record.losses.clear()
+    values = hostread.read([loss.reshape(1) for _, loss in pairs]) if pairs else []
+    return [(mb, v[0]) for (mb, _), v in zip(pairs, values, strict=True)]
 
 
 def _drain(s: Session) -> None:
@@ -192,10 +200,9 @@ def _drain(s: Session) -> None:
 
 def _gather_losses(s: Session, log: MetricsLog) -> None:
     mine = []
-    for interp in s.interps.values():
-        if not s.control.is_writer:  # the writer's own losses are in the log already
-            mine.extend((s.dp_index, mb, float(loss)) for mb, loss in interp.record.losses)
-        interp.record.losses.clear()
+    read = _read_losses(s)
+    if not s.control.is_writer:  # the writer's own losses are in the log already
+        mine.extend((s.dp_index, mb, loss) for mb, loss in read)
     gathered = s.control.gather(mine)
     if gathered is not None:
         for part in gathered:

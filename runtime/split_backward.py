@@ -13,6 +13,16 @@ so a split backward is bit for bit a B. The idea and the graph walk follow
 `torch.distributed.pipelining._backward` (`stage_backward_input` /
 `stage_backward_weight`); the runtime keeps its own copy because that module
 is private and writes `.grad` differently.
+
+One refinement over that walk: a join node whose weights are all its own
+next nodes and vectors (a norm's scale and shift, a bias added alone) computes
+their gradients from the work it does for the input gradient anyway (a
+reduction over rows), and a second run of the node in W would redo that work
+(a layer norm's backward twice). I therefore lets such a node compute its
+weight gradients too, keeps them, and W adds them into `.grad` (the add
+`AccumulateGrad` does): the node runs once, as in B. A weight that is a
+matrix or reached through other nodes (a linear layer's) stays in W, so the
+matrix products of W still run in W.
 """
 
 from __future__ import annotations
@@ -30,14 +40,17 @@ class _Group:
     params: list[Node]  # AccumulateGrad nodes of the group's weights
     nodes: list[Node]  # where the group's weight branches join the input's path
     grads: list[tuple[torch.Tensor | None, ...] | None] = field(default_factory=list)
+    in_i: bool = False  # vector weights of the join node itself: computed by I
 
 
 @dataclass
 class WeightWork:
-    """What I kept for W: the weight groups and the gradients at their join nodes."""
+    """What I kept for W: the weight groups and the gradients at their join nodes,
+    and the gradients I computed of the groups marked `in_i`."""
 
     groups: list[_Group]
     params: dict[Node, torch.Tensor]  # AccumulateGrad node -> its parameter
+    done: dict[Node, torch.Tensor] = field(default_factory=dict)  # in_i's, by weight
 
 
 def _grad_node(t: torch.Tensor) -> Node | None:
@@ -108,7 +121,16 @@ def _groups(out: torch.Tensor, x: torch.Tensor, params: list[torch.Tensor]
         groups.append(group)
     for g in groups:  # parameters in the stage's order
         g.params.sort(key=lambda a: rank[id(acc_nodes[a])])
+        g.in_i = len(g.nodes) == 1 and _own_vectors(g, nexts, acc_nodes)
     return groups, {a: acc_nodes[a] for g in groups for a in g.params}
+
+
+def _own_vectors(g: _Group, nexts: dict[Node, list[Node]],
+                 acc_nodes: dict[Node, torch.Tensor]) -> bool:
+    """Whether every weight of the group is a vector fed by the join node itself
+    (every off-path next node of it is such a weight's AccumulateGrad)."""
+    own = set(nexts[g.nodes[0]])
+    return all(a in own and acc_nodes[a].dim() <= 1 for a in g.params)
 
 
 def _reached(starts: list[Node], nexts: dict[Node, list[Node]],
@@ -131,24 +153,42 @@ def backward_input(out: torch.Tensor, grad: torch.Tensor | None, x: torch.Tensor
     """I: x.grad = d out / d x (seeded with `grad`, None at the loss); returns what
     W needs. The graph is kept (only W's part of it stays referenced)."""
     groups, acc_nodes = _groups(out, x, params)
-    handles = []
+    work = WeightWork(groups, acc_nodes)
+    handles, own = [], []
     for g in groups:
+        if g.in_i:  # the weight gradient stops at its AccumulateGrad: kept, not added
+            for a in g.params:
+                def take(grad_outputs, a=a):
+                    work.done[a] = grad_outputs[0]
+                    return (None,)
+                handles.append(a.register_prehook(take))
+                own.append(acc_nodes[a])
+            continue
         g.grads = [None] * len(g.nodes)
         for i, node in enumerate(g.nodes):
             def keep(grad_outputs, g=g, i=i):
                 g.grads[i] = tuple(grad_outputs)
             handles.append(node.register_prehook(keep))
     try:
-        torch.autograd.backward(out, grad, inputs=[x], retain_graph=True)
+        torch.autograd.backward(out, grad, inputs=[x, *own], retain_graph=True)
     finally:
         for h in handles:
             h.remove()
-    return WeightWork(groups, acc_nodes)
+    return work
 
 
 def backward_weight(work: WeightWork) -> None:
     """W: every weight's .grad += its gradient, from the nodes I kept."""
+    for a, grad in work.done.items():  # computed by I: the add AccumulateGrad does
+        p = work.params[a]
+        if p.grad is None:
+            p.grad = grad
+        else:
+            p.grad.add_(grad)
+    work.done = {}
     for g in work.groups:
+        if g.in_i:
+            continue
         edges, seeds = [], []
         for node, grads in zip(g.nodes, g.grads, strict=True):
             for i, t in enumerate(grads or ()):

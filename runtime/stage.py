@@ -17,6 +17,10 @@ the buffer active when the backward runs. So:
 - stash schedules: SWAP points at the stash slot before B, so B reads exactly
   the forward's version.
 
+Where the programs never change a stage's weights between a forward and its
+backward (synchronous programs: `wiring.weights_steady`), `by_reference` is off
+and autograd saves as usual (no Python call per saved tensor).
+
 Every weight buffer has the same layout, so a geometry taken on one buffer
 is valid on any other. Tensors computed from the weights that are not views
 of them (none in the built-in models) are saved by value, as usual.
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import weights
+from . import hostread, weights
 from .optim import FlatOptimizer, muon_split, pipemare_lr
 from .weights import OptimConfig
 
@@ -100,6 +104,9 @@ class StageReplica:
         self.acc_mbs: list[int] = []  # micro-batches accumulated since the last STEP
         self._weight_ptrs = {self.current.untyped_storage().data_ptr()}
         self.weight_unpacks = 0  # saved weight views rebuilt by backwards (tests)
+        # Save weights by reference (saved-tensor hooks): off where the programs never
+        # change this stage's weights between a forward and its backward (wiring.py).
+        self.by_reference = True
 
     # ---- versions ---------------------------------------------------------------
     @property
@@ -180,6 +187,12 @@ class StageReplica:
     # ---- saved tensors by reference ----------------------------------------------
     @contextmanager
     def weights_by_reference(self) -> Iterator[None]:
+        """The forward's saved tensors, weights by reference (unless `by_reference` is
+        off: the weights cannot change between this stage's forwards and backwards,
+        and autograd's own saving is the same, without a Python call per tensor)."""
+        if not self.by_reference:
+            yield
+            return
         with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
             yield
 
@@ -288,15 +301,22 @@ class StageReplica:
         """The flat fp32 gradient accumulator (`grad_sum()`: never the stale sum)."""
         return self.grad_sum()
 
-    def nonfinite_mbs(self) -> list[int]:
+    def nonfinite_flags(self) -> torch.Tensor:
+        """The device flags of the ACCs since the last STEP (unread; empty if none)."""
+        k = len(self.acc_mbs) if self.numel else 0
+        return self.nonfinite[:k]
+
+    def nonfinite_of(self, flags: list[float]) -> list[int]:
         """Micro-batches accumulated since the last STEP whose gradient held a NaN or
-        Inf: one read of the device flags (the step's one host sync)."""
-        k = len(self.acc_mbs)
-        if k == 0 or self.numel == 0:
-            return []
+        Inf, from the values of `nonfinite_flags()` (read by the caller: `faults.Poison`
+        reads them with the losses' finiteness, the step's one host sync)."""
         tag = self.version + 1
-        flags = self.nonfinite[:k].tolist()
-        return [mb for mb, f in zip(self.acc_mbs, flags, strict=True) if f >= tag]
+        return [mb for mb, f in zip(self.acc_mbs, flags, strict=False) if f >= tag]
+
+    def nonfinite_mbs(self) -> list[int]:
+        """`nonfinite_of` the flags, read now (one host sync)."""
+        flags = self.nonfinite_flags()
+        return self.nonfinite_of(hostread.read([flags])[0]) if flags.numel() else []
 
     def clear_accumulated(self) -> None:
         """A STEP (run or skipped) consumed the accumulator: the next ACC overwrites it."""

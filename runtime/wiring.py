@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import torch
 
+from schedc.instructions import TABLE, VERSION_SOURCE
+from schedc.program import RankProgram
+
 from . import faults
 from .boundary import StageIO, Wire
 from .build import build_replicas
@@ -37,6 +40,32 @@ def interpreter_config(p: Prepared, rank: int) -> InterpreterConfig:
     )
 
 
+def weights_steady(program: RankProgram) -> set[tuple[int, int]]:
+    """The (pipeline, stage) replicas of a rank whose weights no instruction changes
+    (one that writes "weights" in the instruction table: STEP, SWAP, ...) while one of
+    its micro-batches is between its forward and the op that ends its backward (the
+    one writing the weight gradient), in each part of the program (a synchronous
+    program: its steps drain before their STEPs). Their forwards need not save
+    weights by reference."""
+    parts = (program.prologue, program.body, program.epilogue)
+    keys = {(ins.pipeline or 0, ins.stage) for part in parts for ins in part
+            if ins.op == VERSION_SOURCE}
+    for part in parts:
+        open_mbs: dict[tuple[int, int], set[int]] = {}
+        for ins in part:
+            key = (ins.pipeline or 0, ins.stage)
+            mbs = open_mbs.setdefault(key, set())
+            writes = TABLE[ins.op].writes
+            if ins.op == VERSION_SOURCE:
+                mbs.add(ins.mb)
+            elif "weight gradient" in writes:
+                mbs.discard(ins.mb)
+            elif "weights" in writes and mbs:
+                keys.discard(key)
+        keys -= {key for key, mbs in open_mbs.items() if mbs}  # open across parts
+    return keys
+
+
 def build_interpreter(
     p: Prepared, rank: int, transport: Transport, device: torch.device, dp_index: int = 0,
     dp_group: object = None, replicas: dict[tuple[int, int], StageReplica] | None = None,
@@ -45,6 +74,9 @@ def build_interpreter(
     already (the torchrun launcher builds them before the rendezvous)."""
     if replicas is None:
         replicas = build_replicas(rank, p.manifest, p.model, p.cfg, device)
+    steady = weights_steady(p.programs[rank]) if p.manifest.synchronous else set()
+    for key, replica in replicas.items():
+        replica.by_reference = key not in steady
     dp_sparse = None
     if p.cfg.dp > 1 and p.manifest.spec.get("dp_mode", "sync") == "async-sparse":
         dp_sparse = SparseDP.from_spec(p.manifest.spec, replicas, p.cfg.dp, p.cfg.dp_late,

@@ -21,7 +21,11 @@ from schedc.runtime.programs import (
 )
 from schedc.runtime.session import train
 from schedc.runtime.setup import prepare
-from schedc.runtime.wiring import interpreter_config
+from schedc.runtime.stage import StageReplica
+from schedc.runtime.wiring import interpreter_config, weights_steady
+
+from schedc.compiler import compile_spec
+from schedc.presets import preset_spec
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +96,34 @@ def test_span_without_unrolling_equals_the_unrolled_stream(progs, name):
         mbs = max(i.mb + 1 for i in stream if i.mb is not None)
         steps = max(i.version for i in stream if i.op == "STEP")
         assert span(programs, manifest, count) == (mbs, steps)
+
+
+@pytest.mark.parametrize("name", ["gpipe", "1f1b", "zb-h1", "chimera", "zbv"])
+def test_synchronous_programs_keep_every_stages_weights_steady(name):
+    compiled = compile_spec(preset_spec(name, stages=4, microbatches=8).validate())
+    for program in compiled.programs:
+        held = {(i.pipeline or 0, i.stage) for i in program.body if i.op == "F"}
+        assert weights_steady(program) == held
+
+
+def test_a_step_between_a_forward_and_its_backward_is_seen():
+    """PipeDream: a STEP runs while micro-batches are between F and B."""
+    compiled = compile_spec(preset_spec("pipedream", stages=2, microbatches=4).validate())
+    assert weights_steady(compiled.programs[0]) == set()
+
+
+@pytest.mark.parametrize(("name", "hooked"), [("1f1b", False), ("paci", True)])
+def test_weights_by_reference_only_where_they_can_change(progs, monkeypatch, name, hooked):
+    """A synchronous run saves the forward's tensors as autograd does (no Python
+    hook per saved tensor); PACI, whose backward may read a newer version, saves
+    the weights by reference."""
+    packed = []
+    original = StageReplica._pack
+
+    def pack(self, t):
+        packed.append(1)
+        return original(self, t)
+
+    monkeypatch.setattr(StageReplica, "_pack", pack)
+    train(build_local(config(progs[name], "--steps", "2")))
+    assert bool(packed) == hooked
