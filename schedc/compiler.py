@@ -198,17 +198,26 @@ COMPILE_GC_THRESHOLDS = (100_000, 50, 100)
 
 
 @contextmanager
-def few_collections() -> Iterator[None]:
+def few_collections(pause: bool = False) -> Iterator[None]:
     """Python's cycle collector, run less often: a compile allocates millions
     of instructions and tuples that live until the end, and the default
     thresholds sweep them again and again (a fifth of a large compile's time).
-    Cycles are still collected; the thresholds are restored afterwards."""
-    before = gc.get_threshold()
+    Cycles are still collected; the thresholds are restored afterwards.
+
+    `pause` stops the collector altogether, for a synchronous compile: it
+    leaves no cyclic garbage (peak memory equal with and without the collector
+    at 32 x 256), and each full collection walks every object (about 10% of
+    its CPU time). Reference counting still frees everything."""
+    before, enabled = gc.get_threshold(), gc.isenabled()
     gc.set_threshold(*COMPILE_GC_THRESHOLDS)
+    if pause:
+        gc.disable()
     try:
         yield
     finally:
         gc.set_threshold(*before)
+        if enabled:
+            gc.enable()
 
 
 # A refusal that names a declared bound is the user's to change: no search for another order.

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,18 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with few_collections():  # compiling and writing: millions of long-lived objects
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if args.posted_batches < 1:
         raise UserError(f"--posted-batches must be at least 1, got {args.posted_batches}")
     for fmt, _ in args.emit:
         if fmt != "torch-csv":
             raise UserError(f"unknown --emit format {fmt!r}; supported: torch-csv")
-    with _no_cycle_collection() if spec.flush else nullcontext():
+    with few_collections(pause=spec.flush):  # compiling and writing: millions of objects
         compiled = compile_spec(spec)
         compiled = replace(compiled, manifest=prove_overlap(
             compiled.manifest, compiled.programs, Overlap.posting(args.posted_batches)))
@@ -57,21 +49,3 @@ def _run(args: argparse.Namespace) -> int:
         print(summary(compiled.manifest))
         print(f"wrote {len(compiled.programs)} rank programs to {out}/")
     return 0
-
-
-@contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """The cyclic garbage collector paused, for a synchronous compile: it makes
-    millions of objects (instructions, replay tuples) and no cyclic garbage
-    (peak memory equal with and without the collector at 32 x 256), and each
-    full collection walks them all (about 10% of the compile's CPU time).
-    Reference counting still frees everything. An asynchronous compile leaves
-    cycles behind (its peak grew by half without the collector), so it keeps
-    the collector."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

@@ -90,3 +90,10 @@ def test_few_collections_restores_the_thresholds():
     with few_collections():
         assert gc.get_threshold() == COMPILE_GC_THRESHOLDS
     assert gc.get_threshold() == before
+
+
+def test_few_collections_pause_stops_the_collector_and_restores_it():
+    assert gc.isenabled()
+    with few_collections(pause=True):
+        assert not gc.isenabled()
+    assert gc.isenabled()
