@@ -32,7 +32,7 @@ peer completes what it waits for.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -188,8 +188,9 @@ class Replay:
         self.batch_end = [-1] * n  # end of the posted batch; -1 when none
         self.open = [0] * n  # messages of the posted batch not yet matched
         # per channel, the posted sends / receives not matched yet, in order
-        self.sends: dict[tuple, deque[tuple[int, int]]] = {}
-        self.recvs: dict[tuple, deque[tuple[int, int]]] = {}
+        # per channel, the unmatched messages of each side, oldest first
+        self.sends: defaultdict[tuple, deque[tuple[int, int]]] = defaultdict(deque)
+        self.recvs: defaultdict[tuple, deque[tuple[int, int]]] = defaultdict(deque)
         self.gathering: dict[tuple[int, ...], dict[int, int]] = {}  # group -> rank -> index
         self.ready: deque[int] = deque(range(n))
         self.queued = [True] * n
@@ -360,11 +361,7 @@ class Replay:
                     if o_r != r:
                         self.wake(o_r)
             else:
-                mine = sends if is_send else recvs
-                queue = mine.get(chan)
-                if queue is None:
-                    queue = mine[chan] = deque()
-                queue.append((r, i))
+                (sends if is_send else recvs)[chan].append((r, i))
                 if pend is None:
                     opened[r] += 1
                 else:
@@ -391,11 +388,7 @@ class Replay:
                 if not left and o_r != r:
                     wake(o_r)
             else:
-                mine = sends if is_send else recvs
-                queue = mine.get(chan)
-                if queue is None:
-                    queue = mine[chan] = deque()
-                queue.append((r, i))
+                (sends if is_send else recvs)[chan].append((r, i))
                 opened[r] += 1
 
     # ---- overlap rules (K > 1; schedc/overlap.py) ----------------------------------
