@@ -63,7 +63,7 @@ class Poison:
                             if not f]
             self.device_losses.clear()
         else:
-            flag_values = hostread.read([flags])[0] if flags.numel() else []
+            (flag_values,) = hostread.read([flags])  # an empty tensor reads as []
         if self.losses:
             return "loss", self.losses[0]
         bad = replica.nonfinite_of(flag_values)
