@@ -20,10 +20,15 @@ leave no template at 3N. The rules are constraints on the template:
   activations stay within the AMDP reference's (3 4 4 3; 7 8 8 7 7 8 8 7);
 - versions: the Spec's inconsistency and delay bounds hold on the planned
   times (checked here in closed form over the steady state).
-Where N does not divide m and no template lets the steps fall between
-pipelines, or where few micro-batches per step would put two steps inside one
-micro-batch's flight, each batch takes whole iterations (`Admission`): the
-pipelines without one more micro-batch of the batch idle in its last ones.
+Where N does not divide m, a step falls between two pipelines of one
+iteration, and with every pipeline's backward of a stage at one instant (the
+closed forms) no step window exists. For the shapes of schedc.modulo_table a
+template of the whole period (lcm(N, m) micro-batches, N / gcd(N, m) steps,
+one row per micro-batch) found offline puts the steps only where batches end.
+Otherwise, where no template lets the steps fall between pipelines, or where
+few micro-batches per step would put two steps inside one micro-batch's
+flight, each batch takes whole iterations (`Admission`): the pipelines without
+one more micro-batch of the batch idle in its last ones.
 The warm-up and the drain are the same timing, cut to the micro-batches that
 exist; the order of every rank is its operations sorted by planned time.
 """
@@ -37,6 +42,7 @@ from dataclasses import dataclass
 
 from schedc.graph import Problem
 from schedc.modulo_search import Maps, Template, chain, templates
+from schedc.modulo_table import tabled
 from schedc.ops import Op, step_op
 from schedc.spec import Spec
 
@@ -75,20 +81,28 @@ class Admission:
     n: int
     m: int
     per_batch: int = 0
+    rows: int = 0  # a whole-period template (schedc.modulo_table): micro-batches per period
 
     def slot(self, j: int) -> tuple[int, int]:
+        """(iteration, the template's row) of micro-batch j."""
+        if self.rows:
+            return divmod(j, self.rows)
         if not self.per_batch:
             return divmod(j, self.n)
         b, r = divmod(j, self.m)
         return b * self.per_batch + r // self.n, j % self.n
 
     def step(self, batch: int) -> tuple[int, int]:
+        if self.rows:
+            return divmod(batch, self.rows // self.m)
         if not self.per_batch:
             return divmod((batch + 1) * self.m, self.n)
         return (batch + 1) * self.per_batch, 0
 
     def batches_within(self, iterations: int) -> int:
         """Batches whose micro-batches start within `iterations` iterations, at least."""
+        if self.rows:
+            return -(-iterations * self.rows // self.m)
         if not self.per_batch:
             return -(-iterations * self.n // self.m)
         return -(-iterations // self.per_batch)
@@ -136,12 +150,15 @@ def _plan(maps: Maps, m: int, inflight: int, stashes: bool, max_inc: int | None,
 def _candidates(maps: Maps, m: int, phases: tuple[int, ...], inflight: int,
                 caps: tuple[int, ...] | None):
     """(admission, templates) to try, the least bubble first: the closed forms
-    with one micro-batch per pipeline per iteration (no bubble), and for small p
-    the search at II = 3N; then whole iterations per batch
+    with one micro-batch per pipeline per iteration (no bubble), a whole-period
+    template of schedc.modulo_table (kept there only where it beats what
+    follows), and for small p the search at II = 3N; then whole iterations per batch
     (`Admission.per_batch`, the bubble of the idle slots), so that steps fall
     between iterations; then the search at longer periods."""
     n, p = len(maps), len(maps[0])
     yield Admission(n, m), templates(maps, phases, inflight, caps, search=False)
+    if phases != (0,):  # a whole period found offline: less bubble than what follows
+        yield Admission(n, m, rows=math.lcm(n, m)), tabled(maps, m, inflight, caps)
     if p <= SEARCH_DEPTH:  # small: a search on one period at II = 3N is cheap
         yield Admission(n, m), templates(maps, phases, inflight, caps, longer=False)
     if phases != (0,) or m < 3 * n:
@@ -167,16 +184,18 @@ def _versions_within(maps: Maps, m: int, template: Template, admission: Admissio
     ops = chain(p)
     f_at = {s: x for x, (kind, s, _) in enumerate(ops) if kind == "F"}
     b_at = {s: x for x, (kind, s, _) in enumerate(ops) if kind == "B"}
-    reach = (template.latency // template.ii + 3) * n  # micro-batches in flight, at most
+    # micro-batches in flight, at most (a template row per micro-batch of an iteration)
+    reach = (template.latency // template.ii + 3) * len(template.offsets)
     for s in range(p):
         taus = [[_step_time(template, admission, b, s, k) for b in range(batches)]
                 for k in range(n)]
         for b in range(batches):
             for j in range(max(0, b * m - reach), min(batches * m, b * m + reach)):
-                it, k = admission.slot(j)
-                v_f = bisect.bisect_right(taus[k], template.time(k, f_at[s], it))
+                it, row = admission.slot(j)
+                k = j % n
+                v_f = bisect.bisect_right(taus[k], template.time(row, f_at[s], it))
                 v_b = v_f if stashes else bisect.bisect_right(
-                    taus[k], template.time(k, b_at[s], it))
+                    taus[k], template.time(row, b_at[s], it))
                 if max_inc is not None and v_b - v_f > max_inc:
                     return False
                 if max_delay is not None and j // m - v_f > max_delay:
@@ -197,10 +216,12 @@ def _orders(problem: Problem, template: Template, admission: Admission
     maps, p = problem.maps, problem.stages
     ops = chain(p)
     events: list[list[tuple[int, int, int, Op]]] = [[] for _ in range(problem.ranks)]
+    n = len(maps)
     for j in range(problem.num_mbs):
-        it, k = admission.slot(j)
+        it, row = admission.slot(j)
+        k = j % n
         for x, (kind, s, _) in enumerate(ops):
-            t = template.time(k, x, it)
+            t = template.time(row, x, it)
             events[maps[k][s]].append((t, 1, x, Op(kind, k, s, j)))
     for b in range(problem.batches):
         for s in range(p):

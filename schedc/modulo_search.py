@@ -221,7 +221,7 @@ class Classes:
         return Classes(of_rank, hosts, len(keys), ii)
 
 
-def _mask(t: int, d: int, ii: int) -> int:
+def mask(t: int, d: int, ii: int) -> int:
     t %= ii
     m = ((1 << d) - 1) << t
     return (m | (m >> ii)) & ((1 << ii) - 1)
@@ -261,7 +261,7 @@ def _search(classes: Classes, p: int, ii: int, deadline: int, wait: int, budget:
         _, s, d = ops[x]
         taken: list[tuple[int, int]] = []
         for c, o in classes.hosts[s]:
-            mm = _mask(o + t, d, ii)
+            mm = mask(o + t, d, ii)
             if occ[c] & mm:
                 for c2, m2 in taken:
                     occ[c2] &= ~m2
@@ -320,7 +320,7 @@ def _finish(maps: Maps, ii: int, offsets: tuple[int, ...],
     for k, mp in enumerate(maps):
         for x, (_, s, d) in enumerate(ops):
             t = offsets[k] + starts[k][x]
-            m = _mask(t, d, ii)
+            m = mask(t, d, ii)
             if occ[mp[s]] & m:
                 return None
             occ[mp[s]] |= m
@@ -361,8 +361,9 @@ def peak_activations(maps: Maps, template: Template) -> list[int]:
     span = template.latency // template.ii + 2
     far = span + 1
     peaks = [0] * p
+    rows = len(template.offsets)  # row k: pipeline k mod N (a whole period's rows)
     for r in range(p):
-        held = [(k, s) for k in range(n) for s in range(p) if maps[k][s] == r]
+        held = [(k, s) for k in range(rows) for s in range(p) if maps[k % n][s] == r]
         for k0, s0 in held:
             t = template.time(k0, f_at[s0], far)
             alive = 0

@@ -1,0 +1,76 @@
+"""AMDP's whole-period templates where N does not divide m, found offline.
+
+Where N does not divide m no template of one iteration lets every batch
+boundary fall between pipelines for most shapes (schedc.modulo then gives each
+batch whole iterations, idling the pipelines without one more micro-batch).
+Over the whole period of lcm(N, m) micro-batches (N / gcd(N, m) steps) only
+the real batch boundaries need a step window, so a period with fewer idle
+units exists; a CP-SAT solver finds it (`scripts/amdp_templates.py`, which
+also states the model). An entry is the period P, each of the period's
+micro-batches' chain start times (F(0..p-1), B(p-1..0); micro-batch u of the
+period runs on pipeline u mod N) and each step's instant per stage. Each entry
+is checked here when used (chains in order, no rank running two operations at
+once, each step after its batch's last backward of the stage and before the
+next batch's first, at an instant no replica rank is inside a backward); the
+versions by schedc.modulo and the programs by the verifier, as every compile.
+"""
+
+from __future__ import annotations
+
+import math
+
+from schedc.directions import auto_directions
+from schedc.modulo_search import Maps, Template, chain, mask, peak_activations
+
+# (p, m) -> (period, starts[u][x] (absolute, micro-batch u of the period),
+# steps[j][stage] (the step that ends the period's batch j))
+TABLE: dict[tuple[int, int], tuple[int, tuple[tuple[int, ...], ...],
+                                   tuple[tuple[int, ...], ...]]] = {
+}
+
+
+def tabled(maps: Maps, m: int, inflight: int, caps: tuple[int, ...] | None) -> list[Template]:
+    """The table's template for these maps and m, if any and if it holds
+    (within the reference's peak activations `caps`, where given)."""
+    p, n = len(maps[0]), len(maps)
+    entry = TABLE.get((p, m))
+    if entry is None or maps != auto_directions(p) or inflight < 3:
+        return []
+    period, times, taus = entry
+    template = Template(period, tuple(row[0] for row in times),
+                        tuple(tuple(t - row[0] for t in row) for row in times),
+                        tuple(tuple((tau,) * n for tau in row) for row in taus))
+    if not _holds(maps, m, period, times, taus) or caps is not None and any(
+            a > c for a, c in zip(peak_activations(maps, template), caps, strict=True)):
+        return []
+    return [template]
+
+
+def _holds(maps: Maps, m: int, period: int, times, taus) -> bool:
+    p, n = len(maps[0]), len(maps)
+    ops = chain(p)
+    rows = math.lcm(n, m)
+    if len(times) != rows or len(taus) != rows // m:
+        return False
+    occ = [0] * p
+    inside: list[set[int]] = [set() for _ in range(p)]
+    for u, row in enumerate(times):
+        for x, (_, s, d) in enumerate(ops):
+            if x + 1 < len(ops) and row[x + 1] < row[x] + d:
+                return False
+            r, bits = maps[u % n][s], mask(row[x], d, period)
+            if occ[r] & bits:
+                return False
+            occ[r] |= bits
+            if d == 2:
+                inside[r].add((row[x] + 1) % period)
+    for j, row in enumerate(taus):
+        end = (j + 1) * m
+        for s, tau in enumerate(row):
+            b = 2 * p - 1 - s
+            back = [times[u % rows][b] + period * (u // rows) for u in range(end - rows, end)]
+            ahead = [times[u % rows][b] + period * (u // rows) for u in range(end, end + rows)]
+            if not max(back) + 2 <= tau <= min(ahead) or any(
+                    tau % period in inside[mp[s]] for mp in maps):
+                return False
+    return True
