@@ -26,6 +26,13 @@ from schedc.modulo_search import Maps, Template, chain, mask, peak_activations
 # steps[j][stage] (the step that ends the period's batch j))
 TABLE: dict[tuple[int, int], tuple[int, tuple[tuple[int, ...], ...],
                                    tuple[tuple[int, ...], ...]]] = {
+    (4, 5): (34,
+         ((0, 2, 3, 4, 6, 8, 10, 13), (1, 2, 4, 5, 6, 8, 10, 13), (2, 6, 7, 9, 10, 12, 14, 16),
+          (5, 6, 7, 8, 10, 18, 20, 22), (12, 13, 14, 15, 16, 18, 20, 22),
+          (12, 16, 17, 18, 19, 22, 24, 27), (15, 16, 17, 18, 19, 28, 30, 32),
+          (21, 22, 24, 25, 26, 28, 30, 33), (21, 25, 27, 29, 30, 32, 34, 37),
+          (24, 26, 27, 28, 29, 32, 34, 36)),
+         ((24, 22, 20, 18), (39, 36, 34, 32))),
 }
 
 

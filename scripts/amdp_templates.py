@@ -65,8 +65,12 @@ def solve(p: int, m: int, extra: int, caps: list[int], seconds: float, workers: 
         return S[r][x] + period * q
 
     model.Add(S[0][0] == 0)
-    for u in range(rows - 1):
-        model.Add(S[u + 1][0] >= S[u][0])
+    for u in range(rows):  # entries near their share of the period; short chains
+        if u + 1 < rows:
+            model.Add(S[u + 1][0] >= S[u][0])
+        model.Add(S[u][0] >= u * period // rows - 3 * n)
+        model.Add(S[u][0] <= u * period // rows + 3 * n)
+        model.Add(S[u][-1] <= S[u][0] + 9 * n)
     busy: list[list] = [[] for _ in range(p)]
     middle: list[list] = [[] for _ in range(p)]
     held: list[list] = [[] for _ in range(p)]
