@@ -91,14 +91,15 @@ def solve(p: int, m: int, extra: int, caps: list[int], seconds: float, workers: 
             held[maps[k][s]].append((S[u][s], S[u][bx[s]]))
     for r in range(p):
         model.AddNoOverlap(busy[r])
-        for t in range(period):  # forwards alive at residue t, every period's copies
-            alive = []
-            for f, b in held[r]:
-                hb, hf = model.NewIntVar(-2, top, ""), model.NewIntVar(-2, top, "")
-                model.AddDivisionEquality(hb, b - t - 1 + period, period)
-                model.AddDivisionEquality(hf, f - t - 1 + period, period)
-                alive.append(hb - hf)
-            model.Add(sum(alive) <= caps[r])
+        # forwards alive (from F to B) over four periods' copies: the periods in
+        # the middle hold every copy alive then, so the count is the steady state's
+        alive = []
+        for f, b in held[r]:
+            span = model.NewIntVar(1, top, "")
+            model.Add(span == b - f)
+            for i in range(4):
+                alive.append(model.NewIntervalVar(f + i * period, span, b + i * period, ""))
+        model.AddCumulative(alive, [1] * len(alive), caps[r])
     window = 3 * n + 2
     for j in range(nb):
         end = (j + 1) * m
