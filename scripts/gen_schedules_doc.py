@@ -4,6 +4,7 @@
 """
 
 from schedc.compiler import compile_spec
+from schedc.modulo_table import TABLE
 from schedc.presets import preset_spec
 from schedc.report import grid, summary
 
@@ -70,12 +71,22 @@ FAMILIES = [
      "rank taken out); where the rotations do not apply (p = 2, 3, 4, 8) a small search on "
      "one period finds it, with the reference's peak activations as a constraint. Where N "
      "does not divide m, the steps fall between pipelines: pipeline k enters 3k units "
-     "after pipeline 0 (a closed form for odd N and even p); otherwise each batch takes "
+     "after pipeline 0 (a closed form for odd N and even p). Elsewhere no template of one "
+     "iteration lets the steps fall between pipelines (with every pipeline's backward of a "
+     "stage at one instant a batch would need as many micro-batches of each pipeline). "
+     "For the shapes of `schedc/modulo_table.py` one template "
+     "spans the whole period instead, lcm(N, m) micro-batches (N / gcd(N, m) steps), one "
+     "row per micro-batch, so the steps need windows only where batches end: found offline "
+     "by a solver (`scripts/amdp_templates.py`, which states the model: no rank running two "
+     "operations at once, three forwards alive per pipeline at stage 0, each step after "
+     "its batch's last backward of the stage and before the next batch's first and before "
+     "any forward of the batch after, peak activations no higher than without the table) "
+     "and checked at every compile like any other template. Otherwise each batch takes "
      "whole iterations, the pipelines without one more micro-batch of the batch idle in "
-     "its last (a bubble of 1 - m / (N ceil(m/N)), 1/(2N) at m = p for odd p). A step of "
-     "few micro-batches (m < 3N or so) takes more whole iterations per batch, so that two "
-     "steps never fall inside one micro-batch's flight. The table below gives the figures "
-     "for p = 4..16 at m = 2N and m = p (tests/compiler/test_amdp.py asserts "
+     "its last (a bubble of 1 - m / (N ceil(m/N))). A step of few micro-batches (m < 3N "
+     "or so) takes more whole iterations per batch, so that two steps never fall inside "
+     "one micro-batch's flight. The table below gives the figures for p = 4..16 at m = 2N "
+     "and m = p, and for the whole-period shapes (tests/compiler/test_amdp.py asserts "
      "them)."),
 ]
 
@@ -84,12 +95,13 @@ AMDP_DEPTHS = range(4, 17)
 
 
 def amdp_cases() -> list[tuple[int, int]]:
-    """(p, m) of the AMDP table: m = 2N and m = p for p = 4..16."""
-    cases = []
+    """(p, m) of the AMDP table: m = 2N and m = p for p = 4..16, and the shapes
+    of schedc/modulo_table.py."""
+    cases = set(TABLE)
     for p in AMDP_DEPTHS:
         n = preset_spec("amdp", stages=p).num_pipelines
-        cases += [(p, m) for m in sorted({2 * n, p})]
-    return cases
+        cases |= {(p, 2 * n), (p, p)}
+    return sorted(cases)
 
 
 def amdp_row(p: int, m: int) -> str:

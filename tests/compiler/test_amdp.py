@@ -21,6 +21,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "schedules.md"
 # iterations, one pipeline idle in the second: a bubble of 1/(2N).
 FIGURES = {
     (4, 4): (0.0, [3, 4, 4, 3], 1, 1),
+    (4, 5): (1 / 16, [3, 4, 4, 3], 1, 1),  # a whole-period template (schedc.modulo_table)
+    (4, 7): (1 / 15, [3, 4, 4, 3], 1, 1),  # the same
     (5, 5): (1 / 6, [5, 5, 4, 5, 4], 1, 1),
     (5, 6): (0.0, [5, 5, 4, 5, 4], 1, 1),
     (6, 6): (0.0, [5, 4, 5, 4, 5, 4], 1, 1),
