@@ -16,15 +16,17 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "schedules.md"
 
 # (p, m) -> (steady-state bubble, peak activations per rank, max inconsistency,
 # max delay) under unit costs, as the compiled manifest's analysis gives them:
-# m = 2N and m = p for p = 4..16 (docs/schedules.md, the amdp table). No bubble
-# wherever N divides m; odd p at m = p = 2N - 1 gives each batch two whole
+# m = 2N and m = p for p = 4..16 and the shapes of schedc.modulo_table
+# (docs/schedules.md, the amdp table). No bubble wherever N divides m; odd p at
+# m = p = 2N - 1 without a whole-period template gives each batch two whole
 # iterations, one pipeline idle in the second: a bubble of 1/(2N).
 FIGURES = {
     (4, 4): (0.0, [3, 4, 4, 3], 1, 1),
-    (4, 5): (1 / 16, [3, 4, 4, 3], 1, 1),  # a whole-period template (schedc.modulo_table)
-    (4, 7): (1 / 15, [3, 4, 4, 3], 1, 1),  # the same
-    (5, 5): (1 / 6, [5, 5, 4, 5, 4], 1, 1),
+    (4, 5): (1 / 16, [3, 4, 4, 3], 1, 1),  # whole period (schedc.modulo_table; was 1/6)
+    (4, 7): (1 / 15, [3, 4, 4, 3], 1, 1),  # whole period (was 1/8)
+    (5, 5): (4 / 49, [5, 5, 4, 5, 4], 1, 1),  # whole period (was 1/6)
     (5, 6): (0.0, [5, 5, 4, 5, 4], 1, 1),
+    (6, 5): (1 / 10, [5, 4, 5, 4, 5, 4], 1, 1),  # whole period (was 1/6)
     (6, 6): (0.0, [5, 4, 5, 4, 5, 4], 1, 1),
     (7, 7): (1 / 8, [7, 7, 6, 7, 6, 7, 6], 1, 1),
     (7, 8): (0.0, [7, 7, 6, 7, 6, 7, 6], 1, 1),
