@@ -11,7 +11,8 @@ micro-batches' chain start times (F(0..p-1), B(p-1..0); micro-batch u of the
 period runs on pipeline u mod N) and each step's instant per stage. Each entry
 is checked here when used (chains in order, no rank running two operations at
 once, each step after its batch's last backward of the stage and before the
-next batch's first, at an instant no replica rank is inside a backward); the
+next batch's first, at an instant no replica rank is inside a backward, three
+forwards alive at most at stage 0 of a pipeline); the
 versions by schedc.modulo and the programs by the verifier, as every compile.
 """
 
@@ -106,12 +107,17 @@ def _holds(maps: Maps, m: int, period: int, times, taus) -> bool:
             occ[r] |= bits
             if d == 2:
                 inside[r].add((row[x] + 1) % period)
+    def at(u: int, x: int) -> int:  # micro-batch u of any period (u < 0: earlier ones)
+        return times[u % rows][x] + period * (u // rows)
+
+    if any(at(u - 3 * n, len(ops) - 1) + 2 > at(u, 0) for u in range(rows)):
+        return False  # more than three forwards alive at stage 0 of a pipeline
     for j, row in enumerate(taus):
         end = (j + 1) * m
         for s, tau in enumerate(row):
             b = 2 * p - 1 - s
-            back = [times[u % rows][b] + period * (u // rows) for u in range(end - rows, end)]
-            ahead = [times[u % rows][b] + period * (u // rows) for u in range(end, end + rows)]
+            back = [at(u, b) for u in range(end - rows, end)]
+            ahead = [at(u, b) for u in range(end, end + rows)]
             if not max(back) + 2 <= tau <= min(ahead) or any(
                     tau % period in inside[mp[s]] for mp in maps):
                 return False

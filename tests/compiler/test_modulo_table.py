@@ -63,7 +63,8 @@ def test_one_allreduce_and_one_step_of_m_gradients_per_stage():
         assert {i.count for i in prog.body if i.op == "STEP"} == {m}
 
 
-@pytest.mark.parametrize("broken", ["collision", "step early", "step late", "rows"])
+@pytest.mark.parametrize("broken", ["collision", "step early", "step late", "in flight",
+                                    "rows"])
 def test_a_broken_entry_is_refused(monkeypatch, broken):
     p, m = min(TABLE)
     period, times, taus = TABLE[p, m]
@@ -79,6 +80,8 @@ def test_a_broken_entry_is_refused(monkeypatch, broken):
         steps[0][0] = max(r[back] for r in times[:m]) + 1
     elif broken == "step late":  # after batch 1's first backward of stage 0 starts
         steps[0][0] = min(r[back] for r in times[m:2 * m]) + 1
+    elif broken == "in flight":  # micro-batch 3N enters before micro-batch 0's B(0)
+        rows[3 * n] = [t - rows[3 * n][0] + rows[0][-1] for t in rows[3 * n]]
     else:
         rows = rows[:-1]
     monkeypatch.setitem(TABLE, (p, m), (period, tuple(map(tuple, rows)),
