@@ -45,10 +45,13 @@ class Template:
     """One period of the modulo schedule."""
 
     ii: int
-    offsets: tuple[int, ...]  # entry time of each pipeline within the iteration
-    starts: tuple[tuple[int, ...], ...]  # [pipeline][x]: start of chain op x after the entry
+    # A row per pipeline (or, for a whole-period template of schedc.modulo_table,
+    # per micro-batch of the period, row u on pipeline u mod N):
+    offsets: tuple[int, ...]  # entry time of each row within the iteration
+    starts: tuple[tuple[int, ...], ...]  # [row][x]: start of chain op x after the entry
     # [phase][stage][pipeline]: the step instant, relative to the iteration, on
-    # the rank holding that replica (today one instant for all replicas)
+    # the rank holding that replica (today one instant for all replicas); the
+    # phase: where the batch ends within the iteration (a whole period: which batch)
     steps: tuple[tuple[tuple[int, ...], ...], ...]
 
     def time(self, k: int, x: int, iteration: int) -> int:
