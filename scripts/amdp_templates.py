@@ -4,13 +4,18 @@ solver, and print them as schedc/modulo_table.py's entries:
     pip install ortools   # not a dependency of schedc: only this script needs it
     .venv/bin/python scripts/amdp_templates.py 5x8 4x5 --seconds 60 >> found.txt
 
-Why a solver: where N does not divide m, no template of one iteration (one
-micro-batch per pipeline) lets every batch boundary fall between pipelines for
-these shapes (the solver proves it infeasible at p = 4 with the reference's
-peaks, 5 and 7). Over the whole period of lcm(N, m) micro-batches (N/g steps)
-only the real batch boundaries need a step window, and the idle slots of
-whole-iteration batches mostly disappear. The model, for P = 3 lcm(N, m) +
-extra units per period (extra = 0: no bubble), the least extra first:
+and paste the printed entries into schedc/modulo_table.py's TABLE (each shape
+tries extra = 0, 1, .. with --seconds each, and stops at the first template
+found or at today's bubble; "UNKNOWN" on stderr: no answer in that time).
+
+Why a solver: where N does not divide m, a template of one iteration (one
+micro-batch per pipeline) needs every pipeline's backward of a stage in a
+separate window for the steps to fall between pipelines, which the closed
+forms give only for odd N and even p. Over the whole period of lcm(N, m)
+micro-batches (N/g steps, g = gcd(N, m)) only the real batch boundaries need a
+step window, and the idle slots of whole-iteration batches mostly disappear.
+The model, for P = 3 lcm(N, m) + extra units per period (extra = 0: no
+bubble), the least extra first:
 - micro-batch u of the period (pipeline u mod N) runs its chain F(0..p-1),
   B(p-1..0) at S[u][x] + P i in the i-th period; chains in order;
 - no rank runs two operations at once (mod P);
