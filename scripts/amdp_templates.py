@@ -145,12 +145,13 @@ def main() -> None:
     ap.add_argument("shapes", nargs="+", help="PxM, e.g. 5x8")
     ap.add_argument("--seconds", type=float, default=30.0, help="solver time per extra")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--extra-from", type=int, default=0, help="the least extra tried")
     args = ap.parse_args()
     for shape in args.shapes:
         p, m = map(int, shape.split("x"))
         bubble, caps = today(p, m)
         rows = math.lcm(max(2, -(-p // 2)), m)
-        for extra in range(0, 3 * rows):
+        for extra in range(args.extra_from, 3 * rows):
             if extra / (3 * rows + extra) >= bubble - 1e-9:
                 print(f"# {p}x{m}: nothing below today's {bubble:.4f}", file=sys.stderr)
                 break
