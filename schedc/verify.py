@@ -18,43 +18,38 @@ from schedc.errors import VerifyError
 from schedc.instructions import COMPUTE_OPS, FIELDS, TABLE, schedule_compute_ops
 from schedc.overlap import Overlap
 from schedc.program import Instr, Manifest, RankProgram
+from schedc.runs import Runs
 from schedc.spec import Spec
 from schedc.unroll import Unrolled
-from schedc.versions import VersionReplays, VersionTable
+from schedc.versions import VersionTable
 
 ASYNC_REPEATS = (1, 2, 3)
 
 
-def verify(manifest: Manifest, programs: Sequence[RankProgram]) -> VersionTable:
-    """Check every guarantee; return the version table of the longest run checked."""
+def verify(manifest: Manifest, programs: Sequence[RankProgram], timed: int | None = None
+           ) -> VersionTable:
+    """Check every guarantee; return the version table of the longest run
+    checked. `timed`: also clock the run of that many bodies under unit
+    costs, for the analysis (`table.runs.timing()`)."""
     if len(programs) != manifest.world_size:
         raise VerifyError(f"{len(programs)} rank programs for world size {manifest.world_size}")
     for prog in programs:
         _check_fields(manifest, prog)
     repeats = (1,) if manifest.synchronous else ASYNC_REPEATS
-    table = None
-    versions = VersionReplays(manifest)  # each run's check goes on from the last one's
+    # One replay of the longest run stands for every shorter one (schedc.runs).
+    runs = Runs(manifest, programs, max(repeats[-1], timed or 0), timed is not None)
+    spec = Spec.from_dict(manifest.spec)
     for n in repeats:
-        # Each run is the last one with one more body: its streams and encoding
-        # start from the last run's, which then go.
-        if table is None:
-            un, reuse = Unrolled.of(programs, manifest.period, n), None
-        else:
-            un, reuse = table.longer_run()
-            table = None
-        assert un.repeats == n, "ASYNC_REPEATS run 1, 2, 3 ... bodies"
         try:
+            un = runs.run(n)
             _check_completeness(manifest, un)
-            # One replay proves deadlock freedom and checks every version (and,
-            # for a synchronous run, the one the analysis reads, clocks it).
-            table = versions.replay(un, timed=manifest.synchronous, reuse=reuse,
-                                    final=n == repeats[-1])
-            del reuse
-            check_bounds(Spec.from_dict(manifest.spec), manifest, un, table)
+            table = runs.prove(n)
+            check_bounds(spec, manifest, un, table)
         except VerifyError as exc:
             exc.repeats = n  # the run that failed (the compiler folds on 1)
             raise
-    assert table is not None
+    if timed is not None:
+        table.runs = runs
     return table
 
 

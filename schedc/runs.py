@@ -1,0 +1,94 @@
+"""One replay for every run the verifier checks and the analysis times.
+
+A run of n bodies is prologue + n bodies + epilogue, and the runs of 1, 2, 3
+... bodies agree up to their epilogues. The replay core is determinate: which
+send meets which receive, and where every rank ends, do not depend on the
+order in which ranks advance. So one replay of the longest run, stopped before
+a shorter run's epilogue (Replay.run_to), is that shorter run up to there, and
+a fork of it (Replay.fork) replays the shorter run's epilogue alone. Each
+rank's version check goes along (schedc.versions.VersionCheck): its line
+checks the shared part once, a copy checks each epilogue. The unit-cost clock
+times the longest run, for the analysis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from schedc.clock import Clock, UnitCosts
+from schedc.overlap import Overlap
+from schedc.program import Manifest, RankProgram, shift_all
+from schedc.replay import Fanout, Replay
+from schedc.timing import Timing
+from schedc.unroll import Unrolled
+from schedc.versions import VersionCheck, VersionTable
+
+
+class Runs:
+    """The runs of 1 .. `longest` bodies of `programs`, proven in order of
+    length (`prove`); `timed`: the longest run is also clocked under unit
+    costs (`timing`)."""
+
+    def __init__(self, manifest: Manifest, programs: Sequence[RankProgram], longest: int,
+                 timed: bool = False) -> None:
+        self.un = Unrolled.of(programs, manifest.period, longest)
+        rule = Overlap.from_dict(manifest.overlap)  # the rule the deadlock proof is under
+        self.clock = Clock(self.un.streams, UnitCosts(), overlap=rule.overlapped,
+                           keep_messages=False) if timed else None
+        self.versions = VersionCheck(manifest, self.un)
+        self.replay = Replay(self.un.streams, None, self.un.locate, rule)
+        self.ended = False  # the shared replay has reached the end of the longest run
+
+    def prove(self, n: int) -> VersionTable:
+        """Replay run n (after runs 1 .. n - 1): deadlock freedom and every
+        version; its table. The longest run is the shared replay itself, run to
+        its end; a shorter one stops the shared replay before its epilogue
+        and forks."""
+        un = self.run(n)
+        shared = self.versions.shared(un)
+        self.replay.observe(shared if self.clock is None else Fanout(self.clock, shared))
+        self.replay.locate = un.locate
+        if n == self.un.repeats:
+            self._end()
+            return self.versions.table(shared, final=True)
+        ends = [un.epilogue_start(r) for r in range(len(un.streams))]
+        self.replay.run_to([self.replay.batch_start(r, i) for r, i in enumerate(ends)])
+        if shared.error is not None:  # a line's error, once the shared part has replayed
+            raise shared.error
+        forked = self.versions.fork(un)
+        self.replay.fork(un.streams, ends, forked, un.locate).run()
+        return self.versions.table(forked)
+
+    def run(self, n: int) -> Unrolled:
+        """The run of n bodies: the longest run's streams up to body n's end,
+        then the epilogue shifted as the last body is (the same as Unrolled.of)."""
+        if n == self.un.repeats:
+            return self.un
+        period = self.un.period
+        dm, dv = (n - 1) * period.microbatches, (n - 1) * period.steps
+        streams = tuple(
+            seq[:len(prog.prologue) + n * len(prog.body)]
+            + tuple(shift_all(prog.epilogue, dm, dv))
+            for prog, seq in zip(self.un.programs, self.un.streams, strict=True))
+        return Unrolled(self.un.programs, period, n, streams)
+
+    def timing(self) -> tuple[Unrolled, Timing]:
+        """The longest run and its unit timing, once the shorter runs are
+        proven: the shared replay goes on to the end with the clock alone."""
+        assert self.clock is not None, "Runs(timed=True) clocks the longest run"
+        if not self.ended:  # the longest run is timed, not proven: the lines go
+            self.versions.lines = []
+            self.replay.observe(self.clock)
+            self.replay.locate = self.un.locate
+            self._end()
+        return self.un, Timing(self.clock.starts, self.clock.ends)
+
+    def _end(self) -> None:
+        self.replay.run_to(None)
+        self.replay.report_stuck()
+        self.ended = True
+
+
+def replay_versions(manifest: Manifest, un: Unrolled) -> VersionTable:
+    """The version table of run `un` alone."""
+    return Runs(manifest, un.programs, un.repeats).prove(un.repeats)
