@@ -53,10 +53,10 @@ class Runs:
             return self.versions.table(shared, final=True)
         ends = [un.epilogue_start(r) for r in range(len(un.streams))]
         self.replay.run_to([self.replay.batch_start(r, i) for r, i in enumerate(ends)])
-        if shared.error is not None:  # a line's error, once the shared part has replayed
-            raise shared.error
         forked = self.versions.fork(un)
         self.replay.fork(un.streams, ends, forked, un.locate).run()
+        if shared.error is not None:  # a deadlock or mismatch of the run is reported first
+            raise shared.error
         return self.versions.table(forked)
 
     def run(self, n: int) -> Unrolled:
