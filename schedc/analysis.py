@@ -53,7 +53,7 @@ def _timed_run(manifest: Manifest, programs: Sequence[RankProgram], table: Versi
     """The run of `repeats` bodies and its unit timing: the verifier's replay
     times it when asked to (verify's `timed`)."""
     runs, table.runs = table.runs, None
-    if runs is not None and runs.un.repeats == repeats:
+    if runs is not None and runs.longest == repeats:
         return runs.timing()
     un = Unrolled.of(programs, manifest.period, repeats)
     return un, unit_timing(un.streams)

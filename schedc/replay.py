@@ -271,6 +271,12 @@ class Replay:
             self.encode(r, lo, same, new)
         return new
 
+    def extend(self, r: int) -> None:
+        """Rank r's stream has grown at its end (schedc.runs): encode the new
+        instructions, and the run that reaches into them again. The rank must
+        not stand inside that run's batch (Replay.batch_start)."""
+        self.code[r] = self.encode_from(r, self.code[r], len(self.code[r]))
+
     def fail(self, rank: int, index: int, reason: str, cls=VerifyError, **extra) -> VerifyError:
         section, idx = self.locate(rank, index)
         return cls(reason, rank=rank, index=idx, section=section,

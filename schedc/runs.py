@@ -27,16 +27,20 @@ from schedc.versions import VersionCheck, VersionTable
 class Runs:
     """The runs of 1 .. `longest` bodies of `programs`, proven in order of
     length (`prove`); `timed`: the longest run is also clocked under unit
-    costs (`timing`)."""
+    costs (`timing`). The shared streams grow a body at a time, as the runs
+    proven reach them (the longest run's last body and epilogue are made
+    only once the shorter runs' checks are gone: memory)."""
 
     def __init__(self, manifest: Manifest, programs: Sequence[RankProgram], longest: int,
                  timed: bool = False) -> None:
-        self.un = Unrolled.of(programs, manifest.period, longest)
+        self.programs, self.period, self.longest = tuple(programs), manifest.period, longest
+        self.streams = tuple(list(p.prologue) for p in programs)
+        self.bodies = 0  # body repetitions in the shared streams so far
         rule = Overlap.from_dict(manifest.overlap)  # the rule the deadlock proof is under
-        self.clock = Clock(self.un.streams, UnitCosts(), overlap=rule.overlapped,
+        self.clock = Clock(self.streams, UnitCosts(), overlap=rule.overlapped,
                            keep_messages=False) if timed else None
-        self.versions = VersionCheck(manifest, self.un)
-        self.replay = Replay(self.un.streams, None, self.un.locate, rule)
+        self.replay = Replay(self.streams, None, rule=rule)
+        self.versions = VersionCheck(manifest, len(self.programs))
         self.ended = False  # the shared replay has reached the end of the longest run
 
     def prove(self, n: int) -> VersionTable:
@@ -48,7 +52,7 @@ class Runs:
         shared = self.versions.shared(un)
         self.replay.observe(shared if self.clock is None else Fanout(self.clock, shared))
         self.replay.locate = un.locate
-        if n == self.un.repeats:
+        if n == self.longest:
             self._end()
             return self.versions.table(shared, final=True)
         ends = [un.epilogue_start(r) for r in range(len(un.streams))]
@@ -60,28 +64,53 @@ class Runs:
         return self.versions.table(forked)
 
     def run(self, n: int) -> Unrolled:
-        """The run of n bodies: the longest run's streams up to body n's end,
-        then the epilogue shifted as the last body is (the same as Unrolled.of)."""
-        if n == self.un.repeats:
-            return self.un
-        period = self.un.period
-        dm, dv = (n - 1) * period.microbatches, (n - 1) * period.steps
+        """The run of n bodies (the same as Unrolled.of): the shared streams up
+        to body n's end, then the epilogue shifted as the last body is. The
+        longest run's are the shared streams themselves."""
+        self._grow(n)
+        if n == self.longest:
+            return Unrolled(self.programs, self.period, n, self.streams)
         streams = tuple(
-            seq[:len(prog.prologue) + n * len(prog.body)]
-            + tuple(shift_all(prog.epilogue, dm, dv))
-            for prog, seq in zip(self.un.programs, self.un.streams, strict=True))
-        return Unrolled(self.un.programs, period, n, streams)
+            tuple(seq[:len(prog.prologue) + n * len(prog.body)]) + self._epilogue(prog, n)
+            for prog, seq in zip(self.programs, self.streams, strict=True))
+        return Unrolled(self.programs, self.period, n, streams)
+
+    def _epilogue(self, prog: RankProgram, n: int) -> tuple:
+        dm, dv = (n - 1) * self.period.microbatches, (n - 1) * self.period.steps
+        return tuple(shift_all(prog.epilogue, dm, dv))
+
+    def _grow(self, n: int) -> None:
+        """The shared streams hold n bodies (and the epilogue: the longest)."""
+        if n <= self.bodies:
+            return
+        m, steps = self.period.microbatches, self.period.steps
+        for r, (prog, seq) in enumerate(zip(self.programs, self.streams, strict=True)):
+            for k in range(self.bodies, n):
+                seq.extend(shift_all(prog.body, k * m, k * steps))
+            if n == self.longest:
+                seq.extend(self._epilogue(prog, n))
+            self.replay.extend(r)
+            if self.clock is not None:
+                self.clock.extend(r)
+        self.bodies = n
+
+    def proven(self) -> None:
+        """No more runs are proven: the version check goes (memory); the
+        shared replay goes on with the clock alone, if any."""
+        self.versions.lines = []
+        if self.clock is not None:
+            self.replay.observe(self.clock)
 
     def timing(self) -> tuple[Unrolled, Timing]:
         """The longest run and its unit timing, once the shorter runs are
         proven: the shared replay goes on to the end with the clock alone."""
         assert self.clock is not None, "Runs(timed=True) clocks the longest run"
-        if not self.ended:  # the longest run is timed, not proven: the lines go
-            self.versions.lines = []
-            self.replay.observe(self.clock)
-            self.replay.locate = self.un.locate
+        un = self.run(self.longest)
+        if not self.ended:  # the longest run is timed, not proven
+            self.proven()
+            self.replay.locate = un.locate
             self._end()
-        return self.un, Timing(self.clock.starts, self.clock.ends)
+        return un, Timing(self.clock.starts, self.clock.ends)
 
     def _end(self) -> None:
         self.replay.run_to(None)

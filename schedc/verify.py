@@ -40,6 +40,7 @@ def verify(manifest: Manifest, programs: Sequence[RankProgram], timed: int | Non
     runs = Runs(manifest, programs, max(repeats[-1], timed or 0), timed is not None)
     spec = Spec.from_dict(manifest.spec)
     for n in repeats:
+        table = None  # the last run's table goes before this run's is made (memory)
         try:
             un = runs.run(n)
             _check_completeness(manifest, un)
@@ -48,6 +49,8 @@ def verify(manifest: Manifest, programs: Sequence[RankProgram], timed: int | Non
         except VerifyError as exc:
             exc.repeats = n  # the run that failed (the compiler folds on 1)
             raise
+    runs.proven()
+    assert table is not None
     if timed is not None:
         table.runs = runs
     return table

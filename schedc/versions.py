@@ -100,9 +100,9 @@ class VersionCheck:
     *line* that checks the shared part once, as the replay reaches it, and a
     run's epilogue is checked on a copy of the line (`fork`)."""
 
-    def __init__(self, manifest: Manifest, un: Unrolled) -> None:
+    def __init__(self, manifest: Manifest, ranks: int) -> None:
         spec = Spec.from_dict(manifest.spec)
-        self.lines = [_RankReplay(manifest, spec, un, r) for r in range(len(un.streams))]
+        self.lines = [_RankReplay(manifest, spec, r) for r in range(ranks)]
 
     def shared(self, un: Unrolled) -> _Versions:
         """The observer of the shared replay while it stands for run `un`
@@ -171,8 +171,9 @@ _RECV_FROM = {-TABLE[op].hop: op for op in RECV_OPS}
 class _RankReplay:
     """One rank's check, with the table of what it read (its own stages only)."""
 
-    def __init__(self, manifest: Manifest, spec: Spec, un: Unrolled, rank: int) -> None:
-        self.manifest, self.spec, self.un, self.rank = manifest, spec, un, rank
+    def __init__(self, manifest: Manifest, spec: Spec, rank: int) -> None:
+        self.manifest, self.spec, self.rank = manifest, spec, rank
+        self.un: Unrolled | None = None  # the run checked (VersionCheck.shared, fork)
         self.table = VersionTable()
         # A copy's check (the epilogue's) writes to its own table what it adds or
         # raises; what the line found before is read from the line's (`base`).
