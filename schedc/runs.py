@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from schedc.clock import Clock, UnitCosts
 from schedc.overlap import Overlap
 from schedc.program import Manifest, RankProgram, shift_all
-from schedc.replay import Fanout, Replay
+from schedc.replay import Replay
 from schedc.timing import Timing
 from schedc.unroll import Unrolled
 from schedc.versions import VersionCheck, VersionTable
@@ -39,29 +39,24 @@ class Runs:
         rule = Overlap.from_dict(manifest.overlap)  # the rule the deadlock proof is under
         self.clock = Clock(self.streams, UnitCosts(), overlap=rule.overlapped,
                            keep_messages=False) if timed else None
-        self.replay = Replay(self.streams, None, rule=rule)
+        self.replay = Replay(self.streams, self.clock, rule=rule)
         self.versions = VersionCheck(manifest, len(self.programs))
         self.ended = False  # the shared replay has reached the end of the longest run
 
     def prove(self, n: int) -> VersionTable:
-        """Replay run n (after runs 1 .. n - 1): deadlock freedom and every
+        """Replay run n (after runs 1 .. n - 1): deadlock freedom, then every
         version; its table. The longest run is the shared replay itself, run to
         its end; a shorter one stops the shared replay before its epilogue
         and forks."""
         un = self.run(n)
-        shared = self.versions.shared(un)
-        self.replay.observe(shared if self.clock is None else Fanout(self.clock, shared))
         self.replay.locate = un.locate
         if n == self.longest:
             self._end()
-            return self.versions.table(shared, final=True)
+            return self.versions.check(un, final=True)
         ends = [un.epilogue_start(r) for r in range(len(un.streams))]
         self.replay.run_to([self.replay.batch_start(r, i) for r, i in enumerate(ends)])
-        forked = self.versions.fork(un)
-        self.replay.fork(un.streams, ends, forked, un.locate).run()
-        if shared.error is not None:  # a deadlock or mismatch of the run is reported first
-            raise shared.error
-        return self.versions.table(forked)
+        self.replay.fork(un.streams, ends, None, un.locate).run()
+        return self.versions.check(un, ends)
 
     def run(self, n: int) -> Unrolled:
         """The run of n bodies (the same as Unrolled.of): the shared streams up
@@ -95,11 +90,8 @@ class Runs:
         self.bodies = n
 
     def proven(self) -> None:
-        """No more runs are proven: the version check goes (memory); the
-        shared replay goes on with the clock alone, if any."""
+        """No more runs are proven: the version check goes (memory)."""
         self.versions.lines = []
-        if self.clock is not None:
-            self.replay.observe(self.clock)
 
     def timing(self) -> tuple[Unrolled, Timing]:
         """The longest run and its unit timing, once the shorter runs are

@@ -18,7 +18,6 @@ from typing import Any
 from schedc.errors import VerifyError
 from schedc.instructions import FREES_ACTIVATION, RECV_OPS, TABLE, resolve_needs
 from schedc.program import Manifest
-from schedc.replay import Observer
 from schedc.spec import Spec
 from schedc.unroll import Unrolled
 
@@ -96,72 +95,40 @@ class _Replica:
 class VersionCheck:
     """Every rank's version check over runs of the same programs with 1, 2,
     3 ... bodies, which agree up to their epilogues (schedc.runs). A rank's
-    check reads nothing but its own stream, in order, so each rank has one
-    *line* that checks the shared part once, as the replay reaches it, and a
-    run's epilogue is checked on a copy of the line (`fork`)."""
+    check reads nothing but its own stream, in order, so it needs no replay:
+    each rank has one *line* that checks the shared part once, and a run's
+    epilogue is checked on a copy of the line."""
 
     def __init__(self, manifest: Manifest, ranks: int) -> None:
         spec = Spec.from_dict(manifest.spec)
         self.lines = [_RankReplay(manifest, spec, r) for r in range(ranks)]
+        self.checked = [0] * ranks  # per rank, where its line has checked to
 
-    def shared(self, un: Unrolled) -> _Versions:
-        """The observer of the shared replay while it stands for run `un`
-        (its errors name places in that run)."""
-        for line in self.lines:
+    def check(self, un: Unrolled, ends: list[int] | None = None, final: bool = False
+              ) -> VersionTable:
+        """The version table of run `un`, whose streams are the shared ones up
+        to `ends` (per rank; None: to their ends): the lines check up to there,
+        copies of them the rest. The first error, by rank, is raised; `final`:
+        no later run reads the lines (memory)."""
+        checks = []
+        for r, line in enumerate(self.lines):
             line.un = un
-        return _Versions(self.lines, forked=False)
-
-    def fork(self, un: Unrolled) -> _Versions:
-        """The observer of run `un`'s own replay from where the shared one
-        stopped: each rank's check goes on from a copy of its line."""
-        return _Versions([line.copy() for line in self.lines], forked=True, un=un)
-
-    def table(self, observer: _Versions, final: bool = False) -> VersionTable:
-        """The run's table once its replay has ended (the first version error
-        it found is raised); `final`: no later run reads the lines (memory)."""
-        if observer.error is not None:
-            raise observer.error
+            end = len(un.streams[r]) if ends is None else ends[r]
+            line.run(self.checked[r], end)
+            self.checked[r] = end
+        for r, line in enumerate(self.lines):
+            check = line if ends is None else line.copy()
+            check.run(self.checked[r], len(un.streams[r]))
+            check.finish()
+            checks.append(check)
         table = VersionTable()
-        for line in observer.lines:
-            line.finish()
-            line.base.merge_into(table)  # the line's, then what the epilogue added
-            line.table.merge_into(table)
-            table.activation_peaks.append(line.alive_peak)
+        for check in checks:
+            check.base.merge_into(table)  # the line's, then what the epilogue added
+            check.table.merge_into(table)
+            table.activation_peaks.append(check.alive_peak)
         if final:
             self.lines = []
         return table
-
-
-class _Versions(Observer):
-    """Hands each instruction, in the order the replay runs it, to its rank's
-    check. The first version error is kept until the replay ends: a deadlock
-    or a message mismatch, found by the replay itself, is the error to report
-    first."""
-
-    def __init__(self, lines: list[_RankReplay], forked: bool, un: Unrolled | None = None
-                 ) -> None:
-        self.lines = lines
-        if forked:
-            for line in lines:
-                line.un = un
-        self.error: VerifyError | None = None
-
-    def _run(self, r: int, lo: int, hi: int) -> None:
-        if self.error is None:
-            try:
-                self.lines[r].run(lo, hi)
-            except VerifyError as exc:
-                self.error = exc
-
-    def local(self, r: int, lo: int, hi: int) -> None:
-        self._run(r, lo, hi)
-
-    def posted(self, r: int, lo: int, hi: int) -> None:
-        self._run(r, lo, hi)
-
-    def collective(self, members: list[tuple[int, int]]) -> None:
-        for r, i in members:
-            self._run(r, i, i + 1)
 
 
 # The receive that brings an input from stage s + d: the one whose hop is -d.
@@ -241,28 +208,28 @@ class _RankReplay:
                             f"{' (look-ahead)' if ins.lookahead else ''} but stage "
                             f"{ins.stage} points at {have}")
 
-    def _need(self, key, what: str) -> None:
-        if key not in self.done:
-            raise self.fail(f"runs before {what}")
-
-    def _input(self, kind: str, p: int, s: int, mb: int, local_kind: str, src: int) -> None:
-        if self.maps[p][src] == self.rank:
-            self._need((local_kind, p, src, mb), f"{local_kind} of stage {src} on this rank")
-        else:
-            key = (kind, p, s, mb)
-            if key not in self.received:
-                raise self.fail(f"runs before its {kind} from rank {self.maps[p][src]} arrived")
-            self.received.discard(key)
-
     def _check_needs(self, ins) -> None:
         """The op's `needs` (schedc.instructions): each input ran before it on
-        this rank or, from a stage another rank holds, its message arrived."""
+        this rank or, from a stage another rank holds, its message arrived.
+        (Every instruction passes here: the messages are made only on failure.)"""
         p, s, mb = ins.pipeline, ins.stage, ins.mb
+        done, received = self.done, self.received
         for kind, d in self.needs[ins.op]:
+            src = s + d
             if d == 0:
-                self._need((kind, p, s, mb), f"its {kind}")
-            elif 0 <= s + d <= self.last:
-                self._input(_RECV_FROM[d], p, s, mb, kind, s + d)
+                if (kind, p, s, mb) not in done:
+                    raise self.fail(f"runs before its {kind}")
+            elif not 0 <= src <= self.last:
+                continue
+            elif self.maps[p][src] == self.rank:
+                if (kind, p, src, mb) not in done:
+                    raise self.fail(f"runs before {kind} of stage {src} on this rank")
+            else:
+                key = (_RECV_FROM[d], p, s, mb)
+                if key not in received:
+                    raise self.fail(f"runs before its {key[0]} from rank {self.maps[p][src]} "
+                                    "arrived")
+                received.discard(key)
 
     def _op_F(self, ins, rep: _Replica) -> None:
         p, s, mb = ins.pipeline, ins.stage, ins.mb
