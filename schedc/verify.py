@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
+from operator import attrgetter
 
 from schedc.errors import VerifyError
 from schedc.instructions import COMPUTE_OPS, FIELDS, TABLE, schedule_compute_ops
@@ -79,12 +80,26 @@ _NOT_TAKEN = {op: tuple(n for n in FIELDS if n not in row.fields) for op, row in
 
 
 def _check_fields(manifest: Manifest, prog: RankProgram) -> None:
+    sound: set[tuple] = set()  # shapes found sound on this rank
     for section, seq in prog.sections().items():
         for i, ins in enumerate(seq):
+            if _shape(ins) in sound:
+                continue
             reason = _field_problem(manifest, prog.rank, ins)
             if reason:
                 raise VerifyError(reason, rank=prog.rank, index=i, section=section,
                                   instr=ins.op)
+            sound.add(_shape(ins))
+
+
+# What _field_problem reads of an instruction, but the micro-batch: an
+# instruction of a shape already found sound is sound (mb must be >= 0).
+_SHAPE_FIELDS = ("op", "pipeline", "stage") + tuple(n for n in FIELDS if n != "mb")
+_shape_of = attrgetter(*_SHAPE_FIELDS)
+
+
+def _shape(ins: Instr) -> tuple:
+    return _shape_of(ins), None if ins.mb is None else ins.mb >= 0
 
 
 def _field_problem(manifest: Manifest, rank: int, ins: Instr) -> str | None:
