@@ -4,11 +4,12 @@ A run of n bodies is prologue + n bodies + epilogue, and the runs of 1, 2, 3
 ... bodies agree up to their epilogues. The replay core is determinate: which
 send meets which receive, and where every rank ends, do not depend on the
 order in which ranks advance. So one replay of the longest run, stopped before
-a shorter run's epilogue (Replay.run_to), is that shorter run up to there, and
-a fork of it (Replay.fork) replays the shorter run's epilogue alone. Each
-rank's version check goes along (schedc.versions.VersionCheck): its line
-checks the shared part once, a copy checks each epilogue. The unit-cost clock
-times the longest run, for the analysis.
+a shorter run's epilogue (Replay.run_to, never inside a batch), is that
+shorter run up to there, and a fork of it (Replay.fork) replays the shorter
+run's epilogue alone. A rank's version check reads only its own stream, so it
+runs beside the replay, not in it (schedc.versions.VersionCheck: each rank's
+line checks the shared part once, a copy each epilogue). The unit-cost clock
+observes the shared replay, which times the longest run for the analysis.
 """
 
 from __future__ import annotations
