@@ -23,8 +23,8 @@ The rules (docs/programs.md, "Execution rules"):
   soon as a batch is done. Matching is the same per-channel order.
 
 Clients plug in as an `Observer` (callbacks on ranges of a rank's stream):
-the verifier's deadlock check (no observer), its version replay
-(`schedc.versions`), the unit-cost timing (`schedc.timing`) and the
+the verifier's deadlock proof (no observer; `schedc.runs` stops it before an
+epilogue and forks it), the unit-cost timing (`schedc.timing`) and the
 cost-model simulator (`schedc.simulate.engine`). The replay is linear in the
 number of instructions: a rank runs until it blocks and is woken only when a
 peer completes what it waits for.
