@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import networkx as nx
 
 from schedc import __version__
-from schedc.analysis import analyse
+from schedc.analysis import analyse, analysed_repeats
 from schedc.deadlock import check_deadlock_free, place_receives
 from schedc.errors import VerifyError
 from schedc.fallback import candidate_policies, search_programs
@@ -263,7 +263,8 @@ def _compile_fallback(spec: Spec) -> Compiled:
 
     def prove(programs: list[RankProgram], period: Period) -> None:
         manifest = _manifest(spec, programs, period)
-        proven["manifest"], proven["table"] = manifest, verify(manifest, programs)
+        proven["manifest"], proven["table"] = manifest, verify(
+            manifest, programs, analysed_repeats(manifest))
 
     programs, period, policy = search_programs(
         spec, policies, warm, _sync_period(spec),
@@ -398,7 +399,7 @@ def _verify_folding(manifest: Manifest, programs: list[RankProgram], folds: int
     that run deadlocks or mismatches and folds are left, fold once more."""
     while True:
         try:
-            return programs, verify(manifest, programs)
+            return programs, verify(manifest, programs, analysed_repeats(manifest))
         except (ReplayDeadlock, ReplayMismatch) as exc:
             if getattr(exc, "repeats", None) != 1 or folds == 0:
                 raise
