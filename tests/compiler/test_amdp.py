@@ -21,10 +21,14 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "schedules.md"
 # m = p = 2N - 1 without a whole-period template gives each batch two whole
 # iterations, one pipeline idle in the second: a bubble of 1/(2N).
 FIGURES = {
-    (3, 5): (1 / 31, [3, 4, 2], 1, 1),  # whole period (schedc.modulo_table; was 1/6)
+    (3, 3): (1 / 19, [3, 3, 2], 1, 1),  # whole period (schedc.modulo_table; was 1/4)
+    (3, 5): (1 / 31, [3, 4, 2], 1, 1),  # whole period (was 1/6)
+    (3, 7): (1 / 43, [3, 4, 2], 1, 1),  # whole period (was 1/8)
+    (4, 3): (1 / 7, [3, 3, 3, 3], 1, 1),  # whole period (was 1/4)
     (4, 4): (0.0, [3, 4, 4, 3], 1, 1),
     (4, 5): (1 / 16, [3, 4, 4, 3], 1, 1),  # whole period (was 1/6)
     (4, 7): (1 / 15, [3, 4, 4, 3], 1, 1),  # whole period (was 1/8)
+    (4, 9): (1 / 19, [3, 4, 4, 3], 1, 1),  # whole period (was 1/10)
     (5, 5): (4 / 49, [5, 5, 4, 5, 4], 1, 1),  # whole period (was 1/6)
     (5, 6): (0.0, [5, 5, 4, 5, 4], 1, 1),
     (5, 7): (1 / 22, [5, 5, 4, 5, 4], 1, 1),  # whole period (was 2/9)

@@ -16,9 +16,13 @@ from schedc.presets import preset_spec
 # (p, m) -> peak activations per rank of the whole-iteration batches the entry
 # replaces (the compiled manifest's before the table): an entry never holds more
 WHOLE_ITERATION_PEAKS: dict[tuple[int, int], list[int]] = {
+    (3, 3): [3, 3, 2],
     (3, 5): [3, 4, 2],
+    (3, 7): [3, 4, 2],
+    (4, 3): [3, 3, 3, 3],
     (4, 5): [3, 4, 4, 3],
     (4, 7): [3, 4, 4, 3],
+    (4, 9): [3, 4, 4, 3],
     (5, 5): [5, 5, 4, 5, 4],
     (5, 7): [5, 5, 4, 5, 4],
     (5, 8): [5, 5, 4, 5, 4],
