@@ -112,13 +112,15 @@ class _RankLowering:
         self.last_reader = self._last_readers()
         self.sends: list[Instr] = []  # the sends after the previous compute op
         self.local: list[Instr] = []  # and its ops on this rank (ACC)
+        self.messages: dict[tuple[str, int, int], _Messages] = {}
 
     def _last_readers(self) -> dict[tuple[Replica, int], int]:
         """Index in seq of the last op reading each (replica, version)."""
         last: dict[tuple[Replica, int], int] = {}
+        reads = self.plan.reads
         for i, op in enumerate(self.seq):
             if op.kind != STEP_KIND:
-                last[((op.pipeline, op.stage), self.plan.reads[op])] = i
+                last[((op.pipeline, op.stage), reads[op])] = i
         return last
 
     def run(self) -> list[Instr]:
@@ -133,8 +135,9 @@ class _RankLowering:
                 self._flush_local()
                 self._step(i, op)
             else:
-                self._compute(op, i)
-                self._release_after(i, op)
+                version = self.plan.reads[op]
+                self._compute(op, i, version)
+                self._release_after(i, op, version)
         self.out.extend(self.sends)
         self._flush_local()
         return self.out
@@ -150,47 +153,48 @@ class _RankLowering:
         for consumer, _ in self.early.get(i, ()):
             self._receive(consumer)
 
+    def _messages_of(self, op: Op) -> _Messages:
+        """The messages around `op`'s kind on its stage replica, with peers."""
+        key = (op.kind, op.pipeline, op.stage)
+        found = self.messages.get(key)
+        if found is None:
+            found = self.messages[key] = _messages(self.problem, self.rank, *key)
+        return found
+
     def _receive(self, op: Op) -> None:
         """The receives `op` consumes (the instruction table's `AROUND`), from
         the ranks holding the stages they come from."""
-        p, s, mb = op.pipeline, op.stage, op.mb
-        m, stages = self.problem.maps[p], self.problem.stages
-        for recv, offset, _ in AROUND[op.kind].receives:
-            if 0 <= s + offset < stages and m[s + offset] != self.rank:
-                self._emit(recv, stage=s, mb=mb, pipeline=p, peer=m[s + offset])
+        _, p, s, mb = op
+        self.out += [Instr(recv, s, mb, p, None, peer)
+                     for recv, peer in self._messages_of(op).receives]
 
-    def _compute(self, op: Op, index: int) -> None:
-        p, s, mb = op.pipeline, op.stage, op.mb
+    def _compute(self, op: Op, index: int, version: int) -> None:
+        kind, p, s, mb = op
         self.out.extend(self.sends)
         self._post_early(index)
         if op not in self.posted:
             self._receive(op)
         self._flush_local()
-        version, lookahead = self._weights_for(op)
+        lookahead = self._lookahead(op, version)
         self._swap_if_needed((p, s), version, lookahead)
-        extra = {"lookahead": True} if lookahead else {}
-        self._emit(op.kind, stage=s, mb=mb, pipeline=p, version=version, **extra)
+        self.out.append(Instr(kind, s, mb, p, version, lookahead=True if lookahead else None))
         self._after(op)
 
     def _after(self, op: Op) -> None:
         """The sends of what `op` produced (to other ranks) and its local
         followers (ACC), from the instruction table's `AROUND`: they go out
         with the next op's receives."""
-        p, s, mb = op.pipeline, op.stage, op.mb
-        m, stages = self.problem.maps[p], self.problem.stages
-        around = AROUND[op.kind]
-        for send, offset in around.sends:
-            if 0 <= s + offset < stages and m[s + offset] != self.rank:
-                self.sends.append(Instr(send, stage=s, mb=mb, pipeline=p, peer=m[s + offset]))
-        for name in around.local:
-            self.local.append(Instr(name, stage=s, mb=mb, pipeline=p))
+        _, p, s, mb = op
+        messages = self._messages_of(op)
+        self.sends += [Instr(send, s, mb, p, None, peer) for send, peer in messages.sends]
+        self.local += [Instr(name, s, mb, p) for name in messages.local]
 
-    def _weights_for(self, op: Op) -> tuple[int, bool]:
-        version = self.plan.reads[op]
+    def _lookahead(self, op: Op, version: int) -> bool:
+        """Whether `op` reads extrapolated weights (it reads the stage's
+        current version and the stage looks ahead)."""
         alpha = self.plan.alpha.get(op.stage, 0.0)
         lookahead = op.kind in READS_LOOKAHEAD and alpha != 0.0 and version >= 1
-        lookahead = lookahead and version == self.current[(op.pipeline, op.stage)]
-        return version, lookahead
+        return lookahead and version == self.current[(op.pipeline, op.stage)]
 
     def _swap_if_needed(self, rep: Replica, version: int, lookahead: bool) -> None:
         if self.active[rep] != (version, lookahead):
@@ -221,15 +225,36 @@ class _RankLowering:
             if spec.dp_mode == "async-sparse" and (old + 1) % spec.dp_period == 0:
                 self._emit("SPARSE_SYNC", stage=op.stage, pipeline=p, version=old + 1)
 
-    def _release_after(self, i: int, op: Op) -> None:
+    def _release_after(self, i: int, op: Op, version: int) -> None:
         rep = (op.pipeline, op.stage)
-        version = self.plan.reads[op]
         if version in self.stashed[rep] and self.last_reader[(rep, version)] == i:
             self.stashed[rep].discard(version)
             self._emit("RELEASE", stage=op.stage, pipeline=op.pipeline, version=version)
 
     def _emit(self, op: str, **kw: object) -> None:
         self.out.append(Instr(op, **kw))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _Messages:
+    """The instruction table's `AROUND` for one compute kind on one stage
+    replica of a rank: (receive op, peer rank) of each input from another
+    rank, (send op, peer rank) of each output to another rank, and the local
+    followers."""
+
+    receives: tuple[tuple[str, int], ...]
+    sends: tuple[tuple[str, int], ...]
+    local: tuple[str, ...]
+
+
+def _messages(problem: Problem, rank: int, kind: str, pipeline: int, stage: int) -> _Messages:
+    m, stages, around = problem.maps[pipeline], problem.stages, AROUND[kind]
+
+    def peers(rows: Sequence[tuple]) -> tuple[tuple[str, int], ...]:
+        return tuple((row[0], m[stage + row[1]]) for row in rows
+                     if 0 <= stage + row[1] < stages and m[stage + row[1]] != rank)
+
+    return _Messages(peers(around.receives), peers(around.sends), around.local)
 
 
 def _early_receives(problem: Problem, rank: int, seq: Sequence[Op], times: Mapping[Op, int]
