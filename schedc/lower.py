@@ -52,7 +52,7 @@ def plan_versions(problem: Problem, orders: Sequence[Sequence[Op]]) -> VersionPl
                 else:
                     plan.reads[op] = current[rep]
             elif spec.stashes:
-                plan.reads[op] = plan.reads[op._replace(kind=source)]
+                plan.reads[op] = plan.reads[Op(source, op.pipeline, op.stage, op.mb)]
             else:
                 plan.reads[op] = current[rep]
     if spec.lookahead is not None:
@@ -151,7 +151,7 @@ class _RankLowering:
     # ---- compute and communication ---------------------------------------------
     def _post_early(self, i: int) -> None:
         for consumer, _ in self.early.get(i, ()):
-            self._receive(consumer)
+            self._receive(consumer, self._messages_of(consumer))
 
     def _messages_of(self, op: Op) -> _Messages:
         """The messages around `op`'s kind on its stage replica, with peers."""
@@ -161,33 +161,30 @@ class _RankLowering:
             found = self.messages[key] = _messages(self.problem, self.rank, *key)
         return found
 
-    def _receive(self, op: Op) -> None:
+    def _receive(self, op: Op, messages: _Messages) -> None:
         """The receives `op` consumes (the instruction table's `AROUND`), from
         the ranks holding the stages they come from."""
         _, p, s, mb = op
-        self.out += [Instr(recv, s, mb, p, None, peer)
-                     for recv, peer in self._messages_of(op).receives]
+        self.out += [Instr(recv, s, mb, p, None, peer) for recv, peer in messages.receives]
 
     def _compute(self, op: Op, index: int, version: int) -> None:
+        """`op` with the receives before it, and the sends of what it produced
+        (to other ranks) and its local followers (ACC) kept for after it: they
+        go out with the next op's receives."""
         kind, p, s, mb = op
-        self.out.extend(self.sends)
-        self._post_early(index)
-        if op not in self.posted:
-            self._receive(op)
-        self._flush_local()
-        lookahead = self._lookahead(op, version)
-        self._swap_if_needed((p, s), version, lookahead)
-        self.out.append(Instr(kind, s, mb, p, version, lookahead=True if lookahead else None))
-        self._after(op)
-
-    def _after(self, op: Op) -> None:
-        """The sends of what `op` produced (to other ranks) and its local
-        followers (ACC), from the instruction table's `AROUND`: they go out
-        with the next op's receives."""
-        _, p, s, mb = op
         messages = self._messages_of(op)
-        self.sends += [Instr(send, s, mb, p, None, peer) for send, peer in messages.sends]
-        self.local += [Instr(name, s, mb, p) for name in messages.local]
+        self.out += self.sends
+        if index in self.early:
+            self._post_early(index)
+        if messages.receives and op not in self.posted:
+            self._receive(op, messages)
+        self.out += self.local
+        lookahead = bool(self.plan.alpha) and self._lookahead(op, version)
+        if self.active[(p, s)] != (version, lookahead):
+            self._swap((p, s), version, lookahead)
+        self.out.append(Instr(kind, s, mb, p, version, lookahead=True if lookahead else None))
+        self.sends = [Instr(send, s, mb, p, None, peer) for send, peer in messages.sends]
+        self.local = [Instr(name, s, mb, p) for name in messages.local]
 
     def _lookahead(self, op: Op, version: int) -> bool:
         """Whether `op` reads extrapolated weights (it reads the stage's
@@ -196,11 +193,11 @@ class _RankLowering:
         lookahead = op.kind in READS_LOOKAHEAD and alpha != 0.0 and version >= 1
         return lookahead and version == self.current[(op.pipeline, op.stage)]
 
-    def _swap_if_needed(self, rep: Replica, version: int, lookahead: bool) -> None:
-        if self.active[rep] != (version, lookahead):
-            extra = {"lookahead": True} if lookahead else {}
-            self._emit("SWAP", stage=rep[1], pipeline=rep[0], version=version, **extra)
-            self.active[rep] = (version, lookahead)
+    def _swap(self, rep: Replica, version: int, lookahead: bool) -> None:
+        """Point the replica's weights at the version (or look-ahead) the next op reads."""
+        self._emit("SWAP", stage=rep[1], pipeline=rep[0], version=version,
+                   lookahead=True if lookahead else None)
+        self.active[rep] = (version, lookahead)
 
     # ---- weights -------------------------------------------------------------------
     def _step(self, i: int, op: Op) -> None:
