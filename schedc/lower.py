@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from schedc.graph import Problem
@@ -103,7 +103,8 @@ class _RankLowering:
     def __init__(self, problem: Problem, rank: int, seq: Sequence[Op], plan: VersionPlan,
                  times: Mapping[Op, int] | None = None):
         self.problem, self.rank, self.seq, self.plan = problem, rank, seq, plan
-        self.early = _early_receives(problem, rank, seq, times) if times else {}
+        self.messages: dict[tuple[str, int, int], _Messages] = {}
+        self.early = _early_receives(seq, times, self._messages_of) if times else {}
         self.posted: set[Op] = {op for ops in self.early.values() for op, _ in ops}
         self.out: list[Instr] = []
         self.current: dict[Replica, int] = defaultdict(int)
@@ -112,7 +113,6 @@ class _RankLowering:
         self.last_reader = self._last_readers()
         self.sends: list[Instr] = []  # the sends after the previous compute op
         self.local: list[Instr] = []  # and its ops on this rank (ACC)
-        self.messages: dict[tuple[str, int, int], _Messages] = {}
 
     def _last_readers(self) -> dict[tuple[Replica, int], int]:
         """Index in seq of the last op reading each (replica, version)."""
@@ -236,50 +236,43 @@ class _RankLowering:
 class _Messages:
     """The instruction table's `AROUND` for one compute kind on one stage
     replica of a rank: (receive op, peer rank) of each input from another
-    rank, (send op, peer rank) of each output to another rank, and the local
-    followers."""
+    rank, (send op, peer rank) of each output to another rank, the local
+    followers, and (kind, stage) of the op on another rank whose output the
+    first receive brings (None without receives)."""
 
     receives: tuple[tuple[str, int], ...]
     sends: tuple[tuple[str, int], ...]
     local: tuple[str, ...]
+    producer: tuple[str, int] | None
 
 
 def _messages(problem: Problem, rank: int, kind: str, pipeline: int, stage: int) -> _Messages:
     m, stages, around = problem.maps[pipeline], problem.stages, AROUND[kind]
 
-    def peers(rows: Sequence[tuple]) -> tuple[tuple[str, int], ...]:
-        return tuple((row[0], m[stage + row[1]]) for row in rows
-                     if 0 <= stage + row[1] < stages and m[stage + row[1]] != rank)
+    def remote(rows: Sequence[tuple]) -> list[tuple]:
+        return [row for row in rows
+                if 0 <= stage + row[1] < stages and m[stage + row[1]] != rank]
 
-    return _Messages(peers(around.receives), peers(around.sends), around.local)
+    receives, sends = remote(around.receives), remote(around.sends)
+    return _Messages(tuple((row[0], m[stage + row[1]]) for row in receives),
+                     tuple((row[0], m[stage + row[1]]) for row in sends), around.local,
+                     (receives[0][2], stage + receives[0][1]) if receives else None)
 
 
-def _early_receives(problem: Problem, rank: int, seq: Sequence[Op], times: Mapping[Op, int]
-                    ) -> dict[int, list[tuple[Op, int]]]:
+def _early_receives(seq: Sequence[Op], times: Mapping[Op, int],
+                    messages_of: Callable[[Op], _Messages]) -> dict[int, list[tuple[Op, int]]]:
     """seq index -> the ops whose input is received in the batch before it,
     in the order the messages are sent."""
     starts = [times[op] for op in seq]
     out: dict[int, list[tuple[Op, int]]] = defaultdict(list)
     for op in seq:
-        producer = _remote_producer(problem, rank, op)
+        producer = None if op.kind == STEP_KIND else messages_of(op).producer
         if producer is None:
             continue
-        sent = times[producer] + UNIT_COST[producer.kind]
+        kind, stage = producer
+        sent = times[Op(kind, op.pipeline, stage, op.mb)] + UNIT_COST[kind]
         at = bisect.bisect_left(starts, sent)
         out[at].append((op, sent))
     for ops in out.values():
         ops.sort(key=lambda item: item[1])
     return out
-
-
-def _remote_producer(problem: Problem, rank: int, op: Op) -> Op | None:
-    """The op on another rank whose output `op` receives, if any (the
-    instruction table's `AROUND`)."""
-    around = AROUND.get(op.kind)
-    if around is None:
-        return None
-    m, s = problem.maps[op.pipeline], op.stage
-    for _, offset, producer in around.receives:
-        if 0 <= s + offset < problem.stages and m[s + offset] != rank:
-            return op._replace(kind=producer, stage=s + offset)
-    return None
