@@ -23,7 +23,7 @@ from schedc.fallback import candidate_policies, search_programs
 from schedc.graph import Problem, add_order_edges, build_graph, check_acyclic
 from schedc.instructions import FREES_ACTIVATION, STORES_ACTIVATION
 from schedc.lower import lower
-from schedc.modulo import modulo_plan
+from schedc.modulo import ModuloPlan, modulo_plan
 from schedc.order import (
     DEFAULT_POLICY,
     Dependencies,
@@ -329,14 +329,11 @@ def _split_programs(spec: Spec, policy: Policy, long_run: bool = False) -> Split
     if plan is not None:
         k = plan.period_steps
         period = Period(microbatches=k * spec.microbatches, steps=k)
-        # A modulo schedule repeats from its warm-up on: two periods past it
-        # show the body twice (the long run, four).
-        for bodies in ((4,) if long_run else (SHORT_BODIES, 4)):
-            batches = plan.warmup_batches + bodies * k
-            batches += -batches % k
+        runs = _modulo_runs(plan, long_run)
+        for batches in runs:
             streams = _lowered(spec, batches, policy)
             programs, extra = split_run(streams, batches // k, period)
-            if batches // k - extra >= SHORT_BODIES or bodies == 4:
+            if batches // k - extra >= SHORT_BODIES or batches == runs[-1]:
                 return programs, period, "modulo", batches // k - extra
     base = _list_period(spec)
     # A step of many micro-batches (more than the pipelines hold in flight)
@@ -368,6 +365,21 @@ def _split_programs(spec: Spec, policy: Policy, long_run: bool = False) -> Split
 # Periods of the short run beyond its warm-up and drain: the split needs two
 # bodies to see the run repeat.
 SHORT_BODIES = 2
+
+
+def _modulo_runs(plan: ModuloPlan, long_run: bool = False) -> list[int]:
+    """Batches of the runs a modulo schedule is lowered for, shortest first,
+    until one shows the body SHORT_BODIES times. A modulo schedule repeats
+    from its warm-up on, and the plan's warm-up count bounds it from above
+    (often a period more than needed): the shortest run that can show two
+    bodies (a period of warm-up and drain), two periods past the bound, four
+    (the long run: four only)."""
+    k = plan.period_steps
+    runs = {-(-(plan.warmup_batches + bodies * k) // k) * k
+            for bodies in ((4,) if long_run else (SHORT_BODIES, 4))}
+    if not long_run:
+        runs.add((SHORT_BODIES + 1) * k)
+    return sorted(runs)
 
 
 def _short_list_programs(spec: Spec, policy: Policy, base: int) -> Split | None:
