@@ -332,7 +332,12 @@ def _split_programs(spec: Spec, policy: Policy, long_run: bool = False) -> Split
         runs = _modulo_runs(plan, long_run)
         for batches in runs:
             streams = _lowered(spec, batches, policy)
-            programs, extra = split_run(streams, batches // k, period)
+            try:
+                programs, extra = split_run(streams, batches // k, period)
+            except VerifyError:
+                if batches == runs[-1]:
+                    raise
+                continue  # too short to settle: the next run
             if batches // k - extra >= SHORT_BODIES or batches == runs[-1]:
                 return programs, period, "modulo", batches // k - extra
     base = _list_period(spec)
