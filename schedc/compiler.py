@@ -12,8 +12,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from schedc import __version__
 from schedc.analysis import analyse, analysed_repeats
@@ -41,6 +40,9 @@ from schedc.timing import unit_timing
 from schedc.unroll import Unrolled
 from schedc.verify import verify
 from schedc.versions import VersionTable
+
+if TYPE_CHECKING:  # networkx is imported only where a graph is built (schedc.graph)
+    import networkx as nx
 
 
 @dataclass(frozen=True)
