@@ -25,7 +25,7 @@ SETTLED_REPEATS = 4  # repetitions 1 and 2 compared, 3 next to the epilogue
 
 def analyse(manifest: Manifest, programs: Sequence[RankProgram], table: VersionTable
             ) -> dict[str, Any]:
-    repeats = 1 if manifest.synchronous else ANALYSIS_REPEATS
+    repeats = analysed_repeats(manifest)
     un, timing = _timed_run(manifest, programs, table, repeats)
     makespan = timing.makespan
     ranks = manifest.world_size
@@ -51,18 +51,17 @@ def analyse(manifest: Manifest, programs: Sequence[RankProgram], table: VersionT
 def _timed_run(manifest: Manifest, programs: Sequence[RankProgram], table: VersionTable,
                repeats: int) -> tuple[Unrolled, Timing]:
     """The run of `repeats` bodies and its unit timing: the verifier's replay
-    clocked it when it ran as many repeats; one repeat fewer, it is that run
-    with one body more, and its replay encodes only what is new."""
-    verified = table.run[0].repeats if table.run is not None else 0
-    if verified == repeats and table.timing is not None and table.repeats == repeats:
-        un, table.run = table.run[0], None
-        return un, table.timing
-    if verified == repeats - 1:
-        un, reuse = table.longer_run()  # the verifier's streams go with this call
-        return un, unit_timing(un.streams, reuse)
-    table.run = None
+    times it when asked to (verify's `timed`)."""
+    runs, table.runs = table.runs, None
+    if runs is not None and runs.longest == repeats:
+        return runs.timing()
     un = Unrolled.of(programs, manifest.period, repeats)
     return un, unit_timing(un.streams)
+
+
+def analysed_repeats(manifest: Manifest) -> int:
+    """The bodies of the run the analysis times."""
+    return 1 if manifest.synchronous else ANALYSIS_REPEATS
 
 
 def _dp_figures(manifest: Manifest) -> dict[str, Any]:

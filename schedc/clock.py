@@ -91,6 +91,16 @@ class Clock(Observer):
         self.messages: list[tuple[int, int, int, int]] = []
         self.keep_messages = keep_messages
 
+    def extend(self, r: int) -> None:
+        """Rank r's stream has grown at its end (schedc.runs): its new
+        instructions get times too."""
+        new = self.streams[r][len(self.dur[r]):]
+        self.dur[r].extend(_durations(new, self.costs))
+        if self.lazy:
+            self.dkey[r].extend(_data_keys(new))
+        self.starts[r].extend(_zeros(len(new)))
+        self.ends[r].extend(_zeros(len(new)))
+
     def local(self, r: int, lo: int, hi: int) -> None:
         starts, ends, dur, t = self.starts[r], self.ends[r], self.dur[r], self.now[r]
         if self.lazy:

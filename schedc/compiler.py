@@ -12,11 +12,10 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from schedc import __version__
-from schedc.analysis import analyse
+from schedc.analysis import analyse, analysed_repeats
 from schedc.deadlock import check_deadlock_free, place_receives
 from schedc.errors import VerifyError
 from schedc.fallback import candidate_policies, search_programs
@@ -41,6 +40,9 @@ from schedc.timing import unit_timing
 from schedc.unroll import Unrolled
 from schedc.verify import verify
 from schedc.versions import VersionTable
+
+if TYPE_CHECKING:  # networkx is imported only where a graph is built (schedc.graph)
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -285,7 +287,8 @@ def _search_fallback(spec: Spec) -> Compiled:
 
     def prove(programs: list[RankProgram], period: Period) -> None:
         manifest = _manifest(spec, programs, period)
-        proven["manifest"], proven["table"] = manifest, verify(manifest, programs)
+        proven["manifest"], proven["table"] = manifest, verify(
+            manifest, programs, analysed_repeats(manifest))
 
     programs, period, policy = search_programs(
         spec, policies, warm, _sync_period(spec),
@@ -437,7 +440,7 @@ def _verify_folding(manifest: Manifest, programs: list[RankProgram], folds: int
     that run deadlocks or mismatches and folds are left, fold once more."""
     while True:
         try:
-            return programs, verify(manifest, programs)
+            return programs, verify(manifest, programs, analysed_repeats(manifest))
         except (ReplayDeadlock, ReplayMismatch) as exc:
             if getattr(exc, "repeats", None) != 1 or folds == 0:
                 raise

@@ -20,8 +20,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from schedc.errors import UserError
 from schedc.graph import Problem, weight_edges
@@ -209,7 +208,10 @@ class Dependencies:
         return self.indeg[op]
 
 
-Graph = nx.DiGraph | Dependencies  # what the list scheduler reads
+if TYPE_CHECKING:  # networkx is imported only where a graph is built (schedc.graph)
+    import networkx as nx
+
+    Graph = nx.DiGraph | Dependencies  # what the list scheduler reads
 
 
 class ListScheduler:

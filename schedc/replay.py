@@ -23,8 +23,8 @@ The rules (docs/programs.md, "Execution rules"):
   soon as a batch is done. Matching is the same per-channel order.
 
 Clients plug in as an `Observer` (callbacks on ranges of a rank's stream):
-the verifier's deadlock check (no observer), its version replay
-(`schedc.versions`), the unit-cost timing (`schedc.timing`) and the
+the verifier's deadlock proof (no observer; `schedc.runs` stops it before an
+epilogue and forks it), the unit-cost timing (`schedc.timing`) and the
 cost-model simulator (`schedc.simulate.engine`). The replay is linear in the
 number of instructions: a rank runs until it blocks and is woken only when a
 peer completes what it waits for.
@@ -43,8 +43,8 @@ from schedc.program import Instr
 
 Locate = Callable[[int, int], tuple[str, int]]
 # Per rank, (code, same): the encoding of a stream that agrees with this run's
-# on its first `same` instructions (Replay.encode_from). Replay empties the
-# list's entries as it goes (memory: the caller still holds the list).
+# on its first `same` instructions (Replay.encode_from, Replay.fork). Replay
+# empties the list's entries as it goes (memory: the caller still holds the list).
 Reuse = list[tuple[list[tuple], int] | None]
 LOCAL, MSG, COLL = 0, 1, 2
 # The table's rows as the replay reads them: op -> (kind, is send, message, hop);
@@ -170,11 +170,8 @@ class Replay:
                  locate: Locate = stream_locate, rule: Overlap = DEFAULT,
                  reuse: Reuse | None = None) -> None:
         self.streams = streams
-        self.obs = observer or Observer()
-        # the per-message and per-batch callbacks, None where the observer does nothing
-        self.on_matched = self.obs.matched if _does(self.obs, "matched") else None
-        self.on_finished = self.obs.finished if _does(self.obs, "finished") else None
-        self.locate = locate
+        self.observe(observer or Observer())
+        self.locate, self.rule = locate, rule
         n = len(streams)
         self.channels: dict[tuple, tuple] = {}  # each channel's one tuple (encode)
         if reuse is None:
@@ -201,6 +198,10 @@ class Replay:
             if self.k > 1 else None
         self.sending: list[deque[tuple[int, int]]] = [deque() for _ in range(n)]
         self.ahead = [-1] * n
+        # Per rank, the index it stops at (run_to): None, the end of its stream;
+        # the ranks whose receives posted ahead wait for the limit to move.
+        self.limit: list[int] | None = None
+        self.deferred: set[int] = set()
 
     # ---- encoding ---------------------------------------------------------------
     def encode(self, r: int, lo: int = 0, hi: int | None = None,
@@ -255,9 +256,9 @@ class Replay:
 
     def encode_from(self, r: int, code: list[tuple], same: int) -> list[tuple]:
         """encode(r), given the `code` of a stream equal to this one on its
-        first `same` instructions (a shorter run of the same programs,
-        `Unrolled.longer`): only the rest, and the run that reaches into it,
-        are encoded."""
+        first `same` instructions (a longer run of the same programs,
+        schedc.runs): only the rest, and the run that reaches into it, are
+        encoded."""
         seq = self.streams[r]
         new = code[:same]
         new.extend([None] * (len(seq) - same))
@@ -269,6 +270,12 @@ class Replay:
                 lo -= 1
             self.encode(r, lo, same, new)
         return new
+
+    def extend(self, r: int) -> None:
+        """Rank r's stream has grown at its end (schedc.runs): encode the new
+        instructions, and the run that reaches into them again. The rank must
+        not stand inside that run's batch (Replay.batch_start)."""
+        self.code[r] = self.encode_from(r, self.code[r], len(self.code[r]))
 
     def fail(self, rank: int, index: int, reason: str, cls=VerifyError, **extra) -> VerifyError:
         section, idx = self.locate(rank, index)
@@ -289,6 +296,58 @@ class Replay:
             queued[r] = False
             advance(r)
 
+    def run_to(self, limit: list[int] | None) -> None:
+        """Run until every rank has stopped at its `limit` or blocks before it
+        (None: run to the end, without reporting a rank that is stuck). The
+        replay is determinate, so running to limits first and on later ends in
+        the state a run straight to the later limits ends in, provided no
+        limit falls inside a batch (`batch_start`)."""
+        self.limit = limit
+        self.post_deferred()
+        for r in range(len(self.streams)):
+            self.wake(r)
+        self.drain()
+
+    def post_deferred(self) -> None:
+        deferred, self.deferred = self.deferred, set()
+        for r in sorted(deferred):
+            self.post_ahead(r, self.pc[r])
+
+    def batch_start(self, r: int, i: int) -> int:
+        """The start of the batch holding instruction i - 1 if it is a message
+        (i itself otherwise): a limit there cuts no batch."""
+        code = self.code[r]
+        while i and code[i - 1][0] == MSG:
+            i -= 1
+        return i
+
+    def fork(self, streams: Sequence[Sequence[Instr]], same: list[int],
+             observer: Observer | None = None, locate: Locate = stream_locate) -> Replay:
+        """A replay of `streams` that goes on from this one's state: each rank's
+        stream equals this replay's on its first `same[r]` instructions, and no
+        rank has passed `batch_start(r, same[r])`. This replay is not changed."""
+        new = Replay(streams, observer, locate, self.rule,
+                     [(self.code[r], same[r]) for r in range(len(streams))])
+        new.pc, new.batch_end, new.open = list(self.pc), list(self.batch_end), list(self.open)
+        for mine, theirs in ((self.sends, new.sends), (self.recvs, new.recvs)):
+            for chan, queue in mine.items():
+                if queue:
+                    theirs[chan] = deque(queue)
+        new.gathering = {g: dict(members) for g, members in self.gathering.items()}
+        if self.pend is not None:
+            new.pend = [{end: list(c) for end, c in p.items()} for p in self.pend]
+        new.sending = [deque(s) for s in self.sending]
+        new.ahead = list(self.ahead)
+        new.deferred = set(self.deferred)
+        new.post_deferred()
+        return new
+
+    def observe(self, observer: Observer) -> None:
+        """Callbacks go to `observer` from now on."""
+        self.obs = observer
+        self.on_matched = observer.matched if _does(observer, "matched") else None
+        self.on_finished = observer.finished if _does(observer, "finished") else None
+
     def wake(self, r: int) -> None:
         if not self.queued[r]:
             self.queued[r] = True
@@ -299,10 +358,11 @@ class Replay:
             self.advance_overlapped(r)
             return
         code, obs, finished = self.code[r], self.obs, self.on_finished
-        n, pc = len(code), self.pc[r]
+        n, pc = len(code) if self.limit is None else self.limit[r], self.pc[r]
         while pc < n:
             kind, end = code[pc][0], code[pc][1]
             if kind == LOCAL:
+                end = min(end, n)
                 obs.local(r, pc, end)
                 pc = end
             elif kind == MSG:
@@ -395,7 +455,11 @@ class Replay:
     def advance_overlapped(self, r: int) -> None:
         code, obs, pend, sending = self.code[r], self.obs, self.pend[r], self.sending[r]
         n, pc = len(code), self.pc[r]
+        stop = n if self.limit is None else self.limit[r]
         while True:
+            if pc >= stop and stop < n:  # a limit (run_to): the rest waits
+                self.pc[r] = pc
+                return
             if pc >= n or code[pc][0] == COLL:  # a drain point: every send completed first
                 self.pc[r] = pc
                 if not self.sends_done(r, 0) or pc >= n or not self.gather(r, pc):
@@ -404,6 +468,7 @@ class Replay:
                 continue
             kind, end = code[pc][0], code[pc][1]
             if kind == LOCAL:
+                end = min(end, stop)
                 obs.local(r, pc, end)
                 pc = end
                 continue
@@ -441,6 +506,9 @@ class Replay:
         n = len(code)
         while pc < n and code[pc][0] == LOCAL:
             pc = code[pc][1]
+        if self.limit is not None and pc >= self.limit[r] and pc < n:
+            self.deferred.add(r)  # past the limit: posted when the limit moves (run_to, fork)
+            return
         if pc < n and code[pc][0] == MSG:
             end = code[pc][1]
             if not all(code[i][3] for i in range(pc, end)):

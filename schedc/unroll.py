@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from schedc.program import Instr, Period, RankProgram, shift_all
+from schedc.program import Instr, Period, RankProgram
 
 
 @dataclass(frozen=True)
@@ -22,21 +22,9 @@ class Unrolled:
         streams = tuple(tuple(p.unrolled(repeats, period)) for p in programs)
         return Unrolled(tuple(programs), period, repeats, streams)
 
-    def longer(self) -> Unrolled:
-        """The run of one body repetition more (Unrolled.of(..., repeats + 1)):
-        this run's streams up to their epilogues, shared, then the body and the
-        epilogue shifted once more. Only the new part is copied."""
-        k, period = self.repeats, self.period
-        dm, dv = k * period.microbatches, k * period.steps
-        streams = tuple(
-            seq[:self.epilogue_start(r)] + tuple(shift_all(prog.body, dm, dv))
-            + tuple(shift_all(prog.epilogue, dm, dv))
-            for r, (prog, seq) in enumerate(zip(self.programs, self.streams, strict=True)))
-        return Unrolled(self.programs, period, k + 1, streams)
-
     def epilogue_start(self, rank: int) -> int:
         """Stream index on `rank` where the epilogue starts: a longer run is the
-        same stream up to there (`longer`)."""
+        same stream up to there (schedc.runs)."""
         prog = self.programs[rank]
         return len(prog.prologue) + self.repeats * len(prog.body)
 

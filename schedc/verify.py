@@ -13,48 +13,47 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
+from operator import attrgetter
 
 from schedc.errors import VerifyError
 from schedc.instructions import COMPUTE_OPS, FIELDS, TABLE, schedule_compute_ops
 from schedc.overlap import Overlap
 from schedc.program import Instr, Manifest, RankProgram
+from schedc.runs import Runs
 from schedc.spec import Spec
 from schedc.unroll import Unrolled
-from schedc.versions import VersionReplays, VersionTable
+from schedc.versions import VersionTable
 
 ASYNC_REPEATS = (1, 2, 3)
 
 
-def verify(manifest: Manifest, programs: Sequence[RankProgram]) -> VersionTable:
-    """Check every guarantee; return the version table of the longest run checked."""
+def verify(manifest: Manifest, programs: Sequence[RankProgram], timed: int | None = None
+           ) -> VersionTable:
+    """Check every guarantee; return the version table of the longest run
+    checked. `timed`: also clock the run of that many bodies under unit
+    costs, for the analysis (`table.runs.timing()`)."""
     if len(programs) != manifest.world_size:
         raise VerifyError(f"{len(programs)} rank programs for world size {manifest.world_size}")
     for prog in programs:
         _check_fields(manifest, prog)
     repeats = (1,) if manifest.synchronous else ASYNC_REPEATS
-    table = None
-    versions = VersionReplays(manifest)  # each run's check goes on from the last one's
+    # One replay of the longest run stands for every shorter one (schedc.runs).
+    runs = Runs(manifest, programs, max(repeats[-1], timed or 0), timed is not None)
+    spec = Spec.from_dict(manifest.spec)
     for n in repeats:
-        # Each run is the last one with one more body: its streams and encoding
-        # start from the last run's, which then go.
-        if table is None:
-            un, reuse = Unrolled.of(programs, manifest.period, n), None
-        else:
-            un, reuse = table.longer_run()
-            table = None
-        assert un.repeats == n, "ASYNC_REPEATS run 1, 2, 3 ... bodies"
+        table = None  # the last run's table goes before this run's is made (memory)
         try:
+            un = runs.run(n)
             _check_completeness(manifest, un)
-            # One replay proves deadlock freedom and checks every version (and,
-            # for a synchronous run, the one the analysis reads, clocks it).
-            table = versions.replay(un, timed=manifest.synchronous, reuse=reuse,
-                                    final=n == repeats[-1])
-            del reuse
-            check_bounds(Spec.from_dict(manifest.spec), manifest, un, table)
+            table = runs.prove(n)
+            check_bounds(spec, manifest, un, table)
         except VerifyError as exc:
             exc.repeats = n  # the run that failed (the compiler folds on 1)
             raise
+    runs.proven()
     assert table is not None
+    if timed is not None:
+        table.runs = runs
     return table
 
 
@@ -81,12 +80,26 @@ _NOT_TAKEN = {op: tuple(n for n in FIELDS if n not in row.fields) for op, row in
 
 
 def _check_fields(manifest: Manifest, prog: RankProgram) -> None:
+    sound: set[tuple] = set()  # shapes found sound on this rank
     for section, seq in prog.sections().items():
         for i, ins in enumerate(seq):
+            if _shape(ins) in sound:
+                continue
             reason = _field_problem(manifest, prog.rank, ins)
             if reason:
                 raise VerifyError(reason, rank=prog.rank, index=i, section=section,
                                   instr=ins.op)
+            sound.add(_shape(ins))
+
+
+# What _field_problem reads of an instruction, but the micro-batch: an
+# instruction of a shape already found sound is sound (mb must be >= 0).
+_SHAPE_FIELDS = ("op", "pipeline", "stage") + tuple(n for n in FIELDS if n != "mb")
+_shape_of = attrgetter(*_SHAPE_FIELDS)
+
+
+def _shape(ins: Instr) -> tuple:
+    return _shape_of(ins), None if ins.mb is None else ins.mb >= 0
 
 
 def _field_problem(manifest: Manifest, rank: int, ins: Instr) -> str | None:

@@ -13,15 +13,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from schedc.clock import Clock, UnitCosts
 from schedc.errors import VerifyError
 from schedc.instructions import FREES_ACTIVATION, RECV_OPS, TABLE, resolve_needs
-from schedc.overlap import Overlap
 from schedc.program import Manifest
-from schedc.replay import Fanout, Observer, Replay, Reuse
 from schedc.spec import Spec
-from schedc.timing import Timing
 from schedc.unroll import Unrolled
 
 Key = tuple[int, int, int]  # (pipeline, stage, mb)
@@ -43,21 +40,8 @@ class VersionTable:
     version_peaks: dict[tuple[int, int], tuple[int, Where]] = field(default_factory=dict)
     activation_peaks: list[tuple[int, int]] = field(default_factory=list)
     sparse_syncs: dict[tuple[int, int], int] = field(default_factory=dict)
-    # The unit-cost timing of the same replay, when asked for, and its repeats.
-    timing: Timing | None = None
-    repeats: int = 0
-    # The run replayed and the replay's encoding of it, for a longer run of the
-    # same programs to start from (Unrolled.longer, Replay.encode_from).
-    run: tuple[Unrolled, list[list[tuple]]] | None = None
-
-    def longer_run(self) -> tuple[Unrolled, Reuse]:
-        """The run of one body repetition more than this table's, and what its
-        replay can reuse of this one's encoding; the table lets go of its run."""
-        assert self.run is not None
-        un, code = self.run
-        self.run = None
-        return un.longer(), [(c, un.epilogue_start(r)) for r, c in enumerate(code)]
-
+    # The verifier's replay, which goes on to time the analysis' run (verify's `timed`).
+    runs: Any = None
     # The per-key and per-stage fields (a rank writes its own keys and stages only).
     _DICTS = ("forward", "backward", "applied", "where", "inflight_peaks", "copy_peaks",
               "version_peaks", "sparse_syncs")
@@ -108,113 +92,43 @@ class _Replica:
                         set(self.accumulated), self.reduced, self.inflight)
 
 
-def replay_versions(manifest: Manifest, un: Unrolled, timed: bool = False,
-                    reuse: Reuse | None = None) -> VersionTable:
-    """Replay the streams on the replay core, which proves them deadlock-free,
-    checking every version and data dependency on the way; the table of
-    versions read and the peaks. `timed`: the same replay also clocks every
-    instruction under unit costs (`table.timing`, for the analysis). `reuse`:
-    the encoding of a shorter run (VersionTable.longer_run)."""
-    return VersionReplays(manifest).replay(un, timed, reuse)
+class VersionCheck:
+    """Every rank's version check over runs of the same programs with 1, 2,
+    3 ... bodies, which agree up to their epilogues (schedc.runs). A rank's
+    check reads nothing but its own stream, in order, so it needs no replay:
+    each rank has one *line* that checks the shared part once, and a run's
+    epilogue is checked on a copy of the line."""
 
+    def __init__(self, manifest: Manifest, ranks: int) -> None:
+        spec = Spec.from_dict(manifest.spec)
+        self.lines = [_RankReplay(manifest, spec, r) for r in range(ranks)]
+        self.checked = [0] * ranks  # per rank, where its line has checked to
 
-class VersionReplays:
-    """replay_versions for runs of the same programs with 1, 2, 3 ... bodies,
-    each the last one with one body more (Unrolled.longer). A rank's version
-    check reads nothing but its own stream, in order, so what it found up to
-    the epilogue of one run holds for the next: each rank's check carries over
-    from run to run (its *line*), and a run checks only its new body (on the
-    line) and its epilogue (on a copy of the line)."""
-
-    def __init__(self, manifest: Manifest) -> None:
-        self.manifest = manifest
-        self.spec = Spec.from_dict(manifest.spec)
-        self.lines: list[_RankReplay] = []
-        self.upto: list[int] = []  # per rank, where its line has checked to
-        self.repeats = 0  # the run the lines are at
-
-    def replay(self, un: Unrolled, timed: bool = False, reuse: Reuse | None = None,
-               final: bool = False) -> VersionTable:
-        """replay_versions of `un`; `final`: no longer run follows, so the lines
-        go as their tables are merged (memory)."""
-        n = len(un.streams)
-        if un.repeats != self.repeats + 1 or len(self.lines) != n:
-            self.lines = [_RankReplay(self.manifest, self.spec, un, r) for r in range(n)]
-            self.upto = [0] * n
-        for line in self.lines:
+    def check(self, un: Unrolled, ends: list[int] | None = None, final: bool = False
+              ) -> VersionTable:
+        """The version table of run `un`, whose streams are the shared ones up
+        to `ends` (per rank; None: to their ends): the lines check up to there,
+        copies of them the rest. The first error, by rank, is raised; `final`:
+        no later run reads the lines (memory)."""
+        checks = []
+        for r, line in enumerate(self.lines):
             line.un = un
-        cuts = [un.epilogue_start(r) for r in range(n)]
-        versions = _Versions(self.lines, self.upto, cuts)
-        rule = Overlap.from_dict(self.manifest.overlap)  # the rule the deadlock proof is under
-        clock = Clock(un.streams, UnitCosts(), overlap=rule.overlapped,
-                      keep_messages=False) if timed else None
-        replay = Replay(un.streams, versions if clock is None else Fanout(clock, versions),
-                        un.locate, rule, reuse)
-        replay.run()
-        if versions.error is not None:
-            raise versions.error
-        ends = [versions.end(r) for r in range(n)]
-        for rank in ends:
-            rank.finish()
-        self.upto, self.repeats = cuts, un.repeats
+            end = len(un.streams[r]) if ends is None else ends[r]
+            line.run(self.checked[r], end)
+            self.checked[r] = end
+        for r, line in enumerate(self.lines):
+            check = line if ends is None else line.copy()
+            check.run(self.checked[r], len(un.streams[r]))
+            check.finish()
+            checks.append(check)
         table = VersionTable()
-        for r, rank in enumerate(ends):
-            rank.base.merge_into(table)  # the line's, then what the epilogue added
-            rank.table.merge_into(table)
-            table.activation_peaks.append(rank.alive_peak)
-            if final:  # what no later run reads goes now (memory)
-                rank.base = self.lines[r].table = VersionTable()
-                rank.done = self.lines[r].done = set()
+        for check in checks:
+            check.base.merge_into(table)  # the line's, then what the epilogue added
+            check.table.merge_into(table)
+            table.activation_peaks.append(check.alive_peak)
         if final:
-            self.lines, self.repeats = [], 0
-        if clock is not None:
-            table.timing, table.repeats = Timing(clock.starts, clock.ends), un.repeats
-        table.run = (un, replay.code)
+            self.lines = []
         return table
-
-
-class _Versions(Observer):
-    """Hands each instruction, in the order the replay runs it, to its rank:
-    below `upto` (checked by an earlier run) to nobody, up to the epilogue
-    (`cuts`) to the rank's line, from there on to the line's copy. The first
-    version error is kept until the replay ends: a deadlock or a message
-    mismatch, found by the replay itself, is the error to report first."""
-
-    def __init__(self, lines: list[_RankReplay], upto: list[int], cuts: list[int]) -> None:
-        self.lines, self.upto, self.cuts = lines, upto, cuts
-        self.ends: list[_RankReplay | None] = [None] * len(lines)
-        self.error: VerifyError | None = None
-
-    def end(self, r: int) -> _RankReplay:
-        """Rank r's check of the epilogue: a copy of its line at the epilogue."""
-        end = self.ends[r]
-        if end is None:
-            end = self.ends[r] = self.lines[r].copy()
-        return end
-
-    def _run(self, r: int, lo: int, hi: int) -> None:
-        if self.error is not None:
-            return
-        lo = max(lo, self.upto[r])
-        cut = self.cuts[r]
-        try:
-            if lo < cut and lo < hi:
-                self.lines[r].run(lo, min(hi, cut))
-                lo = cut
-            if lo < hi:
-                self.end(r).run(lo, hi)
-        except VerifyError as exc:
-            self.error = exc
-
-    def local(self, r: int, lo: int, hi: int) -> None:
-        self._run(r, lo, hi)
-
-    def posted(self, r: int, lo: int, hi: int) -> None:
-        self._run(r, lo, hi)
-
-    def collective(self, members: list[tuple[int, int]]) -> None:
-        for r, i in members:
-            self._run(r, i, i + 1)
 
 
 # The receive that brings an input from stage s + d: the one whose hop is -d.
@@ -224,8 +138,9 @@ _RECV_FROM = {-TABLE[op].hop: op for op in RECV_OPS}
 class _RankReplay:
     """One rank's check, with the table of what it read (its own stages only)."""
 
-    def __init__(self, manifest: Manifest, spec: Spec, un: Unrolled, rank: int) -> None:
-        self.manifest, self.spec, self.un, self.rank = manifest, spec, un, rank
+    def __init__(self, manifest: Manifest, spec: Spec, rank: int) -> None:
+        self.manifest, self.spec, self.rank = manifest, spec, rank
+        self.un: Unrolled | None = None  # the run checked (VersionCheck.shared, fork)
         self.table = VersionTable()
         # A copy's check (the epilogue's) writes to its own table what it adds or
         # raises; what the line found before is read from the line's (`base`).
@@ -293,28 +208,28 @@ class _RankReplay:
                             f"{' (look-ahead)' if ins.lookahead else ''} but stage "
                             f"{ins.stage} points at {have}")
 
-    def _need(self, key, what: str) -> None:
-        if key not in self.done:
-            raise self.fail(f"runs before {what}")
-
-    def _input(self, kind: str, p: int, s: int, mb: int, local_kind: str, src: int) -> None:
-        if self.maps[p][src] == self.rank:
-            self._need((local_kind, p, src, mb), f"{local_kind} of stage {src} on this rank")
-        else:
-            key = (kind, p, s, mb)
-            if key not in self.received:
-                raise self.fail(f"runs before its {kind} from rank {self.maps[p][src]} arrived")
-            self.received.discard(key)
-
     def _check_needs(self, ins) -> None:
         """The op's `needs` (schedc.instructions): each input ran before it on
-        this rank or, from a stage another rank holds, its message arrived."""
+        this rank or, from a stage another rank holds, its message arrived.
+        (Every instruction passes here: the messages are made only on failure.)"""
         p, s, mb = ins.pipeline, ins.stage, ins.mb
+        done, received = self.done, self.received
         for kind, d in self.needs[ins.op]:
+            src = s + d
             if d == 0:
-                self._need((kind, p, s, mb), f"its {kind}")
-            elif 0 <= s + d <= self.last:
-                self._input(_RECV_FROM[d], p, s, mb, kind, s + d)
+                if (kind, p, s, mb) not in done:
+                    raise self.fail(f"runs before its {kind}")
+            elif not 0 <= src <= self.last:
+                continue
+            elif self.maps[p][src] == self.rank:
+                if (kind, p, src, mb) not in done:
+                    raise self.fail(f"runs before {kind} of stage {src} on this rank")
+            else:
+                key = (_RECV_FROM[d], p, s, mb)
+                if key not in received:
+                    raise self.fail(f"runs before its {key[0]} from rank {self.maps[p][src]} "
+                                    "arrived")
+                received.discard(key)
 
     def _op_F(self, ins, rep: _Replica) -> None:
         p, s, mb = ins.pipeline, ins.stage, ins.mb

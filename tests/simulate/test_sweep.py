@@ -26,11 +26,11 @@ from tiers import NIGHTLY
 from schedc.compiler import compile_spec
 from schedc.errors import UserError
 from schedc.presets import PRESETS, preset_spec
+from schedc.runs import replay_versions
 from schedc.simulate import figures, simulate
 from schedc.simulate.metrics import version_rows
 from schedc.spec import SpecError
 from schedc.unroll import Unrolled
-from schedc.versions import replay_versions
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "compiler"))
 from test_properties import specs  # noqa: E402

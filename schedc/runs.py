@@ -1,0 +1,116 @@
+"""One replay for every run the verifier checks and the analysis times.
+
+A run of n bodies is prologue + n bodies + epilogue, and the runs of 1, 2, 3
+... bodies agree up to their epilogues. The replay core is determinate: which
+send meets which receive, and where every rank ends, do not depend on the
+order in which ranks advance. So one replay of the longest run, stopped before
+a shorter run's epilogue (Replay.run_to, never inside a batch), is that
+shorter run up to there, and a fork of it (Replay.fork) replays the shorter
+run's epilogue alone. A rank's version check reads only its own stream, so it
+runs beside the replay, not in it (schedc.versions.VersionCheck: each rank's
+line checks the shared part once, a copy each epilogue). The unit-cost clock
+observes the shared replay, which times the longest run for the analysis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from schedc.clock import Clock, UnitCosts
+from schedc.overlap import Overlap
+from schedc.program import Manifest, RankProgram, shift_all
+from schedc.replay import Replay
+from schedc.timing import Timing
+from schedc.unroll import Unrolled
+from schedc.versions import VersionCheck, VersionTable
+
+
+class Runs:
+    """The runs of 1 .. `longest` bodies of `programs`, proven in order of
+    length (`prove`); `timed`: the longest run is also clocked under unit
+    costs (`timing`). The shared streams grow a body at a time, as the runs
+    proven reach them (the longest run's last body and epilogue are made
+    only once the shorter runs' checks are gone: memory)."""
+
+    def __init__(self, manifest: Manifest, programs: Sequence[RankProgram], longest: int,
+                 timed: bool = False) -> None:
+        self.programs, self.period, self.longest = tuple(programs), manifest.period, longest
+        self.streams = tuple(list(p.prologue) for p in programs)
+        self.bodies = 0  # body repetitions in the shared streams so far
+        rule = Overlap.from_dict(manifest.overlap)  # the rule the deadlock proof is under
+        self.clock = Clock(self.streams, UnitCosts(), overlap=rule.overlapped,
+                           keep_messages=False) if timed else None
+        self.replay = Replay(self.streams, self.clock, rule=rule)
+        self.versions = VersionCheck(manifest, len(self.programs))
+        self.ended = False  # the shared replay has reached the end of the longest run
+
+    def prove(self, n: int) -> VersionTable:
+        """Replay run n (after runs 1 .. n - 1): deadlock freedom, then every
+        version; its table. The longest run is the shared replay itself, run to
+        its end; a shorter one stops the shared replay before its epilogue
+        and forks."""
+        un = self.run(n)
+        self.replay.locate = un.locate
+        if n == self.longest:
+            self._end()
+            return self.versions.check(un, final=True)
+        ends = [un.epilogue_start(r) for r in range(len(un.streams))]
+        self.replay.run_to([self.replay.batch_start(r, i) for r, i in enumerate(ends)])
+        self.replay.fork(un.streams, ends, None, un.locate).run()
+        return self.versions.check(un, ends)
+
+    def run(self, n: int) -> Unrolled:
+        """The run of n bodies (the same as Unrolled.of): the shared streams up
+        to body n's end, then the epilogue shifted as the last body is. The
+        longest run's are the shared streams themselves."""
+        self._grow(n)
+        if n == self.longest:
+            return Unrolled(self.programs, self.period, n, self.streams)
+        streams = tuple(
+            tuple(seq[:len(prog.prologue) + n * len(prog.body)]) + self._epilogue(prog, n)
+            for prog, seq in zip(self.programs, self.streams, strict=True))
+        return Unrolled(self.programs, self.period, n, streams)
+
+    def _epilogue(self, prog: RankProgram, n: int) -> tuple:
+        dm, dv = (n - 1) * self.period.microbatches, (n - 1) * self.period.steps
+        return tuple(shift_all(prog.epilogue, dm, dv))
+
+    def _grow(self, n: int) -> None:
+        """The shared streams hold n bodies (and the epilogue: the longest)."""
+        if n <= self.bodies:
+            return
+        m, steps = self.period.microbatches, self.period.steps
+        for r, (prog, seq) in enumerate(zip(self.programs, self.streams, strict=True)):
+            for k in range(self.bodies, n):
+                seq.extend(shift_all(prog.body, k * m, k * steps))
+            if n == self.longest:
+                seq.extend(self._epilogue(prog, n))
+            self.replay.extend(r)
+            if self.clock is not None:
+                self.clock.extend(r)
+        self.bodies = n
+
+    def proven(self) -> None:
+        """No more runs are proven: the version check goes (memory)."""
+        self.versions.lines = []
+
+    def timing(self) -> tuple[Unrolled, Timing]:
+        """The longest run and its unit timing, once the shorter runs are
+        proven: the shared replay goes on to the end with the clock alone."""
+        assert self.clock is not None, "Runs(timed=True) clocks the longest run"
+        un = self.run(self.longest)
+        if not self.ended:  # the longest run is timed, not proven
+            self.proven()
+            self.replay.locate = un.locate
+            self._end()
+        return un, Timing(self.clock.starts, self.clock.ends)
+
+    def _end(self) -> None:
+        self.replay.run_to(None)
+        self.replay.report_stuck()
+        self.ended = True
+
+
+def replay_versions(manifest: Manifest, un: Unrolled) -> VersionTable:
+    """The version table of run `un` alone."""
+    return Runs(manifest, un.programs, un.repeats).prove(un.repeats)
