@@ -62,13 +62,11 @@ def _keys(seq: Sequence[Instr], period: Period) -> tuple[list[tuple], list[tuple
 def _best_start(seq: Sequence[Instr], length: int, period: Period,
                 keys: tuple[list[tuple], list[tuple]] | None = None) -> tuple[int, int]:
     """(start, repetitions) with the most repetitions, earliest start."""
-    runs = _repeat_runs(seq, length, period, keys)
-    best = (0, 0)
-    for x in range(0, len(seq) - length + 1):
-        reps = 1 + runs[x] // length
-        if reps > best[1]:
-            best = (x, reps)
-    return best
+    runs = _repeat_runs(seq, length, period, keys)[:max(0, len(seq) - length + 1)]
+    if not runs:
+        return 0, 0
+    more = max(runs) // length  # repetitions after the first
+    return next(x for x, run in enumerate(runs) if run >= more * length), 1 + more
 
 
 def body_lengths(seq: Sequence[Instr], period: Period,
