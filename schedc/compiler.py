@@ -12,8 +12,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from schedc import __version__
 from schedc.analysis import analyse, analysed_repeats
@@ -23,7 +22,7 @@ from schedc.fallback import candidate_policies, search_programs
 from schedc.graph import Problem, add_order_edges, build_graph, check_acyclic
 from schedc.instructions import FREES_ACTIVATION, STORES_ACTIVATION
 from schedc.lower import lower
-from schedc.modulo import modulo_plan
+from schedc.modulo import ModuloPlan, modulo_plan
 from schedc.order import (
     DEFAULT_POLICY,
     Dependencies,
@@ -41,6 +40,9 @@ from schedc.timing import unit_timing
 from schedc.unroll import Unrolled
 from schedc.verify import verify
 from schedc.versions import VersionTable
+
+if TYPE_CHECKING:  # networkx is imported only where a graph is built (schedc.graph)
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,7 @@ def warmup_batches(spec: Spec) -> int:
 def compile_spec(spec: Spec) -> Compiled:
     """Compile and verify `spec`: one order, one lowering, one proof."""
     spec.validate()
-    with few_collections():
+    with few_collections(pause=True):
         return compile_with(spec, *_choose(spec))
 
 
@@ -204,10 +206,13 @@ def few_collections(pause: bool = False) -> Iterator[None]:
     thresholds sweep them again and again (a fifth of a large compile's time).
     Cycles are still collected; the thresholds are restored afterwards.
 
-    `pause` stops the collector altogether, for a synchronous compile: it
-    leaves no cyclic garbage (peak memory equal with and without the collector
-    at 32 x 256), and each full collection walks every object (about 10% of
-    its CPU time). Reference counting still frees everything."""
+    `pause` stops the collector altogether, as for a compile: the one-order
+    compile leaves next to no cyclic garbage (a few hundred objects; peak
+    memory equal with and without the collector at 32 x 256 and, for PACI,
+    64 x 1024), while every collection walks the young objects, every one of
+    the millions made (about 10% of a large compile's CPU time). Reference
+    counting still frees everything. The fallback search, which swallows
+    errors and leaves cycles behind, runs `collecting()`."""
     before, enabled = gc.get_threshold(), gc.isenabled()
     gc.set_threshold(*COMPILE_GC_THRESHOLDS)
     if pause:
@@ -218,6 +223,20 @@ def few_collections(pause: bool = False) -> Iterator[None]:
         gc.set_threshold(*before)
         if enabled:
             gc.enable()
+
+
+@contextmanager
+def collecting() -> Iterator[None]:
+    """The collector on again inside a paused compile (few_collections'
+    thresholds), for the fallback search: each VerifyError it swallows leaves
+    cyclic garbage (thousands of objects at AMDP 4 x 8 with split backward)."""
+    paused = not gc.isenabled()
+    gc.enable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.disable()
 
 
 # A refusal that names a declared bound is the user's to change: no search for another order.
@@ -257,6 +276,11 @@ def compile_with(spec: Spec, policy: Policy, lowered: list[list[Instr]] | None =
 def _compile_fallback(spec: Spec) -> Compiled:
     """Several asynchronous pipelines the construction does not cover
     (schedc.fallback): the first verified (policy, period) is kept."""
+    with collecting():
+        return _search_fallback(spec)
+
+
+def _search_fallback(spec: Spec) -> Compiled:
     warm = warmup_batches(spec)
     policies = candidate_policies(spec, _list_spec(spec) or spec, 3 * warm)
     proven: dict[str, object] = {}
@@ -308,14 +332,16 @@ def _split_programs(spec: Spec, policy: Policy, long_run: bool = False) -> Split
     if plan is not None:
         k = plan.period_steps
         period = Period(microbatches=k * spec.microbatches, steps=k)
-        # A modulo schedule repeats from its warm-up on: two periods past it
-        # show the body twice (the long run, four).
-        for bodies in ((4,) if long_run else (SHORT_BODIES, 4)):
-            batches = plan.warmup_batches + bodies * k
-            batches += -batches % k
+        runs = _modulo_runs(plan, long_run)
+        for batches in runs:
             streams = _lowered(spec, batches, policy)
-            programs, extra = split_run(streams, batches // k, period)
-            if batches // k - extra >= SHORT_BODIES or bodies == 4:
+            try:
+                programs, extra = split_run(streams, batches // k, period)
+            except VerifyError:
+                if batches == runs[-1]:
+                    raise
+                continue  # too short to settle: the next run
+            if batches // k - extra >= SHORT_BODIES or batches == runs[-1]:
                 return programs, period, "modulo", batches // k - extra
     base = _list_period(spec)
     # A step of many micro-batches (more than the pipelines hold in flight)
@@ -347,6 +373,21 @@ def _split_programs(spec: Spec, policy: Policy, long_run: bool = False) -> Split
 # Periods of the short run beyond its warm-up and drain: the split needs two
 # bodies to see the run repeat.
 SHORT_BODIES = 2
+
+
+def _modulo_runs(plan: ModuloPlan, long_run: bool = False) -> list[int]:
+    """Batches of the runs a modulo schedule is lowered for, shortest first,
+    until one shows the body SHORT_BODIES times. A modulo schedule repeats
+    from its warm-up on, and the plan's warm-up count bounds it from above
+    (often a period more than needed): the shortest run that can show two
+    bodies (a period of warm-up and drain), two periods past the bound, four
+    (the long run: four only)."""
+    k = plan.period_steps
+    runs = {-(-(plan.warmup_batches + bodies * k) // k) * k
+            for bodies in ((4,) if long_run else (SHORT_BODIES, 4))}
+    if not long_run:
+        runs.add((SHORT_BODIES + 1) * k)
+    return sorted(runs)
 
 
 def _short_list_programs(spec: Spec, policy: Policy, base: int) -> Split | None:

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from schedc.dot import DotEdge, DotNode, write_dot
 from schedc.instructions import (
@@ -29,6 +28,11 @@ from schedc.instructions import (
 )
 from schedc.ops import Op, step_op
 from schedc.spec import Spec
+
+# networkx is imported by the functions that build a graph, not here: a compile
+# that builds none skips its import (a fifth of a small compile's time).
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,7 @@ def _forward_gate(spec: Spec, batch: int) -> int | None:
 
 def build_graph(problem: Problem) -> nx.DiGraph:
     """The data and weight-version dependencies of `problem` (no order edges)."""
+    import networkx as nx
     g = nx.DiGraph()
     for op in problem.compute_ops():
         g.add_node(op, rank=problem.rank_of(op))
@@ -177,6 +182,7 @@ def add_order_edges(g: nx.DiGraph, orders: Sequence[Sequence[Op]]) -> None:
 
 def check_acyclic(g: nx.DiGraph) -> list[Op] | None:
     """A dependency cycle (program order contradicting data), or None."""
+    import networkx as nx
     try:
         return [u for u, _ in nx.find_cycle(g)]
     except nx.NetworkXNoCycle:
@@ -190,6 +196,8 @@ def program_graph(manifest, programs, repeats: int = 1) -> nx.DiGraph:
     rank's unrolled stream); edges are `data` (as in `build_graph`) and `order`
     (consecutive compute ops of a rank).
     """
+    import networkx as nx
+
     from schedc.unroll import Unrolled
 
     un = Unrolled.of(programs, manifest.period, repeats)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from schedc.graph import Problem
@@ -52,7 +52,7 @@ def plan_versions(problem: Problem, orders: Sequence[Sequence[Op]]) -> VersionPl
                 else:
                     plan.reads[op] = current[rep]
             elif spec.stashes:
-                plan.reads[op] = plan.reads[op._replace(kind=source)]
+                plan.reads[op] = plan.reads[Op(source, op.pipeline, op.stage, op.mb)]
             else:
                 plan.reads[op] = current[rep]
     if spec.lookahead is not None:
@@ -103,7 +103,8 @@ class _RankLowering:
     def __init__(self, problem: Problem, rank: int, seq: Sequence[Op], plan: VersionPlan,
                  times: Mapping[Op, int] | None = None):
         self.problem, self.rank, self.seq, self.plan = problem, rank, seq, plan
-        self.early = _early_receives(problem, rank, seq, times) if times else {}
+        self.messages: dict[tuple[str, int, int], _Messages] = {}
+        self.early = _early_receives(seq, times, self._messages_of) if times else {}
         self.posted: set[Op] = {op for ops in self.early.values() for op, _ in ops}
         self.out: list[Instr] = []
         self.current: dict[Replica, int] = defaultdict(int)
@@ -116,9 +117,10 @@ class _RankLowering:
     def _last_readers(self) -> dict[tuple[Replica, int], int]:
         """Index in seq of the last op reading each (replica, version)."""
         last: dict[tuple[Replica, int], int] = {}
+        reads = self.plan.reads
         for i, op in enumerate(self.seq):
             if op.kind != STEP_KIND:
-                last[((op.pipeline, op.stage), self.plan.reads[op])] = i
+                last[((op.pipeline, op.stage), reads[op])] = i
         return last
 
     def run(self) -> list[Instr]:
@@ -133,8 +135,9 @@ class _RankLowering:
                 self._flush_local()
                 self._step(i, op)
             else:
-                self._compute(op, i)
-                self._release_after(i, op)
+                version = self.plan.reads[op]
+                self._compute(op, i, version)
+                self._release_after(i, op, version)
         self.out.extend(self.sends)
         self._flush_local()
         return self.out
@@ -148,55 +151,53 @@ class _RankLowering:
     # ---- compute and communication ---------------------------------------------
     def _post_early(self, i: int) -> None:
         for consumer, _ in self.early.get(i, ()):
-            self._receive(consumer)
+            self._receive(consumer, self._messages_of(consumer))
 
-    def _receive(self, op: Op) -> None:
+    def _messages_of(self, op: Op) -> _Messages:
+        """The messages around `op`'s kind on its stage replica, with peers."""
+        key = (op.kind, op.pipeline, op.stage)
+        found = self.messages.get(key)
+        if found is None:
+            found = self.messages[key] = _messages(self.problem, self.rank, *key)
+        return found
+
+    def _receive(self, op: Op, messages: _Messages) -> None:
         """The receives `op` consumes (the instruction table's `AROUND`), from
         the ranks holding the stages they come from."""
-        p, s, mb = op.pipeline, op.stage, op.mb
-        m, stages = self.problem.maps[p], self.problem.stages
-        for recv, offset, _ in AROUND[op.kind].receives:
-            if 0 <= s + offset < stages and m[s + offset] != self.rank:
-                self._emit(recv, stage=s, mb=mb, pipeline=p, peer=m[s + offset])
+        _, p, s, mb = op
+        self.out += [Instr(recv, s, mb, p, None, peer) for recv, peer in messages.receives]
 
-    def _compute(self, op: Op, index: int) -> None:
-        p, s, mb = op.pipeline, op.stage, op.mb
-        self.out.extend(self.sends)
-        self._post_early(index)
-        if op not in self.posted:
-            self._receive(op)
-        self._flush_local()
-        version, lookahead = self._weights_for(op)
-        self._swap_if_needed((p, s), version, lookahead)
-        extra = {"lookahead": True} if lookahead else {}
-        self._emit(op.kind, stage=s, mb=mb, pipeline=p, version=version, **extra)
-        self._after(op)
+    def _compute(self, op: Op, index: int, version: int) -> None:
+        """`op` with the receives before it, and the sends of what it produced
+        (to other ranks) and its local followers (ACC) kept for after it: they
+        go out with the next op's receives."""
+        kind, p, s, mb = op
+        messages = self._messages_of(op)
+        self.out += self.sends
+        if index in self.early:
+            self._post_early(index)
+        if messages.receives and op not in self.posted:
+            self._receive(op, messages)
+        self.out += self.local
+        lookahead = bool(self.plan.alpha) and self._lookahead(op, version)
+        if self.active[(p, s)] != (version, lookahead):
+            self._swap((p, s), version, lookahead)
+        self.out.append(Instr(kind, s, mb, p, version, lookahead=True if lookahead else None))
+        self.sends = [Instr(send, s, mb, p, None, peer) for send, peer in messages.sends]
+        self.local = [Instr(name, s, mb, p) for name in messages.local]
 
-    def _after(self, op: Op) -> None:
-        """The sends of what `op` produced (to other ranks) and its local
-        followers (ACC), from the instruction table's `AROUND`: they go out
-        with the next op's receives."""
-        p, s, mb = op.pipeline, op.stage, op.mb
-        m, stages = self.problem.maps[p], self.problem.stages
-        around = AROUND[op.kind]
-        for send, offset in around.sends:
-            if 0 <= s + offset < stages and m[s + offset] != self.rank:
-                self.sends.append(Instr(send, stage=s, mb=mb, pipeline=p, peer=m[s + offset]))
-        for name in around.local:
-            self.local.append(Instr(name, stage=s, mb=mb, pipeline=p))
-
-    def _weights_for(self, op: Op) -> tuple[int, bool]:
-        version = self.plan.reads[op]
+    def _lookahead(self, op: Op, version: int) -> bool:
+        """Whether `op` reads extrapolated weights (it reads the stage's
+        current version and the stage looks ahead)."""
         alpha = self.plan.alpha.get(op.stage, 0.0)
         lookahead = op.kind in READS_LOOKAHEAD and alpha != 0.0 and version >= 1
-        lookahead = lookahead and version == self.current[(op.pipeline, op.stage)]
-        return version, lookahead
+        return lookahead and version == self.current[(op.pipeline, op.stage)]
 
-    def _swap_if_needed(self, rep: Replica, version: int, lookahead: bool) -> None:
-        if self.active[rep] != (version, lookahead):
-            extra = {"lookahead": True} if lookahead else {}
-            self._emit("SWAP", stage=rep[1], pipeline=rep[0], version=version, **extra)
-            self.active[rep] = (version, lookahead)
+    def _swap(self, rep: Replica, version: int, lookahead: bool) -> None:
+        """Point the replica's weights at the version (or look-ahead) the next op reads."""
+        self._emit("SWAP", stage=rep[1], pipeline=rep[0], version=version,
+                   lookahead=True if lookahead else None)
+        self.active[rep] = (version, lookahead)
 
     # ---- weights -------------------------------------------------------------------
     def _step(self, i: int, op: Op) -> None:
@@ -221,9 +222,8 @@ class _RankLowering:
             if spec.dp_mode == "async-sparse" and (old + 1) % spec.dp_period == 0:
                 self._emit("SPARSE_SYNC", stage=op.stage, pipeline=p, version=old + 1)
 
-    def _release_after(self, i: int, op: Op) -> None:
+    def _release_after(self, i: int, op: Op, version: int) -> None:
         rep = (op.pipeline, op.stage)
-        version = self.plan.reads[op]
         if version in self.stashed[rep] and self.last_reader[(rep, version)] == i:
             self.stashed[rep].discard(version)
             self._emit("RELEASE", stage=op.stage, pipeline=op.pipeline, version=version)
@@ -232,32 +232,47 @@ class _RankLowering:
         self.out.append(Instr(op, **kw))  # type: ignore[arg-type]
 
 
-def _early_receives(problem: Problem, rank: int, seq: Sequence[Op], times: Mapping[Op, int]
-                    ) -> dict[int, list[tuple[Op, int]]]:
+@dataclass(frozen=True)
+class _Messages:
+    """The instruction table's `AROUND` for one compute kind on one stage
+    replica of a rank: (receive op, peer rank) of each input from another
+    rank, (send op, peer rank) of each output to another rank, the local
+    followers, and (kind, stage) of the op on another rank whose output the
+    first receive brings (None without receives)."""
+
+    receives: tuple[tuple[str, int], ...]
+    sends: tuple[tuple[str, int], ...]
+    local: tuple[str, ...]
+    producer: tuple[str, int] | None
+
+
+def _messages(problem: Problem, rank: int, kind: str, pipeline: int, stage: int) -> _Messages:
+    m, stages, around = problem.maps[pipeline], problem.stages, AROUND[kind]
+
+    def remote(rows: Sequence[tuple]) -> list[tuple]:
+        return [row for row in rows
+                if 0 <= stage + row[1] < stages and m[stage + row[1]] != rank]
+
+    receives, sends = remote(around.receives), remote(around.sends)
+    return _Messages(tuple((row[0], m[stage + row[1]]) for row in receives),
+                     tuple((row[0], m[stage + row[1]]) for row in sends), around.local,
+                     (receives[0][2], stage + receives[0][1]) if receives else None)
+
+
+def _early_receives(seq: Sequence[Op], times: Mapping[Op, int],
+                    messages_of: Callable[[Op], _Messages]) -> dict[int, list[tuple[Op, int]]]:
     """seq index -> the ops whose input is received in the batch before it,
     in the order the messages are sent."""
     starts = [times[op] for op in seq]
     out: dict[int, list[tuple[Op, int]]] = defaultdict(list)
     for op in seq:
-        producer = _remote_producer(problem, rank, op)
+        producer = None if op.kind == STEP_KIND else messages_of(op).producer
         if producer is None:
             continue
-        sent = times[producer] + UNIT_COST[producer.kind]
+        kind, stage = producer
+        sent = times[Op(kind, op.pipeline, stage, op.mb)] + UNIT_COST[kind]
         at = bisect.bisect_left(starts, sent)
         out[at].append((op, sent))
     for ops in out.values():
         ops.sort(key=lambda item: item[1])
     return out
-
-
-def _remote_producer(problem: Problem, rank: int, op: Op) -> Op | None:
-    """The op on another rank whose output `op` receives, if any (the
-    instruction table's `AROUND`)."""
-    around = AROUND.get(op.kind)
-    if around is None:
-        return None
-    m, s = problem.maps[op.pipeline], op.stage
-    for _, offset, producer in around.receives:
-        if 0 <= s + offset < problem.stages and m[s + offset] != rank:
-            return op._replace(kind=producer, stage=s + offset)
-    return None

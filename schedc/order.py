@@ -20,8 +20,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from schedc.errors import UserError
 from schedc.graph import Problem, weight_edges
@@ -164,23 +163,26 @@ class Dependencies:
         kinds = problem.compute_kinds()
         stages, k, split = problem.stages, len(kinds), problem.spec.split_backward
         ops = list(problem.compute_ops())  # index (mb * stages + s) * k + kind
-        succ: dict[Op, list[Op]] = {op: [] for op in ops}
-        for s in range(stages):
-            for b in range(problem.batches):
-                succ[step_op(s, b)] = []
-        indeg = dict.fromkeys(succ, 0)
         # data_edges, read from the flat list: each op's inputs by index
         where = {kind: i for i, kind in enumerate(kinds)}
         needs = [[(where[kind], offset) for kind, offset in resolve_needs(kind, split)]
                  for kind in kinds]
+        after: list[list[Op]] = [[] for _ in ops]  # successors, by index
+        before = [0] * len(ops)  # in-degrees, by index
         for i, op in enumerate(ops):
             base, s = i - i % k - op.stage * k, op.stage
             for kind, offset in needs[i % k]:
                 if 0 <= s + offset < stages:
-                    out = succ[ops[base + (s + offset) * k + kind]]
+                    out = after[base + (s + offset) * k + kind]
                     if op not in out:  # one edge per pair, as in a DiGraph
                         out.append(op)
-                        indeg[op] += 1
+                        before[i] += 1
+        succ: dict[Op, list[Op]] = dict(zip(ops, after, strict=True))
+        for s in range(stages):
+            for b in range(problem.batches):
+                succ[step_op(s, b)] = []
+        indeg = dict(zip(ops, before, strict=True))
+        indeg.update(dict.fromkeys(itertools.islice(succ, len(ops), None), 0))
         # Weight edges never repeat a pair (each joins a step and one op of
         # one micro-batch, or two steps): no check of a step's long list.
         # The successor lists hold the nodes' own objects (an equal new Op
@@ -206,7 +208,10 @@ class Dependencies:
         return self.indeg[op]
 
 
-Graph = nx.DiGraph | Dependencies  # what the list scheduler reads
+if TYPE_CHECKING:  # networkx is imported only where a graph is built (schedc.graph)
+    import networkx as nx
+
+    Graph = nx.DiGraph | Dependencies  # what the list scheduler reads
 
 
 class ListScheduler:

@@ -13,29 +13,33 @@ proves the programs for 1, 2 and 3 repetitions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
+from operator import attrgetter
 
 from schedc.errors import VerifyError
-from schedc.program import COMPUTE_OPS, Instr, Period, RankProgram, shift_all
+from schedc.program import (
+    COMPUTE_OPS,
+    MB_SHIFTED,
+    VERSION_SHIFTED,
+    Instr,
+    Period,
+    RankProgram,
+    shift_all,
+)
 
 ANCHORS = (0.35, 0.5, 0.65)  # where in the run to look for the steady state
 
 
-def _key(ins: Instr) -> tuple:
-    return (ins.op, ins.stage, ins.mb, ins.pipeline, ins.version, ins.peer, ins.group,
-            ins.count, ins.alpha, ins.lookahead)
-
-
-def _shifted_key(key: tuple, period: Period) -> tuple:
-    """_key of the instruction one period later (Instr.shifted, on tuples)."""
-    op, stage, mb, pipeline, version, *rest = key
-    return (op, stage, None if mb is None else mb + period.microbatches, pipeline,
-            None if version is None else version + period.steps, *rest)
+# Every field of an instruction, as a tuple: equal tuples, equal instructions.
+_FIELDS = tuple(f.name for f in fields(Instr))
+_key = attrgetter(*_FIELDS)
+_MB, _VERSION = _FIELDS.index(MB_SHIFTED), _FIELDS.index(VERSION_SHIFTED)
 
 
 def _repeat_runs(seq: Sequence[Instr], length: int, period: Period,
                  keys: tuple[list[tuple], list[tuple]] | None = None) -> list[int]:
     """runs[i]: how many consecutive j >= i have seq[j + L] == seq[j] shifted once.
-    keys: (_key, _shifted_key) of every instruction, when already made."""
+    keys: _keys(seq, period), when already made."""
     n = len(seq)
     own, later = keys or _keys(seq, period)
     runs = [0] * (n + 1)
@@ -45,32 +49,38 @@ def _repeat_runs(seq: Sequence[Instr], length: int, period: Period,
 
 
 def _keys(seq: Sequence[Instr], period: Period) -> tuple[list[tuple], list[tuple]]:
-    own = [_key(ins) for ins in seq]
-    return own, [_shifted_key(k, period) for k in own]
+    """_key of every instruction, and of each one period later (Instr.shifted,
+    on tuples), made column by column."""
+    own = list(map(_key, seq))
+    columns = list(zip(*own, strict=True)) or [()] * len(_FIELDS)
+    dm, dv = period.microbatches, period.steps
+    columns[_MB] = [None if mb is None else mb + dm for mb in columns[_MB]]
+    columns[_VERSION] = [None if v is None else v + dv for v in columns[_VERSION]]
+    return own, list(zip(*columns, strict=True))
 
 
 def _best_start(seq: Sequence[Instr], length: int, period: Period,
                 keys: tuple[list[tuple], list[tuple]] | None = None) -> tuple[int, int]:
     """(start, repetitions) with the most repetitions, earliest start."""
-    runs = _repeat_runs(seq, length, period, keys)
-    best = (0, 0)
-    for x in range(0, len(seq) - length + 1):
-        reps = 1 + runs[x] // length
-        if reps > best[1]:
-            best = (x, reps)
-    return best
+    runs = _repeat_runs(seq, length, period, keys)[:max(0, len(seq) - length + 1)]
+    if not runs:
+        return 0, 0
+    more = max(runs) // length  # repetitions after the first
+    return next(x for x, run in enumerate(runs) if run >= more * length), 1 + more
 
 
-def body_lengths(seq: Sequence[Instr], period: Period) -> list[int]:
+def body_lengths(seq: Sequence[Instr], period: Period,
+                 keys: tuple[list[tuple], list[tuple]] | None = None) -> list[int]:
     """Candidate body lengths: from compute instructions at a few points of the
-    run to their copies one period later."""
-    where = {ins: i for i, ins in enumerate(seq) if ins.op in COMPUTE_OPS}
+    run to their copies one period later. keys: _keys(seq, period), when
+    already made."""
+    own, later = keys or _keys(seq, period)
+    where = {own[i]: i for i, ins in enumerate(seq) if ins.op in COMPUTE_OPS}
     out: list[int] = []
     for frac in ANCHORS:
         for i in range(int(frac * len(seq)), len(seq)):
-            ins = seq[i]
-            if ins.op in COMPUTE_OPS:
-                j = where.get(ins.shifted(period.microbatches, period.steps))
+            if seq[i].op in COMPUTE_OPS:
+                j = where.get(later[i])
                 if j is not None and j > i and j - i not in out:
                     out.append(j - i)
                 break
@@ -88,7 +98,7 @@ def split_run(streams: Sequence[Sequence[Instr]], batches: int, period: Period
     for r, seq in enumerate(streams):
         best = (0, 0, 0)  # (repetitions, -start, length)
         keys = _keys(seq, period)  # once per rank, for every candidate length
-        for length in body_lengths(seq, period):
+        for length in body_lengths(seq, period, keys):
             start, reps = _best_start(seq, length, period, keys)
             best = max(best, (reps, -start, length))
         if best[0] < 1:

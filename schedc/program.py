@@ -41,7 +41,7 @@ MB_SHIFTED = "mb"
 VERSION_SHIFTED = "version"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Instr:
     """One instruction. Unused fields are None and are not written to files.
 
@@ -63,6 +63,27 @@ class Instr:
     count: int | None = None
     alpha: float | None = None
     lookahead: bool | None = None
+
+    def __init__(self, op: str, stage: int | None = None, mb: int | None = None,
+                 pipeline: int | None = None, version: int | None = None,
+                 peer: int | None = None, group: tuple[int, ...] | None = None,
+                 count: int | None = None, alpha: float | None = None,
+                 lookahead: bool | None = None) -> None:
+        # The slots set directly: a frozen dataclass's own __init__ goes
+        # through object.__setattr__ per field, about three times slower (a
+        # large compile makes millions of instructions).
+        set_op, set_stage, set_mb, set_pipeline, set_version, set_peer, set_group, \
+            set_count, set_alpha, set_lookahead = _SET
+        set_op(self, op)
+        set_stage(self, stage)
+        set_mb(self, mb)
+        set_pipeline(self, pipeline)
+        set_version(self, version)
+        set_peer(self, peer)
+        set_group(self, group)
+        set_count(self, count)
+        set_alpha(self, alpha)
+        set_lookahead(self, lookahead)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"op": self.op}
@@ -186,9 +207,10 @@ _NAMES = tuple(f.name for f in fields(Instr))[1:]
 _VALUES = attrgetter("op", *_NAMES)
 
 # The setter of every slot of Instr, in field order, bypassing the frozen
-# __setattr__ (shift_all's copies only; a new field is a new line there).
+# __setattr__ (Instr.__init__ and shift_all's copies; a new field is a new
+# line in both).
 _SET = tuple(Instr.__dict__[f.name].__set__ for f in fields(Instr))
-assert len(_SET) == 10, "shift_all copies ten fields"
+assert len(_SET) == 10, "Instr.__init__ and shift_all set ten fields"
 
 
 @dataclass(frozen=True)

@@ -307,11 +307,11 @@ class _RankReplay:
     def _check_batch_in(self, ins, rep: _Replica) -> None:
         n = self.manifest.num_pipelines
         first = rep.current * self.m
-        mine = [mb for mb in range(first, first + self.m) if mb % n == ins.pipeline]
-        missing = [mb for mb in mine if mb not in rep.accumulated]
-        if missing:
+        mine = range(first + (ins.pipeline - first) % n, first + self.m, n)  # mb % n == pipeline
+        if not rep.accumulated.issuperset(mine):
+            missing = next(mb for mb in mine if mb not in rep.accumulated)
             raise self.fail(f"step {rep.current + 1} of stage {ins.stage} before the gradient "
-                            f"of micro-batch {missing[0]} was added")
+                            f"of micro-batch {missing} was added")
 
     def _op_STEP(self, ins, rep: _Replica) -> None:
         if ins.version != rep.current + 1:

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     for fmt, _ in args.emit:
         if fmt != "torch-csv":
             raise UserError(f"unknown --emit format {fmt!r}; supported: torch-csv")
-    with few_collections(pause=spec.flush):  # compiling and writing: millions of objects
+    with few_collections(pause=True):  # compiling and writing: millions of objects
         compiled = compile_spec(spec)
         compiled = replace(compiled, manifest=prove_overlap(
             compiled.manifest, compiled.programs, Overlap.posting(args.posted_batches)))

@@ -119,3 +119,17 @@ def test_compile_does_not_import_torch(tmp_path: Path) -> None:
             f"main(['compile', '--preset', '1f1b', '-o', {str(tmp_path / 'p')!r}, '-q']); "
             "assert 'torch' not in sys.modules and 'triton' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_command_imports_its_own_module_only(tmp_path):
+    """`schedc compile` parses with its own sub-command module and builds no
+    networkx graph: neither the others' modules (tune, viz, simulate) nor
+    networkx are imported (a fifth of a small compile's time)."""
+    code = ("import sys; from schedc.cli import main; "
+            f"rc = main(['compile', '--preset', 'paci', '--stages', '4', '-o', {str(tmp_path)!r},"
+            " '-q']); "
+            "print(rc, sorted(m for m in ('networkx', 'schedc.tune', 'schedc.viz', "
+            "'schedc.simulate', 'schedc.cli.cmd_tune') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["0", "[]"]

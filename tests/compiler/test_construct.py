@@ -11,6 +11,7 @@ from schedc import compiler
 from schedc.analysis import ANALYSIS_REPEATS, _settled_period, steady_state_bubble
 from schedc.compiler import _lowered, _manifest, _periodic_programs, choose_policy, compile_spec
 from schedc.graph import Problem, build_graph
+from schedc.modulo import modulo_plan
 from schedc.order import Dependencies
 from schedc.presets import preset_spec
 from schedc.replay import Replay
@@ -140,3 +141,21 @@ def test_compile_work_is_linear_in_size(name, monkeypatch):
     large = _replayed(name, p, 8 * p, monkeypatch)
     assert large[0] <= 2.05 * small[0]
     assert large[0] <= 12 * large[1]
+
+
+def test_modulo_runs_start_with_the_shortest_that_can_show_two_bodies():
+    # AMDP's warm-up bound is a period above what it needs at these sizes: the
+    # three-period run is lowered first, the longer ones only where it fails.
+    plan = modulo_plan(_spec("amdp", 8, 16, {}).validate())
+    assert (plan.warmup_batches, plan.period_steps) == (2, 1)
+    assert compiler._modulo_runs(plan) == [3, 4, 6]
+    assert compiler._modulo_runs(plan, long_run=True) == [6]
+
+
+def test_a_modulo_run_too_short_to_settle_gives_way_to_the_next():
+    # No bounds: a warm-up of six batches; three do not settle (split_run refuses)
+    spec = _spec("amdp", 2, 2, {"max_inflight": (), "max_inconsistency": None,
+                                "max_delay": None}).validate()
+    assert compiler._modulo_runs(modulo_plan(spec)) == [3, 8, 10]
+    policy = choose_policy(spec)
+    assert _periodic_programs(spec, policy) == _periodic_programs(spec, policy, long_run=True)

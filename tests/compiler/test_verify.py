@@ -101,6 +101,19 @@ def test_step_count_and_foreign_stage_are_rejected():
         verify(replace(c.manifest, world_size=3), c.programs)
 
 
+@pytest.mark.parametrize("name,p,m", [("1f1b", 2, 4), ("amdp", 4, 8)])
+def test_step_before_a_gradient_names_the_missing_micro_batch(name, p, m):
+    """An ACC dropped from a body: the stage's next ALLREDUCE or STEP names the
+    first micro-batch of its pipeline whose gradient is missing."""
+    c = compiled(name, p, m)
+    body = list(c.programs[0].body)
+    k = next(i for i, ins in enumerate(body) if ins.op == "ACC")
+    dropped = body.pop(k)
+    err = rejection(c, with_body(c, 0, body))
+    assert err.rank == 0 and body[err.index].op in ("ALLREDUCE", "STEP"), err.render()
+    assert err.reason.endswith(f"before the gradient of micro-batch {dropped.mb} was added")
+
+
 # ---- bounds ---------------------------------------------------------------------------
 def _tightened(c, **bounds):
     return replace(c.manifest, spec={**c.manifest.spec, **bounds})
