@@ -172,7 +172,8 @@ def test_amdp_tighter_than_its_reference(p, m):
     assert a["max_inconsistency"] == 1 and a["max_delay"] == 1
 
 
-@pytest.mark.parametrize("p,m", [(4, 8), (8, 8), (3, 6), (6, 12)])
+# (3, 5), (4, 5): whole-period templates (schedc.modulo_table), two steps per period
+@pytest.mark.parametrize("p,m", [(4, 8), (8, 8), (3, 6), (6, 12), (3, 5), (4, 5)])
 def test_amdp_one_allreduce_and_one_step_of_m_gradients_per_stage(p, m):
     c = compiled("amdp", p, m)
     steps = c.manifest.period.steps

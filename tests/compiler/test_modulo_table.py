@@ -57,21 +57,6 @@ def test_the_plan_takes_the_whole_period(p, m):
     assert plan.period_steps == n // math.gcd(n, m)
 
 
-def test_one_allreduce_and_one_step_of_m_gradients_per_stage():
-    p, m = min(TABLE)
-    c = compiled("amdp", p, m)
-    steps = c.manifest.period.steps
-    for prog in c.programs:
-        for op in ("ALLREDUCE", "STEP"):
-            per_replica: dict[tuple[int, int], int] = {}
-            for ins in prog.body:
-                if ins.op == op:
-                    key = (ins.pipeline, ins.stage)
-                    per_replica[key] = per_replica.get(key, 0) + 1
-            assert set(per_replica.values()) == {steps}, (prog.rank, op, per_replica)
-        assert {i.count for i in prog.body if i.op == "STEP"} == {m}
-
-
 @pytest.mark.parametrize("broken", ["collision", "step early", "step late", "in flight",
                                     "rows"])
 def test_a_broken_entry_is_refused(monkeypatch, broken):

@@ -5,13 +5,11 @@ same encoding, the same version table, the same error, the same timing."""
 
 from __future__ import annotations
 
-import gc
 from dataclasses import replace
 
 import pytest
 from compiling import compiled
 
-from schedc.compiler import COMPILE_GC_THRESHOLDS, few_collections
 from schedc.errors import VerifyError
 from schedc.overlap import Overlap
 from schedc.replay import Replay
@@ -102,16 +100,3 @@ def test_error_in_the_epilogue_is_the_fresh_checks_error():
     assert where[0] == where[1]
     assert where[0][:3] == (r, "epilogue", i)
 
-
-def test_few_collections_restores_the_thresholds():
-    before = gc.get_threshold()
-    with few_collections():
-        assert gc.get_threshold() == COMPILE_GC_THRESHOLDS
-    assert gc.get_threshold() == before
-
-
-def test_few_collections_pause_stops_the_collector_and_restores_it():
-    assert gc.isenabled()
-    with few_collections(pause=True):
-        assert not gc.isenabled()
-    assert gc.isenabled()
