@@ -170,7 +170,10 @@ class Replay:
                  locate: Locate = stream_locate, rule: Overlap = DEFAULT,
                  reuse: Reuse | None = None) -> None:
         self.streams = streams
-        self.observe(observer or Observer())
+        self.obs = observer or Observer()
+        # the per-message and per-batch callbacks, None where the observer does nothing
+        self.on_matched = self.obs.matched if _does(self.obs, "matched") else None
+        self.on_finished = self.obs.finished if _does(self.obs, "finished") else None
         self.locate, self.rule = locate, rule
         n = len(streams)
         self.channels: dict[tuple, tuple] = {}  # each channel's one tuple (encode)
@@ -184,7 +187,6 @@ class Replay:
         self.pc = [0] * n
         self.batch_end = [-1] * n  # end of the posted batch; -1 when none
         self.open = [0] * n  # messages of the posted batch not yet matched
-        # per channel, the posted sends / receives not matched yet, in order
         # per channel, the unmatched messages of each side, oldest first
         self.sends: defaultdict[tuple, deque[tuple[int, int]]] = defaultdict(deque)
         self.recvs: defaultdict[tuple, deque[tuple[int, int]]] = defaultdict(deque)
@@ -341,12 +343,6 @@ class Replay:
         new.deferred = set(self.deferred)
         new.post_deferred()
         return new
-
-    def observe(self, observer: Observer) -> None:
-        """Callbacks go to `observer` from now on."""
-        self.obs = observer
-        self.on_matched = observer.matched if _does(observer, "matched") else None
-        self.on_finished = observer.finished if _does(observer, "finished") else None
 
     def wake(self, r: int) -> None:
         if not self.queued[r]:
