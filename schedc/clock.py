@@ -33,6 +33,7 @@ from typing import Protocol
 from schedc.instructions import AROUND, MESSAGE, SEND_OPS, TABLE, UNIT_COSTS, unit_cost
 from schedc.program import Instr
 from schedc.replay import Observer
+from schedc.unroll import unshifted
 
 
 class Costs(Protocol):
@@ -75,7 +76,7 @@ class Clock(Observer):
         self.costs = costs
         self.serial = serial_comm
         self.lazy = lazy_recv and not serial_comm
-        self.dur = [_durations(s, costs) for s in self.streams]
+        self.dur = [_durations(unshifted(s), costs) for s in self.streams]
         self.dkey = [_data_keys(s) for s in self.streams] if self.lazy else []
         n = len(self.streams)
         self.now = [0.0] * n
@@ -94,10 +95,11 @@ class Clock(Observer):
     def extend(self, r: int) -> None:
         """Rank r's stream has grown at its end (schedc.runs): its new
         instructions get times too."""
-        new = self.streams[r][len(self.dur[r]):]
+        done, stream = len(self.dur[r]), self.streams[r]
+        new = unshifted(stream, done)  # op and stage: what a duration reads
         self.dur[r].extend(_durations(new, self.costs))
         if self.lazy:
-            self.dkey[r].extend(_data_keys(new))
+            self.dkey[r].extend(_data_keys(stream[done:]))
         self.starts[r].extend(_zeros(len(new)))
         self.ends[r].extend(_zeros(len(new)))
 

@@ -40,6 +40,7 @@ from schedc.errors import VerifyError
 from schedc.instructions import COLLECTIVE, MESSAGE, TABLE
 from schedc.overlap import DEFAULT, Overlap
 from schedc.program import Instr
+from schedc.unroll import RunStream
 
 Locate = Callable[[int, int], tuple[str, int]]
 # Per rank, (code, same): the encoding of a stream that agrees with this run's
@@ -51,6 +52,20 @@ LOCAL, MSG, COLL = 0, 1, 2
 # the message key built from them is `instructions.message_key`'s.
 _ROWS = {op: (MSG if row.kind == MESSAGE else COLL if row.kind == COLLECTIVE else LOCAL,
               row.send, row.message, row.hop) for op, row in TABLE.items()}
+
+
+def _window(seq: Sequence[Instr], lo: int, hi: int) -> tuple[Sequence[Instr], list | None]:
+    """Instructions lo..hi-1 of a stream as the programs hold them, and each
+    one's micro-batch shift (None: a plain stream, nothing shifted). Encoding
+    reads nothing else a shift changes."""
+    if not isinstance(seq, RunStream):
+        return seq[lo:hi], None
+    instrs: list[Instr] = []
+    shifts: list[int] = []
+    for part, a, b, dm, _, _ in seq.parts(lo, hi):
+        instrs.extend(part[a:b])
+        shifts.extend([dm] * (b - a))
+    return instrs, shifts
 
 
 def stream_locate(rank: int, index: int) -> tuple[str, int]:
@@ -221,8 +236,9 @@ class Replay:
             local = code[hi] if prev == LOCAL else None
         else:
             prev, end, local = -1, len(seq), None
+        instrs, shifts = _window(seq, lo, hi)
         for i in range(hi - 1, lo - 1, -1):
-            ins = seq[i]
+            ins = instrs[i - lo]
             row = _ROWS.get(ins.op)
             if row is None:
                 raise self.fail(r, i, f"unknown op {ins.op!r}: no row in the instruction "
@@ -237,11 +253,13 @@ class Replay:
                 # one channel tuple per channel, shared by its messages (memory)
                 chan = (r, peer, ins.pipeline) if is_send else (peer, r, ins.pipeline)
                 chan = chans.setdefault(chan, chan)
+                mb = ins.mb
+                if shifts is not None and mb is not None:
+                    mb += shifts[i - lo]
                 if is_send:
-                    code[i] = (MSG, end, chan, True, (message, ins.stage, ins.mb, ins.pipeline))
+                    code[i] = (MSG, end, chan, True, (message, ins.stage, mb, ins.pipeline))
                 else:
-                    code[i] = (MSG, end, chan, False,
-                               (message, ins.stage - hop, ins.mb, ins.pipeline))
+                    code[i] = (MSG, end, chan, False, (message, ins.stage - hop, mb, ins.pipeline))
                 prev = MSG
             elif kind == COLL:
                 group = tuple(ins.group or ())

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 
 from schedc.clock import Clock, UnitCosts
 from schedc.overlap import Overlap
-from schedc.program import Manifest, RankProgram, shift_all
+from schedc.program import Manifest, RankProgram
 from schedc.replay import Replay
 from schedc.timing import Timing
-from schedc.unroll import Unrolled
+from schedc.unroll import RunStream, Unrolled
 from schedc.versions import VersionCheck, VersionTable
 
 
@@ -35,7 +35,7 @@ class Runs:
     def __init__(self, manifest: Manifest, programs: Sequence[RankProgram], longest: int,
                  timed: bool = False) -> None:
         self.programs, self.period, self.longest = tuple(programs), manifest.period, longest
-        self.streams = tuple(list(p.prologue) for p in programs)
+        self.streams = tuple(RunStream([(p.prologue, 0, 0)]) for p in programs)
         self.bodies = 0  # body repetitions in the shared streams so far
         rule = Overlap.from_dict(manifest.overlap)  # the rule the deadlock proof is under
         self.clock = Clock(self.streams, UnitCosts(), overlap=rule.overlapped,
@@ -60,31 +60,33 @@ class Runs:
         return self.versions.check(un, ends)
 
     def run(self, n: int) -> Unrolled:
-        """The run of n bodies (the same as Unrolled.of): the shared streams up
-        to body n's end, then the epilogue shifted as the last body is. The
+        """The run of n bodies (the same as Unrolled.of): the shared streams'
+        prologue and first n bodies, then the epilogue shifted as the last body
+        is (RunStream: the programs' own instructions, shifted when read). The
         longest run's are the shared streams themselves."""
         self._grow(n)
         if n == self.longest:
             return Unrolled(self.programs, self.period, n, self.streams)
-        streams = tuple(
-            tuple(seq[:len(prog.prologue) + n * len(prog.body)]) + self._epilogue(prog, n)
-            for prog, seq in zip(self.programs, self.streams, strict=True))
-        return Unrolled(self.programs, self.period, n, streams)
+        streams = []
+        for prog, seq in zip(self.programs, self.streams, strict=True):
+            stream = seq.head(1 + n)
+            stream.append(prog.epilogue, *self._shift(n - 1))
+            streams.append(stream)
+        return Unrolled(self.programs, self.period, n, tuple(streams))
 
-    def _epilogue(self, prog: RankProgram, n: int) -> tuple:
-        dm, dv = (n - 1) * self.period.microbatches, (n - 1) * self.period.steps
-        return tuple(shift_all(prog.epilogue, dm, dv))
+    def _shift(self, k: int) -> tuple[int, int]:
+        """(micro-batch, version) shift of body repetition k."""
+        return k * self.period.microbatches, k * self.period.steps
 
     def _grow(self, n: int) -> None:
         """The shared streams hold n bodies (and the epilogue: the longest)."""
         if n <= self.bodies:
             return
-        m, steps = self.period.microbatches, self.period.steps
         for r, (prog, seq) in enumerate(zip(self.programs, self.streams, strict=True)):
             for k in range(self.bodies, n):
-                seq.extend(shift_all(prog.body, k * m, k * steps))
+                seq.append(prog.body, *self._shift(k))
             if n == self.longest:
-                seq.extend(self._epilogue(prog, n))
+                seq.append(prog.epilogue, *self._shift(n - 1))
             self.replay.extend(r)
             if self.clock is not None:
                 self.clock.extend(r)

@@ -15,6 +15,7 @@ from schedc.clock import Clock, UnitCosts
 from schedc.instructions import COMPUTE_OPS, unit_cost
 from schedc.program import Instr
 from schedc.replay import Replay, Reuse
+from schedc.unroll import unshifted
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Timing:
 
     def busy(self, streams: Sequence[Sequence[Instr]], rank: int, lo: int = 0,
              hi: int | None = None) -> float:
-        seq = streams[rank][lo:hi]
+        seq = unshifted(streams[rank], lo, hi)  # the op alone counts
         return sum(unit_cost(i.op) for i in seq if i.op in COMPUTE_OPS)
 
 

@@ -21,7 +21,7 @@ from schedc.overlap import Overlap
 from schedc.program import Instr, Manifest, RankProgram
 from schedc.runs import Runs
 from schedc.spec import Spec
-from schedc.unroll import Unrolled
+from schedc.unroll import Unrolled, stream_parts
 from schedc.versions import VersionTable
 
 ASYNC_REPEATS = (1, 2, 3)
@@ -131,22 +131,25 @@ def _check_completeness(manifest: Manifest, un: Unrolled) -> None:
     steps: dict[tuple[int, int], int] = defaultdict(int)
     pipelines = manifest.num_pipelines
     for r, stream in enumerate(un.streams):
-        for i, ins in enumerate(stream):
-            op = ins.op
-            if op in COMPUTE_OPS:
-                if op not in kinds:
-                    raise _fail(un, r, i, f"{op} in a schedule whose backward is "
-                                f"{'split into I and W' if split else 'not split'}")
-                key = (op, ins.pipeline, ins.stage, ins.mb)
-                if key in seen:
-                    raise _fail(un, r, i, f"second {op} of micro-batch {ins.mb} on stage "
-                                f"{ins.stage} (first at rank {seen[key]})")
-                if ins.pipeline != ins.mb % pipelines:
-                    raise _fail(un, r, i, f"micro-batch {ins.mb} belongs to pipeline "
-                                f"{ins.mb % pipelines}")
-                seen[key] = r
-            elif op == "STEP":
-                steps[(ins.pipeline, ins.stage)] += 1
+        for seq, a, b, dm, _, base in stream_parts(stream):  # the shift read where needed
+            for j in range(a, b):
+                ins = seq[j]
+                op = ins.op
+                if op in COMPUTE_OPS:
+                    i, mb = base + j, ins.mb + dm
+                    if op not in kinds:
+                        raise _fail(un, r, i, f"{op} in a schedule whose backward is "
+                                    f"{'split into I and W' if split else 'not split'}")
+                    key = (op, ins.pipeline, ins.stage, mb)
+                    if key in seen:
+                        raise _fail(un, r, i, f"second {op} of micro-batch {mb} on stage "
+                                    f"{ins.stage} (first at rank {seen[key]})")
+                    if ins.pipeline != mb % pipelines:
+                        raise _fail(un, r, i, f"micro-batch {mb} belongs to pipeline "
+                                    f"{mb % pipelines}")
+                    seen[key] = r
+                elif op == "STEP":
+                    steps[(ins.pipeline, ins.stage)] += 1
     total = 1 + max((k[3] for k in seen), default=-1)
     m = manifest.period.microbatches // manifest.period.steps
     if manifest.synchronous and total != un.repeats * manifest.period.microbatches:

@@ -17,9 +17,9 @@ from typing import Any
 
 from schedc.errors import VerifyError
 from schedc.instructions import FREES_ACTIVATION, RECV_OPS, TABLE, resolve_needs
-from schedc.program import Manifest
+from schedc.program import Manifest, shift_all
 from schedc.spec import Spec
-from schedc.unroll import Unrolled
+from schedc.unroll import Unrolled, stream_parts
 
 Key = tuple[int, int, int]  # (pipeline, stage, mb)
 Where = tuple[int, int]  # (rank, stream index)
@@ -165,16 +165,17 @@ class _RankReplay:
                            instr=self.un.streams[self.rank][self.index].label())
 
     def run(self, lo: int, hi: int) -> None:
-        stream, handlers, replicas = self.un.streams[self.rank], self.handlers, self.replicas
-        for self.index in range(lo, hi):
-            ins = stream[self.index]
-            handler = handlers.get(ins.op)
-            if handler is None:
-                handler = handlers[ins.op] = getattr(_RankReplay, "_op_" + ins.op, None)
+        handlers, replicas = self.handlers, self.replicas
+        for seq, a, b, dm, dv, base in stream_parts(self.un.streams[self.rank], lo, hi):
+            # a section's instructions shifted as they run (copies made and dropped here)
+            for self.index, ins in enumerate(shift_all(seq[a:b], dm, dv), base + a):
+                handler = handlers.get(ins.op)
                 if handler is None:
-                    raise self.fail(f"no version rule for op {ins.op!r} (schedc/versions.py "
-                                    "has no handler for it)")
-            handler(self, ins, replicas[(ins.pipeline, ins.stage)])
+                    handler = handlers[ins.op] = getattr(_RankReplay, "_op_" + ins.op, None)
+                    if handler is None:
+                        raise self.fail(f"no version rule for op {ins.op!r} "
+                                        "(schedc/versions.py has no handler for it)")
+                handler(self, ins, replicas[(ins.pipeline, ins.stage)])
 
     def copy(self) -> _RankReplay:
         """The check as it stands, to go on apart from this one."""
