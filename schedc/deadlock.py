@@ -55,29 +55,30 @@ class _Repairing(Replay):
         for r in self.stuck():
             if self.batch_end[r] < 0:
                 continue
+            code = self.code[r]
             for i in range(self.pc[r], self.batch_end[r]):
-                _, _, chan, is_send, what = self.code[r][i]
+                chan = code.chan[i]
                 # only the oldest unmatched send of the channel: the next receive meets it
                 waiting = self.sends.get(chan)
-                if is_send and waiting and waiting[0] == (r, i):
-                    moved |= self._hoist(chan, what, r)
+                if code.send[i] and waiting and waiting[0] == (r, i):
+                    moved |= self._hoist(chan, code.key[i], r)
         return moved
 
-    def _hoist(self, chan: tuple, what: tuple, sender: int) -> bool:
+    def _hoist(self, chan: tuple, what: int, sender: int) -> bool:
         q = chan[1]
         seq, code = self.streams[q], self.code[q]
         posted = self.batch_end[q] >= 0
         start = self.batch_end[q] if posted else self.pc[q]
+        kinds, sent, chans, keys = code.kind, code.send, code.chan, code.key
         for j in range(start, len(seq)):
-            if code[j][0] == MSG and not code[j][3] and code[j][2] == chan and \
-                    code[j][4] == what:
+            if kinds[j] == MSG and not sent[j] and chans[j] == chan and keys[j] == what:
                 break
         else:
             return False
-        if start < len(code) and code[start][0] == COLL:
-            self.gathering.get(code[start][2], {}).pop(q, None)
+        if start < len(code) and kinds[start] == COLL:
+            self.gathering.get(chans[start], {}).pop(q, None)
         seq.insert(start, seq.pop(j))
-        code.insert(start, code.pop(j))
+        code.move(j, start)
         self.encode(q, start, j + 1, code)  # only the shifted instructions
         if posted:
             self.post(q, start, start + 1)

@@ -37,35 +37,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from schedc.errors import VerifyError
-from schedc.instructions import COLLECTIVE, MESSAGE, TABLE
 from schedc.overlap import DEFAULT, Overlap
 from schedc.program import Instr
+from schedc.replay_code import COLL, KEY_SHIFT, LOCAL, MSG, Keys, RankCode, encode, window
 from schedc.unroll import RunStream
+
+__all__ = ["COLL", "LOCAL", "MSG", "Blocked", "Fanout", "Observer", "Replay", "ReplayDeadlock",
+           "ReplayMismatch", "stream_locate"]
 
 Locate = Callable[[int, int], tuple[str, int]]
 # Per rank, (code, same): the encoding of a stream that agrees with this run's
-# on its first `same` instructions (Replay.encode_from, Replay.fork). Replay
-# empties the list's entries as it goes (memory: the caller still holds the list).
-Reuse = list[tuple[list[tuple], int] | None]
-LOCAL, MSG, COLL = 0, 1, 2
-# The table's rows as the replay reads them: op -> (kind, is send, message, hop);
-# the message key built from them is `instructions.message_key`'s.
-_ROWS = {op: (MSG if row.kind == MESSAGE else COLL if row.kind == COLLECTIVE else LOCAL,
-              row.send, row.message, row.hop) for op, row in TABLE.items()}
-
-
-def _window(seq: Sequence[Instr], lo: int, hi: int) -> tuple[Sequence[Instr], list | None]:
-    """Instructions lo..hi-1 of a stream as the programs hold them, and each
-    one's micro-batch shift (None: a plain stream, nothing shifted). Encoding
-    reads nothing else a shift changes."""
-    if not isinstance(seq, RunStream):
-        return seq[lo:hi], None
-    instrs: list[Instr] = []
-    shifts: list[int] = []
-    for part, a, b, dm, _, _ in seq.parts(lo, hi):
-        instrs.extend(part[a:b])
-        shifts.extend([dm] * (b - a))
-    return instrs, shifts
+# on its first `same` instructions (Replay.fork). Replay empties the list's
+# entries as it goes (memory: the caller still holds the list).
+Reuse = list[tuple[RankCode, int] | None]
 
 
 def stream_locate(rank: int, index: int) -> tuple[str, int]:
@@ -183,7 +167,7 @@ class Replay:
 
     def __init__(self, streams: Sequence[Sequence[Instr]], observer: Observer | None = None,
                  locate: Locate = stream_locate, rule: Overlap = DEFAULT,
-                 reuse: Reuse | None = None) -> None:
+                 reuse: Reuse | None = None, keys: Keys | None = None) -> None:
         self.streams = streams
         self.obs = observer or Observer()
         # the per-message and per-batch callbacks, None where the observer does nothing
@@ -191,14 +175,15 @@ class Replay:
         self.on_finished = self.obs.finished if _does(self.obs, "finished") else None
         self.locate, self.rule = locate, rule
         n = len(streams)
-        self.channels: dict[tuple, tuple] = {}  # each channel's one tuple (encode)
-        if reuse is None:
-            self.code = [self.encode(r) for r in range(n)]
-        else:
-            self.code = []
-            for r in range(n):
-                self.code.append(self.encode_from(r, *reuse[r]))
-                reuse[r] = None  # the shorter run's encoding goes as the new one is made
+        self.keys = Keys() if keys is None else keys  # shared with forks
+        self.code: list[RankCode] = []
+        for r in range(n):
+            if reuse is None:
+                self.code.append(self.encode_rest(r, RankCode()))
+            else:  # the shorter run's encoding goes as the new one is made
+                code, same = reuse[r]
+                reuse[r] = None
+                self.code.append(self.encode_rest(r, code.head(same)))
         self.pc = [0] * n
         self.batch_end = [-1] * n  # end of the posted batch; -1 when none
         self.open = [0] * n  # messages of the posted batch not yet matched
@@ -220,82 +205,49 @@ class Replay:
         self.limit: list[int] | None = None
         self.deferred: set[int] = set()
 
-    # ---- encoding ---------------------------------------------------------------
-    def encode(self, r: int, lo: int = 0, hi: int | None = None,
-               code: list | None = None) -> list[tuple]:
-        """Per instruction (kind, end of its run, channel, is send, message key);
-        for a collective the channel is its group. With `code`, only
-        instructions lo..hi-1 are encoded again (those after hi are as encoded)."""
-        seq, n = self.streams[r], len(self.streams)
-        chans = self.channels
-        hi = len(seq) if hi is None else hi
-        if code is None:
-            code = [None] * len(seq)
-        if hi < len(seq):  # continue the run that starts at hi
-            prev, end = code[hi][0], code[hi][1]
-            local = code[hi] if prev == LOCAL else None
-        else:
-            prev, end, local = -1, len(seq), None
-        instrs, shifts = _window(seq, lo, hi)
-        for i in range(hi - 1, lo - 1, -1):
-            ins = instrs[i - lo]
-            row = _ROWS.get(ins.op)
-            if row is None:
-                raise self.fail(r, i, f"unknown op {ins.op!r}: no row in the instruction "
-                                "table")
-            kind, is_send, message, hop = row
-            if kind == MSG:
-                peer = ins.peer
-                if peer is None or not 0 <= peer < n or peer == r:
-                    raise self.fail(r, i, f"invalid peer {peer}")
-                if prev != MSG:
-                    end = i + 1
-                # one channel tuple per channel, shared by its messages (memory)
-                chan = (r, peer, ins.pipeline) if is_send else (peer, r, ins.pipeline)
-                chan = chans.setdefault(chan, chan)
-                mb = ins.mb
-                if shifts is not None and mb is not None:
-                    mb += shifts[i - lo]
-                if is_send:
-                    code[i] = (MSG, end, chan, True, (message, ins.stage, mb, ins.pipeline))
-                else:
-                    code[i] = (MSG, end, chan, False, (message, ins.stage - hop, mb, ins.pipeline))
-                prev = MSG
-            elif kind == COLL:
-                group = tuple(ins.group or ())
-                if r not in group:
-                    raise self.fail(r, i, "ALLREDUCE group does not contain this rank")
-                code[i] = (COLL, i + 1, group, False, ins.stage)
-                prev = COLL
-            else:
-                if prev != LOCAL:
-                    local = (LOCAL, i + 1, None, False, None)  # shared by the whole run
-                code[i] = local
-                prev = LOCAL
+    # ---- encoding (schedc.replay_code) -----------------------------------------------
+    def encode(self, r: int, lo: int, hi: int, code: RankCode) -> None:
+        """Encode instructions lo..hi-1 of rank r into `code` again (those
+        from hi on are as encoded)."""
+        instrs, shifts = window(self.streams[r], lo, hi)
+        encode(code, r, len(self.streams), instrs, shifts, lo, hi, self.keys,
+               lambda i, reason: self.fail(r, i, reason))
+
+    def encode_rest(self, r: int, code: RankCode) -> RankCode:
+        """`code`, the encoding of rank r's stream up to len(code), encoded on
+        to the stream's end. A whole section of a RunStream is encoded once
+        (Keys.sections) and copied, its keys shifted."""
+        seq = self.streams[r]
+        parts = seq.parts(len(code)) if isinstance(seq, RunStream) else \
+            ((seq, len(code), len(seq), 0, 0, 0),)
+        for part, a, b, dm, _, base in parts:
+            if isinstance(seq, RunStream) and a == 0 and b == len(part):
+                code.append_shifted(self._section(r, part, base), base, dm * KEY_SHIFT)
+                continue
+            code.grow(b - a)
+            instrs = part[a:b]
+            encode(code, r, len(self.streams), instrs, [dm] * (b - a) if dm else None,
+                   base + a, base + b, self.keys, lambda i, reason: self.fail(r, i, reason))
+            code.join(base + a)
         return code
 
-    def encode_from(self, r: int, code: list[tuple], same: int) -> list[tuple]:
-        """encode(r), given the `code` of a stream equal to this one on its
-        first `same` instructions (a longer run of the same programs,
-        schedc.runs): only the rest, and the run that reaches into it, are
-        encoded."""
-        seq = self.streams[r]
-        new = code[:same]
-        new.extend([None] * (len(seq) - same))
-        self.encode(r, same, None, new)
-        if same:  # the run holding same - 1 may go on past it: encode it again
-            kind, end = code[same - 1][0], code[same - 1][1]
-            lo = same - 1
-            while lo and code[lo - 1][0] == kind and code[lo - 1][1] == end:
-                lo -= 1
-            self.encode(r, lo, same, new)
-        return new
+    def _section(self, r: int, part: Sequence[Instr], base: int) -> RankCode:
+        """Section `part` of rank r encoded at index 0, unshifted (made where it
+        first stands, at `base`: an error names that place)."""
+        held = self.keys.sections.get((r, id(part)))
+        if held is not None and held[0] is part:
+            return held[1]
+        code = RankCode(len(part))
+        encode(code, r, len(self.streams), part, None, 0, len(part), self.keys,
+               lambda i, reason: self.fail(r, base + i, reason))
+        self.keys.sections[(r, id(part))] = (part, code)  # the section held: its id stays
+        return code
 
     def extend(self, r: int) -> None:
         """Rank r's stream has grown at its end (schedc.runs): encode the new
-        instructions, and the run that reaches into them again. The rank must
+        instructions, and join the run that reaches into them. The rank must
         not stand inside that run's batch (Replay.batch_start)."""
-        self.code[r] = self.encode_from(r, self.code[r], len(self.code[r]))
+        self.encode_rest(r, self.code[r])
 
     def fail(self, rank: int, index: int, reason: str, cls=VerifyError, **extra) -> VerifyError:
         section, idx = self.locate(rank, index)
@@ -336,8 +288,8 @@ class Replay:
     def batch_start(self, r: int, i: int) -> int:
         """The start of the batch holding instruction i - 1 if it is a message
         (i itself otherwise): a limit there cuts no batch."""
-        code = self.code[r]
-        while i and code[i - 1][0] == MSG:
+        kind = self.code[r].kind
+        while i and kind[i - 1] == MSG:
             i -= 1
         return i
 
@@ -347,7 +299,7 @@ class Replay:
         stream equals this replay's on its first `same[r]` instructions, and no
         rank has passed `batch_start(r, same[r])`. This replay is not changed."""
         new = Replay(streams, observer, locate, self.rule,
-                     [(self.code[r], same[r]) for r in range(len(streams))])
+                     [(self.code[r], same[r]) for r in range(len(streams))], self.keys)
         new.pc, new.batch_end, new.open = list(self.pc), list(self.batch_end), list(self.open)
         for mine, theirs in ((self.sends, new.sends), (self.recvs, new.recvs)):
             for chan, queue in mine.items():
@@ -372,9 +324,10 @@ class Replay:
             self.advance_overlapped(r)
             return
         code, obs, finished = self.code[r], self.obs, self.on_finished
+        kinds, ends = code.kind, code.end
         n, pc = len(code) if self.limit is None else self.limit[r], self.pc[r]
         while pc < n:
-            kind, end = code[pc][0], code[pc][1]
+            kind, end = kinds[pc], ends[pc]
             if kind == LOCAL:
                 end = min(end, n)
                 obs.local(r, pc, end)
@@ -411,14 +364,15 @@ class Replay:
         if pend is None and part is None:
             self.post_whole(r, lo, hi, code)
             return
+        chans, sent, keys = code.chan, code.send, code.key
         for i in range(lo, hi):
-            chan, is_send = code[i][2], code[i][3]
-            if part is not None and is_send != part:
+            chan, is_send = chans[i], sent[i]
+            if part is not None and bool(is_send) != part:
                 continue
             theirs = (recvs if is_send else sends).get(chan)
             if theirs:  # the other end is there: the oldest unmatched one meets this one
                 o_r, o_i = theirs.popleft()
-                if self.code[o_r][o_i][4] != code[i][4]:
+                if self.code[o_r].key[o_i] != keys[i]:
                     self.mismatch(*((r, i, o_r, o_i) if is_send else (o_r, o_i, r, i)))
                 if matched is None:
                     pass
@@ -431,7 +385,7 @@ class Replay:
                     if not opened[o_r] and o_r != r:
                         self.wake(o_r)
                 else:
-                    pend[o_r][self.code[o_r][o_i][1]][not is_send] -= 1
+                    pend[o_r][self.code[o_r].end[o_i]][not is_send] -= 1
                     if o_r != r:
                         self.wake(o_r)
             else:
@@ -441,17 +395,18 @@ class Replay:
                 else:
                     pend[r].setdefault(hi, [0, 0])[is_send] += 1
 
-    def post_whole(self, r: int, lo: int, hi: int, code: list[tuple]) -> None:
+    def post_whole(self, r: int, lo: int, hi: int, code: RankCode) -> None:
         """post of a whole batch without an overlap rule (the common case, its
         own loop: the replay's hottest)."""
         sends, recvs, opened, codes = self.sends, self.recvs, self.open, self.code
         matched, wake = self.on_matched, self.wake
+        chans, sent, keys = code.chan, code.send, code.key
         for i in range(lo, hi):
-            _, _, chan, is_send, key = code[i]
+            chan, is_send, key = chans[i], sent[i], keys[i]
             theirs = (recvs if is_send else sends).get(chan)
             if theirs:  # the other end is there: the oldest unmatched one meets this one
                 o_r, o_i = theirs.popleft()
-                if codes[o_r][o_i][4] != key:
+                if codes[o_r].key[o_i] != key:
                     self.mismatch(*((r, i, o_r, o_i) if is_send else (o_r, o_i, r, i)))
                 if matched is not None:
                     if is_send:
@@ -468,19 +423,20 @@ class Replay:
     # ---- overlap rules (K > 1; schedc/overlap.py) ----------------------------------
     def advance_overlapped(self, r: int) -> None:
         code, obs, pend, sending = self.code[r], self.obs, self.pend[r], self.sending[r]
+        kinds, ends = code.kind, code.end
         n, pc = len(code), self.pc[r]
         stop = n if self.limit is None else self.limit[r]
         while True:
             if pc >= stop and stop < n:  # a limit (run_to): the rest waits
                 self.pc[r] = pc
                 return
-            if pc >= n or code[pc][0] == COLL:  # a drain point: every send completed first
+            if pc >= n or kinds[pc] == COLL:  # a drain point: every send completed first
                 self.pc[r] = pc
                 if not self.sends_done(r, 0) or pc >= n or not self.gather(r, pc):
                     return
                 pc += 1
                 continue
-            kind, end = code[pc][0], code[pc][1]
+            kind, end = kinds[pc], ends[pc]
             if kind == LOCAL:
                 end = min(end, stop)
                 obs.local(r, pc, end)
@@ -491,7 +447,7 @@ class Replay:
                 ahead = self.ahead[r] == pc
                 self.ahead[r] = -1
                 self.post(r, pc, end, True if ahead else None)
-                if any(code[i][3] for i in range(pc, end)):
+                if any(code.send[pc:end]):
                     sending.append((pc, end))
             if pend.get(end, (0, 0))[0] or not self.sends_done(r, self.k - 1):
                 return
@@ -516,16 +472,16 @@ class Replay:
     def post_ahead(self, r: int, pc: int) -> None:
         """Post the receives of the next batch after pc, unless a collective or
         the end of the stream comes first."""
-        code = self.code[r]
-        n = len(code)
-        while pc < n and code[pc][0] == LOCAL:
-            pc = code[pc][1]
+        kinds, ends, sent = self.code[r].kind, self.code[r].end, self.code[r].send
+        n = len(kinds)
+        while pc < n and kinds[pc] == LOCAL:
+            pc = ends[pc]
         if self.limit is not None and pc >= self.limit[r] and pc < n:
             self.deferred.add(r)  # past the limit: posted when the limit moves (run_to, fork)
             return
-        if pc < n and code[pc][0] == MSG:
-            end = code[pc][1]
-            if not all(code[i][3] for i in range(pc, end)):
+        if pc < n and kinds[pc] == MSG:
+            end = ends[pc]
+            if not all(sent[pc:end]):
                 self.ahead[r] = pc
                 self.post(r, pc, end, False)
 
@@ -541,7 +497,7 @@ class Replay:
     def gather(self, r: int, i: int) -> bool:
         """Rank r stands at its collective i; True once the whole group is there
         (every member then stands one past it)."""
-        _, _, group, _, stage = self.code[r][i]
+        group, stage = self.code[r].chan[i], self.streams[r][i].stage
         members = self.gathering.setdefault(group, {})
         members[r] = i
         if len(members) < len(group):
@@ -549,7 +505,7 @@ class Replay:
         del self.gathering[group]
         at = [(g, members[g]) for g in group]
         for g, j in at:
-            other = self.code[g][j][4]
+            other = self.streams[g][j].stage
             if other != stage:
                 raise self.fail(r, i, f"ALLREDUCE mismatch: rank {g} reduces stage {other} "
                                 f"while this rank reduces stage {stage}", ReplayMismatch,
@@ -590,13 +546,13 @@ class Replay:
         pc = self.pc[r]
         if self.pend is not None:
             return self.blocked_overlapped(r)
-        kind, _, chan, _, stage = self.code[r][pc]
+        kind, chan, stage = self.code[r].kind[pc], self.code[r].chan[pc], self.streams[r][pc].stage
         if kind == COLL:
             got = len(self.gathering.get(chan, {}))
             why = f"all-reduce of stage {stage} has {got} of {len(chan)} ranks"
             return Blocked(r, pc, self.streams[r][pc].label(), why)
         for i in range(pc, self.batch_end[r]):  # the first message still unmatched
-            _, _, chan, is_send, _ = self.code[r][i]
+            chan, is_send = self.code[r].chan[i], self.code[r].send[i]
             if (r, i) in (self.sends if is_send else self.recvs).get(chan, ()):
                 ins = self.streams[r][i]
                 why = (f"no matching RECV on rank {ins.peer}" if is_send
@@ -606,8 +562,8 @@ class Replay:
 
     def blocked_overlapped(self, r: int) -> Blocked:
         pc, code = self.pc[r], self.code[r]
-        if pc < len(code) and code[pc][0] == COLL and r in self.gathering.get(code[pc][2], {}):
-            chan, stage = code[pc][2], code[pc][4]
+        if pc < len(code) and code.kind[pc] == COLL and r in self.gathering.get(code.chan[pc], {}):
+            chan, stage = code.chan[pc], self.streams[r][pc].stage
             why = f"all-reduce of stage {stage} has {len(self.gathering[chan])} of " \
                   f"{len(chan)} ranks"
             return Blocked(r, pc, self.streams[r][pc].label(), why)
@@ -615,7 +571,7 @@ class Replay:
         waits += [(lo, hi, True) for lo, hi in self.sending[r]]
         for lo, hi, send in waits:  # the current batch's receives, then the oldest sends
             for i in range(lo, hi):
-                _, _, chan, is_send, _ = code[i]
+                chan, is_send = code.chan[i], bool(code.send[i])
                 if is_send == send and (r, i) in (self.sends if send else self.recvs).get(
                         chan, ()):
                     ins = self.streams[r][i]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from schedc.clock import Clock, UnitCosts
 from schedc.instructions import COMPUTE_OPS, unit_cost
 from schedc.program import Instr
-from schedc.replay import Replay, Reuse
+from schedc.replay import Replay
 from schedc.unroll import unshifted
 
 
@@ -33,9 +33,8 @@ class Timing:
         return sum(unit_cost(i.op) for i in seq if i.op in COMPUTE_OPS)
 
 
-def unit_timing(streams: Sequence[Sequence[Instr]], reuse: Reuse | None = None) -> Timing:
-    """Start and end time of every instruction (streams must be deadlock-free).
-    `reuse`: the encoding of a shorter run of the same programs (Replay)."""
+def unit_timing(streams: Sequence[Sequence[Instr]]) -> Timing:
+    """Start and end time of every instruction (streams must be deadlock-free)."""
     clock = Clock(streams, UnitCosts(), keep_messages=False)
-    Replay(clock.streams, clock, reuse=reuse).run()
+    Replay(clock.streams, clock).run()
     return Timing(clock.starts, clock.ends)
