@@ -17,7 +17,7 @@ from typing import Any
 
 from schedc.errors import VerifyError
 from schedc.instructions import FREES_ACTIVATION, RECV_OPS, TABLE, resolve_needs
-from schedc.program import Manifest, shift_all
+from schedc.program import Manifest
 from schedc.spec import Spec
 from schedc.unroll import Unrolled, stream_parts
 
@@ -167,15 +167,19 @@ class _RankReplay:
     def run(self, lo: int, hi: int) -> None:
         handlers, replicas = self.handlers, self.replicas
         for seq, a, b, dm, dv, base in stream_parts(self.un.streams[self.rank], lo, hi):
-            # a section's instructions shifted as they run (copies made and dropped here)
-            for self.index, ins in enumerate(shift_all(seq[a:b], dm, dv), base + a):
+            # the handlers take the shifted micro-batch and version beside the
+            # instruction as the program holds it (no shifted copies)
+            for self.index in range(base + a, base + b):
+                ins = seq[self.index - base]
                 handler = handlers.get(ins.op)
                 if handler is None:
                     handler = handlers[ins.op] = getattr(_RankReplay, "_op_" + ins.op, None)
                     if handler is None:
                         raise self.fail(f"no version rule for op {ins.op!r} "
                                         "(schedc/versions.py has no handler for it)")
-                handler(self, ins, replicas[(ins.pipeline, ins.stage)])
+                mb, v = ins.mb, ins.version
+                handler(self, ins, replicas[(ins.pipeline, ins.stage)],
+                        mb if mb is None else mb + dm, v if v is None else v + dv)
 
     def copy(self) -> _RankReplay:
         """The check as it stands, to go on apart from this one."""
@@ -200,20 +204,20 @@ class _RankReplay:
                                   f"(pipeline {p}) is never released", rank=self.rank)
 
     # ---- compute -------------------------------------------------------------------
-    def _read(self, ins, rep: _Replica) -> None:
-        want = (ins.version, bool(ins.lookahead))
+    def _read(self, ins, rep: _Replica, v) -> None:
+        want = (v, bool(ins.lookahead))
         if rep.active != want:
             have = "a released stash slot" if rep.active is None else \
                 f"version {rep.active[0]}{' (look-ahead)' if rep.active[1] else ''}"
-            raise self.fail(f"reads version {ins.version}"
+            raise self.fail(f"reads version {v}"
                             f"{' (look-ahead)' if ins.lookahead else ''} but stage "
                             f"{ins.stage} points at {have}")
 
-    def _check_needs(self, ins) -> None:
+    def _check_needs(self, ins, mb) -> None:
         """The op's `needs` (schedc.instructions): each input ran before it on
         this rank or, from a stage another rank holds, its message arrived.
         (Every instruction passes here: the messages are made only on failure.)"""
-        p, s, mb = ins.pipeline, ins.stage, ins.mb
+        p, s = ins.pipeline, ins.stage
         done, received = self.done, self.received
         for kind, d in self.needs[ins.op]:
             src = s + d
@@ -232,76 +236,76 @@ class _RankReplay:
                                     "arrived")
                 received.discard(key)
 
-    def _op_F(self, ins, rep: _Replica) -> None:
-        p, s, mb = ins.pipeline, ins.stage, ins.mb
-        self._read(ins, rep)
-        self._check_needs(ins)
-        self._done(ins, rep)
-        self.table.forward[(p, s, mb)] = ins.version
+    def _op_F(self, ins, rep: _Replica, mb, v) -> None:
+        p, s = ins.pipeline, ins.stage
+        self._read(ins, rep, v)
+        self._check_needs(ins, mb)
+        self._done(ins, mb)
+        self.table.forward[(p, s, mb)] = v
         rep.inflight += 1
         self._peak("inflight_peaks", (p, s), rep.inflight)
         self.alive += 1
         if self.alive > self.alive_peak[0]:
             self.alive_peak = (self.alive, self.index)
 
-    def _grad_op(self, ins, rep: _Replica) -> None:
-        self._read(ins, rep)
-        self._check_needs(ins)
+    def _grad_op(self, ins, rep: _Replica, mb, v) -> None:
+        self._read(ins, rep, v)
+        self._check_needs(ins, mb)
         if ins.op in FREES_ACTIVATION:  # the end of "in flight" (schedc.instructions)
             rep.inflight -= 1
             self.alive -= 1
-        self._record_backward(ins)
-        self._done(ins, rep)
+        self._record_backward(ins, mb, v)
+        self._done(ins, mb)
 
-    def _op_B(self, ins, rep: _Replica) -> None:
-        self._grad_op(ins, rep)
+    def _op_B(self, ins, rep: _Replica, mb, v) -> None:
+        self._grad_op(ins, rep, mb, v)
 
-    def _op_I(self, ins, rep: _Replica) -> None:
-        self._grad_op(ins, rep)
+    def _op_I(self, ins, rep: _Replica, mb, v) -> None:
+        self._grad_op(ins, rep, mb, v)
 
-    def _op_W(self, ins, rep: _Replica) -> None:
-        self._read(ins, rep)
-        self._check_needs(ins)
-        self._record_backward(ins)
-        self._done(ins, rep)
+    def _op_W(self, ins, rep: _Replica, mb, v) -> None:
+        self._read(ins, rep, v)
+        self._check_needs(ins, mb)
+        self._record_backward(ins, mb, v)
+        self._done(ins, mb)
 
-    def _record_backward(self, ins) -> None:
-        key = (ins.pipeline, ins.stage, ins.mb)
+    def _record_backward(self, ins, mb, v) -> None:
+        key = (ins.pipeline, ins.stage, mb)
         before = self.table.backward.get(key)
         if before is None:
-            before = self.base.backward.get(key, ins.version)
-        self.table.backward[key] = max(before, ins.version)
+            before = self.base.backward.get(key, v)
+        self.table.backward[key] = max(before, v)
         self.table.where[key] = (self.rank, self.index)
 
-    def _done(self, ins, rep: _Replica) -> None:
-        self.done.add((ins.op, ins.pipeline, ins.stage, ins.mb))
+    def _done(self, ins, mb) -> None:
+        self.done.add((ins.op, ins.pipeline, ins.stage, mb))
 
     # ---- communication -----------------------------------------------------------
-    def _op_SEND_ACT(self, ins, rep: _Replica) -> None:
-        self._check_needs(ins)
+    def _op_SEND_ACT(self, ins, rep: _Replica, mb, v) -> None:
+        self._check_needs(ins, mb)
 
-    def _op_SEND_GRAD(self, ins, rep: _Replica) -> None:
-        self._check_needs(ins)
+    def _op_SEND_GRAD(self, ins, rep: _Replica, mb, v) -> None:
+        self._check_needs(ins, mb)
 
-    def _op_RECV_ACT(self, ins, rep: _Replica) -> None:
-        self.received.add(("RECV_ACT", ins.pipeline, ins.stage, ins.mb))
+    def _op_RECV_ACT(self, ins, rep: _Replica, mb, v) -> None:
+        self.received.add(("RECV_ACT", ins.pipeline, ins.stage, mb))
 
-    def _op_RECV_GRAD(self, ins, rep: _Replica) -> None:
-        self.received.add(("RECV_GRAD", ins.pipeline, ins.stage, ins.mb))
+    def _op_RECV_GRAD(self, ins, rep: _Replica, mb, v) -> None:
+        self.received.add(("RECV_GRAD", ins.pipeline, ins.stage, mb))
 
     # ---- weights -------------------------------------------------------------------
-    def _op_ACC(self, ins, rep: _Replica) -> None:
-        self._check_needs(ins)
-        batch = ins.mb // self.m
+    def _op_ACC(self, ins, rep: _Replica, mb, v) -> None:
+        self._check_needs(ins, mb)
+        batch = mb // self.m
         if batch != rep.current:
-            raise self.fail(f"adds the gradient of micro-batch {ins.mb} (step {batch + 1}) "
+            raise self.fail(f"adds the gradient of micro-batch {mb} (step {batch + 1}) "
                             f"while stage {ins.stage} is at version {rep.current}")
-        if ins.mb in rep.accumulated:
-            raise self.fail(f"adds micro-batch {ins.mb} twice")
-        rep.accumulated.add(ins.mb)
-        self.table.applied[(ins.pipeline, ins.stage, ins.mb)] = batch
+        if mb in rep.accumulated:
+            raise self.fail(f"adds micro-batch {mb} twice")
+        rep.accumulated.add(mb)
+        self.table.applied[(ins.pipeline, ins.stage, mb)] = batch
 
-    def _op_ALLREDUCE(self, ins, rep: _Replica) -> None:
+    def _op_ALLREDUCE(self, ins, rep: _Replica, mb, v) -> None:
         self._check_batch_in(ins, rep)
         rep.reduced = True
 
@@ -314,9 +318,9 @@ class _RankReplay:
             raise self.fail(f"step {rep.current + 1} of stage {ins.stage} before the gradient "
                             f"of micro-batch {missing} was added")
 
-    def _op_STEP(self, ins, rep: _Replica) -> None:
-        if ins.version != rep.current + 1:
-            raise self.fail(f"STEP to version {ins.version} from version {rep.current}")
+    def _op_STEP(self, ins, rep: _Replica, mb, v) -> None:
+        if v != rep.current + 1:
+            raise self.fail(f"STEP to version {v} from version {rep.current}")
         if ins.count != self.m:
             raise self.fail(f"STEP averages {ins.count} gradients; its batch has {self.m}")
         self._check_batch_in(ins, rep)
@@ -329,33 +333,33 @@ class _RankReplay:
         rep.lookahead = None
         rep.active = (rep.current, False)
 
-    def _op_STASH(self, ins, rep: _Replica) -> None:
-        if ins.version != rep.current:
-            raise self.fail(f"STASH of version {ins.version} while current is {rep.current}")
-        rep.stash.add(ins.version)
+    def _op_STASH(self, ins, rep: _Replica, mb, v) -> None:
+        if v != rep.current:
+            raise self.fail(f"STASH of version {v} while current is {rep.current}")
+        rep.stash.add(v)
         self._peak("copy_peaks", (ins.pipeline, ins.stage), rep.copies())
         self._peak("version_peaks", (ins.pipeline, ins.stage), 1 + len(rep.stash))
 
-    def _op_RELEASE(self, ins, rep: _Replica) -> None:
-        if ins.version not in rep.stash:
-            raise self.fail(f"RELEASE of version {ins.version}, which is not stashed")
-        rep.stash.discard(ins.version)
-        if rep.active == (ins.version, False):
+    def _op_RELEASE(self, ins, rep: _Replica, mb, v) -> None:
+        if v not in rep.stash:
+            raise self.fail(f"RELEASE of version {v}, which is not stashed")
+        rep.stash.discard(v)
+        if rep.active == (v, False):
             rep.active = None
 
-    def _op_LOOKAHEAD(self, ins, rep: _Replica) -> None:
-        if ins.version != rep.current:
-            raise self.fail(f"LOOKAHEAD from version {ins.version} while current is "
+    def _op_LOOKAHEAD(self, ins, rep: _Replica, mb, v) -> None:
+        if v != rep.current:
+            raise self.fail(f"LOOKAHEAD from version {v} while current is "
                             f"{rep.current}")
-        rep.lookahead = ins.version
+        rep.lookahead = v
         self._peak("copy_peaks", (ins.pipeline, ins.stage), rep.copies())
 
-    def _op_SPARSE_SYNC(self, ins, rep: _Replica) -> None:
+    def _op_SPARSE_SYNC(self, ins, rep: _Replica, mb, v) -> None:
         spec = self.spec
         if spec.dp_mode != "async-sparse":
             raise self.fail("SPARSE_SYNC in a schedule whose dp_mode is not async-sparse")
-        if ins.version != rep.current or ins.version % spec.dp_period:
-            raise self.fail(f"SPARSE_SYNC at version {ins.version}: it follows the STEP to a "
+        if v != rep.current or v % spec.dp_period:
+            raise self.fail(f"SPARSE_SYNC at version {v}: it follows the STEP to a "
                             f"multiple of dp_period ({spec.dp_period}); current is "
                             f"{rep.current}")
         key = (ins.pipeline, ins.stage)
@@ -363,15 +367,15 @@ class _RankReplay:
         self.table.sparse_syncs[key] = 1 + (self.base.sparse_syncs.get(key, 0) if count is None
                                             else count)
 
-    def _op_SWAP(self, ins, rep: _Replica) -> None:
+    def _op_SWAP(self, ins, rep: _Replica, mb, v) -> None:
         if ins.lookahead:
-            if rep.lookahead != ins.version:
-                raise self.fail(f"SWAP to look-ahead weights of version {ins.version}, "
+            if rep.lookahead != v:
+                raise self.fail(f"SWAP to look-ahead weights of version {v}, "
                                 "which were not produced")
-        elif ins.version != rep.current and ins.version not in rep.stash:
-            raise self.fail(f"SWAP to version {ins.version}, neither current "
+        elif v != rep.current and v not in rep.stash:
+            raise self.fail(f"SWAP to version {v}, neither current "
                             f"({rep.current}) nor stashed")
-        rep.active = (ins.version, bool(ins.lookahead))
+        rep.active = (v, bool(ins.lookahead))
 
     def _peak(self, name: str, key, value: int) -> None:
         """Record `value` in the table's peaks `name` if it is a new peak."""
