@@ -150,6 +150,9 @@ class _RankReplay:
         self.m = manifest.period.microbatches // manifest.period.steps
         self.replicas: dict[tuple[int, int], _Replica] = defaultdict(_Replica)
         self.done: set[tuple[str, int, int, int]] = set()
+        # a copy's check (an epilogue's) reads what its line had done from the
+        # line's set, unchanged while the copy runs, not a copy of it (memory)
+        self.done_before: set[tuple[str, int, int, int]] = set()
         self.received: set[tuple[str, int, int, int]] = set()
         self.alive = 0
         self.alive_peak = (0, 0)
@@ -187,7 +190,8 @@ class _RankReplay:
         new.__dict__.update(self.__dict__)
         new.base, new.table = self.table, VersionTable()
         new.replicas = defaultdict(_Replica, {k: rep.copy() for k, rep in self.replicas.items()})
-        new.done, new.received = set(self.done), set(self.received)
+        new.done, new.done_before = set(), self.done
+        new.received = set(self.received)
         return new
 
     def finish(self) -> None:
@@ -218,16 +222,16 @@ class _RankReplay:
         this rank or, from a stage another rank holds, its message arrived.
         (Every instruction passes here: the messages are made only on failure.)"""
         p, s = ins.pipeline, ins.stage
-        done, received = self.done, self.received
+        done, before, received = self.done, self.done_before, self.received
         for kind, d in self.needs[ins.op]:
             src = s + d
             if d == 0:
-                if (kind, p, s, mb) not in done:
+                if (kind, p, s, mb) not in done and (kind, p, s, mb) not in before:
                     raise self.fail(f"runs before its {kind}")
             elif not 0 <= src <= self.last:
                 continue
             elif self.maps[p][src] == self.rank:
-                if (kind, p, src, mb) not in done:
+                if (kind, p, src, mb) not in done and (kind, p, src, mb) not in before:
                     raise self.fail(f"runs before {kind} of stage {src} on this rank")
             else:
                 key = (_RECV_FROM[d], p, s, mb)
