@@ -149,10 +149,9 @@ class _RankReplay:
         self.last = manifest.num_stages - 1
         self.m = manifest.period.microbatches // manifest.period.steps
         self.replicas: dict[tuple[int, int], _Replica] = defaultdict(_Replica)
-        self.done: set[tuple[str, int, int, int]] = set()
-        # a copy's check (an epilogue's) reads what its line had done from the
-        # line's set, unchanged while the copy runs, not a copy of it (memory)
-        self.done_before: set[tuple[str, int, int, int]] = set()
+        # per (op, pipeline, stage), a byte per micro-batch: 1 once the op ran
+        # for it (a set of (op, pipeline, stage, mb) took about 100 bytes each)
+        self.done: dict[tuple[str, int, int], bytearray] = {}  # read in _check_needs
         self.received: set[tuple[str, int, int, int]] = set()
         self.alive = 0
         self.alive_peak = (0, 0)
@@ -190,7 +189,7 @@ class _RankReplay:
         new.__dict__.update(self.__dict__)
         new.base, new.table = self.table, VersionTable()
         new.replicas = defaultdict(_Replica, {k: rep.copy() for k, rep in self.replicas.items()})
-        new.done, new.done_before = set(), self.done
+        new.done = {key: bytearray(ran) for key, ran in self.done.items()}
         new.received = set(self.received)
         return new
 
@@ -222,16 +221,18 @@ class _RankReplay:
         this rank or, from a stage another rank holds, its message arrived.
         (Every instruction passes here: the messages are made only on failure.)"""
         p, s = ins.pipeline, ins.stage
-        done, before, received = self.done, self.done_before, self.received
+        done, received = self.done, self.received
         for kind, d in self.needs[ins.op]:
             src = s + d
             if d == 0:
-                if (kind, p, s, mb) not in done and (kind, p, s, mb) not in before:
+                ran = done.get((kind, p, s))
+                if ran is None or not 0 <= mb < len(ran) or not ran[mb]:
                     raise self.fail(f"runs before its {kind}")
             elif not 0 <= src <= self.last:
                 continue
             elif self.maps[p][src] == self.rank:
-                if (kind, p, src, mb) not in done and (kind, p, src, mb) not in before:
+                ran = done.get((kind, p, src))
+                if ran is None or not 0 <= mb < len(ran) or not ran[mb]:
                     raise self.fail(f"runs before {kind} of stage {src} on this rank")
             else:
                 key = (_RECV_FROM[d], p, s, mb)
@@ -282,7 +283,13 @@ class _RankReplay:
         self.table.where[key] = (self.rank, self.index)
 
     def _done(self, ins, mb) -> None:
-        self.done.add((ins.op, ins.pipeline, ins.stage, mb))
+        key = (ins.op, ins.pipeline, ins.stage)
+        ran = self.done.get(key)
+        if ran is None:
+            ran = self.done[key] = bytearray()
+        if mb >= len(ran):
+            ran.extend(bytes(mb + 1 - len(ran) + len(ran) // 2))  # grown by half
+        ran[mb] = 1
 
     # ---- communication -----------------------------------------------------------
     def _op_SEND_ACT(self, ins, rep: _Replica, mb, v) -> None:
