@@ -173,6 +173,8 @@ class Replay:
         # the per-message and per-batch callbacks, None where the observer does nothing
         self.on_matched = self.obs.matched if _does(self.obs, "matched") else None
         self.on_finished = self.obs.finished if _does(self.obs, "finished") else None
+        self.on_local = self.obs.local if _does(self.obs, "local") else None
+        self.on_posted = self.obs.posted if _does(self.obs, "posted") else None
         self.locate, self.rule = locate, rule
         n = len(streams)
         self.keys = Keys() if keys is None else keys  # shared with forks
@@ -323,23 +325,30 @@ class Replay:
         if self.pend is not None:
             self.advance_overlapped(r)
             return
-        code, obs, finished = self.code[r], self.obs, self.on_finished
+        code, finished = self.code[r], self.on_finished
+        on_local, on_posted = self.on_local, self.on_posted
+        batch_end, opened = self.batch_end, self.open
         kinds, ends = code.kind, code.end
         n, pc = len(code) if self.limit is None else self.limit[r], self.pc[r]
         while pc < n:
             kind, end = kinds[pc], ends[pc]
             if kind == LOCAL:
-                end = min(end, n)
-                obs.local(r, pc, end)
+                if end > n:
+                    end = n
+                if on_local is not None:
+                    on_local(r, pc, end)
                 pc = end
             elif kind == MSG:
-                self.pc[r] = pc
-                if self.batch_end[r] < 0:
-                    self.post(r, pc, end)
-                if self.open[r]:
+                if batch_end[r] < 0:  # post the batch (post's common case, inline)
+                    if on_posted is not None:
+                        on_posted(r, pc, end)
+                    batch_end[r] = end
+                    self.post_whole(r, pc, end, code)
+                if opened[r]:
+                    self.pc[r] = pc
                     return
-                end = self.batch_end[r]
-                self.batch_end[r] = -1
+                end = batch_end[r]
+                batch_end[r] = -1
                 if finished is not None:
                     finished(r, pc, end)
                 pc = end

@@ -143,7 +143,7 @@ def encode(code: RankCode, r: int, ranks: int, instrs: Sequence[Instr], shifts: 
     instrs[i - lo] is instruction i as the program holds it, shifts[i - lo]
     its micro-batch shift (None: no shift)."""
     kinds, ends, chans, sends, mkeys = code.kind, code.end, code.chan, code.send, code.key
-    interned, key_of = keys.channels, keys.of
+    interned, ids, key_of = keys.channels, keys.ids, keys.of
     if hi < len(code):  # continue the run that starts at hi
         prev, end = kinds[hi], ends[hi]
     else:
@@ -163,7 +163,10 @@ def encode(code: RankCode, r: int, ranks: int, instrs: Sequence[Instr], shifts: 
             chan = (r, peer, ins.pipeline) if is_send else (peer, r, ins.pipeline)
             chans[i] = interned.setdefault(chan, chan)
             mb = ins.mb
-            ident = key_of(message, ins.stage if is_send else ins.stage - hop, ins.pipeline)
+            part = (message, ins.stage if is_send else ins.stage - hop, ins.pipeline)
+            ident = ids.get(part)
+            if ident is None:
+                ident = key_of(*part)
             if mb is None:
                 mkeys[i] = _NO_MB + ident
             else:

@@ -40,11 +40,12 @@ def verify(manifest: Manifest, programs: Sequence[RankProgram], timed: int | Non
     # One replay of the longest run stands for every shorter one (schedc.runs).
     runs = Runs(manifest, programs, max(repeats[-1], timed or 0), timed is not None)
     spec = Spec.from_dict(manifest.spec)
+    counted: dict[int, tuple] = {}  # per section, what completeness reads (all runs')
     for n in repeats:
         table = None  # the last run's table goes before this run's is made (memory)
         try:
             un = runs.run(n)
-            _check_completeness(manifest, un)
+            _check_completeness(manifest, un, counted)
             table = runs.prove(n)
             check_bounds(spec, manifest, un, table)
         except VerifyError as exc:
@@ -124,7 +125,12 @@ def _field_problem(manifest: Manifest, rank: int, ins: Instr) -> str | None:
 
 
 # ---- completeness -----------------------------------------------------------------
-def _check_completeness(manifest: Manifest, un: Unrolled) -> None:
+def _check_completeness(manifest: Manifest, un: Unrolled, counted: dict | None = None
+                        ) -> None:
+    """Every compute op once per micro-batch and stage, in its pipeline, and
+    every stage's steps. `counted`: a cache, per section, of the instructions
+    read (compute ops and STEPs), kept across the runs of one verify."""
+    counted = {} if counted is None else counted
     split = bool(Spec.from_dict(manifest.spec).split_backward)
     kinds = schedule_compute_ops(split)
     seen: dict[tuple[str, int, int, int], int] = {}  # compute op -> its rank
@@ -132,10 +138,11 @@ def _check_completeness(manifest: Manifest, un: Unrolled) -> None:
     pipelines = manifest.num_pipelines
     for r, stream in enumerate(un.streams):
         for seq, a, b, dm, _, base in stream_parts(stream):  # the shift read where needed
-            for j in range(a, b):
-                ins = seq[j]
+            for j, ins in _counted(seq, counted):
+                if not a <= j < b:
+                    continue
                 op = ins.op
-                if op in COMPUTE_OPS:
+                if op != "STEP":
                     i, mb = base + j, ins.mb + dm
                     if op not in kinds:
                         raise _fail(un, r, i, f"{op} in a schedule whose backward is "
@@ -148,7 +155,7 @@ def _check_completeness(manifest: Manifest, un: Unrolled) -> None:
                         raise _fail(un, r, i, f"micro-batch {mb} belongs to pipeline "
                                     f"{mb % pipelines}")
                     seen[key] = r
-                elif op == "STEP":
+                else:
                     steps[(ins.pipeline, ins.stage)] += 1
     total = 1 + max((k[3] for k in seen), default=-1)
     m = manifest.period.microbatches // manifest.period.steps
@@ -174,6 +181,18 @@ def _check_completeness(manifest: Manifest, un: Unrolled) -> None:
                 raise VerifyError(
                     f"stage {s} (pipeline {p}) takes {steps[(p, s)]} steps for "
                     f"{total // m} batches", rank=manifest.stage_to_rank[p][s])
+
+
+def _counted(seq: Sequence[Instr], cache: dict[int, tuple]) -> list[tuple[int, Instr]]:
+    """(index, instruction) of each compute op and STEP of `seq`."""
+    held = cache.get(id(seq))
+    if held is None or held[0] is not seq:
+        held = cache[id(seq)] = (seq, [(j, ins) for j, ins in enumerate(seq)
+                                       if ins.op in _COUNTED])
+    return held[1]
+
+
+_COUNTED = frozenset(COMPUTE_OPS) | {"STEP"}
 
 
 # ---- bounds -------------------------------------------------------------------------
