@@ -133,31 +133,39 @@ def _check_completeness(manifest: Manifest, un: Unrolled, counted: dict | None =
     counted = {} if counted is None else counted
     split = bool(Spec.from_dict(manifest.spec).split_backward)
     kinds = schedule_compute_ops(split)
-    seen: dict[tuple[str, int, int, int], int] = {}  # compute op -> its rank
+    # per (op, pipeline, stage), a byte per micro-batch: 1 once seen (memory: a
+    # large run has millions of (op, pipeline, stage, mb))
+    seen: dict[tuple[str, int, int], bytearray] = {}
     steps: dict[tuple[int, int], int] = defaultdict(int)
-    pipelines = manifest.num_pipelines
+    pipelines, count, top = manifest.num_pipelines, 0, -1
     for r, stream in enumerate(un.streams):
         for seq, a, b, dm, _, base in stream_parts(stream):  # the shift read where needed
-            for j, ins in _counted(seq, counted):
+            for j, ins, where in _counted(seq, counted):
                 if not a <= j < b:
                     continue
-                op = ins.op
-                if op != "STEP":
-                    i, mb = base + j, ins.mb + dm
-                    if op not in kinds:
-                        raise _fail(un, r, i, f"{op} in a schedule whose backward is "
-                                    f"{'split into I and W' if split else 'not split'}")
-                    key = (op, ins.pipeline, ins.stage, mb)
-                    if key in seen:
-                        raise _fail(un, r, i, f"second {op} of micro-batch {mb} on stage "
-                                    f"{ins.stage} (first at rank {seen[key]})")
-                    if ins.pipeline != mb % pipelines:
-                        raise _fail(un, r, i, f"micro-batch {mb} belongs to pipeline "
-                                    f"{mb % pipelines}")
-                    seen[key] = r
-                else:
-                    steps[(ins.pipeline, ins.stage)] += 1
-    total = 1 + max((k[3] for k in seen), default=-1)
+                op = where[0]
+                if op == "STEP":
+                    steps[where[1:]] += 1
+                    continue
+                i, mb = base + j, ins.mb + dm
+                if op not in kinds:
+                    raise _fail(un, r, i, f"{op} in a schedule whose backward is "
+                                f"{'split into I and W' if split else 'not split'}")
+                got = seen.get(where)
+                if got is None:
+                    got = seen[where] = bytearray()
+                if mb >= len(got):
+                    got.extend(bytes(mb + 1 - len(got) + len(got) // 2))
+                elif got[mb]:
+                    raise _fail(un, r, i, f"second {op} of micro-batch {mb} on stage "
+                                f"{ins.stage} (first at rank {_first(un, where, mb)})")
+                if ins.pipeline != mb % pipelines:
+                    raise _fail(un, r, i, f"micro-batch {mb} belongs to pipeline "
+                                f"{mb % pipelines}")
+                got[mb] = 1
+                count += 1
+                top = max(top, mb)
+    total = top + 1
     m = manifest.period.microbatches // manifest.period.steps
     if manifest.synchronous and total != un.repeats * manifest.period.microbatches:
         raise VerifyError(f"{total} micro-batches run in {un.repeats} synchronous bodies of "
@@ -166,12 +174,13 @@ def _check_completeness(manifest: Manifest, un: Unrolled, counted: dict | None =
         raise VerifyError(f"{total} micro-batches run, not a whole number of steps of {m}")
     # Every key seen is distinct and in range (kind, pipeline of its mb, stage,
     # mb < total): as many as there should be means none is missing.
-    complete = len(seen) == total * manifest.num_stages * len(kinds)
+    complete = count == total * manifest.num_stages * len(kinds)
     for mb in range(0 if complete else total):
         p = mb % manifest.num_pipelines
         for s in range(manifest.num_stages):
             for kind in kinds:
-                if (kind, p, s, mb) not in seen:
+                got = seen.get((kind, p, s), b"")
+                if mb >= len(got) or not got[mb]:
                     rank = manifest.stage_to_rank[p][s]
                     raise VerifyError(f"no {kind} for micro-batch {mb} on stage {s} "
                                       f"(pipeline {p})", rank=rank)
@@ -183,13 +192,22 @@ def _check_completeness(manifest: Manifest, un: Unrolled, counted: dict | None =
                     f"{total // m} batches", rank=manifest.stage_to_rank[p][s])
 
 
-def _counted(seq: Sequence[Instr], cache: dict[int, tuple]) -> list[tuple[int, Instr]]:
-    """(index, instruction) of each compute op and STEP of `seq`."""
+def _counted(seq: Sequence[Instr], cache: dict[int, tuple]
+             ) -> list[tuple[int, Instr, tuple[str, int, int]]]:
+    """(index, instruction, (op, pipeline, stage)) of each compute op and STEP
+    of `seq`."""
     held = cache.get(id(seq))
     if held is None or held[0] is not seq:
-        held = cache[id(seq)] = (seq, [(j, ins) for j, ins in enumerate(seq)
-                                       if ins.op in _COUNTED])
+        held = cache[id(seq)] = (seq, [(j, ins, (ins.op, ins.pipeline, ins.stage))
+                                       for j, ins in enumerate(seq) if ins.op in _COUNTED])
     return held[1]
+
+
+def _first(un: Unrolled, where: tuple[str, int, int], mb: int) -> int:
+    """The rank whose stream holds op `where` for micro-batch mb first."""
+    op, p, s = where
+    return next(r for r, stream in enumerate(un.streams) for ins in stream
+                if (ins.op, ins.pipeline, ins.stage, ins.mb) == (op, p, s, mb))
 
 
 _COUNTED = frozenset(COMPUTE_OPS) | {"STEP"}
