@@ -11,13 +11,13 @@ naming the instruction.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from schedc.errors import VerifyError
 from schedc.instructions import FREES_ACTIVATION, RECV_OPS, TABLE, resolve_needs
-from schedc.program import Manifest
+from schedc.program import Instr, Manifest
 from schedc.spec import Spec
 from schedc.unroll import Unrolled, stream_parts
 
@@ -159,6 +159,9 @@ class _RankReplay:
         # op -> its _op_ function (not a bound method: no reference cycle, so a
         # check is freed, with the run it holds, as soon as it is dropped)
         self.handlers: dict[str, Callable] = {}
+        # per section of the programs: each instruction's handler and replica key
+        # (shared with the line's copies: it depends on the section alone)
+        self.plans: dict[int, tuple[Sequence[Instr], list[Callable], list[tuple]]] = {}
         self.needs = {op: resolve_needs(op, spec.split_backward) for op in TABLE}
 
     def fail(self, reason: str) -> VerifyError:
@@ -167,21 +170,33 @@ class _RankReplay:
                            instr=self.un.streams[self.rank][self.index].label())
 
     def run(self, lo: int, hi: int) -> None:
-        handlers, replicas = self.handlers, self.replicas
+        replicas = self.replicas
         for seq, a, b, dm, dv, base in stream_parts(self.un.streams[self.rank], lo, hi):
+            _, handlers, keys = self._plan(seq)
             # the handlers take the shifted micro-batch and version beside the
             # instruction as the program holds it (no shifted copies)
-            for self.index in range(base + a, base + b):
-                ins = seq[self.index - base]
-                handler = handlers.get(ins.op)
-                if handler is None:
-                    handler = handlers[ins.op] = getattr(_RankReplay, "_op_" + ins.op, None)
-                    if handler is None:
-                        raise self.fail(f"no version rule for op {ins.op!r} "
-                                        "(schedc/versions.py has no handler for it)")
+            for j in range(a, b):
+                self.index = base + j
+                ins = seq[j]
                 mb, v = ins.mb, ins.version
-                handler(self, ins, replicas[(ins.pipeline, ins.stage)],
-                        mb if mb is None else mb + dm, v if v is None else v + dv)
+                handlers[j](self, ins, replicas[keys[j]],
+                            mb if mb is None else mb + dm, v if v is None else v + dv)
+
+    def _plan(self, seq: Sequence[Instr]) -> tuple[Sequence[Instr], list[Callable], list[tuple]]:
+        """(section, each instruction's handler, each one's replica key)."""
+        held = self.plans.get(id(seq))
+        if held is None or held[0] is not seq:
+            handlers = self.handlers
+            for op in {ins.op for ins in seq} - handlers.keys():
+                handlers[op] = getattr(_RankReplay, "_op_" + op, _RankReplay._no_rule)
+            keys: dict[tuple, tuple] = {}  # one tuple per replica (memory)
+            held = self.plans[id(seq)] = (seq, [handlers[ins.op] for ins in seq], [
+                keys.setdefault(k, k) for k in ((ins.pipeline, ins.stage) for ins in seq)])
+        return held
+
+    def _no_rule(self, ins, rep: _Replica, mb, v) -> None:
+        raise self.fail(f"no version rule for op {ins.op!r} (schedc/versions.py has no "
+                        "handler for it)")
 
     def copy(self) -> _RankReplay:
         """The check as it stands, to go on apart from this one."""
