@@ -47,8 +47,9 @@ __all__ = ["COLL", "LOCAL", "MSG", "Blocked", "Fanout", "Observer", "Replay", "R
 
 Locate = Callable[[int, int], tuple[str, int]]
 # Per rank, (code, same): the encoding of a stream that agrees with this run's
-# on its first `same` instructions (Replay.fork). Replay empties the list's
-# entries as it goes (memory: the caller still holds the list).
+# on its first `same` instructions (Replay.fork; same = -1: all of code, which
+# the new replay encodes on in). Replay empties the list's entries as it goes
+# (memory: the caller still holds the list).
 Reuse = list[tuple[RankCode, int] | None]
 
 
@@ -185,7 +186,7 @@ class Replay:
             else:  # the shorter run's encoding goes as the new one is made
                 code, same = reuse[r]
                 reuse[r] = None
-                self.code.append(self.encode_rest(r, code.head(same)))
+                self.code.append(self.encode_rest(r, code if same < 0 else code.head(same)))
         self.pc = [0] * n
         self.batch_end = [-1] * n  # end of the posted batch; -1 when none
         self.open = [0] * n  # messages of the posted batch not yet matched
@@ -296,12 +297,19 @@ class Replay:
         return i
 
     def fork(self, streams: Sequence[Sequence[Instr]], same: list[int],
-             observer: Observer | None = None, locate: Locate = stream_locate) -> Replay:
+             observer: Observer | None = None, locate: Locate = stream_locate,
+             lend: bool = False) -> Replay:
         """A replay of `streams` that goes on from this one's state: each rank's
         stream equals this replay's on its first `same[r]` instructions, and no
-        rank has passed `batch_start(r, same[r])`. This replay is not changed."""
-        new = Replay(streams, observer, locate, self.rule,
-                     [(self.code[r], same[r]) for r in range(len(streams))], self.keys)
+        rank has passed `batch_start(r, same[r])`. This replay is not changed.
+        `lend`: where this replay's encoding is exactly those instructions, the
+        fork encodes on in it rather than in a copy (memory: a long run's); this
+        replay must not run until `take_back(same)`."""
+        reuse: Reuse = []
+        for r, code in enumerate(self.code):
+            lent = lend and len(code) == same[r]
+            reuse.append((code, same[r]) if not lent else (code, -1))
+        new = Replay(streams, observer, locate, self.rule, reuse, self.keys)
         new.pc, new.batch_end, new.open = list(self.pc), list(self.batch_end), list(self.open)
         for mine, theirs in ((self.sends, new.sends), (self.recvs, new.recvs)):
             for chan, queue in mine.items():
@@ -315,6 +323,11 @@ class Replay:
         new.deferred = set(self.deferred)
         new.post_deferred()
         return new
+
+    def take_back(self, same: list[int]) -> None:
+        """The encoding lent to a fork (fork's `lend`) as it was before."""
+        for code, n in zip(self.code, same, strict=True):
+            code.truncate(n)
 
     def wake(self, r: int) -> None:
         if not self.queued[r]:

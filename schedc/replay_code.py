@@ -96,6 +96,16 @@ class RankCode:
             i -= 1
         return new
 
+    def truncate(self, n: int) -> None:
+        """Back to the encoding of the first n instructions alone (head, in place)."""
+        for name in self.__slots__:
+            del getattr(self, name)[n:]
+        ends = self.end
+        i = n - 1
+        while i >= 0 and ends[i] > n:
+            ends[i] = n
+            i -= 1
+
     def grow(self, n: int) -> None:
         """n more entries, to be encoded."""
         self.kind.extend(bytes(n))

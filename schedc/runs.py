@@ -56,7 +56,10 @@ class Runs:
             return self.versions.check(un, final=True)
         ends = [un.epilogue_start(r) for r in range(len(un.streams))]
         self.replay.run_to([self.replay.batch_start(r, i) for r, i in enumerate(ends)])
-        self.replay.fork(un.streams, ends, None, un.locate).run()
+        try:  # the shared streams end where the epilogue starts: the fork encodes on in them
+            self.replay.fork(un.streams, ends, None, un.locate, lend=True).run()
+        finally:
+            self.replay.take_back(ends)
         return self.versions.check(un, ends)
 
     def run(self, n: int) -> Unrolled:

@@ -105,3 +105,13 @@ def test_error_in_the_epilogue_is_the_fresh_checks_error():
     assert where[0] == where[1]
     assert where[0][:3] == (r, "epilogue", i)
 
+
+
+@pytest.mark.parametrize("name,p,m", CASES)
+def test_a_fork_gives_the_lent_encoding_back_as_it_was(name, p, m):
+    c = compiled(name, p, m)
+    runs = Runs(c.manifest, c.programs, 4)
+    for n in (1, 2, 3):
+        runs.prove(n)  # the fork encodes the epilogue on in the shared encoding
+        assert all(len(s) == runs.run(n).epilogue_start(r) for r, s in enumerate(runs.streams))
+        assert _entries(runs.replay) == _entries(Replay([list(s) for s in runs.streams]))
