@@ -11,7 +11,7 @@ a VerifyError naming rank, section, instruction index and reason.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from operator import attrgetter
 
@@ -193,14 +193,18 @@ def _check_completeness(manifest: Manifest, un: Unrolled, counted: dict | None =
 
 
 def _counted(seq: Sequence[Instr], cache: dict[int, tuple]
-             ) -> list[tuple[int, Instr, tuple[str, int, int]]]:
+             ) -> Iterable[tuple[int, Instr, tuple[str, int, int]]]:
     """(index, instruction, (op, pipeline, stage)) of each compute op and STEP
-    of `seq`."""
+    of `seq` (kept as indices and shared (op, pipeline, stage) tuples: memory)."""
     held = cache.get(id(seq))
     if held is None or held[0] is not seq:
-        held = cache[id(seq)] = (seq, [(j, ins, (ins.op, ins.pipeline, ins.stage))
-                                       for j, ins in enumerate(seq) if ins.op in _COUNTED])
-    return held[1]
+        at = [j for j, ins in enumerate(seq) if ins.op in _COUNTED]
+        shared: dict[tuple, tuple] = {}
+        wheres = [shared.setdefault(w, w) for w in
+                  ((seq[j].op, seq[j].pipeline, seq[j].stage) for j in at)]
+        held = cache[id(seq)] = (seq, at, wheres)
+    seq, at, wheres = held
+    return zip(at, map(seq.__getitem__, at), wheres, strict=True)
 
 
 def _first(un: Unrolled, where: tuple[str, int, int], mb: int) -> int:
