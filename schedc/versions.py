@@ -83,13 +83,28 @@ class _Replica:
     accumulated: set[int] = field(default_factory=set)
     reduced: bool = False
     inflight: int = 0
+    # per micro-batch, the (pipeline, stage, mb) key its forward recorded: the
+    # table's other entries for it share that tuple (memory). Shared by copies:
+    # a key is an equal tuple whoever made it.
+    keys: list[tuple[int, int, int] | None] = field(default_factory=list)
 
     def copies(self) -> int:
         return 1 + len(self.stash) + (self.lookahead is not None)
 
     def copy(self) -> _Replica:
         return _Replica(self.current, set(self.stash), self.lookahead, self.active,
-                        set(self.accumulated), self.reduced, self.inflight)
+                        set(self.accumulated), self.reduced, self.inflight, self.keys)
+
+    def new_key(self, p: int, s: int, mb: int) -> tuple[int, int, int]:
+        keys = self.keys
+        if mb >= len(keys):
+            keys.extend([None] * (mb + 1 - len(keys) + len(keys) // 2))
+        key = keys[mb] = (p, s, mb)
+        return key
+
+    def key(self, p: int, s: int, mb: int) -> tuple[int, int, int]:
+        key = self.keys[mb] if 0 <= mb < len(self.keys) else None
+        return (p, s, mb) if key is None else key
 
 
 class VersionCheck:
@@ -261,7 +276,7 @@ class _RankReplay:
         self._read(ins, rep, v)
         self._check_needs(ins, mb)
         self._done(ins, mb)
-        self.table.forward[(p, s, mb)] = v
+        self.table.forward[rep.new_key(p, s, mb)] = v
         rep.inflight += 1
         self._peak("inflight_peaks", (p, s), rep.inflight)
         self.alive += 1
@@ -274,7 +289,7 @@ class _RankReplay:
         if ins.op in FREES_ACTIVATION:  # the end of "in flight" (schedc.instructions)
             rep.inflight -= 1
             self.alive -= 1
-        self._record_backward(ins, mb, v)
+        self._record_backward(ins, rep, mb, v)
         self._done(ins, mb)
 
     def _op_B(self, ins, rep: _Replica, mb, v) -> None:
@@ -286,11 +301,11 @@ class _RankReplay:
     def _op_W(self, ins, rep: _Replica, mb, v) -> None:
         self._read(ins, rep, v)
         self._check_needs(ins, mb)
-        self._record_backward(ins, mb, v)
+        self._record_backward(ins, rep, mb, v)
         self._done(ins, mb)
 
-    def _record_backward(self, ins, mb, v) -> None:
-        key = (ins.pipeline, ins.stage, mb)
+    def _record_backward(self, ins, rep: _Replica, mb, v) -> None:
+        key = rep.key(ins.pipeline, ins.stage, mb)
         before = self.table.backward.get(key)
         if before is None:
             before = self.base.backward.get(key, v)
@@ -329,7 +344,7 @@ class _RankReplay:
         if mb in rep.accumulated:
             raise self.fail(f"adds micro-batch {mb} twice")
         rep.accumulated.add(mb)
-        self.table.applied[(ins.pipeline, ins.stage, mb)] = batch
+        self.table.applied[rep.key(ins.pipeline, ins.stage, mb)] = batch
 
     def _op_ALLREDUCE(self, ins, rep: _Replica, mb, v) -> None:
         self._check_batch_in(ins, rep)
