@@ -10,6 +10,11 @@ run's epilogue alone. A rank's version check reads only its own stream, so it
 runs beside the replay, not in it (schedc.versions.VersionCheck: each rank's
 line checks the shared part once, a copy each epilogue). The unit-cost clock
 observes the shared replay, which times the longest run for the analysis.
+
+Nothing is copied per body: a run's streams are RunStreams (schedc.unroll),
+the programs' own sections with the shift each runs at; the replay encodes a
+section once and copies its encoding, keys shifted (schedc.replay_code); a
+fork encodes its epilogue on in the shared encoding, lent and given back.
 """
 
 from __future__ import annotations
