@@ -87,13 +87,30 @@ class _Replica:
     # table's other entries for it share that tuple (memory). Shared by copies:
     # a key is an equal tuple whoever made it.
     keys: list[tuple[int, int, int] | None] = field(default_factory=list)
+    # per op, a byte per micro-batch: 1 once the op ran for it on this replica
+    # (read by _check_needs; a set of (op, pipeline, stage, mb) took ~100 bytes each)
+    ran: dict[str, bytearray] = field(default_factory=dict)
+    inflight_peak: int = 0  # the most in flight so far (the table's peak, kept at hand)
 
     def copies(self) -> int:
         return 1 + len(self.stash) + (self.lookahead is not None)
 
     def copy(self) -> _Replica:
         return _Replica(self.current, set(self.stash), self.lookahead, self.active,
-                        set(self.accumulated), self.reduced, self.inflight, self.keys)
+                        set(self.accumulated), self.reduced, self.inflight, self.keys,
+                        {op: bytearray(b) for op, b in self.ran.items()}, self.inflight_peak)
+
+    def has_run(self, op: str, mb: int) -> bool:
+        ran = self.ran.get(op)
+        return ran is not None and 0 <= mb < len(ran) and ran[mb] == 1
+
+    def mark_run(self, op: str, mb: int) -> None:
+        ran = self.ran.get(op)
+        if ran is None:
+            ran = self.ran[op] = bytearray()
+        if mb >= len(ran):
+            ran.extend(bytes(mb + 1 - len(ran) + len(ran) // 2))  # grown by half
+        ran[mb] = 1
 
     def new_key(self, p: int, s: int, mb: int) -> tuple[int, int, int]:
         keys = self.keys
@@ -164,9 +181,6 @@ class _RankReplay:
         self.last = manifest.num_stages - 1
         self.m = manifest.period.microbatches // manifest.period.steps
         self.replicas: dict[tuple[int, int], _Replica] = defaultdict(_Replica)
-        # per (op, pipeline, stage), a byte per micro-batch: 1 once the op ran
-        # for it (a set of (op, pipeline, stage, mb) took about 100 bytes each)
-        self.done: dict[tuple[str, int, int], bytearray] = {}  # read in _check_needs
         self.received: set[tuple[str, int, int, int]] = set()
         self.alive = 0
         self.alive_peak = (0, 0)
@@ -219,7 +233,6 @@ class _RankReplay:
         new.__dict__.update(self.__dict__)
         new.base, new.table = self.table, VersionTable()
         new.replicas = defaultdict(_Replica, {k: rep.copy() for k, rep in self.replicas.items()})
-        new.done = {key: bytearray(ran) for key, ran in self.done.items()}
         new.received = set(self.received)
         return new
 
@@ -246,23 +259,22 @@ class _RankReplay:
                             f"{' (look-ahead)' if ins.lookahead else ''} but stage "
                             f"{ins.stage} points at {have}")
 
-    def _check_needs(self, ins, mb) -> None:
+    def _check_needs(self, ins, rep: _Replica, mb) -> None:
         """The op's `needs` (schedc.instructions): each input ran before it on
         this rank or, from a stage another rank holds, its message arrived.
         (Every instruction passes here: the messages are made only on failure.)"""
         p, s = ins.pipeline, ins.stage
-        done, received = self.done, self.received
+        received = self.received
         for kind, d in self.needs[ins.op]:
             src = s + d
             if d == 0:
-                ran = done.get((kind, p, s))
-                if ran is None or not 0 <= mb < len(ran) or not ran[mb]:
+                if not rep.has_run(kind, mb):
                     raise self.fail(f"runs before its {kind}")
             elif not 0 <= src <= self.last:
                 continue
             elif self.maps[p][src] == self.rank:
-                ran = done.get((kind, p, src))
-                if ran is None or not 0 <= mb < len(ran) or not ran[mb]:
+                other = self.replicas.get((p, src))
+                if other is None or not other.has_run(kind, mb):
                     raise self.fail(f"runs before {kind} of stage {src} on this rank")
             else:
                 key = (_RECV_FROM[d], p, s, mb)
@@ -274,23 +286,25 @@ class _RankReplay:
     def _op_F(self, ins, rep: _Replica, mb, v) -> None:
         p, s = ins.pipeline, ins.stage
         self._read(ins, rep, v)
-        self._check_needs(ins, mb)
-        self._done(ins, mb)
+        self._check_needs(ins, rep, mb)
+        rep.mark_run(ins.op, mb)
         self.table.forward[rep.new_key(p, s, mb)] = v
         rep.inflight += 1
-        self._peak("inflight_peaks", (p, s), rep.inflight)
+        if rep.inflight > rep.inflight_peak:  # a new peak: the table records where
+            rep.inflight_peak = rep.inflight
+            self._peak("inflight_peaks", (p, s), rep.inflight)
         self.alive += 1
         if self.alive > self.alive_peak[0]:
             self.alive_peak = (self.alive, self.index)
 
     def _grad_op(self, ins, rep: _Replica, mb, v) -> None:
         self._read(ins, rep, v)
-        self._check_needs(ins, mb)
+        self._check_needs(ins, rep, mb)
         if ins.op in FREES_ACTIVATION:  # the end of "in flight" (schedc.instructions)
             rep.inflight -= 1
             self.alive -= 1
         self._record_backward(ins, rep, mb, v)
-        self._done(ins, mb)
+        rep.mark_run(ins.op, mb)
 
     def _op_B(self, ins, rep: _Replica, mb, v) -> None:
         self._grad_op(ins, rep, mb, v)
@@ -300,33 +314,24 @@ class _RankReplay:
 
     def _op_W(self, ins, rep: _Replica, mb, v) -> None:
         self._read(ins, rep, v)
-        self._check_needs(ins, mb)
+        self._check_needs(ins, rep, mb)
         self._record_backward(ins, rep, mb, v)
-        self._done(ins, mb)
+        rep.mark_run(ins.op, mb)
 
     def _record_backward(self, ins, rep: _Replica, mb, v) -> None:
         key = rep.key(ins.pipeline, ins.stage, mb)
         before = self.table.backward.get(key)
         if before is None:
             before = self.base.backward.get(key, v)
-        self.table.backward[key] = max(before, v)
+        self.table.backward[key] = v if v > before else before
         self.table.where[key] = (self.rank, self.index)
-
-    def _done(self, ins, mb) -> None:
-        key = (ins.op, ins.pipeline, ins.stage)
-        ran = self.done.get(key)
-        if ran is None:
-            ran = self.done[key] = bytearray()
-        if mb >= len(ran):
-            ran.extend(bytes(mb + 1 - len(ran) + len(ran) // 2))  # grown by half
-        ran[mb] = 1
 
     # ---- communication -----------------------------------------------------------
     def _op_SEND_ACT(self, ins, rep: _Replica, mb, v) -> None:
-        self._check_needs(ins, mb)
+        self._check_needs(ins, rep, mb)
 
     def _op_SEND_GRAD(self, ins, rep: _Replica, mb, v) -> None:
-        self._check_needs(ins, mb)
+        self._check_needs(ins, rep, mb)
 
     def _op_RECV_ACT(self, ins, rep: _Replica, mb, v) -> None:
         self.received.add(("RECV_ACT", ins.pipeline, ins.stage, mb))
@@ -336,7 +341,7 @@ class _RankReplay:
 
     # ---- weights -------------------------------------------------------------------
     def _op_ACC(self, ins, rep: _Replica, mb, v) -> None:
-        self._check_needs(ins, mb)
+        self._check_needs(ins, rep, mb)
         batch = mb // self.m
         if batch != rep.current:
             raise self.fail(f"adds the gradient of micro-batch {mb} (step {batch + 1}) "
