@@ -33,7 +33,7 @@ from typing import Protocol
 from schedc.instructions import AROUND, MESSAGE, SEND_OPS, TABLE, UNIT_COSTS, unit_cost
 from schedc.program import Instr
 from schedc.replay import Observer
-from schedc.unroll import unshifted
+from schedc.unroll import RunStream
 
 
 class Costs(Protocol):
@@ -76,7 +76,8 @@ class Clock(Observer):
         self.costs = costs
         self.serial = serial_comm
         self.lazy = lazy_recv and not serial_comm
-        self.dur = [_durations(unshifted(s), costs) for s in self.streams]
+        self.sections: dict[int, tuple[Sequence[Instr], list[float]]] = {}
+        self.dur = [self._durations(s) for s in self.streams]
         self.dkey = [_data_keys(s) for s in self.streams] if self.lazy else []
         n = len(self.streams)
         self.now = [0.0] * n
@@ -96,12 +97,27 @@ class Clock(Observer):
         """Rank r's stream has grown at its end (schedc.runs): its new
         instructions get times too."""
         done, stream = len(self.dur[r]), self.streams[r]
-        new = unshifted(stream, done)  # op and stage: what a duration reads
-        self.dur[r].extend(_durations(new, self.costs))
+        self.dur[r].extend(self._durations(stream, done))
         if self.lazy:
             self.dkey[r].extend(_data_keys(stream[done:]))
-        self.starts[r].extend(_zeros(len(new)))
-        self.ends[r].extend(_zeros(len(new)))
+        self.starts[r].extend(_zeros(len(stream) - done))
+        self.ends[r].extend(_zeros(len(stream) - done))
+
+    def _durations(self, stream: Sequence[Instr], lo: int = 0) -> list[float]:
+        """_durations of stream[lo:]: a RunStream's whole sections once each
+        (a duration reads the op and stage alone, which no shift changes)."""
+        if not isinstance(stream, RunStream):
+            return _durations(stream[lo:], self.costs)
+        out: list[float] = []
+        for seq, a, b, _, _, _ in stream.parts(lo):
+            if a or b < len(seq):
+                out.extend(_durations(seq[a:b], self.costs))
+                continue
+            held = self.sections.get(id(seq))
+            if held is None or held[0] is not seq:
+                held = self.sections[id(seq)] = (seq, _durations(seq, self.costs))
+            out.extend(held[1])
+        return out
 
     def local(self, r: int, lo: int, hi: int) -> None:
         starts, ends, dur, t = self.starts[r], self.ends[r], self.dur[r], self.now[r]

@@ -164,7 +164,8 @@ def _check_completeness(manifest: Manifest, un: Unrolled, counted: dict | None =
                                 f"{mb % pipelines}")
                 got[mb] = 1
                 count += 1
-                top = max(top, mb)
+                if mb > top:
+                    top = mb
     total = top + 1
     m = manifest.period.microbatches // manifest.period.steps
     if manifest.synchronous and total != un.repeats * manifest.period.microbatches:
