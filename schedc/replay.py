@@ -421,7 +421,7 @@ class Replay:
         """post of a whole batch without an overlap rule (the common case, its
         own loop: the replay's hottest)."""
         sends, recvs, opened, codes = self.sends, self.recvs, self.open, self.code
-        matched, wake = self.on_matched, self.wake
+        matched, queued, ready = self.on_matched, self.queued, self.ready
         chans, sent, keys = code.chan, code.send, code.key
         for i in range(lo, hi):
             chan, is_send, key = chans[i], sent[i], keys[i]
@@ -436,8 +436,9 @@ class Replay:
                     else:
                         matched(o_r, o_i, r, i)
                 left = opened[o_r] = opened[o_r] - 1
-                if not left and o_r != r:
-                    wake(o_r)
+                if not left and o_r != r and not queued[o_r]:  # wake o_r (inline)
+                    queued[o_r] = True
+                    ready.append(o_r)
             else:
                 (sends if is_send else recvs)[chan].append((r, i))
                 opened[r] += 1
