@@ -163,20 +163,24 @@ class Dependencies:
         kinds = problem.compute_kinds()
         stages, k, split = problem.stages, len(kinds), problem.spec.split_backward
         ops = list(problem.compute_ops())  # index (mb * stages + s) * k + kind
-        # data_edges, read from the flat list: each op's inputs by index
+        # data_edges, read from the flat list: a micro-batch's ops are one block
+        # of stages * k; each op's inputs by their place in its block
         where = {kind: i for i, kind in enumerate(kinds)}
-        needs = [[(where[kind], offset) for kind, offset in resolve_needs(kind, split)]
-                 for kind in kinds]
+        block, inputs = stages * k, []
+        for s in range(stages):
+            for kind in kinds:
+                places: list[int] = []
+                for need, offset in resolve_needs(kind, split):
+                    place = (s + offset) * k + where[need]
+                    if 0 <= s + offset < stages and place not in places:
+                        places.append(place)  # one edge per pair, as in a DiGraph
+                inputs.append(places)
+        edges = [(place, source) for place, sources in enumerate(inputs) for source in sources]
         after: list[list[Op]] = [[] for _ in ops]  # successors, by index
-        before = [0] * len(ops)  # in-degrees, by index
-        for i, op in enumerate(ops):
-            base, s = i - i % k - op.stage * k, op.stage
-            for kind, offset in needs[i % k]:
-                if 0 <= s + offset < stages:
-                    out = after[base + (s + offset) * k + kind]
-                    if op not in out:  # one edge per pair, as in a DiGraph
-                        out.append(op)
-                        before[i] += 1
+        for base in range(0, len(ops), block):
+            for place, source in edges:
+                after[base + source].append(ops[base + place])
+        before = [len(sources) for sources in inputs] * (len(ops) // block)  # in-degrees
         succ: dict[Op, list[Op]] = dict(zip(ops, after, strict=True))
         for s in range(stages):
             for b in range(problem.batches):
