@@ -16,7 +16,6 @@ its batch are done on every replica, before anything else.
 from __future__ import annotations
 
 import heapq
-import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -181,24 +180,24 @@ class Dependencies:
             for place, source in edges:
                 after[base + source].append(ops[base + place])
         before = [len(sources) for sources in inputs] * (len(ops) // block)  # in-degrees
-        succ: dict[Op, list[Op]] = dict(zip(ops, after, strict=True))
-        for s in range(stages):
-            for b in range(problem.batches):
-                succ[step_op(s, b)] = []
-        indeg = dict(zip(ops, before, strict=True))
-        indeg.update(dict.fromkeys(itertools.islice(succ, len(ops), None), 0))
+        # the steps after the compute ops: step (s, b) at n + s * batches + b
+        n, batches = len(ops), problem.batches
+        nodes = ops + [step_op(s, b) for s in range(stages) for b in range(batches)]
+        after += [[] for _ in range(n, len(nodes))]
+        before += [0] * (len(nodes) - n)
         # Weight edges never repeat a pair (each joins a step and one op of
-        # one micro-batch, or two steps): no check of a step's long list.
-        # The successor lists hold the nodes' own objects (an equal new Op
-        # per edge would be kept alive by the list).
-        steps = {op: op for op in itertools.islice(succ, len(ops), None)}
+        # one micro-batch, or two steps): no check of a step's long list. The
+        # successor lists hold the nodes' own objects (an equal new Op per edge
+        # would be kept alive by the list); nodes are found by index, not hash.
         for u, v in weight_edges(problem):
-            if v.kind == STEP_KIND:
-                v = steps[v]
-            else:
-                v = ops[(v.mb * stages + v.stage) * k + where[v.kind]]
-            succ[u].append(v)
-            indeg[v] += 1
+            iu = n + u.stage * batches + u.mb if u.kind == STEP_KIND else \
+                (u.mb * stages + u.stage) * k + where[u.kind]
+            iv = n + v.stage * batches + v.mb if v.kind == STEP_KIND else \
+                (v.mb * stages + v.stage) * k + where[v.kind]
+            after[iu].append(nodes[iv])
+            before[iv] += 1
+        succ: dict[Op, list[Op]] = dict(zip(nodes, after, strict=True))
+        indeg = dict(zip(nodes, before, strict=True))
         self.succ, self.indeg = succ, indeg
 
     @property
@@ -284,7 +283,7 @@ class ListScheduler:
                 self._make_ready(op)
         events: list[tuple[int, int, Op]] = []
         busy_until = [0] * self.problem.ranks
-        now, remaining = 0, sum(map(self._copies, self.succ))
+        now, remaining = 0, self._starts()
         while remaining:
             while events and events[0][0] <= now:
                 _, _, op = heapq.heappop(events)
@@ -335,6 +334,13 @@ class ListScheduler:
             for rank in entered:
                 busy_until[rank] = now
                 self._finish_step_copy(op, rank)
+
+    def _starts(self) -> int:
+        """Ops the run starts: every node once, a replicated stage's step once
+        per replica (no pass over the nodes without replicated stages)."""
+        if all(len(group) < 2 for group in self.replica_ranks.values()):
+            return len(self.succ)
+        return sum(map(self._copies, self.succ))
 
     def _copies(self, op: Op) -> int:
         return len(self.replica_ranks[op.stage]) if op.kind == STEP_KIND else 1
