@@ -10,8 +10,6 @@ order per group. The check is linear in the number of instructions.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import compress
-from operator import attrgetter, sub
 
 from schedc.errors import VerifyError
 from schedc.instructions import RECV_OPS, SEND_OPS, TABLE, message_key
@@ -127,10 +125,26 @@ def _receives_in_send_order(streams: list[list[Instr]]) -> None:
     instructions and the moves."""
     sent: dict[tuple, list[tuple]] = {}
     for r, seq in enumerate(streams):
-        for chan, (_, keys) in _by_channel(seq, r, True).items():
-            sent[chan] = keys
+        for ins in seq:
+            message = _SENT.get(ins.op)
+            if message is not None:
+                chan = (r, ins.peer, ins.pipeline)
+                keys = sent.get(chan)
+                if keys is None:
+                    keys = sent[chan] = []
+                keys.append((message, ins.stage, ins.mb, ins.pipeline))
     for q, seq in enumerate(streams):
-        received = _by_channel(seq, q, False)
+        # per channel: the stream index and the message key of each receive
+        received: dict[tuple, tuple[list[int], list[tuple]]] = {}
+        for i, ins in enumerate(seq):
+            row = _RECEIVED.get(ins.op)
+            if row is not None:
+                chan = (ins.peer, q, ins.pipeline)
+                got = received.get(chan)
+                if got is None:
+                    got = received[chan] = ([], [])
+                got[0].append(i)
+                got[1].append((row[0], ins.stage - row[1], ins.mb, ins.pipeline))
         links: tuple[list[int], list[int]] | None = None  # prev, next per stream index
         for chan, (order, keys) in received.items():
             want = sent.get(chan, [])
@@ -144,38 +158,9 @@ def _receives_in_send_order(streams: list[list[Instr]]) -> None:
 
 
 # The message key's parts by op (instructions.message_key): sends carry their
-# own stage, receives the producer's (their stage less the hop). The pipeline,
-# the key's last part, is the channel's: left out of the keys compared per channel.
-_SENDS, _RECEIVES = frozenset(SEND_OPS), frozenset(RECV_OPS)
-_MESSAGE = {op: TABLE[op].message for op in (*SEND_OPS, *RECV_OPS)}
-_HOP = {**dict.fromkeys(SEND_OPS, 0), **{op: TABLE[op].hop for op in RECV_OPS}}
-_OP, _PEER_PIPELINE = attrgetter("op"), attrgetter("peer", "pipeline")
-_STAGE, _MB = attrgetter("stage"), attrgetter("mb")
-
-
-def _by_channel(seq: list[Instr], rank: int, sends: bool
-                ) -> dict[tuple, tuple[list[int], list[tuple]]]:
-    """Per channel (in order of its first message), the stream index and the
-    message key (message, producer stage, mb) of each of `rank`'s sends (or
-    receives), in stream order; made a column at a time (C loops: millions of
-    messages in a large run)."""
-    ops = list(map(_OP, seq))
-    where = list(compress(range(len(seq)), map((_SENDS if sends else _RECEIVES).__contains__, ops)))
-    mine = list(map(seq.__getitem__, where))
-    ends = list(map(_PEER_PIPELINE, mine))  # (peer, pipeline) of each message
-    out = {}
-    for peer, pipeline in dict.fromkeys(ends):
-        on = list(map((peer, pipeline).__eq__, ends))
-        these = list(compress(mine, on))
-        kinds = list(map(_OP, these))
-        stages = list(map(_STAGE, these))
-        if not sends:  # the producer's stage
-            stages = list(map(sub, stages, map(_HOP.__getitem__, kinds)))
-        keys = list(zip(map(_MESSAGE.__getitem__, kinds), stages, map(_MB, these),
-                        strict=True))
-        chan = (rank, peer, pipeline) if sends else (peer, rank, pipeline)
-        out[chan] = (list(compress(where, on)), keys)
-    return out
+# own stage, receives the producer's (their stage less the hop).
+_SENT = {op: TABLE[op].message for op in SEND_OPS}
+_RECEIVED = {op: (TABLE[op].message, TABLE[op].hop) for op in RECV_OPS}
 
 
 def _move_receives(order: list[int], keys: list[tuple], want: list[tuple],
