@@ -252,8 +252,11 @@ class ListScheduler:
         }
         self.waiting = dict(indeg)
         self.ready: list[list[tuple]] = [[] for _ in range(problem.ranks)]
-        self.parked: dict[tuple[int, int], list[tuple]] = defaultdict(list)  # (p, s) -> heap
-        self.inflight: dict[tuple[int, int], int] = defaultdict(int)
+        # per stage replica, at pipeline * stages + stage: the parked forwards'
+        # heap and the micro-batches in flight
+        self.stages = problem.stages
+        self.parked: dict[int, list[tuple]] = defaultdict(list)
+        self.inflight = [0] * (len(problem.maps) * problem.stages)
         self.step_copies_left: dict[Op, int] = {}
         self.orders: list[list[Op]] = [[] for _ in range(problem.ranks)]
         # Replicated stages' steps are collectives (ALLREDUCE): every rank takes
@@ -284,10 +287,10 @@ class ListScheduler:
         events: list[tuple[int, int, Op]] = []
         busy_until = [0] * self.problem.ranks
         now, remaining = 0, self._starts()
+        pop, finish = heapq.heappop, self._finish
         while remaining:
             while events and events[0][0] <= now:
-                _, _, op = heapq.heappop(events)
-                self._finish(op)
+                finish(pop(events)[2])
             remaining -= self._start_ready(now, busy_until, events)
             if not remaining:
                 break
@@ -357,16 +360,15 @@ class ListScheduler:
         heap = self.ready[r]
         skipped = None
         chosen = None
-        pop, inflight, limits = heapq.heappop, self.inflight, self.limits
+        pop, inflight, limits, stages = heapq.heappop, self.inflight, self.limits, self.stages
         while heap:
             item = pop(heap)
             op = item[-1]
-            kind = op.kind
-            if kind in STORES_ACTIVATION and inflight[(op.pipeline, op.stage)] >= \
-                    limits[op.stage]:
+            kind, p, s, _ = op
+            if kind in STORES_ACTIVATION and inflight[p * stages + s] >= limits[s]:
                 # parked until its stage admits a forward (_unpark): popping
                 # every blocked forward at every pick was quadratic in m
-                heapq.heappush(self.parked[(op.pipeline, op.stage)], item)
+                heapq.heappush(self.parked[p * stages + s], item)
                 continue
             if kind == STEP_KIND and not self._take_collective_turn(r, op):
                 if skipped is None:
@@ -386,25 +388,27 @@ class ListScheduler:
         # A micro-batch is in flight from its F to its B (or I: what W still
         # needs is its inputs' gradients, not the activations): ZB-H1 thus keeps
         # 1F1B's warm-up and memory and defers W into the bubbles.
-        key = (op.pipeline, op.stage)
-        if op.kind in STORES_ACTIVATION:
-            self.inflight[key] += 1
-            self.peak_inflight = max(self.peak_inflight, self.inflight[key])
-        elif op.kind == self.release_kind:
+        kind, p, s, _ = op
+        key = p * self.stages + s
+        if kind in STORES_ACTIVATION:
+            alive = self.inflight[key] = self.inflight[key] + 1
+            if alive > self.peak_inflight:
+                self.peak_inflight = alive
+        elif kind == self.release_kind:
             self.inflight[key] -= 1
         else:
             return
-        self._unpark(key)
+        self._unpark(key, p, s)
 
-    def _unpark(self, key: tuple[int, int]) -> None:
-        """While the stage admits a forward, its first parked forward is ready
-        again. Forwards of one stage are ranked by micro-batch under every
-        policy, so only the first can be picked before the others: the rest
-        follow one at a time, each when the one before is picked."""
+    def _unpark(self, key: int, p: int, s: int) -> None:
+        """While the stage replica (p, s) admits a forward, its first parked
+        forward is ready again. Forwards of one stage are ranked by micro-batch
+        under every policy, so only the first can be picked before the others:
+        the rest follow one at a time, each when the one before is picked."""
         parked = self.parked.get(key)
-        if parked and self.inflight[key] < self.limits[key[1]]:
+        if parked and self.inflight[key] < self.limits[s]:
             item = heapq.heappop(parked)
-            heapq.heappush(self.ready[self.maps[key[0]][key[1]]], item)
+            heapq.heappush(self.ready[self.maps[p][s]], item)
 
     def _finish(self, op: Op) -> None:
         waiting, ready, maps, key = self.waiting, self.ready, self.maps, self.key
@@ -412,10 +416,11 @@ class ListScheduler:
             left = waiting[succ] - 1
             waiting[succ] = left
             if not left:
-                if succ.kind == STEP_KIND:
+                kind, p, s, _ = succ
+                if kind == STEP_KIND:
                     self._make_ready(succ)
                 else:  # _make_ready of a compute op
-                    heapq.heappush(ready[maps[succ.pipeline][succ.stage]], key(succ))
+                    heapq.heappush(ready[maps[p][s]], key(succ))
 
     def _finish_step_copy(self, op: Op, rank: int) -> None:
         # The replica on `rank` has its new version: its gated ops may run.
