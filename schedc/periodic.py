@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import fields
 from operator import attrgetter, eq
@@ -42,14 +41,13 @@ _MB, _VERSION, _OP = attrgetter(MB_SHIFTED), attrgetter(VERSION_SHIFTED), attrge
 class _Columns:
     """A rank's stream as columns, for comparing each instruction with the one
     a candidate body length later (made once per rank, for every candidate):
-    a small number per distinct shape, the micro-batches and versions, and
-    both shifted by one period. Comparing columns (C loops, no tuple per
-    instruction) gives Instr equality after Instr.shifted."""
+    the fields a repetition does not shift (a tuple per instruction), the
+    micro-batches and versions, and both shifted by one period. Comparing
+    the columns (C loops) gives Instr equality after Instr.shifted."""
 
     def __init__(self, seq: Sequence[Instr], period: Period) -> None:
-        ids: defaultdict[tuple, int] = defaultdict(itertools.count().__next__)
         self.n = len(seq)
-        self.shape = list(map(ids.__getitem__, map(_SHAPE, seq)))
+        self.shape = list(map(_SHAPE, seq))
         self.mb = list(map(_MB, seq))
         self.version = list(map(_VERSION, seq))
         dm, dv = period.microbatches, period.steps
@@ -115,7 +113,7 @@ def split_run(streams: Sequence[Sequence[Instr]], batches: int, period: Period
     Returns the programs and c, the periods a run has beyond its body
     repetitions: n repetitions run n + c periods.
     """
-    starts = []
+    starts, repeats = [], []
     for r, seq in enumerate(streams):
         best = (0, 0, 0)  # (repetitions, -start, length)
         columns = _Columns(seq, period)  # once per rank, for every candidate length
@@ -126,13 +124,43 @@ def split_run(streams: Sequence[Sequence[Instr]], batches: int, period: Period
             raise VerifyError(f"the schedule does not settle into a repeating body within "
                               f"{batches} periods", rank=r)
         starts.append((-best[1], best[0], best[2]))
+        repeats.append(columns.repeats(best[2]))
     bodies = min(reps for _, reps, _ in starts)
     programs = []
     for r, (seq, (start, reps, length)) in enumerate(zip(streams, starts, strict=True)):
         start += (reps - bodies) * length
         body = tuple(seq[start:start + length])
-        back = -(bodies - 1)
-        tail = seq[start + bodies * length:]
-        epilogue = tuple(shift_all(tail, back * period.microbatches, back * period.steps))
-        programs.append(RankProgram(r, tuple(seq[:start]), body, epilogue))
+        epilogue = _epilogue(seq, start + bodies * length, length, bodies - 1, repeats[r],
+                             period)
+        programs.append(RankProgram(r, tuple(seq[:start]), body, tuple(epilogue)))
     return programs, batches - bodies
+
+
+def _epilogue(seq: Sequence[Instr], lo: int, length: int, back: int, same: bytes,
+              period: Period) -> list[Instr]:
+    """seq[lo:] shifted `back` periods back (the epilogue is written for one
+    body). Where the run went on repeating itself (`same`, _Columns.repeats of
+    `length`: instruction i + length equals instruction i shifted once, back
+    times over), the shifted instruction is the one `back` bodies earlier:
+    shared, not copied (most of the drain, in a large run)."""
+    n, step = len(seq), back * length
+    if not back or lo >= n:
+        return list(seq[lo:])
+    reused = -1  # every bit set; the tail's byte j is 1 where seq[lo + j - step] is its copy
+    for k in range(1, back + 1):
+        reused &= int.from_bytes(same[lo - k * length:n - k * length], "big")
+    mask = reused.to_bytes(n - lo, "big")
+    out: list[Instr] = []
+    j = 0
+    while j < n - lo:
+        if mask[j]:
+            end = mask.find(b"\x00", j)
+            end = n - lo if end < 0 else end
+            out += seq[lo + j - step:lo + end - step]
+        else:
+            end = mask.find(b"\x01", j)
+            end = n - lo if end < 0 else end
+            out += shift_all(seq[lo + j:lo + end], -back * period.microbatches,
+                             -back * period.steps)
+        j = end
+    return out

@@ -96,3 +96,23 @@ def test_split_run_finds_prologue_body_and_epilogue():
     assert program.body == tuple(seq[2:7])
     assert extra == 1  # four bodies in a run of five periods
     assert program.epilogue == tuple(i.shifted(-6, -3) for i in seq[22:])
+
+
+@pytest.mark.parametrize("name,p,m,batches", [("paci", 3, 6, 3), ("pipedream-2bw", 4, 9, 4),
+                                              ("paci", 3, 7, 6)])
+def test_epilogue_is_the_tail_shifted_back_and_shares_what_repeats(name, p, m, batches):
+    spec = preset_spec(name, stages=p, microbatches=m).validate()
+    period = Period(microbatches=m, steps=1)
+    streams = _lowered(spec, batches, choose_policy(spec))
+    programs, extra = split_run(streams, batches, period)
+    bodies = batches - extra
+    assert bodies >= 2
+    shared = 0
+    for seq, prog in zip(streams, programs, strict=True):
+        lo = len(prog.prologue) + bodies * len(prog.body)
+        back = bodies - 1
+        assert prog.epilogue == tuple(ins.shifted(-back * m, -back) for ins in seq[lo:])
+        earlier = {id(ins) for ins in seq[:lo]}
+        shared += sum(id(ins) in earlier for ins in prog.epilogue)
+    # most of the drain repeats the body before it: those instructions are not copied
+    assert shared > sum(len(prog.epilogue) for prog in programs) // 2
