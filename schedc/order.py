@@ -19,6 +19,9 @@ import heapq
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import compress
+from operator import not_
 from typing import TYPE_CHECKING
 
 from schedc.errors import UserError
@@ -156,7 +159,9 @@ class Dependencies:
     `needs`, as `graph.data_edges` reads them, and `graph.weight_edges`)
     without networkx: a large asynchronous run's networkx graph holds about a
     kilobyte per operation. The same nodes, successor lists and in-degrees,
-    in the same order, as `graph.build_graph`."""
+    in the same order, as `graph.build_graph`: `order` lists the nodes, and
+    `after` and `before` hold each one's successors (by index in `order`) and
+    in-degree; `succ` and `indeg` are the same as dicts keyed by node."""
 
     def __init__(self, problem: Problem) -> None:
         kinds = problem.compute_kinds()
@@ -175,10 +180,10 @@ class Dependencies:
                         places.append(place)  # one edge per pair, as in a DiGraph
                 inputs.append(places)
         edges = [(place, source) for place, sources in enumerate(inputs) for source in sources]
-        after: list[list[Op]] = [[] for _ in ops]  # successors, by index
+        after: list[list[int]] = [[] for _ in ops]  # successors' indices
         for base in range(0, len(ops), block):
             for place, source in edges:
-                after[base + source].append(ops[base + place])
+                after[base + source].append(base + place)
         before = [len(sources) for sources in inputs] * (len(ops) // block)  # in-degrees
         # the steps after the compute ops: step (s, b) at n + s * batches + b
         n, batches = len(ops), problem.batches
@@ -186,23 +191,29 @@ class Dependencies:
         after += [[] for _ in range(n, len(nodes))]
         before += [0] * (len(nodes) - n)
         # Weight edges never repeat a pair (each joins a step and one op of
-        # one micro-batch, or two steps): no check of a step's long list. The
-        # successor lists hold the nodes' own objects (an equal new Op per edge
-        # would be kept alive by the list); nodes are found by index, not hash.
+        # one micro-batch, or two steps): no check of a step's long list.
+        # Nodes are found by index, not hash.
         for u, v in weight_edges(problem):
             iu = n + u.stage * batches + u.mb if u.kind == STEP_KIND else \
                 (u.mb * stages + u.stage) * k + where[u.kind]
             iv = n + v.stage * batches + v.mb if v.kind == STEP_KIND else \
                 (v.mb * stages + v.stage) * k + where[v.kind]
-            after[iu].append(nodes[iv])
+            after[iu].append(iv)
             before[iv] += 1
-        succ: dict[Op, list[Op]] = dict(zip(nodes, after, strict=True))
-        indeg = dict(zip(nodes, before, strict=True))
-        self.succ, self.indeg = succ, indeg
+        self.order, self.after, self.before = nodes, after, before
+
+    @cached_property
+    def succ(self) -> dict[Op, list[Op]]:
+        order = self.order
+        return {op: [order[j] for j in js] for op, js in zip(order, self.after, strict=True)}
+
+    @cached_property
+    def indeg(self) -> dict[Op, int]:
+        return dict(zip(self.order, self.before, strict=True))
 
     @property
     def nodes(self) -> Iterable[Op]:
-        return self.succ
+        return self.order
 
     def successors(self, op: Op) -> list[Op]:
         return self.succ[op]
@@ -224,12 +235,15 @@ class ListScheduler:
                  policy: Policy = DEFAULT_POLICY) -> None:
         self.problem = problem
         self.graph = graph
-        # successors and in-degrees as plain dicts (a DiGraph's views are slow)
+        # nodes by index, successors as index lists, in-degrees as a list: no
+        # hashing of ops in the loop (a DiGraph's views are slow besides)
         if isinstance(graph, Dependencies):
-            self.succ, indeg = graph.succ, graph.indeg
+            self.nodes, self.after, indeg = graph.order, graph.after, graph.before
         else:
-            self.succ = {op: list(graph.successors(op)) for op in graph.nodes}
-            indeg = {op: graph.in_degree(op) for op in graph.nodes}
+            self.nodes = list(graph.nodes)
+            index = {op: i for i, op in enumerate(self.nodes)}
+            self.after = [[index[v] for v in graph.successors(op)] for op in self.nodes]
+            indeg = [graph.in_degree(op) for op in self.nodes]
         spec = problem.spec
         self.maps = problem.maps
         self.priority = _priorities(spec.order, spec.split_backward)
@@ -250,14 +264,14 @@ class ListScheduler:
         self.replica_ranks = {
             s: sorted({m[s] for m in problem.maps}) for s in range(problem.stages)
         }
-        self.waiting = dict(indeg)
+        self.waiting = list(indeg)  # inputs not yet done, by node index
         self.ready: list[list[tuple]] = [[] for _ in range(problem.ranks)]
         # per stage replica, at pipeline * stages + stage: the parked forwards'
         # heap and the micro-batches in flight
         self.stages = problem.stages
         self.parked: dict[int, list[tuple]] = defaultdict(list)
         self.inflight = [0] * (len(problem.maps) * problem.stages)
-        self.step_copies_left: dict[Op, int] = {}
+        self.step_copies_left: dict[int, int] = {}
         self.orders: list[list[Op]] = [[] for _ in range(problem.ranks)]
         # Replicated stages' steps are collectives (ALLREDUCE): every rank takes
         # them in one global order, batch first, then later stages first (the
@@ -281,10 +295,9 @@ class ListScheduler:
         return False
 
     def run(self) -> list[list[Op]]:
-        for op, n in self.waiting.items():
-            if n == 0:
-                self._make_ready(op)
-        events: list[tuple[int, int, Op]] = []
+        for i in compress(range(len(self.waiting)), map(not_, self.waiting)):
+            self._make_ready(i)
+        events: list[tuple[int, int, int]] = []  # (end, start order, node index)
         busy_until = [0] * self.problem.ranks
         now, remaining = 0, self._starts()
         pop, finish = heapq.heappop, self._finish
@@ -309,25 +322,26 @@ class ListScheduler:
             progress = False
             for r in range(self.problem.ranks):
                 while busy_until[r] <= now:
-                    op = pick(r)
-                    if op is None:
+                    item = pick(r)
+                    if item is None:
                         break
+                    op, i = item[3], item[4]
                     orders[r].append(op)
                     started += 1
                     progress = True
                     if op.kind == STEP_KIND:
-                        self._enter_step(op, r, now, busy_until)
+                        self._enter_step(op, i, r, now, busy_until)
                         continue
                     busy_until[r] = now + UNIT_COST[op.kind]
-                    push(events, (busy_until[r], started, op))
+                    push(events, (busy_until[r], started, i))
         return started
 
-    def _enter_step(self, op: Op, r: int, now: int, busy_until: list[int]) -> None:
-        """A replicated stage's step is a collective: the rank waits in it until
-        every replica has entered, then all leave together."""
+    def _enter_step(self, op: Op, i: int, r: int, now: int, busy_until: list[int]) -> None:
+        """A replicated stage's step (node i) is a collective: the rank waits in
+        it until every replica has entered, then all leave together."""
         group = self.replica_ranks[op.stage]
         if len(group) < 2:
-            self._finish_step_copy(op, r)
+            self._finish_step_copy(i, r)
             return
         entered = self.in_collective.setdefault(op, [])
         entered.append(r)
@@ -336,34 +350,37 @@ class ListScheduler:
             del self.in_collective[op]
             for rank in entered:
                 busy_until[rank] = now
-                self._finish_step_copy(op, rank)
+                self._finish_step_copy(i, rank)
 
     def _starts(self) -> int:
         """Ops the run starts: every node once, a replicated stage's step once
         per replica (no pass over the nodes without replicated stages)."""
         if all(len(group) < 2 for group in self.replica_ranks.values()):
-            return len(self.succ)
-        return sum(map(self._copies, self.succ))
+            return len(self.nodes)
+        return sum(map(self._copies, self.nodes))
 
     def _copies(self, op: Op) -> int:
         return len(self.replica_ranks[op.stage]) if op.kind == STEP_KIND else 1
 
-    def _make_ready(self, op: Op) -> None:
+    def _make_ready(self, i: int) -> None:
+        op = self.nodes[i]
         if op.kind == STEP_KIND:
-            self.step_copies_left[op] = len(self.replica_ranks[op.stage])
+            self.step_copies_left[i] = len(self.replica_ranks[op.stage])
             for r in self.replica_ranks[op.stage]:
-                heapq.heappush(self.ready[r], (self.step_key, op.mb, op.stage, op))
+                heapq.heappush(self.ready[r], (self.step_key, op.mb, op.stage, op, i))
         else:
-            heapq.heappush(self.ready[self.maps[op.pipeline][op.stage]], self.key(op))
+            heapq.heappush(self.ready[self.maps[op.pipeline][op.stage]], self.key(op, i))
 
-    def _pick(self, r: int) -> Op | None:
+    def _pick(self, r: int) -> tuple | None:
+        """The heap item of the op rank r starts next (the op and its node
+        index last), or None."""
         heap = self.ready[r]
         skipped = None
         chosen = None
         pop, inflight, limits, stages = heapq.heappop, self.inflight, self.limits, self.stages
         while heap:
             item = pop(heap)
-            op = item[-1]
+            op = item[3]
             kind, p, s, _ = op
             if kind in STORES_ACTIVATION and inflight[p * stages + s] >= limits[s]:
                 # parked until its stage admits a forward (_unpark): popping
@@ -375,13 +392,13 @@ class ListScheduler:
                     skipped = []
                 skipped.append(item)
                 continue
-            chosen = op
+            chosen = item
             break
         if skipped:
             for item in skipped:
                 heapq.heappush(heap, item)
         if chosen is not None:
-            self._account(chosen)
+            self._account(chosen[3])
         return chosen
 
     def _account(self, op: Op) -> None:
@@ -410,39 +427,43 @@ class ListScheduler:
             item = heapq.heappop(parked)
             heapq.heappush(self.ready[self.maps[p][s]], item)
 
-    def _finish(self, op: Op) -> None:
-        waiting, ready, maps, key = self.waiting, self.ready, self.maps, self.key
-        for succ in self.succ[op]:
-            left = waiting[succ] - 1
-            waiting[succ] = left
+    def _finish(self, i: int) -> None:
+        waiting, ready, maps, key, nodes = self.waiting, self.ready, self.maps, self.key, \
+            self.nodes
+        for j in self.after[i]:
+            left = waiting[j] - 1
+            waiting[j] = left
             if not left:
+                succ = nodes[j]
                 kind, p, s, _ = succ
                 if kind == STEP_KIND:
-                    self._make_ready(succ)
+                    self._make_ready(j)
                 else:  # _make_ready of a compute op
-                    heapq.heappush(ready[maps[p][s]], key(succ))
+                    heapq.heappush(ready[maps[p][s]], key(succ, j))
 
-    def _finish_step_copy(self, op: Op, rank: int) -> None:
+    def _finish_step_copy(self, i: int, rank: int) -> None:
         # The replica on `rank` has its new version: its gated ops may run.
-        for succ in self.succ[op]:
+        nodes = self.nodes
+        for j in self.after[i]:
+            succ = nodes[j]
             if succ.kind != STEP_KIND and self.problem.rank_of(succ) == rank:
-                self._release(succ)
-        self.step_copies_left[op] -= 1
-        if self.step_copies_left[op] == 0:
-            for succ in self.succ[op]:
-                if succ.kind == STEP_KIND:
-                    self._release(succ)
+                self._release(j)
+        self.step_copies_left[i] -= 1
+        if self.step_copies_left[i] == 0:
+            for j in self.after[i]:
+                if nodes[j].kind == STEP_KIND:
+                    self._release(j)
 
-    def _release(self, op: Op) -> None:
-        self.waiting[op] -= 1
-        if self.waiting[op] == 0:
-            self._make_ready(op)
+    def _release(self, i: int) -> None:
+        self.waiting[i] -= 1
+        if self.waiting[i] == 0:
+            self._make_ready(i)
 
     def _stuck_error(self) -> OrderError:
         waiting = [list(h) for h in self.ready]
         for items in self.parked.values():
             for item in items:
-                waiting[self.problem.rank_of(item[-1])].append(item)
+                waiting[self.problem.rank_of(item[3])].append(item)
         blocked = [
             f"rank {r}: next ready {[i[3].label() for i in sorted(h)[:2]] or 'none'}"
             for r, h in enumerate(waiting)
@@ -477,8 +498,9 @@ def _inflight_limits(problem: Problem, scale: float = 1.0) -> Callable[[Op], int
 
 
 def _ready_key(mode: str, problem: Problem, priority: dict[str, int]
-               ) -> Callable[[Op], tuple[int, int, int, Op]]:
-    """Heap item of a ready op, the op last (smaller runs first); steps
+               ) -> Callable[[Op, int], tuple[int, int, int, Op, int]]:
+    """Heap item of a ready op (and its node index), the op and the index
+    last (smaller runs first; the op decides ties, the index never); steps
     always come first.
 
     mb: the policy's kind priority, then the oldest micro-batch.
@@ -494,7 +516,7 @@ def _ready_key(mode: str, problem: Problem, priority: dict[str, int]
         return 2 * (op.stage + 1)
 
     if mode == "critical-path":
-        return lambda op: (-ahead(op), op.mb, op.stage, op)
+        return lambda op, i: (-ahead(op), op.mb, op.stage, op, i)
     if mode == "forward-first":
-        return lambda op: (0 if op.kind == "F" else 1, op.mb, op.stage, op)
-    return lambda op: (priority[op.kind], op.mb, op.stage, op)
+        return lambda op, i: (0 if op.kind == "F" else 1, op.mb, op.stage, op, i)
+    return lambda op, i: (priority[op.kind], op.mb, op.stage, op, i)
