@@ -99,8 +99,13 @@ def _lowered(spec: Spec, batches: int, policy: Policy | None = None,
             raise VerifyError("the order contradicts the dependencies: cycle "
                               + " -> ".join(op.label() for op in cycle[:8]))
     streams = lower(problem, orders, times)
-    del orders, times  # freed before the receives' replay (memory of a long run)
-    place_receives(streams)
+    if times is None:
+        del orders  # freed before the receives' replay (memory of a long run)
+        place_receives(streams)
+    # else a constructed schedule, whose receives lower posts by the planned
+    # times: deadlock-free by construction, nothing to repair (the replay was
+    # a fifth of AMDP's split; tests/compiler/test_construct.py checks that
+    # place_receives leaves such runs as they are). The verifier proves it.
     return streams
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from schedc.dot import DotEdge, DotNode, write_dot
@@ -28,6 +29,9 @@ from schedc.instructions import (
 )
 from schedc.ops import Op, step_op
 from schedc.spec import Spec
+
+# An Op made without NamedTuple's Python-level __new__ (millions in a large compile).
+_op = partial(tuple.__new__, Op)
 
 # networkx is imported by the functions that build a graph, not here: a compile
 # that builds none skips its import (a fifth of a small compile's time).
@@ -92,12 +96,12 @@ class Problem:
         return concrete("wgrad", self.spec.split_backward)
 
     def compute_ops(self) -> Iterator[Op]:
-        kinds = self.compute_kinds()
+        kinds, stages, pipelines = self.compute_kinds(), range(self.stages), len(self.maps)
         for mb in range(self.num_mbs):
-            p = self.pipeline_of(mb)
-            for s in range(self.stages):
+            p = mb % pipelines  # pipeline_of
+            for s in stages:
                 for kind in kinds:
-                    yield Op(kind, p, s, mb)
+                    yield _op((kind, p, s, mb))
 
 
 def inputs(op: Op, split_backward: bool) -> list[Op]:
@@ -127,20 +131,23 @@ def data_edges(problem: Problem, mb: int) -> Iterator[tuple[Op, Op]]:
 
 def weight_edges(problem: Problem) -> Iterator[tuple[Op, Op]]:
     spec, wkind = problem.spec, problem.weight_grad_kind()
+    stages = range(problem.stages)
+    steps = [[step_op(s, b) for s in stages] for b in range(problem.batches)]
     for mb in range(problem.num_mbs):
         p, b = problem.pipeline_of(mb), problem.batch_of(mb)
-        for s in range(problem.stages):
-            yield Op(wkind, p, s, mb), step_op(s, b)
+        gate = _forward_gate(spec, b)
+        for s in stages:
+            grad = _op((wkind, p, s, mb))
+            yield grad, steps[b][s]
             if b > 0:
                 # The accumulator holds one batch: the next batch's weight
                 # gradients wait for this batch's step on every replica.
-                yield step_op(s, b - 1), Op(wkind, p, s, mb)
-            gate = _forward_gate(spec, b)
+                yield steps[b - 1][s], grad
             if gate is not None:
-                yield step_op(s, gate), Op(VERSION_SOURCE, p, s, mb)
-    for s in range(problem.stages):
+                yield steps[gate][s], _op((VERSION_SOURCE, p, s, mb))
+    for s in stages:
         for b in range(1, problem.batches):
-            yield step_op(s, b - 1), step_op(s, b)
+            yield steps[b - 1][s], steps[b][s]
 
 
 def _forward_gate(spec: Spec, batch: int) -> int | None:

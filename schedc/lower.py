@@ -37,24 +37,25 @@ class VersionPlan:
 
 def plan_versions(problem: Problem, orders: Sequence[Sequence[Op]]) -> VersionPlan:
     spec, plan = problem.spec, VersionPlan()
+    reads, delay, stashes, m = plan.reads, spec.fixed_delay, spec.stashes, problem.m
     for seq in orders:
         current: dict[Replica, int] = defaultdict(int)
         for op in seq:
-            if op.kind == STEP_KIND:
+            kind, p, s, mb = op
+            if kind == STEP_KIND:
                 for rep in _replicas_here(problem, op, seq):
                     current[rep] += 1
                 continue
-            rep = (op.pipeline, op.stage)
-            source = _VERSION_OF[op.kind]  # the table's version_of: B, I, W read F's
+            source = _VERSION_OF[kind]  # the table's version_of: B, I, W read F's
             if not source:
-                if spec.fixed_delay is not None:
-                    plan.reads[op] = max(0, problem.batch_of(op.mb) - spec.fixed_delay)
+                if delay is not None:
+                    reads[op] = max(0, mb // m - delay)  # the batch of mb, less the delay
                 else:
-                    plan.reads[op] = current[rep]
-            elif spec.stashes:
-                plan.reads[op] = plan.reads[Op(source, op.pipeline, op.stage, op.mb)]
+                    reads[op] = current[(p, s)]
+            elif stashes:
+                reads[op] = reads[(source, p, s, mb)]  # an Op is a tuple: equal, same hash
             else:
-                plan.reads[op] = current[rep]
+                reads[op] = current[(p, s)]
     if spec.lookahead is not None:
         plan.alpha = _lookahead_alpha(problem, plan)
     return plan
@@ -111,42 +112,72 @@ class _RankLowering:
         self.active: dict[Replica, tuple[int, bool]] = defaultdict(lambda: (0, False))
         self.stashed: dict[Replica, set[int]] = defaultdict(set)
         self.last_reader = self._last_readers()
-        self.sends: list[Instr] = []  # the sends after the previous compute op
-        self.local: list[Instr] = []  # and its ops on this rank (ACC)
 
     def _last_readers(self) -> dict[tuple[Replica, int], int]:
         """Index in seq of the last op reading each (replica, version)."""
         last: dict[tuple[Replica, int], int] = {}
         reads = self.plan.reads
         for i, op in enumerate(self.seq):
-            if op.kind != STEP_KIND:
-                last[((op.pipeline, op.stage), reads[op])] = i
+            kind, p, s, _ = op
+            if kind != STEP_KIND:
+                last[((p, s), reads[op])] = i
         return last
 
     def run(self) -> list[Instr]:
         # The sends after one compute op and the receives before the next form
         # one batch (as Megatron's send_forward_recv_backward): two neighbours
-        # that exchange in both directions then meet in the same batch.
+        # that exchange in both directions then meet in the same batch. One
+        # loop with the per-op work inline: a large run lowers millions of ops.
+        out, reads, early, posted = self.out, self.plan.reads, self.early, self.posted
+        append = out.append
+        active, stashed, last_reader = self.active, self.stashed, self.last_reader
+        looks_ahead = bool(self.plan.alpha)
+        shapes: dict[tuple[str, int, int], tuple] = {}  # _Messages' rows and the replica
+        sends: list[Instr] = []  # the sends after the previous compute op
+        local: list[Instr] = []  # and its ops on this rank (ACC)
         for i, op in enumerate(self.seq):
-            if op.kind == STEP_KIND:
-                # the sends of the last op and the receives posted here form one batch
-                self.out.extend(self.sends)
-                self._post_early(i)
-                self._flush_local()
+            kind, p, s, mb = op
+            if kind == STEP_KIND:
+                # the sends of the last op and the receives posted here form one
+                # batch; then the last op's local followers, then the step
+                out += sends
+                if i in early:
+                    self._post_early(i)
+                out += local
+                sends, local = [], []
                 self._step(i, op)
-            else:
-                version = self.plan.reads[op]
-                self._compute(op, i, version)
-                self._release_after(i, op, version)
-        self.out.extend(self.sends)
-        self._flush_local()
-        return self.out
-
-    def _flush_local(self) -> None:
-        """The previous compute op's local followers, after the batch its sends
-        went out in: both are done."""
-        self.out.extend(self.local)
-        self.sends, self.local = [], []
+                continue
+            version = reads[op]
+            shape = shapes.get((kind, p, s))
+            if shape is None:
+                m = self._messages_of(op)
+                shape = shapes[(kind, p, s)] = (m.receives, m.sends, m.local, (p, s))
+            receives, send_rows, local_names, rep = shape
+            out += sends
+            if i in early:
+                self._post_early(i)
+            if receives and op not in posted:
+                for recv, peer in receives:  # loops, not comprehensions: no frame each
+                    append(Instr(recv, s, mb, p, None, peer))
+            out += local
+            lookahead = looks_ahead and self._lookahead(op, version)
+            if active[rep] != (version, lookahead):
+                self._swap(rep, version, lookahead)
+            append(Instr(kind, s, mb, p, version, lookahead=True) if lookahead
+                   else Instr(kind, s, mb, p, version))
+            # kept for after the op: they go out with the next op's receives
+            sends, local = [], []
+            for send, peer in send_rows:
+                sends.append(Instr(send, s, mb, p, None, peer))
+            for name in local_names:
+                local.append(Instr(name, s, mb, p))
+            held = stashed.get(rep)  # a stash slot released after its last reader
+            if held and version in held and last_reader[(rep, version)] == i:
+                held.discard(version)
+                self._emit("RELEASE", stage=s, pipeline=p, version=version)
+        out += sends
+        out += local
+        return out
 
     # ---- compute and communication ---------------------------------------------
     def _post_early(self, i: int) -> None:
@@ -166,25 +197,6 @@ class _RankLowering:
         the ranks holding the stages they come from."""
         _, p, s, mb = op
         self.out += [Instr(recv, s, mb, p, None, peer) for recv, peer in messages.receives]
-
-    def _compute(self, op: Op, index: int, version: int) -> None:
-        """`op` with the receives before it, and the sends of what it produced
-        (to other ranks) and its local followers (ACC) kept for after it: they
-        go out with the next op's receives."""
-        kind, p, s, mb = op
-        messages = self._messages_of(op)
-        self.out += self.sends
-        if index in self.early:
-            self._post_early(index)
-        if messages.receives and op not in self.posted:
-            self._receive(op, messages)
-        self.out += self.local
-        lookahead = bool(self.plan.alpha) and self._lookahead(op, version)
-        if self.active[(p, s)] != (version, lookahead):
-            self._swap((p, s), version, lookahead)
-        self.out.append(Instr(kind, s, mb, p, version, lookahead=True if lookahead else None))
-        self.sends = [Instr(send, s, mb, p, None, peer) for send, peer in messages.sends]
-        self.local = [Instr(name, s, mb, p) for name in messages.local]
 
     def _lookahead(self, op: Op, version: int) -> bool:
         """Whether `op` reads extrapolated weights (it reads the stage's
@@ -221,12 +233,6 @@ class _RankLowering:
             spec = self.problem.spec
             if spec.dp_mode == "async-sparse" and (old + 1) % spec.dp_period == 0:
                 self._emit("SPARSE_SYNC", stage=op.stage, pipeline=p, version=old + 1)
-
-    def _release_after(self, i: int, op: Op, version: int) -> None:
-        rep = (op.pipeline, op.stage)
-        if version in self.stashed[rep] and self.last_reader[(rep, version)] == i:
-            self.stashed[rep].discard(version)
-            self._emit("RELEASE", stage=op.stage, pipeline=op.pipeline, version=version)
 
     def _emit(self, op: str, **kw: object) -> None:
         self.out.append(Instr(op, **kw))  # type: ignore[arg-type]

@@ -16,10 +16,12 @@ its batch are done on every replica, before anything else.
 from __future__ import annotations
 
 import heapq
-import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import compress
+from operator import not_
 from typing import TYPE_CHECKING
 
 from schedc.errors import UserError
@@ -157,49 +159,61 @@ class Dependencies:
     `needs`, as `graph.data_edges` reads them, and `graph.weight_edges`)
     without networkx: a large asynchronous run's networkx graph holds about a
     kilobyte per operation. The same nodes, successor lists and in-degrees,
-    in the same order, as `graph.build_graph`."""
+    in the same order, as `graph.build_graph`: `order` lists the nodes, and
+    `after` and `before` hold each one's successors (by index in `order`) and
+    in-degree; `succ` and `indeg` are the same as dicts keyed by node."""
 
     def __init__(self, problem: Problem) -> None:
         kinds = problem.compute_kinds()
         stages, k, split = problem.stages, len(kinds), problem.spec.split_backward
         ops = list(problem.compute_ops())  # index (mb * stages + s) * k + kind
-        # data_edges, read from the flat list: each op's inputs by index
+        # data_edges, read from the flat list: a micro-batch's ops are one block
+        # of stages * k; each op's inputs by their place in its block
         where = {kind: i for i, kind in enumerate(kinds)}
-        needs = [[(where[kind], offset) for kind, offset in resolve_needs(kind, split)]
-                 for kind in kinds]
-        after: list[list[Op]] = [[] for _ in ops]  # successors, by index
-        before = [0] * len(ops)  # in-degrees, by index
-        for i, op in enumerate(ops):
-            base, s = i - i % k - op.stage * k, op.stage
-            for kind, offset in needs[i % k]:
-                if 0 <= s + offset < stages:
-                    out = after[base + (s + offset) * k + kind]
-                    if op not in out:  # one edge per pair, as in a DiGraph
-                        out.append(op)
-                        before[i] += 1
-        succ: dict[Op, list[Op]] = dict(zip(ops, after, strict=True))
+        block, inputs = stages * k, []
         for s in range(stages):
-            for b in range(problem.batches):
-                succ[step_op(s, b)] = []
-        indeg = dict(zip(ops, before, strict=True))
-        indeg.update(dict.fromkeys(itertools.islice(succ, len(ops), None), 0))
+            for kind in kinds:
+                places: list[int] = []
+                for need, offset in resolve_needs(kind, split):
+                    place = (s + offset) * k + where[need]
+                    if 0 <= s + offset < stages and place not in places:
+                        places.append(place)  # one edge per pair, as in a DiGraph
+                inputs.append(places)
+        edges = [(place, source) for place, sources in enumerate(inputs) for source in sources]
+        after: list[list[int]] = [[] for _ in ops]  # successors' indices
+        for base in range(0, len(ops), block):
+            for place, source in edges:
+                after[base + source].append(base + place)
+        before = [len(sources) for sources in inputs] * (len(ops) // block)  # in-degrees
+        # the steps after the compute ops: step (s, b) at n + s * batches + b
+        n, batches = len(ops), problem.batches
+        nodes = ops + [step_op(s, b) for s in range(stages) for b in range(batches)]
+        after += [[] for _ in range(n, len(nodes))]
+        before += [0] * (len(nodes) - n)
         # Weight edges never repeat a pair (each joins a step and one op of
         # one micro-batch, or two steps): no check of a step's long list.
-        # The successor lists hold the nodes' own objects (an equal new Op
-        # per edge would be kept alive by the list).
-        steps = {op: op for op in itertools.islice(succ, len(ops), None)}
+        # Nodes are found by index, not hash.
         for u, v in weight_edges(problem):
-            if v.kind == STEP_KIND:
-                v = steps[v]
-            else:
-                v = ops[(v.mb * stages + v.stage) * k + where[v.kind]]
-            succ[u].append(v)
-            indeg[v] += 1
-        self.succ, self.indeg = succ, indeg
+            iu = n + u.stage * batches + u.mb if u.kind == STEP_KIND else \
+                (u.mb * stages + u.stage) * k + where[u.kind]
+            iv = n + v.stage * batches + v.mb if v.kind == STEP_KIND else \
+                (v.mb * stages + v.stage) * k + where[v.kind]
+            after[iu].append(iv)
+            before[iv] += 1
+        self.order, self.after, self.before = nodes, after, before
+
+    @cached_property
+    def succ(self) -> dict[Op, list[Op]]:
+        order = self.order
+        return {op: [order[j] for j in js] for op, js in zip(order, self.after, strict=True)}
+
+    @cached_property
+    def indeg(self) -> dict[Op, int]:
+        return dict(zip(self.order, self.before, strict=True))
 
     @property
     def nodes(self) -> Iterable[Op]:
-        return self.succ
+        return self.order
 
     def successors(self, op: Op) -> list[Op]:
         return self.succ[op]
@@ -221,12 +235,15 @@ class ListScheduler:
                  policy: Policy = DEFAULT_POLICY) -> None:
         self.problem = problem
         self.graph = graph
-        # successors and in-degrees as plain dicts (a DiGraph's views are slow)
+        # nodes by index, successors as index lists, in-degrees as a list: no
+        # hashing of ops in the loop (a DiGraph's views are slow besides)
         if isinstance(graph, Dependencies):
-            self.succ, indeg = graph.succ, graph.indeg
+            self.nodes, self.after, indeg = graph.order, graph.after, graph.before
         else:
-            self.succ = {op: list(graph.successors(op)) for op in graph.nodes}
-            indeg = {op: graph.in_degree(op) for op in graph.nodes}
+            self.nodes = list(graph.nodes)
+            index = {op: i for i, op in enumerate(self.nodes)}
+            self.after = [[index[v] for v in graph.successors(op)] for op in self.nodes]
+            indeg = [graph.in_degree(op) for op in self.nodes]
         spec = problem.spec
         self.maps = problem.maps
         self.priority = _priorities(spec.order, spec.split_backward)
@@ -247,11 +264,14 @@ class ListScheduler:
         self.replica_ranks = {
             s: sorted({m[s] for m in problem.maps}) for s in range(problem.stages)
         }
-        self.waiting = dict(indeg)
+        self.waiting = list(indeg)  # inputs not yet done, by node index
         self.ready: list[list[tuple]] = [[] for _ in range(problem.ranks)]
-        self.parked: dict[tuple[int, int], list[tuple]] = defaultdict(list)  # (p, s) -> heap
-        self.inflight: dict[tuple[int, int], int] = defaultdict(int)
-        self.step_copies_left: dict[Op, int] = {}
+        # per stage replica, at pipeline * stages + stage: the parked forwards'
+        # heap and the micro-batches in flight
+        self.stages = problem.stages
+        self.parked: dict[int, list[tuple]] = defaultdict(list)
+        self.inflight = [0] * (len(problem.maps) * problem.stages)
+        self.step_copies_left: dict[int, int] = {}
         self.orders: list[list[Op]] = [[] for _ in range(problem.ranks)]
         # Replicated stages' steps are collectives (ALLREDUCE): every rank takes
         # them in one global order, batch first, then later stages first (the
@@ -275,16 +295,15 @@ class ListScheduler:
         return False
 
     def run(self) -> list[list[Op]]:
-        for op, n in self.waiting.items():
-            if n == 0:
-                self._make_ready(op)
-        events: list[tuple[int, int, Op]] = []
+        for i in compress(range(len(self.waiting)), map(not_, self.waiting)):
+            self._make_ready(i)
+        events: list[tuple[int, int, int]] = []  # (end, start order, node index)
         busy_until = [0] * self.problem.ranks
-        now, remaining = 0, sum(map(self._copies, self.succ))
+        now, remaining = 0, self._starts()
+        pop, finish = heapq.heappop, self._finish
         while remaining:
             while events and events[0][0] <= now:
-                _, _, op = heapq.heappop(events)
-                self._finish(op)
+                finish(pop(events)[2])
             remaining -= self._start_ready(now, busy_until, events)
             if not remaining:
                 break
@@ -303,25 +322,26 @@ class ListScheduler:
             progress = False
             for r in range(self.problem.ranks):
                 while busy_until[r] <= now:
-                    op = pick(r)
-                    if op is None:
+                    item = pick(r)
+                    if item is None:
                         break
+                    op, i = item[3], item[4]
                     orders[r].append(op)
                     started += 1
                     progress = True
                     if op.kind == STEP_KIND:
-                        self._enter_step(op, r, now, busy_until)
+                        self._enter_step(op, i, r, now, busy_until)
                         continue
                     busy_until[r] = now + UNIT_COST[op.kind]
-                    push(events, (busy_until[r], started, op))
+                    push(events, (busy_until[r], started, i))
         return started
 
-    def _enter_step(self, op: Op, r: int, now: int, busy_until: list[int]) -> None:
-        """A replicated stage's step is a collective: the rank waits in it until
-        every replica has entered, then all leave together."""
+    def _enter_step(self, op: Op, i: int, r: int, now: int, busy_until: list[int]) -> None:
+        """A replicated stage's step (node i) is a collective: the rank waits in
+        it until every replica has entered, then all leave together."""
         group = self.replica_ranks[op.stage]
         if len(group) < 2:
-            self._finish_step_copy(op, r)
+            self._finish_step_copy(i, r)
             return
         entered = self.in_collective.setdefault(op, [])
         entered.append(r)
@@ -330,104 +350,120 @@ class ListScheduler:
             del self.in_collective[op]
             for rank in entered:
                 busy_until[rank] = now
-                self._finish_step_copy(op, rank)
+                self._finish_step_copy(i, rank)
+
+    def _starts(self) -> int:
+        """Ops the run starts: every node once, a replicated stage's step once
+        per replica (no pass over the nodes without replicated stages)."""
+        if all(len(group) < 2 for group in self.replica_ranks.values()):
+            return len(self.nodes)
+        return sum(map(self._copies, self.nodes))
 
     def _copies(self, op: Op) -> int:
         return len(self.replica_ranks[op.stage]) if op.kind == STEP_KIND else 1
 
-    def _make_ready(self, op: Op) -> None:
+    def _make_ready(self, i: int) -> None:
+        op = self.nodes[i]
         if op.kind == STEP_KIND:
-            self.step_copies_left[op] = len(self.replica_ranks[op.stage])
+            self.step_copies_left[i] = len(self.replica_ranks[op.stage])
             for r in self.replica_ranks[op.stage]:
-                heapq.heappush(self.ready[r], (self.step_key, op.mb, op.stage, op))
+                heapq.heappush(self.ready[r], (self.step_key, op.mb, op.stage, op, i))
         else:
-            heapq.heappush(self.ready[self.maps[op.pipeline][op.stage]], self.key(op))
+            heapq.heappush(self.ready[self.maps[op.pipeline][op.stage]], self.key(op, i))
 
-    def _pick(self, r: int) -> Op | None:
+    def _pick(self, r: int) -> tuple | None:
+        """The heap item of the op rank r starts next (the op and its node
+        index last), or None."""
         heap = self.ready[r]
         skipped = None
         chosen = None
-        pop, inflight, limits = heapq.heappop, self.inflight, self.limits
+        pop, inflight, limits, stages = heapq.heappop, self.inflight, self.limits, self.stages
         while heap:
             item = pop(heap)
-            op = item[-1]
-            kind = op.kind
-            if kind in STORES_ACTIVATION and inflight[(op.pipeline, op.stage)] >= \
-                    limits[op.stage]:
+            op = item[3]
+            kind, p, s, _ = op
+            if kind in STORES_ACTIVATION and inflight[p * stages + s] >= limits[s]:
                 # parked until its stage admits a forward (_unpark): popping
                 # every blocked forward at every pick was quadratic in m
-                heapq.heappush(self.parked[(op.pipeline, op.stage)], item)
+                heapq.heappush(self.parked[p * stages + s], item)
                 continue
             if kind == STEP_KIND and not self._take_collective_turn(r, op):
                 if skipped is None:
                     skipped = []
                 skipped.append(item)
                 continue
-            chosen = op
+            chosen = item
             break
         if skipped:
             for item in skipped:
                 heapq.heappush(heap, item)
         if chosen is not None:
-            self._account(chosen)
+            self._account(chosen[3])
         return chosen
 
     def _account(self, op: Op) -> None:
         # A micro-batch is in flight from its F to its B (or I: what W still
         # needs is its inputs' gradients, not the activations): ZB-H1 thus keeps
         # 1F1B's warm-up and memory and defers W into the bubbles.
-        key = (op.pipeline, op.stage)
-        if op.kind in STORES_ACTIVATION:
-            self.inflight[key] += 1
-            self.peak_inflight = max(self.peak_inflight, self.inflight[key])
-        elif op.kind == self.release_kind:
+        kind, p, s, _ = op
+        key = p * self.stages + s
+        if kind in STORES_ACTIVATION:
+            alive = self.inflight[key] = self.inflight[key] + 1
+            if alive > self.peak_inflight:
+                self.peak_inflight = alive
+        elif kind == self.release_kind:
             self.inflight[key] -= 1
         else:
             return
-        self._unpark(key)
+        self._unpark(key, p, s)
 
-    def _unpark(self, key: tuple[int, int]) -> None:
-        """While the stage admits a forward, its first parked forward is ready
-        again. Forwards of one stage are ranked by micro-batch under every
-        policy, so only the first can be picked before the others: the rest
-        follow one at a time, each when the one before is picked."""
+    def _unpark(self, key: int, p: int, s: int) -> None:
+        """While the stage replica (p, s) admits a forward, its first parked
+        forward is ready again. Forwards of one stage are ranked by micro-batch
+        under every policy, so only the first can be picked before the others:
+        the rest follow one at a time, each when the one before is picked."""
         parked = self.parked.get(key)
-        if parked and self.inflight[key] < self.limits[key[1]]:
+        if parked and self.inflight[key] < self.limits[s]:
             item = heapq.heappop(parked)
-            heapq.heappush(self.ready[self.maps[key[0]][key[1]]], item)
+            heapq.heappush(self.ready[self.maps[p][s]], item)
 
-    def _finish(self, op: Op) -> None:
-        waiting, ready, maps, key = self.waiting, self.ready, self.maps, self.key
-        for succ in self.succ[op]:
-            left = waiting[succ] - 1
-            waiting[succ] = left
+    def _finish(self, i: int) -> None:
+        waiting, ready, maps, key, nodes = self.waiting, self.ready, self.maps, self.key, \
+            self.nodes
+        for j in self.after[i]:
+            left = waiting[j] - 1
+            waiting[j] = left
             if not left:
-                if succ.kind == STEP_KIND:
-                    self._make_ready(succ)
+                succ = nodes[j]
+                kind, p, s, _ = succ
+                if kind == STEP_KIND:
+                    self._make_ready(j)
                 else:  # _make_ready of a compute op
-                    heapq.heappush(ready[maps[succ.pipeline][succ.stage]], key(succ))
+                    heapq.heappush(ready[maps[p][s]], key(succ, j))
 
-    def _finish_step_copy(self, op: Op, rank: int) -> None:
+    def _finish_step_copy(self, i: int, rank: int) -> None:
         # The replica on `rank` has its new version: its gated ops may run.
-        for succ in self.succ[op]:
+        nodes = self.nodes
+        for j in self.after[i]:
+            succ = nodes[j]
             if succ.kind != STEP_KIND and self.problem.rank_of(succ) == rank:
-                self._release(succ)
-        self.step_copies_left[op] -= 1
-        if self.step_copies_left[op] == 0:
-            for succ in self.succ[op]:
-                if succ.kind == STEP_KIND:
-                    self._release(succ)
+                self._release(j)
+        self.step_copies_left[i] -= 1
+        if self.step_copies_left[i] == 0:
+            for j in self.after[i]:
+                if nodes[j].kind == STEP_KIND:
+                    self._release(j)
 
-    def _release(self, op: Op) -> None:
-        self.waiting[op] -= 1
-        if self.waiting[op] == 0:
-            self._make_ready(op)
+    def _release(self, i: int) -> None:
+        self.waiting[i] -= 1
+        if self.waiting[i] == 0:
+            self._make_ready(i)
 
     def _stuck_error(self) -> OrderError:
         waiting = [list(h) for h in self.ready]
         for items in self.parked.values():
             for item in items:
-                waiting[self.problem.rank_of(item[-1])].append(item)
+                waiting[self.problem.rank_of(item[3])].append(item)
         blocked = [
             f"rank {r}: next ready {[i[3].label() for i in sorted(h)[:2]] or 'none'}"
             for r, h in enumerate(waiting)
@@ -462,8 +498,9 @@ def _inflight_limits(problem: Problem, scale: float = 1.0) -> Callable[[Op], int
 
 
 def _ready_key(mode: str, problem: Problem, priority: dict[str, int]
-               ) -> Callable[[Op], tuple[int, int, int, Op]]:
-    """Heap item of a ready op, the op last (smaller runs first); steps
+               ) -> Callable[[Op, int], tuple[int, int, int, Op, int]]:
+    """Heap item of a ready op (and its node index), the op and the index
+    last (smaller runs first; the op decides ties, the index never); steps
     always come first.
 
     mb: the policy's kind priority, then the oldest micro-batch.
@@ -479,7 +516,7 @@ def _ready_key(mode: str, problem: Problem, priority: dict[str, int]
         return 2 * (op.stage + 1)
 
     if mode == "critical-path":
-        return lambda op: (-ahead(op), op.mb, op.stage, op)
+        return lambda op, i: (-ahead(op), op.mb, op.stage, op, i)
     if mode == "forward-first":
-        return lambda op: (0 if op.kind == "F" else 1, op.mb, op.stage, op)
-    return lambda op: (priority[op.kind], op.mb, op.stage, op)
+        return lambda op, i: (0 if op.kind == "F" else 1, op.mb, op.stage, op, i)
+    return lambda op, i: (priority[op.kind], op.mb, op.stage, op, i)

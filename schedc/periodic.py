@@ -12,9 +12,11 @@ proves the programs for 1, 2 and 3 repetitions.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Sequence
 from dataclasses import fields
-from operator import attrgetter
+from operator import attrgetter, eq
 
 from schedc.errors import VerifyError
 from schedc.program import (
@@ -29,61 +31,78 @@ from schedc.program import (
 
 ANCHORS = (0.35, 0.5, 0.65)  # where in the run to look for the steady state
 
-
-# Every field of an instruction, as a tuple: equal tuples, equal instructions.
-_FIELDS = tuple(f.name for f in fields(Instr))
-_key = attrgetter(*_FIELDS)
-_MB, _VERSION = _FIELDS.index(MB_SHIFTED), _FIELDS.index(VERSION_SHIFTED)
-
-
-def _repeat_runs(seq: Sequence[Instr], length: int, period: Period,
-                 keys: tuple[list[tuple], list[tuple]] | None = None) -> list[int]:
-    """runs[i]: how many consecutive j >= i have seq[j + L] == seq[j] shifted once.
-    keys: _keys(seq, period), when already made."""
-    n = len(seq)
-    own, later = keys or _keys(seq, period)
-    runs = [0] * (n + 1)
-    for i in range(n - length - 1, -1, -1):
-        runs[i] = runs[i + 1] + 1 if own[i + length] == later[i] else 0
-    return runs
+# An instruction's fields other than the two a repetition shifts: equal shapes,
+# equal micro-batches and equal versions make equal instructions.
+_SHAPE = attrgetter(*(f.name for f in fields(Instr)
+                      if f.name not in (MB_SHIFTED, VERSION_SHIFTED)))
+_MB, _VERSION, _OP = attrgetter(MB_SHIFTED), attrgetter(VERSION_SHIFTED), attrgetter("op")
 
 
-def _keys(seq: Sequence[Instr], period: Period) -> tuple[list[tuple], list[tuple]]:
-    """_key of every instruction, and of each one period later (Instr.shifted,
-    on tuples), made column by column."""
-    own = list(map(_key, seq))
-    columns = list(zip(*own, strict=True)) or [()] * len(_FIELDS)
-    dm, dv = period.microbatches, period.steps
-    columns[_MB] = [None if mb is None else mb + dm for mb in columns[_MB]]
-    columns[_VERSION] = [None if v is None else v + dv for v in columns[_VERSION]]
-    return own, list(zip(*columns, strict=True))
+class _Columns:
+    """A rank's stream as columns, for comparing each instruction with the one
+    a candidate body length later (made once per rank, for every candidate):
+    the fields a repetition does not shift (a tuple per instruction), the
+    micro-batches and versions, and both shifted by one period. Comparing
+    the columns (C loops) gives Instr equality after Instr.shifted."""
+
+    def __init__(self, seq: Sequence[Instr], period: Period) -> None:
+        self.n = len(seq)
+        self.shape = list(map(_SHAPE, seq))
+        self.mb = list(map(_MB, seq))
+        self.version = list(map(_VERSION, seq))
+        dm, dv = period.microbatches, period.steps
+        self.mb_later = [None if mb is None else mb + dm for mb in self.mb]
+        self.version_later = [None if v is None else v + dv for v in self.version]
+        self.compute = list(itertools.compress(
+            range(self.n), map(COMPUTE_OPS.__contains__, map(_OP, seq))))
+
+    def repeats(self, length: int) -> bytes:
+        """Byte i is 1 where instruction i + length equals instruction i
+        shifted once (i < n - length), else 0."""
+        if length >= self.n:
+            return b""
+        same = -1  # every bit set; each column's bytes of 0 and 1 "and"-ed in
+        for col, later in ((self.shape, self.shape), (self.mb, self.mb_later),
+                           (self.version, self.version_later)):
+            same &= int.from_bytes(bytes(map(eq, col[length:], later)), "big")
+        return same.to_bytes(self.n - length, "big")
+
+    def later_key(self, i: int) -> tuple:
+        return self.shape[i], self.mb_later[i], self.version_later[i]
 
 
 def _best_start(seq: Sequence[Instr], length: int, period: Period,
-                keys: tuple[list[tuple], list[tuple]] | None = None) -> tuple[int, int]:
-    """(start, repetitions) with the most repetitions, earliest start."""
-    runs = _repeat_runs(seq, length, period, keys)[:max(0, len(seq) - length + 1)]
-    if not runs:
+                columns: _Columns | None = None) -> tuple[int, int]:
+    """(start, repetitions) with the most repetitions, earliest start: the
+    longest stretch where every instruction equals the one `length` earlier
+    shifted once, cut to whole bodies, and the first stretch that long.
+    columns: _Columns(seq, period), when already made."""
+    columns = columns or _Columns(seq, period)
+    if length > columns.n:
         return 0, 0
-    more = max(runs) // length  # repetitions after the first
-    return next(x for x, run in enumerate(runs) if run >= more * length), 1 + more
+    same = columns.repeats(length)
+    more = max(map(len, same.split(b"\x00"))) // length  # repetitions after the first
+    return (same.find(b"\x01" * (more * length)) if more else 0), 1 + more
 
 
 def body_lengths(seq: Sequence[Instr], period: Period,
-                 keys: tuple[list[tuple], list[tuple]] | None = None) -> list[int]:
+                 columns: _Columns | None = None) -> list[int]:
     """Candidate body lengths: from compute instructions at a few points of the
-    run to their copies one period later. keys: _keys(seq, period), when
-    already made."""
-    own, later = keys or _keys(seq, period)
-    where = {own[i]: i for i, ins in enumerate(seq) if ins.op in COMPUTE_OPS}
+    run to their copies one period later. columns: _Columns(seq, period),
+    when already made."""
+    c = columns or _Columns(seq, period)
+    compute = c.compute
+    keys = zip(map(c.shape.__getitem__, compute), map(c.mb.__getitem__, compute),
+               map(c.version.__getitem__, compute), strict=True)
+    where = dict(zip(keys, compute, strict=True))  # the last of equal keys, as a loop would
     out: list[int] = []
     for frac in ANCHORS:
-        for i in range(int(frac * len(seq)), len(seq)):
-            if seq[i].op in COMPUTE_OPS:
-                j = where.get(later[i])
-                if j is not None and j > i and j - i not in out:
-                    out.append(j - i)
-                break
+        k = bisect.bisect_left(compute, int(frac * c.n))
+        if k < len(compute):
+            i = compute[k]
+            j = where.get(c.later_key(i))
+            if j is not None and j > i and j - i not in out:
+                out.append(j - i)
     return out
 
 
@@ -94,24 +113,54 @@ def split_run(streams: Sequence[Sequence[Instr]], batches: int, period: Period
     Returns the programs and c, the periods a run has beyond its body
     repetitions: n repetitions run n + c periods.
     """
-    starts = []
+    starts, repeats = [], []
     for r, seq in enumerate(streams):
         best = (0, 0, 0)  # (repetitions, -start, length)
-        keys = _keys(seq, period)  # once per rank, for every candidate length
-        for length in body_lengths(seq, period, keys):
-            start, reps = _best_start(seq, length, period, keys)
+        columns = _Columns(seq, period)  # once per rank, for every candidate length
+        for length in body_lengths(seq, period, columns):
+            start, reps = _best_start(seq, length, period, columns)
             best = max(best, (reps, -start, length))
         if best[0] < 1:
             raise VerifyError(f"the schedule does not settle into a repeating body within "
                               f"{batches} periods", rank=r)
         starts.append((-best[1], best[0], best[2]))
+        repeats.append(columns.repeats(best[2]))
     bodies = min(reps for _, reps, _ in starts)
     programs = []
     for r, (seq, (start, reps, length)) in enumerate(zip(streams, starts, strict=True)):
         start += (reps - bodies) * length
         body = tuple(seq[start:start + length])
-        back = -(bodies - 1)
-        tail = seq[start + bodies * length:]
-        epilogue = tuple(shift_all(tail, back * period.microbatches, back * period.steps))
-        programs.append(RankProgram(r, tuple(seq[:start]), body, epilogue))
+        epilogue = _epilogue(seq, start + bodies * length, length, bodies - 1, repeats[r],
+                             period)
+        programs.append(RankProgram(r, tuple(seq[:start]), body, tuple(epilogue)))
     return programs, batches - bodies
+
+
+def _epilogue(seq: Sequence[Instr], lo: int, length: int, back: int, same: bytes,
+              period: Period) -> list[Instr]:
+    """seq[lo:] shifted `back` periods back (the epilogue is written for one
+    body). Where the run went on repeating itself (`same`, _Columns.repeats of
+    `length`: instruction i + length equals instruction i shifted once, back
+    times over), the shifted instruction is the one `back` bodies earlier:
+    shared, not copied (most of the drain, in a large run)."""
+    n, step = len(seq), back * length
+    if not back or lo >= n:
+        return list(seq[lo:])
+    reused = -1  # every bit set; the tail's byte j is 1 where seq[lo + j - step] is its copy
+    for k in range(1, back + 1):
+        reused &= int.from_bytes(same[lo - k * length:n - k * length], "big")
+    mask = reused.to_bytes(n - lo, "big")
+    out: list[Instr] = []
+    j = 0
+    while j < n - lo:
+        if mask[j]:
+            end = mask.find(b"\x00", j)
+            end = n - lo if end < 0 else end
+            out += seq[lo + j - step:lo + end - step]
+        else:
+            end = mask.find(b"\x01", j)
+            end = n - lo if end < 0 else end
+            out += shift_all(seq[lo + j:lo + end], -back * period.microbatches,
+                             -back * period.steps)
+        j = end
+    return out

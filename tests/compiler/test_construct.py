@@ -159,3 +159,25 @@ def test_a_modulo_run_too_short_to_settle_gives_way_to_the_next():
     assert compiler._modulo_runs(modulo_plan(spec)) == [3, 8, 10]
     policy = choose_policy(spec)
     assert _periodic_programs(spec, policy) == _periodic_programs(spec, policy, long_run=True)
+
+
+# AMDP's constructed schedules: small and tabled shapes (N not dividing m),
+# deeper pipelines and a tighter stage-0 bound.
+MODULO = [(2, 2, {}), (3, 3, {}), (3, 7, {}), (4, 5, {}), (4, 8, {}), (5, 8, {}),
+          (6, 12, {}), (7, 9, {}), (8, 16, {}), (12, 24, {}),
+          (6, 12, {"max_inflight": ((0, 2),)})]
+
+
+@pytest.mark.parametrize("p,m,kw", MODULO)
+def test_constructed_runs_need_no_receive_repair(p, m, kw):
+    """lower posts a constructed schedule's receives by the planned times, so
+    _lowered skips place_receives for it: on every run the split may lower,
+    place_receives would leave the streams as they are."""
+    spec = _spec("amdp", p, m, kw).validate()
+    plan = modulo_plan(spec)
+    assert plan is not None
+    for batches in sorted({*compiler._modulo_runs(plan), *compiler._modulo_runs(plan, True)}):
+        streams = _lowered(spec, batches)
+        repaired = [list(seq) for seq in streams]
+        deadlock.place_receives(repaired)
+        assert repaired == streams
