@@ -9,14 +9,15 @@ alone, measured once the timing has become periodic.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from operator import attrgetter, itemgetter, sub
 from typing import Any
 
 from schedc.instructions import COMPUTE_OPS, unit_cost
-from schedc.program import Manifest, RankProgram
+from schedc.program import Instr, Manifest, RankProgram
 from schedc.timing import Timing, unit_timing
 from schedc.unroll import Unrolled
-from schedc.versions import VersionTable
+from schedc.versions import Key, VersionTable
 
 ANALYSIS_REPEATS = 4
 STEADY_REPEATS = 8
@@ -26,10 +27,11 @@ SETTLED_REPEATS = 4  # repetitions 1 and 2 compared, 3 next to the epilogue
 def analyse(manifest: Manifest, programs: Sequence[RankProgram], table: VersionTable
             ) -> dict[str, Any]:
     repeats = analysed_repeats(manifest)
-    un, timing = _timed_run(manifest, programs, table, repeats)
+    _, timing = _timed_run(manifest, programs, table, repeats)
     makespan = timing.makespan
     ranks = manifest.world_size
-    busy = sum(timing.busy(un.streams, r) for r in range(ranks))
+    busy = sum(_section_busy(prog.prologue) + repeats * _section_busy(prog.body)
+               + _section_busy(prog.epilogue) for prog in programs)
     bubble = 1.0 - busy / (ranks * makespan) if makespan else 0.0
     steady = bubble if manifest.synchronous else steady_state_bubble(
         manifest, programs, _settled_period(programs, timing, repeats))
@@ -41,8 +43,8 @@ def analyse(manifest: Manifest, programs: Sequence[RankProgram], table: VersionT
         "steady_state_bubble_ratio": steady,
         "ranks": _rank_figures(manifest, table),
         "stages": _stage_figures(manifest, table),
-        "max_inconsistency": _max(table.inconsistency, table),
-        "max_delay": _max(table.delay, table),
+        "max_inconsistency": max(table.inconsistencies(), default=0),
+        "max_delay": max(table.delays(), default=0),
         "data_parallel": _dp_figures(manifest),
         **({} if manifest.synchronous else {"versions": _version_table(manifest, table)}),
     }
@@ -82,7 +84,7 @@ def steady_state_bubble(manifest: Manifest, programs: Sequence[RankProgram],
     body's time is measured between repetitions STEADY_REPEATS - 2 and
     STEADY_REPEATS - 1 of a longer run. `settled`: that time already known
     (`_settled_period`), so the long run is not timed."""
-    busy = sum(unit_cost(i.op) for prog in programs for i in prog.body if i.op in COMPUTE_OPS)
+    busy = sum(_section_busy(prog.body) for prog in programs)
     period = settled
     if period is None:
         un = Unrolled.of(programs, manifest.period, STEADY_REPEATS)
@@ -116,14 +118,10 @@ def _settled_period(programs: Sequence[RankProgram], timing: Timing, repeats: in
         for seq in (timing.start[r], timing.end[r]):
             if period is None:
                 period = seq[lo + body] - seq[lo]
-            one, two = seq[lo:lo + body], seq[lo + body:lo + 2 * body]
-            if any(b - a != period for a, b in zip(one, two, strict=True)):
+            steps = list(map(sub, seq[lo + body:lo + 2 * body], seq[lo:lo + body]))
+            if steps.count(period) != body:
                 return None
     return period
-
-
-def _max(fn, table: VersionTable) -> int:
-    return max((fn(k) for k in table.forward), default=0)
 
 
 def _rank_figures(manifest: Manifest, table: VersionTable) -> list[dict[str, int]]:
@@ -142,16 +140,13 @@ def _rank_figures(manifest: Manifest, table: VersionTable) -> list[dict[str, int
 
 
 def _stage_figures(manifest: Manifest, table: VersionTable) -> list[list[dict[str, Any]]]:
-    incons: dict[tuple[int, int], Counter] = defaultdict(Counter)
-    delays: dict[tuple[int, int], Counter] = defaultdict(Counter)
-    for key in table.forward:
-        incons[key[:2]][table.inconsistency(key)] += 1
-        delays[key[:2]][table.delay(key)] += 1
+    incons = _histograms(table.forward, table.inconsistencies())
+    delays = _histograms(table.forward, table.delays())
     out = []
     for p in range(manifest.num_pipelines):
         row = []
         for s in range(manifest.num_stages):
-            hist, dhist = incons[(p, s)], delays[(p, s)]
+            hist, dhist = incons.get((p, s), {}), delays.get((p, s), {})
             row.append({
                 "stage": s,
                 "rank": manifest.stage_to_rank[p][s],
@@ -166,11 +161,37 @@ def _stage_figures(manifest: Manifest, table: VersionTable) -> list[list[dict[st
     return out
 
 
+_STAGE = itemgetter(0, 1)  # (pipeline, stage) of a (pipeline, stage, mb) key
+_MB = itemgetter(2)
+
+
+def _histograms(keys: Collection[Key], values: Sequence[int]
+                ) -> dict[tuple[int, int], dict[int, int]]:
+    """Per (pipeline, stage): how many of its keys have each value."""
+    out: dict[tuple[int, int], dict[int, int]] = defaultdict(dict)
+    for (stage, value), n in Counter(zip(map(_STAGE, keys), values, strict=True)).items():
+        out[stage][value] = n
+    return out
+
+
 def _version_table(manifest: Manifest, table: VersionTable) -> dict[str, Any]:
     """Per pipeline and stage: [mb, forward version, backward version, applied to]."""
-    rows: dict[str, list[list[int]]] = defaultdict(list)
-    for key in sorted(table.forward):
-        p, s, mb = key
-        rows[f"{p}/{s}"].append([mb, table.forward[key], table.backward[key],
-                                 table.applied[key]])
-    return {"columns": ["mb", "forward", "backward", "applied_to"], "by_stage": dict(rows)}
+    keys = sorted(table.forward)
+    rows = list(map(list, zip(map(_MB, keys), map(table.forward.__getitem__, keys),
+                              map(table.backward.__getitem__, keys),
+                              map(table.applied.__getitem__, keys), strict=True)))
+    by_stage, lo = {}, 0
+    for (p, s), n in sorted(Counter(map(_STAGE, keys)).items()):
+        by_stage[f"{p}/{s}"] = rows[lo:lo + n]
+        lo += n
+    return {"columns": ["mb", "forward", "backward", "applied_to"], "by_stage": by_stage}
+
+
+def _section_busy(seq: Sequence[Instr]) -> float:
+    """Unit-cost compute time of a section; a run's is its sections' (costs do
+    not depend on the body's shift), so the run's streams are not read."""
+    return sum(unit_cost(op) * n for op, n in Counter(map(_OP, seq)).items()
+               if op in COMPUTE_OPS)
+
+
+_OP = attrgetter("op")
