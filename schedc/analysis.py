@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Collection, Sequence
-from operator import attrgetter, itemgetter, sub
+from operator import add, attrgetter, itemgetter, sub
 from typing import Any
 
 from schedc.instructions import COMPUTE_OPS, unit_cost
@@ -27,7 +27,7 @@ SETTLED_REPEATS = 4  # repetitions 1 and 2 compared, 3 next to the epilogue
 def analyse(manifest: Manifest, programs: Sequence[RankProgram], table: VersionTable
             ) -> dict[str, Any]:
     repeats = analysed_repeats(manifest)
-    _, timing = _timed_run(manifest, programs, table, repeats)
+    timing = _timed_run(manifest, programs, table, repeats)[1]  # the run's streams go
     makespan = timing.makespan
     ranks = manifest.world_size
     busy = sum(_section_busy(prog.prologue) + repeats * _section_busy(prog.body)
@@ -35,6 +35,7 @@ def analyse(manifest: Manifest, programs: Sequence[RankProgram], table: VersionT
     bubble = 1.0 - busy / (ranks * makespan) if makespan else 0.0
     steady = bubble if manifest.synchronous else steady_state_bubble(
         manifest, programs, _settled_period(programs, timing, repeats))
+    del timing  # before the per-key figures are made (memory)
     return {
         "cost_model": "unit: F=1, B=2, I=W=1, others 0, zero latency",
         "analysed_repeats": repeats,
@@ -175,14 +176,18 @@ def _histograms(keys: Collection[Key], values: Sequence[int]
 
 
 def _version_table(manifest: Manifest, table: VersionTable) -> dict[str, Any]:
-    """Per pipeline and stage: [mb, forward version, backward version, applied to]."""
-    keys = sorted(table.forward)
-    rows = list(map(list, zip(map(_MB, keys), map(table.forward.__getitem__, keys),
-                              map(table.backward.__getitem__, keys),
-                              map(table.applied.__getitem__, keys), strict=True)))
+    """Per pipeline and stage: [mb, forward version, backward version, applied
+    to], by micro-batch. The versions are read in the table's order, backward
+    and applied as forward plus the table's differences (no lookup per key),
+    then sorted by key."""
+    forward = list(table.forward.values())
+    rows = map(list, zip(map(_MB, table.forward), forward,
+                         map(add, forward, table.inconsistencies()),
+                         map(add, forward, table.delays()), strict=True))
+    ordered = list(map(itemgetter(1), sorted(zip(table.forward, rows, strict=True))))
     by_stage, lo = {}, 0
-    for (p, s), n in sorted(Counter(map(_STAGE, keys)).items()):
-        by_stage[f"{p}/{s}"] = rows[lo:lo + n]
+    for (p, s), n in sorted(Counter(map(_STAGE, table.forward)).items()):
+        by_stage[f"{p}/{s}"] = ordered[lo:lo + n]
         lo += n
     return {"columns": ["mb", "forward", "backward", "applied_to"], "by_stage": by_stage}
 
