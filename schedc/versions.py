@@ -76,8 +76,11 @@ class VersionTable:
         once its run is checked; merge_into forgets them)."""
         out = self._differences.get(later)
         if out is None:
-            fwd = self.forward
-            out = list(map(sub, map(getattr(self, later).__getitem__, fwd), fwd.values()))
+            fwd, values = self.forward, getattr(self, later)
+            if len(values) == len(fwd) and all(map(eq, values, fwd)):  # the same keys in order
+                out = list(map(sub, values.values(), fwd.values()))
+            else:
+                out = list(map(sub, map(values.__getitem__, fwd), fwd.values()))
             self._differences[later] = out
         return out
 

@@ -42,3 +42,13 @@ def test_merging_forgets_the_differences_made():
     assert total.inconsistencies() == [1, 4]
     assert total.worst_inconsistency() == (4, (0, 1, 0), (1, 0))
     assert total.worst_delay() == (1, (0, 1, 0), (1, 0))
+
+
+def test_differences_where_the_later_table_has_another_order():
+    """Backward versions recorded in another order than the forwards (or
+    for other keys) are looked up by key: the same differences."""
+    t = _table(ROWS)
+    t.backward = dict(reversed(t.backward.items()))
+    t.applied = {**t.applied, (2, 0, 0): 9}
+    assert t.inconsistencies() == [1, 2, 2, 0]
+    assert t.delays() == [2, 1, 1, 2]
