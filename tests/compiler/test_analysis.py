@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from compiling import ceil_div, compiled, one_f_one_b_bubble, stage_rows, versions
 
-from schedc.analysis import analysed_repeats
+from schedc.analysis import _Stages, analysed_repeats
 from schedc.timing import unit_timing
 from schedc.unroll import Unrolled
 from schedc.verify import verify
@@ -238,3 +238,22 @@ def test_figures_equal_their_per_key_definitions(name, p, m):
             [k[2], table.forward[k], table.backward[k], table.applied[k]])
     assert a["versions"]["by_stage"] == rows
     assert list(a["versions"]["by_stage"]) == list(rows)
+
+
+@pytest.mark.parametrize("order", ["by-stage", "alternating"])
+def test_stage_histograms_by_runs_and_by_pairs(order):
+    """_Stages counts a run of one stage's keys at a time where there are
+    few runs, and (stage, value) pairs where a rank's stages alternate: the
+    same histograms and counts either way."""
+    n = 1000
+    keys = [(mb % 2, 3 * (mb % 2), mb) for mb in range(n)]
+    if order == "by-stage":
+        keys.sort()
+    values = [(k[2] * 7) % 5 - (k[0] == 1) for k in keys]
+    stages = _Stages(keys)
+    assert (stages.runs is None) == (order == "alternating")
+    want: dict = {}
+    for k, v in zip(keys, values, strict=True):
+        want.setdefault(k[:2], Counter())[v] += 1
+    assert stages.histograms(values) == {s: dict(c) for s, c in want.items()}
+    assert dict(stages.counts()) == {s: sum(c.values()) for s, c in want.items()}
