@@ -89,7 +89,6 @@ _NAMES = tuple(f.name for f in fields(Instr))
 _KEYS = {name: f', "{name}": ' for name in _NAMES[1:]}
 _GETTERS = tuple((name, attrgetter(name)) for name in _NAMES)
 _ALL = attrgetter(*_NAMES)
-_NONE = {type(None)}
 _INTS = {int, type(None)}  # an int field's usual values (not bool, not float)
 
 
