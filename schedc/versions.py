@@ -44,8 +44,10 @@ class VersionTable:
     sparse_syncs: dict[tuple[int, int], int] = field(default_factory=dict)
     # The verifier's replay, which goes on to time the analysis' run (verify's `timed`).
     runs: Any = None
-    # differences() made so far, by the name of the later table
-    _differences: dict[str, list[int]] = field(default_factory=dict, repr=False, compare=False)
+    # differences() made so far, by the name of the later table, with the
+    # sizes of the two tables they were made from
+    _differences: dict[str, tuple[int, int, list[int]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
     # The per-key and per-stage fields (a rank writes its own keys and stages only).
     _DICTS = ("forward", "backward", "applied", "where", "inflight_peaks", "copy_peaks",
               "version_peaks", "sparse_syncs")
@@ -73,15 +75,16 @@ class VersionTable:
     def differences(self, later: str) -> list[int]:
         """`getattr(self, later)[key] - forward[key]` of every key, in
         `forward`'s order: made once per table (a table is read, not written,
-        once its run is checked; merge_into forgets them)."""
-        out = self._differences.get(later)
-        if out is None:
-            fwd, values = self.forward, getattr(self, later)
-            if len(values) == len(fwd) and all(map(eq, values, fwd)):  # the same keys in order
-                out = list(map(sub, values.values(), fwd.values()))
-            else:
-                out = list(map(sub, map(values.__getitem__, fwd), fwd.values()))
-            self._differences[later] = out
+        once its run is checked; merge_into, or a key added, makes them again)."""
+        fwd, values = self.forward, getattr(self, later)
+        made = self._differences.get(later)
+        if made is not None and made[:2] == (len(fwd), len(values)):
+            return made[2]
+        if len(values) == len(fwd) and all(map(eq, values, fwd)):  # the same keys in order
+            out = list(map(sub, values.values(), fwd.values()))
+        else:
+            out = list(map(sub, map(values.__getitem__, fwd), fwd.values()))
+        self._differences[later] = (len(fwd), len(values), out)
         return out
 
     def _worst(self, later: str):

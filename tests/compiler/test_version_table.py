@@ -3,6 +3,8 @@ key (the least among equals), and merging rank tables."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from schedc.versions import VersionTable
 
 
@@ -52,3 +54,13 @@ def test_differences_where_the_later_table_has_another_order():
     t.applied = {**t.applied, (2, 0, 0): 9}
     assert t.inconsistencies() == [1, 2, 2, 0]
     assert t.delays() == [2, 1, 1, 2]
+
+
+def test_a_key_added_after_the_differences_makes_them_again():
+    t = _table({(0, 0, 0): (0, 1, 0)})
+    assert t.inconsistencies() == [1]
+    t.forward[(0, 0, 1)], t.backward[(0, 0, 1)], t.where[(0, 0, 1)] = 1, 4, (0, 1)
+    assert t.inconsistencies() == [1, 3]
+    assert t.worst_inconsistency() == (3, (0, 0, 1), (0, 1))
+    copy = replace(t)  # a copy makes its own
+    assert copy.inconsistencies() == [1, 3] and copy._differences is not t._differences
