@@ -9,14 +9,16 @@ alone, measured once the timing has become periodic.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from itertools import groupby
+from operator import add, attrgetter, itemgetter, ne, sub
 from typing import Any
 
 from schedc.instructions import COMPUTE_OPS, unit_cost
-from schedc.program import Manifest, RankProgram
+from schedc.program import Instr, Manifest, RankProgram
 from schedc.timing import Timing, unit_timing
 from schedc.unroll import Unrolled
-from schedc.versions import VersionTable
+from schedc.versions import Key, VersionTable
 
 ANALYSIS_REPEATS = 4
 STEADY_REPEATS = 8
@@ -26,13 +28,16 @@ SETTLED_REPEATS = 4  # repetitions 1 and 2 compared, 3 next to the epilogue
 def analyse(manifest: Manifest, programs: Sequence[RankProgram], table: VersionTable
             ) -> dict[str, Any]:
     repeats = analysed_repeats(manifest)
-    un, timing = _timed_run(manifest, programs, table, repeats)
+    timing = _timed_run(manifest, programs, table, repeats)[1]  # the run's streams go
     makespan = timing.makespan
     ranks = manifest.world_size
-    busy = sum(timing.busy(un.streams, r) for r in range(ranks))
+    busy = sum(_section_busy(prog.prologue) + repeats * _section_busy(prog.body)
+               + _section_busy(prog.epilogue) for prog in programs)
     bubble = 1.0 - busy / (ranks * makespan) if makespan else 0.0
     steady = bubble if manifest.synchronous else steady_state_bubble(
         manifest, programs, _settled_period(programs, timing, repeats))
+    del timing  # before the per-key figures are made (memory)
+    stages = _Stages(table.forward)
     return {
         "cost_model": "unit: F=1, B=2, I=W=1, others 0, zero latency",
         "analysed_repeats": repeats,
@@ -40,11 +45,11 @@ def analyse(manifest: Manifest, programs: Sequence[RankProgram], table: VersionT
         "bubble_ratio": bubble,
         "steady_state_bubble_ratio": steady,
         "ranks": _rank_figures(manifest, table),
-        "stages": _stage_figures(manifest, table),
-        "max_inconsistency": _max(table.inconsistency, table),
-        "max_delay": _max(table.delay, table),
+        "stages": _stage_figures(manifest, table, stages),
+        "max_inconsistency": max(table.inconsistencies(), default=0),
+        "max_delay": max(table.delays(), default=0),
         "data_parallel": _dp_figures(manifest),
-        **({} if manifest.synchronous else {"versions": _version_table(manifest, table)}),
+        **({} if manifest.synchronous else {"versions": _version_table(table, stages)}),
     }
 
 
@@ -82,7 +87,7 @@ def steady_state_bubble(manifest: Manifest, programs: Sequence[RankProgram],
     body's time is measured between repetitions STEADY_REPEATS - 2 and
     STEADY_REPEATS - 1 of a longer run. `settled`: that time already known
     (`_settled_period`), so the long run is not timed."""
-    busy = sum(unit_cost(i.op) for prog in programs for i in prog.body if i.op in COMPUTE_OPS)
+    busy = sum(_section_busy(prog.body) for prog in programs)
     period = settled
     if period is None:
         un = Unrolled.of(programs, manifest.period, STEADY_REPEATS)
@@ -116,14 +121,10 @@ def _settled_period(programs: Sequence[RankProgram], timing: Timing, repeats: in
         for seq in (timing.start[r], timing.end[r]):
             if period is None:
                 period = seq[lo + body] - seq[lo]
-            one, two = seq[lo:lo + body], seq[lo + body:lo + 2 * body]
-            if any(b - a != period for a, b in zip(one, two, strict=True)):
+            steps = list(map(sub, seq[lo + body:lo + 2 * body], seq[lo:lo + body]))
+            if steps.count(period) != body:
                 return None
     return period
-
-
-def _max(fn, table: VersionTable) -> int:
-    return max((fn(k) for k in table.forward), default=0)
 
 
 def _rank_figures(manifest: Manifest, table: VersionTable) -> list[dict[str, int]]:
@@ -141,17 +142,15 @@ def _rank_figures(manifest: Manifest, table: VersionTable) -> list[dict[str, int
     return out
 
 
-def _stage_figures(manifest: Manifest, table: VersionTable) -> list[list[dict[str, Any]]]:
-    incons: dict[tuple[int, int], Counter] = defaultdict(Counter)
-    delays: dict[tuple[int, int], Counter] = defaultdict(Counter)
-    for key in table.forward:
-        incons[key[:2]][table.inconsistency(key)] += 1
-        delays[key[:2]][table.delay(key)] += 1
+def _stage_figures(manifest: Manifest, table: VersionTable, stages: _Stages
+                   ) -> list[list[dict[str, Any]]]:
+    incons = stages.histograms(table.inconsistencies())
+    delays = stages.histograms(table.delays())
     out = []
     for p in range(manifest.num_pipelines):
         row = []
         for s in range(manifest.num_stages):
-            hist, dhist = incons[(p, s)], delays[(p, s)]
+            hist, dhist = incons.get((p, s), {}), delays.get((p, s), {})
             row.append({
                 "stage": s,
                 "rank": manifest.stage_to_rank[p][s],
@@ -166,11 +165,68 @@ def _stage_figures(manifest: Manifest, table: VersionTable) -> list[list[dict[st
     return out
 
 
-def _version_table(manifest: Manifest, table: VersionTable) -> dict[str, Any]:
-    """Per pipeline and stage: [mb, forward version, backward version, applied to]."""
-    rows: dict[str, list[list[int]]] = defaultdict(list)
-    for key in sorted(table.forward):
-        p, s, mb = key
-        rows[f"{p}/{s}"].append([mb, table.forward[key], table.backward[key],
-                                 table.applied[key]])
-    return {"columns": ["mb", "forward", "backward", "applied_to"], "by_stage": dict(rows)}
+_STAGE = itemgetter(0, 1)  # (pipeline, stage) of a (pipeline, stage, mb) key
+_MB = itemgetter(2)
+
+
+class _Stages:
+    """The (pipeline, stage) of every key of a table, in its order, and where
+    they run unbroken: a rank records its keys together, stage by stage
+    where it holds one stage, alternating where it holds several."""
+
+    def __init__(self, keys: Collection[Key]) -> None:
+        self.stages = list(map(_STAGE, keys))
+        changes = sum(map(ne, self.stages[1:], self.stages[:-1]))
+        self.runs: list[tuple[tuple[int, int], int]] | None = None
+        if changes <= 64 + len(self.stages) // 256:  # few runs: counted a run at a time
+            self.runs = [(stage, len(list(run))) for stage, run in groupby(self.stages)]
+
+    def histograms(self, values: Sequence[int]) -> dict[tuple[int, int], dict[int, int]]:
+        """Per (pipeline, stage): how many of its keys have each value."""
+        if self.runs is None:
+            out: dict[tuple[int, int], dict[int, int]] = defaultdict(dict)
+            for (stage, value), n in Counter(zip(self.stages, values, strict=True)).items():
+                out[stage][value] = n
+            return out
+        counts: dict[tuple[int, int], Counter] = defaultdict(Counter)
+        lo = 0
+        for stage, n in self.runs:
+            counts[stage].update(values[lo:lo + n])
+            lo += n
+        return {stage: dict(c) for stage, c in counts.items()}
+
+    def counts(self) -> dict[tuple[int, int], int]:
+        """Per (pipeline, stage): how many keys it has."""
+        if self.runs is None:
+            return Counter(self.stages)
+        out: dict[tuple[int, int], int] = defaultdict(int)
+        for stage, n in self.runs:
+            out[stage] += n
+        return out
+
+
+def _version_table(table: VersionTable, stages: _Stages) -> dict[str, Any]:
+    """Per pipeline and stage: [mb, forward version, backward version, applied
+    to], by micro-batch. The versions are read in the table's order, backward
+    and applied as forward plus the table's differences (no lookup per key),
+    then sorted by key."""
+    forward = list(table.forward.values())
+    rows = map(list, zip(map(_MB, table.forward), forward,
+                         map(add, forward, table.inconsistencies()),
+                         map(add, forward, table.delays()), strict=True))
+    ordered = list(map(itemgetter(1), sorted(zip(table.forward, rows, strict=True))))
+    by_stage, lo = {}, 0
+    for (p, s), n in sorted(stages.counts().items()):
+        by_stage[f"{p}/{s}"] = ordered[lo:lo + n]
+        lo += n
+    return {"columns": ["mb", "forward", "backward", "applied_to"], "by_stage": by_stage}
+
+
+def _section_busy(seq: Sequence[Instr]) -> float:
+    """Unit-cost compute time of a section; a run's is its sections' (costs do
+    not depend on the body's shift), so the run's streams are not read."""
+    return sum(unit_cost(op) * n for op, n in Counter(map(_OP, seq)).items()
+               if op in COMPUTE_OPS)
+
+
+_OP = attrgetter("op")

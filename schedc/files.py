@@ -29,8 +29,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import fields
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -77,59 +78,66 @@ def _dumps_program(prog: RankProgram) -> bytes:
     parts = [f'{{"format_version": {FORMAT_VERSION}, "rank": {json.dumps(prog.rank)},']
     sections = prog.sections()
     for n, (key, seq) in enumerate(sections.items()):
-        lines = ",\n  ".join(map(_instr_json, seq))
+        lines = ",\n  ".join(_lines(seq))
         tail = "" if n == len(sections) - 1 else ","
         parts.append(f' "{key}": [' + (f"\n  {lines}\n ]" if lines else "]") + tail)
     return ("\n".join(parts) + "}\n").encode()
 
 
-# Instr's fields after `op`, each with its JSON key as written, and a getter of all.
+# Instr's fields, each with its JSON key as written and a getter.
 _NAMES = tuple(f.name for f in fields(Instr))
-_KEYS = tuple(f'"{name}": ' for name in _NAMES[1:])
+_KEYS = {name: f', "{name}": ' for name in _NAMES[1:]}
+_GETTERS = tuple((name, attrgetter(name)) for name in _NAMES)
 _ALL = attrgetter(*_NAMES)
-_OPS: dict[str, str] = {}  # op -> '{"op": "F"', as json.dumps writes it
+_INTS = {int, type(None)}  # an int field's usual values (not bool, not float)
 
 
-def _template(op: str) -> tuple[str, itemgetter, itemgetter, tuple] | None:
-    """An op's usual line (its required fields, all integers, and no other) as
-    a %-template, with getters of those fields' values and of the others'."""
-    row = TABLE[op]
-    if not all(FIELDS[name].type == "int" for name in row.required):
-        return None
-    have = [i for i, name in enumerate(_NAMES) if name in row.required]
-    rest = [i for i in range(1, len(_NAMES)) if i not in have]
-    if len(rest) < 2:
-        return None  # (an itemgetter of one index gives no tuple)
-    head = ", ".join([f'{{"op": {json.dumps(op)}'] + [f'"{_NAMES[i]}": %d' for i in have])
-    # `have` ends with the op's own index, dropped again: a tuple even for one field
-    return head + "}", itemgetter(*have, 0), itemgetter(*rest), (None,) * len(rest)
+def _lines(seq: Sequence[Instr]) -> list[str]:
+    """`_instr_json` of every instruction of `seq`, a field at a time: each
+    field's column of values becomes a column of strings ("" where None),
+    and a line is its row of strings joined. Where a column holds only
+    integers (or only str for `op`), each distinct value is written once."""
+    columns = [c for c in (_column(name, get, seq) for name, get in _GETTERS) if c is not None]
+    columns.append(["}"] * len(seq))
+    return list(map("".join, zip(*columns, strict=True)))
 
 
-_TEMPLATES = {op: _template(op) for op in TABLE}
-_INT = {int}
+def _column(name: str, get: attrgetter, seq: Sequence[Instr]) -> list[str] | None:
+    """Field `name` of every instruction of `seq` as written (None: no
+    instruction has it)."""
+    values = list(map(get, seq))
+    if values.count(None) == len(values):
+        return None if name != "op" else ['{"op": null'] * len(values)
+    types = set(map(type, values))
+    if name == "op":
+        if types == {str}:
+            text = {v: '{"op": ' + json.dumps(v) for v in set(values)}
+            return list(map(text.__getitem__, values))
+        return ['{"op": ' + json.dumps(v) for v in values]
+    key = _KEYS[name]
+    if types <= _INTS:  # (a dict would take True for 1, and 1.0)
+        text = {v: key + str(v) for v in set(values)}
+        text[None] = ""
+        return list(map(text.__getitem__, values))
+    return ["" if v is None else key + _value_json(v) for v in values]
+
+
+def _value_json(value: Any) -> str:
+    """A field's value as json.dumps writes it (a group as a list)."""
+    if type(value) is int:
+        return str(value)
+    return json.dumps(list(value) if type(value) is tuple else value)
 
 
 def _instr_json(ins: Instr) -> str:
-    """`json.dumps(ins.to_dict(), separators=(", ", ": "))`, fast: an op's
-    usual line by its template (integers only: str() is what json writes),
-    anything else field by field (bool, float, group by json)."""
+    """`json.dumps(ins.to_dict(), separators=(", ", ": "))`: one instruction's
+    line as `_lines` writes it."""
     values = _ALL(ins)
-    op = values[0]
-    fast = _TEMPLATES.get(op)
-    if fast is not None:
-        head, have, rest, nones = fast
-        args = have(values)[:-1]
-        if rest(values) == nones and set(map(type, args)) <= _INT:
-            return head % args
-    head = _OPS.get(op)
-    if head is None:
-        head = _OPS[op] = '{"op": ' + json.dumps(op)
-    out = [head]
-    for key, value in zip(_KEYS, values[1:], strict=True):
+    out = ['{"op": ' + json.dumps(values[0])]
+    for name, value in zip(_NAMES[1:], values[1:], strict=True):
         if value is not None:
-            out.append(key + (str(value) if type(value) is int
-                              else json.dumps(list(value) if type(value) is tuple else value)))
-    return ", ".join(out) + "}"
+            out.append(_KEYS[name] + _value_json(value))
+    return "".join(out) + "}"
 
 
 def _sha(blob: bytes) -> str:

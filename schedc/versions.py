@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import eq, sub
 from typing import Any
 
 from schedc.errors import VerifyError
@@ -42,6 +44,10 @@ class VersionTable:
     sparse_syncs: dict[tuple[int, int], int] = field(default_factory=dict)
     # The verifier's replay, which goes on to time the analysis' run (verify's `timed`).
     runs: Any = None
+    # differences() made so far, by the name of the later table, with the
+    # sizes of the two tables they were made from
+    _differences: dict[str, tuple[int, int, list[int]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
     # The per-key and per-stage fields (a rank writes its own keys and stages only).
     _DICTS = ("forward", "backward", "applied", "where", "inflight_peaks", "copy_peaks",
               "version_peaks", "sparse_syncs")
@@ -50,6 +56,7 @@ class VersionTable:
         """Add this table's keys and stages (one rank's) to `table`."""
         for name in self._DICTS:
             getattr(table, name).update(getattr(self, name))
+        table._differences.clear()
 
     def inconsistency(self, key: Key) -> int:
         return self.backward[key] - self.forward[key]
@@ -57,21 +64,44 @@ class VersionTable:
     def delay(self, key: Key) -> int:
         return self.applied[key] - self.forward[key]
 
-    def _worst(self, later: dict[Key, int]):
+    def inconsistencies(self) -> list[int]:
+        """`inconsistency(key)` of every key, in `forward`'s order."""
+        return self.differences("backward")
+
+    def delays(self) -> list[int]:
+        """`delay(key)` of every key, in `forward`'s order."""
+        return self.differences("applied")
+
+    def differences(self, later: str) -> list[int]:
+        """`getattr(self, later)[key] - forward[key]` of every key, in
+        `forward`'s order: made once per table (a table is read, not written,
+        once its run is checked; merge_into, or a key added, makes them again)."""
+        fwd, values = self.forward, getattr(self, later)
+        made = self._differences.get(later)
+        if made is not None and made[:2] == (len(fwd), len(values)):
+            return made[2]
+        if len(values) == len(fwd) and all(map(eq, values, fwd)):  # the same keys in order
+            out = list(map(sub, values.values(), fwd.values()))
+        else:
+            out = list(map(sub, map(values.__getitem__, fwd), fwd.values()))
+        self._differences[later] = (len(fwd), len(values), out)
+        return out
+
+    def _worst(self, later: str):
         """(value, key, where) of the largest `later[key] - forward[key]`, the
         least key among equals; None for an empty table."""
-        if not self.forward:
+        values = self.differences(later)
+        if not values:
             return None
-        fwd = self.forward
-        value = max(later[k] - v for k, v in fwd.items())
-        key = min(k for k, v in fwd.items() if later[k] - v == value)
+        value = max(values)
+        key = min(compress(self.forward, map(eq, values, repeat(value))))
         return value, key, self.where[key]
 
     def worst_inconsistency(self):
-        return self._worst(self.backward)
+        return self._worst("backward")
 
     def worst_delay(self):
-        return self._worst(self.applied)
+        return self._worst("applied")
 
 
 @dataclass

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import replace
+
 import pytest
 from compiling import ceil_div, compiled, one_f_one_b_bubble, stage_rows, versions
+
+from schedc.analysis import _Stages, analysed_repeats
+from schedc.timing import unit_timing
+from schedc.unroll import Unrolled
+from schedc.verify import verify
 
 GRID = [(p, m) for p in range(1, 9) for m in range(1, 17)]
 
@@ -186,3 +194,66 @@ def test_amdp_one_allreduce_and_one_step_of_m_gradients_per_stage(p, m):
                     per_replica[key] = per_replica.get(key, 0) + 1
             assert set(per_replica.values()) == {steps}, (prog.rank, op, per_replica)
         assert {i.count for i in prog.body if i.op == "STEP"} == {m}
+
+
+# ---- the figures, by their definitions --------------------------------------------
+DEFINITION_CASES = [("paci", 4, 8), ("pipedream", 4, 2), ("pipedream-2bw", 4, 4),
+                    ("amdp", 4, 8), ("amdp", 3, 5), ("1f1b", 4, 8), ("chimera", 4, 4)]
+
+
+@pytest.mark.parametrize("name,p,m", DEFINITION_CASES,
+                         ids=[f"{n}-p{p}-m{m}" for n, p, m in DEFINITION_CASES])
+def test_figures_equal_their_per_key_definitions(name, p, m):
+    """The analysis computes its figures in bulk (per-section busy counts,
+    Counter histograms, one sort of the version table): each equals its
+    definition, taken key by key from the verifier's table and instruction
+    by instruction from the unrolled run."""
+    c = compiled(name, p, m)
+    manifest, programs, a = c.manifest, c.programs, c.manifest.analysis
+    table = verify(replace(manifest, analysis={}), programs)
+    repeats = analysed_repeats(manifest)
+    un = Unrolled.of(programs, manifest.period, repeats)
+    timing = unit_timing(un.streams)
+    busy = sum(timing.busy(un.streams, r) for r in range(manifest.world_size))
+    assert a["makespan"] == timing.makespan
+    assert a["bubble_ratio"] == 1.0 - busy / (manifest.world_size * timing.makespan)
+    keys = list(table.forward)
+    assert a["max_inconsistency"] == max(table.inconsistency(k) for k in keys)
+    assert a["max_delay"] == max(table.delay(k) for k in keys)
+    for pipe, row in enumerate(a["stages"]):
+        for s, fig in enumerate(row):
+            mine = [k for k in keys if k[:2] == (pipe, s)]
+            inc = Counter(table.inconsistency(k) for k in mine)
+            dly = Counter(table.delay(k) for k in mine)
+            assert fig["inconsistency_histogram"] == {str(v): n for v, n in sorted(inc.items())}
+            assert fig["delay_histogram"] == {str(v): n for v, n in sorted(dly.items())}
+            assert list(fig["inconsistency_histogram"]) == [str(v) for v in sorted(inc)]
+            assert (fig["max_inconsistency"], fig["max_delay"]) == (max(inc), max(dly))
+    if manifest.synchronous:
+        assert "versions" not in a
+        return
+    rows: dict[str, list[list[int]]] = {}
+    for k in sorted(keys):
+        rows.setdefault(f"{k[0]}/{k[1]}", []).append(
+            [k[2], table.forward[k], table.backward[k], table.applied[k]])
+    assert a["versions"]["by_stage"] == rows
+    assert list(a["versions"]["by_stage"]) == list(rows)
+
+
+@pytest.mark.parametrize("order", ["by-stage", "alternating"])
+def test_stage_histograms_by_runs_and_by_pairs(order):
+    """_Stages counts a run of one stage's keys at a time where there are
+    few runs, and (stage, value) pairs where a rank's stages alternate: the
+    same histograms and counts either way."""
+    n = 1000
+    keys = [(mb % 2, 3 * (mb % 2), mb) for mb in range(n)]
+    if order == "by-stage":
+        keys.sort()
+    values = [(k[2] * 7) % 5 - (k[0] == 1) for k in keys]
+    stages = _Stages(keys)
+    assert (stages.runs is None) == (order == "alternating")
+    want: dict = {}
+    for k, v in zip(keys, values, strict=True):
+        want.setdefault(k[:2], Counter())[v] += 1
+    assert stages.histograms(values) == {s: dict(c) for s, c in want.items()}
+    assert dict(stages.counts()) == {s: sum(c.values()) for s, c in want.items()}

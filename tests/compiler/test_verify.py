@@ -10,7 +10,9 @@ from mutate import names_send, rejection, sending_site, with_body
 
 from schedc.errors import VerifyError
 from schedc.program import Instr
-from schedc.verify import verify
+from schedc.unroll import Unrolled
+from schedc.verify import _check_non_negative, verify
+from schedc.versions import VersionTable
 
 CASES = [("1f1b", 4, 4), ("zb-h1", 4, 4), ("chimera", 4, 4), ("paci", 4, 2),
          ("pipedream", 3, 1), ("pipedream-2bw", 3, 3), ("amdp", 4, 4)]
@@ -167,3 +169,65 @@ def test_versions_bound_names_the_stash():
     c = compiled("pipedream", 4, 1)
     err = rejection_of(c, versions=3)
     assert "versions 3 exceeded: stage 0" in err.reason and err.rank == 0
+
+
+# ---- fields ---------------------------------------------------------------------------
+FIELD_MUTATIONS = [
+    (lambda i: replace(i, op="FOO"), "unknown op 'FOO'"),
+    (lambda i: replace(i, version=None), "F needs field 'version'"),
+    (lambda i: replace(i, mb=None), "F needs field 'mb'"),
+    (lambda i: replace(i, peer=1), "F does not take field 'peer'"),
+    (lambda i: replace(i, count=2), "F does not take field 'count'"),
+    (lambda i: replace(i, pipeline=1), "pipeline 1 out of range"),
+    (lambda i: replace(i, stage=9), "stage 9 out of range"),
+    (lambda i: replace(i, stage=2), "stage 2 of pipeline 0 is not on rank 1"),
+    (lambda i: replace(i, mb=-3), "negative micro-batch"),
+    (lambda i: Instr("STEP", stage=1, mb=4, pipeline=0, version=1, count=8),
+     "STEP does not take field 'mb'"),
+]
+
+
+@pytest.mark.parametrize("mutation,reason", FIELD_MUTATIONS,
+                         ids=[r for _, r in FIELD_MUTATIONS])
+@pytest.mark.parametrize("section", ["prologue", "body", "epilogue"])
+def test_a_field_error_names_the_first_unsound_instruction(mutation, reason, section):
+    """Fields are checked a kind of instruction at a time: a broken one among
+    many sound ones of its kind is still named by section and index,
+    and the first of two broken ones is named."""
+    c = compiled("paci", 4, 64)
+    prog = c.programs[1]
+    seq = list(getattr(prog, section))
+    forwards = [k for k, ins in enumerate(seq) if ins.op == "F"]
+    first, second = forwards[-2:]
+    seq[second] = mutation(seq[second])
+    seq[first] = mutation(seq[first])
+    programs = list(c.programs)
+    programs[1] = replace(prog, **{section: tuple(seq)})
+    with pytest.raises(VerifyError) as e:
+        verify(c.manifest, programs)
+    err = e.value
+    assert (err.rank, err.section, err.index, err.reason) == (1, section, first, reason)
+
+
+def test_a_negative_difference_names_the_first_key_in_forward_order():
+    """_check_non_negative reads the table's differences in bulk: the first
+    key (in the order the forwards were recorded) with a negative
+    inconsistency is named, then, only if there is none, one of delay."""
+    c = compiled("paci", 4, 8)
+    un = Unrolled.of(c.programs, c.manifest.period, 1)
+    t = VersionTable()
+    for key, (f, b, a), where in [((0, 2, 9), (3, 3, 2), (2, 5)), ((0, 1, 4), (2, 1, 2), (1, 3)),
+                                  ((0, 0, 1), (2, 0, 2), (0, 2))]:
+        t.forward[key], t.backward[key], t.applied[key], t.where[key] = f, b, a, where
+    with pytest.raises(VerifyError) as e:
+        _check_non_negative(un, t)
+    assert (e.value.rank, e.value.reason) == (
+        1, "negative inconsistency -1 for micro-batch 4 at stage 1 (pipeline 0)")
+    assert e.value.instr == un.streams[1][3].label()
+    t.backward.update({(0, 1, 4): 2, (0, 0, 1): 2})
+    t.differences("backward")  # made before the change below: merging forgets them
+    VersionTable(backward={(0, 0, 1): 3}).merge_into(t)
+    with pytest.raises(VerifyError) as e:
+        _check_non_negative(un, t)
+    assert (e.value.rank, e.value.reason) == (
+        2, "negative delay -1 for micro-batch 9 at stage 2 (pipeline 0)")
