@@ -149,7 +149,9 @@ class RankCode:
 def encode(code: RankCode, r: int, ranks: int, instrs: Sequence[Instr], shifts: list | None,
            lo: int, hi: int, keys: Keys, fail: Fail) -> None:
     """Encode instructions lo..hi-1 of rank r's stream into `code` (entries
-    from hi on are encoded already: a run going on past hi continues).
+    from hi on are encoded already: a run going on past hi continues). The
+    entries are new (RankCode, grow) or each one's own, moved (RankCode.move):
+    a local op's entry then needs its end alone.
     instrs[i - lo] is instruction i as the program holds it, shifts[i - lo]
     its micro-batch shift (None: no shift)."""
     kinds, ends, chans, sends, mkeys = code.kind, code.end, code.chan, code.send, code.key
@@ -184,20 +186,18 @@ def encode(code: RankCode, r: int, ranks: int, instrs: Sequence[Instr], shifts: 
                     + ident
             sends[i] = is_send
             ends[i] = end
+            kinds[i] = MSG
         elif kind == COLL:
             group = tuple(ins.group or ())
             if r not in group:
                 raise fail(i, "ALLREDUCE group does not contain this rank")
             chans[i] = group  # its stage is read from the instruction (rare)
-            sends[i] = mkeys[i] = 0
             ends[i] = i + 1
-        else:
+            kinds[i] = COLL
+        else:  # the other fields as made (zero, None), or moved with it (RankCode.move)
             if prev != LOCAL:
                 end = i + 1
             ends[i] = end
-            chans[i] = None
-            sends[i] = mkeys[i] = 0
-        kinds[i] = kind
         prev = kind
 
 
