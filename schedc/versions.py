@@ -181,7 +181,9 @@ class _RankReplay:
         self.last = manifest.num_stages - 1
         self.m = manifest.period.microbatches // manifest.period.steps
         self.replicas: dict[tuple[int, int], _Replica] = defaultdict(_Replica)
-        self.received: set[tuple[str, int, int, int]] = set()
+        # messages received and not yet used: marked in their replica's `ran` under
+        # the receive's op (its stage is the consumer's), and counted here
+        self.unused = 0
         self.alive = 0
         self.alive_peak = (0, 0)
         self.index = 0
@@ -233,15 +235,16 @@ class _RankReplay:
         new.__dict__.update(self.__dict__)
         new.base, new.table = self.table, VersionTable()
         new.replicas = defaultdict(_Replica, {k: rep.copy() for k, rep in self.replicas.items()})
-        new.received = set(self.received)
         return new
 
     def finish(self) -> None:
         self._check_end()
 
     def _check_end(self) -> None:
-        if self.received:
-            op, p, s, mb = sorted(self.received)[0]
+        if self.unused:
+            op, p, s, mb = min((op, p, s, mb) for (p, s), rep in self.replicas.items()
+                               for op, ran in rep.ran.items() if op in RECV_OPS
+                               for mb, mark in enumerate(ran) if mark)
             raise VerifyError(f"{op} for stage {s} micro-batch {mb} (pipeline {p}) is "
                               "received but never used", rank=self.rank)
         for (p, s), rep in sorted(self.replicas.items()):
@@ -264,7 +267,6 @@ class _RankReplay:
         this rank or, from a stage another rank holds, its message arrived.
         (Every instruction passes here: the messages are made only on failure.)"""
         p, s = ins.pipeline, ins.stage
-        received = self.received
         for kind, d in self.needs[ins.op]:
             src = s + d
             if d == 0:
@@ -277,11 +279,12 @@ class _RankReplay:
                 if other is None or not other.has_run(kind, mb):
                     raise self.fail(f"runs before {kind} of stage {src} on this rank")
             else:
-                key = (_RECV_FROM[d], p, s, mb)
-                if key not in received:
-                    raise self.fail(f"runs before its {key[0]} from rank {self.maps[p][src]} "
-                                    "arrived")
-                received.discard(key)
+                received = _RECV_FROM[d]
+                if not rep.has_run(received, mb):
+                    raise self.fail(f"runs before its {received} from rank "
+                                    f"{self.maps[p][src]} arrived")
+                rep.ran[received][mb] = 0  # used
+                self.unused -= 1
 
     def _op_F(self, ins, rep: _Replica, mb, v) -> None:
         p, s = ins.pipeline, ins.stage
@@ -334,10 +337,15 @@ class _RankReplay:
         self._check_needs(ins, rep, mb)
 
     def _op_RECV_ACT(self, ins, rep: _Replica, mb, v) -> None:
-        self.received.add(("RECV_ACT", ins.pipeline, ins.stage, mb))
+        self._received(ins, rep, mb)
 
     def _op_RECV_GRAD(self, ins, rep: _Replica, mb, v) -> None:
-        self.received.add(("RECV_GRAD", ins.pipeline, ins.stage, mb))
+        self._received(ins, rep, mb)
+
+    def _received(self, ins, rep: _Replica, mb) -> None:
+        if not rep.has_run(ins.op, mb):
+            rep.mark_run(ins.op, mb)
+            self.unused += 1
 
     # ---- weights -------------------------------------------------------------------
     def _op_ACC(self, ins, rep: _Replica, mb, v) -> None:
