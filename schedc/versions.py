@@ -10,6 +10,7 @@ naming the instruction.
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -192,7 +193,7 @@ class _RankReplay:
         self.handlers: dict[str, Callable] = {}
         # per section of the programs: each instruction's handler and replica key
         # (shared with the line's copies: it depends on the section alone)
-        self.plans: dict[int, tuple[Sequence[Instr], list[Callable], list[tuple]]] = {}
+        self.plans: dict[int, tuple[Sequence[Instr], bytes | array, list[tuple]]] = {}
         self.needs = {op: resolve_needs(op, spec.split_backward) for op in TABLE}
 
     def fail(self, reason: str) -> VerifyError:
@@ -203,26 +204,31 @@ class _RankReplay:
     def run(self, lo: int, hi: int) -> None:
         replicas = self.replicas
         for seq, a, b, dm, dv, base in stream_parts(self.un.streams[self.rank], lo, hi):
-            _, handlers, keys = self._plan(seq)
+            _, at, combos = self._plan(seq)
             # the handlers take the shifted micro-batch and version beside the
             # instruction as the program holds it (no shifted copies)
             for j in range(a, b):
                 self.index = base + j
                 ins = seq[j]
+                handler, replica = combos[at[j]]
                 mb, v = ins.mb, ins.version
-                handlers[j](self, ins, replicas[keys[j]],
-                            mb if mb is None else mb + dm, v if v is None else v + dv)
+                handler(self, ins, replicas[replica],
+                        mb if mb is None else mb + dm, v if v is None else v + dv)
 
-    def _plan(self, seq: Sequence[Instr]) -> tuple[Sequence[Instr], list[Callable], list[tuple]]:
-        """(section, each instruction's handler, each one's replica key)."""
+    def _plan(self, seq: Sequence[Instr]) -> tuple[Sequence[Instr], bytes | array, list[tuple]]:
+        """(section, per instruction the index of its (handler, replica key),
+        those pairs): a section holds few distinct pairs (memory)."""
         held = self.plans.get(id(seq))
         if held is None or held[0] is not seq:
             handlers = self.handlers
             for op in {ins.op for ins in seq} - handlers.keys():
                 handlers[op] = getattr(_RankReplay, "_op_" + op, _RankReplay._no_rule)
-            keys: dict[tuple, tuple] = {}  # one tuple per replica (memory)
-            held = self.plans[id(seq)] = (seq, [handlers[ins.op] for ins in seq], [
-                keys.setdefault(k, k) for k in ((ins.pipeline, ins.stage) for ins in seq)])
+            pairs: dict[tuple, int] = {}
+            at = [pairs.setdefault((ins.op, ins.pipeline, ins.stage), len(pairs))
+                  for ins in seq]
+            combos = [(handlers[op], (p, s)) for op, p, s in pairs]
+            held = self.plans[id(seq)] = (seq, bytes(at) if len(pairs) < 256 else
+                                          array("l", at), combos)
         return held
 
     def _no_rule(self, ins, rep: _Replica, mb, v) -> None:
