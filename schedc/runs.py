@@ -99,6 +99,10 @@ class Runs:
             if self.clock is not None:
                 self.clock.extend(r)
         self.bodies = n
+        if n == self.longest:  # nothing more to encode or time: the sections' copies go
+            self.replay.keys.sections.clear()
+            if self.clock is not None:
+                self.clock.sections.clear()
 
     def proven(self) -> None:
         """No more runs are proven: the version check goes (memory)."""

@@ -10,19 +10,19 @@ a VerifyError naming rank, section, instruction index and reason.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from itertools import repeat
 from operator import attrgetter, gt, is_
 
+from schedc.completeness import Completeness
 from schedc.errors import VerifyError
-from schedc.instructions import COMPUTE_OPS, FIELDS, TABLE, schedule_compute_ops
+from schedc.instructions import FIELDS, TABLE
 from schedc.overlap import Overlap
 from schedc.program import Instr, Manifest, RankProgram
 from schedc.runs import Runs
 from schedc.spec import Spec
-from schedc.unroll import Unrolled, stream_parts
+from schedc.unroll import Unrolled
 from schedc.versions import VersionTable
 
 ASYNC_REPEATS = (1, 2, 3)
@@ -41,12 +41,12 @@ def verify(manifest: Manifest, programs: Sequence[RankProgram], timed: int | Non
     # One replay of the longest run stands for every shorter one (schedc.runs).
     runs = Runs(manifest, programs, max(repeats[-1], timed or 0), timed is not None)
     spec = Spec.from_dict(manifest.spec)
-    counted: dict[int, tuple] = {}  # per section, what completeness reads (all runs')
+    completeness = Completeness(manifest, _fail)  # reads each section once, for every run
     for n in repeats:
         table = None  # the last run's table goes before this run's is made (memory)
         try:
             un = runs.run(n)
-            _check_completeness(manifest, un, counted)
+            completeness.check(un)
             table = runs.prove(n)
             check_bounds(spec, manifest, un, table)
         except VerifyError as exc:
@@ -148,100 +148,6 @@ def _field_problem(manifest: Manifest, rank: int, ins: Instr) -> str | None:
     if ins.mb is not None and ins.mb < 0:
         return "negative micro-batch"
     return None
-
-
-# ---- completeness -----------------------------------------------------------------
-def _check_completeness(manifest: Manifest, un: Unrolled, counted: dict | None = None
-                        ) -> None:
-    """Every compute op once per micro-batch and stage, in its pipeline, and
-    every stage's steps. `counted`: a cache, per section, of the instructions
-    read (compute ops and STEPs), kept across the runs of one verify."""
-    counted = {} if counted is None else counted
-    split = bool(Spec.from_dict(manifest.spec).split_backward)
-    kinds = schedule_compute_ops(split)
-    # per (op, pipeline, stage), a byte per micro-batch: 1 once seen (memory: a
-    # large run has millions of (op, pipeline, stage, mb))
-    seen: dict[tuple[str, int, int], bytearray] = {}
-    steps: dict[tuple[int, int], int] = defaultdict(int)
-    pipelines, count, top = manifest.num_pipelines, 0, -1
-    for r, stream in enumerate(un.streams):
-        for seq, a, b, dm, _, base in stream_parts(stream):  # the shift read where needed
-            for j, ins, where in _counted(seq, counted):
-                if not a <= j < b:
-                    continue
-                op = where[0]
-                if op == "STEP":
-                    steps[where[1:]] += 1
-                    continue
-                i, mb = base + j, ins.mb + dm
-                if op not in kinds:
-                    raise _fail(un, r, i, f"{op} in a schedule whose backward is "
-                                f"{'split into I and W' if split else 'not split'}")
-                got = seen.get(where)
-                if got is None:
-                    got = seen[where] = bytearray()
-                if mb >= len(got):
-                    got.extend(bytes(mb + 1 - len(got) + len(got) // 2))
-                elif got[mb]:
-                    raise _fail(un, r, i, f"second {op} of micro-batch {mb} on stage "
-                                f"{ins.stage} (first at rank {_first(un, where, mb)})")
-                if ins.pipeline != mb % pipelines:
-                    raise _fail(un, r, i, f"micro-batch {mb} belongs to pipeline "
-                                f"{mb % pipelines}")
-                got[mb] = 1
-                count += 1
-                if mb > top:
-                    top = mb
-    total = top + 1
-    m = manifest.period.microbatches // manifest.period.steps
-    if manifest.synchronous and total != un.repeats * manifest.period.microbatches:
-        raise VerifyError(f"{total} micro-batches run in {un.repeats} synchronous bodies of "
-                          f"{manifest.period.microbatches} each")
-    if total % m:
-        raise VerifyError(f"{total} micro-batches run, not a whole number of steps of {m}")
-    # Every key seen is distinct and in range (kind, pipeline of its mb, stage,
-    # mb < total): as many as there should be means none is missing.
-    complete = count == total * manifest.num_stages * len(kinds)
-    for mb in range(0 if complete else total):
-        p = mb % manifest.num_pipelines
-        for s in range(manifest.num_stages):
-            for kind in kinds:
-                got = seen.get((kind, p, s), b"")
-                if mb >= len(got) or not got[mb]:
-                    rank = manifest.stage_to_rank[p][s]
-                    raise VerifyError(f"no {kind} for micro-batch {mb} on stage {s} "
-                                      f"(pipeline {p})", rank=rank)
-    for p in range(manifest.num_pipelines):
-        for s in range(manifest.num_stages):
-            if steps[(p, s)] != total // m:
-                raise VerifyError(
-                    f"stage {s} (pipeline {p}) takes {steps[(p, s)]} steps for "
-                    f"{total // m} batches", rank=manifest.stage_to_rank[p][s])
-
-
-def _counted(seq: Sequence[Instr], cache: dict[int, tuple]
-             ) -> Iterable[tuple[int, Instr, tuple[str, int, int]]]:
-    """(index, instruction, (op, pipeline, stage)) of each compute op and STEP
-    of `seq` (kept as indices and shared (op, pipeline, stage) tuples: memory)."""
-    held = cache.get(id(seq))
-    if held is None or held[0] is not seq:
-        at = [j for j, ins in enumerate(seq) if ins.op in _COUNTED]
-        shared: dict[tuple, tuple] = {}
-        wheres = [shared.setdefault(w, w) for w in
-                  ((seq[j].op, seq[j].pipeline, seq[j].stage) for j in at)]
-        held = cache[id(seq)] = (seq, at, wheres)
-    seq, at, wheres = held
-    return zip(at, map(seq.__getitem__, at), wheres, strict=True)
-
-
-def _first(un: Unrolled, where: tuple[str, int, int], mb: int) -> int:
-    """The rank whose stream holds op `where` for micro-batch mb first."""
-    op, p, s = where
-    return next(r for r, stream in enumerate(un.streams) for ins in stream
-                if (ins.op, ins.pipeline, ins.stage, ins.mb) == (op, p, s, mb))
-
-
-_COUNTED = frozenset(COMPUTE_OPS) | {"STEP"}
 
 
 # ---- bounds -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ naming the instruction.
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -211,7 +212,9 @@ class _RankReplay:
         self.last = manifest.num_stages - 1
         self.m = manifest.period.microbatches // manifest.period.steps
         self.replicas: dict[tuple[int, int], _Replica] = defaultdict(_Replica)
-        self.received: set[tuple[str, int, int, int]] = set()
+        # messages received and not yet used: marked in their replica's `ran` under
+        # the receive's op (its stage is the consumer's), and counted here
+        self.unused = 0
         self.alive = 0
         self.alive_peak = (0, 0)
         self.index = 0
@@ -220,7 +223,7 @@ class _RankReplay:
         self.handlers: dict[str, Callable] = {}
         # per section of the programs: each instruction's handler and replica key
         # (shared with the line's copies: it depends on the section alone)
-        self.plans: dict[int, tuple[Sequence[Instr], list[Callable], list[tuple]]] = {}
+        self.plans: dict[int, tuple[Sequence[Instr], bytes | array, list[tuple]]] = {}
         self.needs = {op: resolve_needs(op, spec.split_backward) for op in TABLE}
 
     def fail(self, reason: str) -> VerifyError:
@@ -231,26 +234,31 @@ class _RankReplay:
     def run(self, lo: int, hi: int) -> None:
         replicas = self.replicas
         for seq, a, b, dm, dv, base in stream_parts(self.un.streams[self.rank], lo, hi):
-            _, handlers, keys = self._plan(seq)
+            _, at, combos = self._plan(seq)
             # the handlers take the shifted micro-batch and version beside the
             # instruction as the program holds it (no shifted copies)
             for j in range(a, b):
                 self.index = base + j
                 ins = seq[j]
+                handler, replica = combos[at[j]]
                 mb, v = ins.mb, ins.version
-                handlers[j](self, ins, replicas[keys[j]],
-                            mb if mb is None else mb + dm, v if v is None else v + dv)
+                handler(self, ins, replicas[replica],
+                        mb if mb is None else mb + dm, v if v is None else v + dv)
 
-    def _plan(self, seq: Sequence[Instr]) -> tuple[Sequence[Instr], list[Callable], list[tuple]]:
-        """(section, each instruction's handler, each one's replica key)."""
+    def _plan(self, seq: Sequence[Instr]) -> tuple[Sequence[Instr], bytes | array, list[tuple]]:
+        """(section, per instruction the index of its (handler, replica key),
+        those pairs): a section holds few distinct pairs (memory)."""
         held = self.plans.get(id(seq))
         if held is None or held[0] is not seq:
             handlers = self.handlers
             for op in {ins.op for ins in seq} - handlers.keys():
                 handlers[op] = getattr(_RankReplay, "_op_" + op, _RankReplay._no_rule)
-            keys: dict[tuple, tuple] = {}  # one tuple per replica (memory)
-            held = self.plans[id(seq)] = (seq, [handlers[ins.op] for ins in seq], [
-                keys.setdefault(k, k) for k in ((ins.pipeline, ins.stage) for ins in seq)])
+            pairs: dict[tuple, int] = {}
+            at = [pairs.setdefault((ins.op, ins.pipeline, ins.stage), len(pairs))
+                  for ins in seq]
+            combos = [(handlers[op], (p, s)) for op, p, s in pairs]
+            held = self.plans[id(seq)] = (seq, bytes(at) if len(pairs) < 256 else
+                                          array("l", at), combos)
         return held
 
     def _no_rule(self, ins, rep: _Replica, mb, v) -> None:
@@ -263,15 +271,16 @@ class _RankReplay:
         new.__dict__.update(self.__dict__)
         new.base, new.table = self.table, VersionTable()
         new.replicas = defaultdict(_Replica, {k: rep.copy() for k, rep in self.replicas.items()})
-        new.received = set(self.received)
         return new
 
     def finish(self) -> None:
         self._check_end()
 
     def _check_end(self) -> None:
-        if self.received:
-            op, p, s, mb = sorted(self.received)[0]
+        if self.unused:
+            op, p, s, mb = min((op, p, s, mb) for (p, s), rep in self.replicas.items()
+                               for op, ran in rep.ran.items() if op in RECV_OPS
+                               for mb, mark in enumerate(ran) if mark)
             raise VerifyError(f"{op} for stage {s} micro-batch {mb} (pipeline {p}) is "
                               "received but never used", rank=self.rank)
         for (p, s), rep in sorted(self.replicas.items()):
@@ -294,7 +303,6 @@ class _RankReplay:
         this rank or, from a stage another rank holds, its message arrived.
         (Every instruction passes here: the messages are made only on failure.)"""
         p, s = ins.pipeline, ins.stage
-        received = self.received
         for kind, d in self.needs[ins.op]:
             src = s + d
             if d == 0:
@@ -307,11 +315,12 @@ class _RankReplay:
                 if other is None or not other.has_run(kind, mb):
                     raise self.fail(f"runs before {kind} of stage {src} on this rank")
             else:
-                key = (_RECV_FROM[d], p, s, mb)
-                if key not in received:
-                    raise self.fail(f"runs before its {key[0]} from rank {self.maps[p][src]} "
-                                    "arrived")
-                received.discard(key)
+                received = _RECV_FROM[d]
+                if not rep.has_run(received, mb):
+                    raise self.fail(f"runs before its {received} from rank "
+                                    f"{self.maps[p][src]} arrived")
+                rep.ran[received][mb] = 0  # used
+                self.unused -= 1
 
     def _op_F(self, ins, rep: _Replica, mb, v) -> None:
         p, s = ins.pipeline, ins.stage
@@ -364,10 +373,15 @@ class _RankReplay:
         self._check_needs(ins, rep, mb)
 
     def _op_RECV_ACT(self, ins, rep: _Replica, mb, v) -> None:
-        self.received.add(("RECV_ACT", ins.pipeline, ins.stage, mb))
+        self._received(ins, rep, mb)
 
     def _op_RECV_GRAD(self, ins, rep: _Replica, mb, v) -> None:
-        self.received.add(("RECV_GRAD", ins.pipeline, ins.stage, mb))
+        self._received(ins, rep, mb)
+
+    def _received(self, ins, rep: _Replica, mb) -> None:
+        if not rep.has_run(ins.op, mb):
+            rep.mark_run(ins.op, mb)
+            self.unused += 1
 
     # ---- weights -------------------------------------------------------------------
     def _op_ACC(self, ins, rep: _Replica, mb, v) -> None:

@@ -231,3 +231,27 @@ def test_a_negative_difference_names_the_first_key_in_forward_order():
         _check_non_negative(un, t)
     assert (e.value.rank, e.value.reason) == (
         2, "negative delay -1 for micro-batch 9 at stage 2 (pipeline 0)")
+
+
+def test_a_forward_before_its_activation_arrived_names_the_receive():
+    c = compiled("1f1b", 2, 2)
+    body = list(c.programs[1].body)
+    recv = next(k for k, x in enumerate(body) if x.op == "RECV_ACT")
+    fwd = next(k for k, x in enumerate(body) if x.op == "F" and x.mb == body[recv].mb)
+    body.insert(fwd, body.pop(recv))  # the receive now follows its forward
+    err = rejection(c, with_body(c, 1, body))
+    assert (err.rank, err.section, err.index) == (1, "body", fwd - 1), err.render()
+    assert "runs before its RECV_ACT from rank 0 arrived" in err.reason
+
+
+def test_a_message_never_used_is_named():
+    from schedc.unroll import Unrolled
+    from schedc.versions import VersionCheck
+
+    c = compiled("1f1b", 2, 2)
+    extra = Instr("RECV_ACT", stage=1, mb=5, pipeline=0, peer=0)
+    progs = with_body(c, 1, [extra, *c.programs[1].body])  # no forward of mb 5 reads it
+    un = Unrolled.of(progs, c.manifest.period, 1)
+    with pytest.raises(VerifyError, match="RECV_ACT for stage 1 micro-batch 5 .pipeline 0. "
+                       "is received but never used"):
+        VersionCheck(c.manifest, 2).check(un, final=True)
