@@ -17,6 +17,7 @@ import bisect
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from schedc.graph import Problem
 from schedc.instructions import AROUND, READS_LOOKAHEAD, TABLE
@@ -181,8 +182,14 @@ class _RankLowering:
 
     # ---- compute and communication ---------------------------------------------
     def _post_early(self, i: int) -> None:
+        """The receives posted in the batch before op i (a constructed
+        schedule's, by the planned times)."""
+        append, messages = self.out.append, self.messages
         for consumer, _ in self.early.get(i, ()):
-            self._receive(consumer, self._messages_of(consumer))
+            kind, p, s, mb = consumer
+            found = messages.get((kind, p, s)) or self._messages_of(consumer)
+            for recv, peer in found.receives:
+                append(Instr(recv, s, mb, p, None, peer))
 
     def _messages_of(self, op: Op) -> _Messages:
         """The messages around `op`'s kind on its stage replica, with peers."""
@@ -191,12 +198,6 @@ class _RankLowering:
         if found is None:
             found = self.messages[key] = _messages(self.problem, self.rank, *key)
         return found
-
-    def _receive(self, op: Op, messages: _Messages) -> None:
-        """The receives `op` consumes (the instruction table's `AROUND`), from
-        the ranks holding the stages they come from."""
-        _, p, s, mb = op
-        self.out += [Instr(recv, s, mb, p, None, peer) for recv, peer in messages.receives]
 
     def _lookahead(self, op: Op, version: int) -> bool:
         """Whether `op` reads extrapolated weights (it reads the stage's
@@ -271,14 +272,21 @@ def _early_receives(seq: Sequence[Op], times: Mapping[Op, int],
     in the order the messages are sent."""
     starts = [times[op] for op in seq]
     out: dict[int, list[tuple[Op, int]]] = defaultdict(list)
+    producers: dict[tuple[str, int, int], tuple[str, int] | None] = {}
     for op in seq:
-        producer = None if op.kind == STEP_KIND else messages_of(op).producer
+        kind, p, s, mb = op
+        if kind == STEP_KIND:
+            continue
+        if (kind, p, s) in producers:
+            producer = producers[(kind, p, s)]
+        else:
+            producer = producers[(kind, p, s)] = messages_of(op).producer
         if producer is None:
             continue
-        kind, stage = producer
-        sent = times[Op(kind, op.pipeline, stage, op.mb)] + UNIT_COST[kind]
-        at = bisect.bisect_left(starts, sent)
-        out[at].append((op, sent))
+        source, stage = producer
+        # times' keys are Ops, and an Op is a tuple: an equal plain tuple finds it
+        sent = times[(source, p, stage, mb)] + UNIT_COST[source]  # type: ignore[index]
+        out[bisect.bisect_left(starts, sent)].append((op, sent))
     for ops in out.values():
-        ops.sort(key=lambda item: item[1])
+        ops.sort(key=itemgetter(1))
     return out

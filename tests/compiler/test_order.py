@@ -6,7 +6,7 @@ import pytest
 from compiling import compiled, compute_seq
 
 from schedc.graph import Problem, build_graph
-from schedc.order import Dependencies
+from schedc.order import PORTFOLIO, Dependencies, ListScheduler, OrderError
 from schedc.presets import preset_spec
 
 
@@ -79,3 +79,26 @@ def test_dependencies_are_the_graphs_edges_in_its_order(name, p, m, batches):
     assert list(deps.succ) == list(graph.nodes)
     assert all(deps.succ[op] == list(graph.successors(op)) for op in graph.nodes)
     assert all(deps.indeg[op] == graph.in_degree(op) for op in graph.nodes)
+
+
+@pytest.mark.parametrize("name,p,m,batches", [
+    ("1f1b", 4, 8, 1), ("zb-h1", 4, 6, 3), ("chimera", 4, 8, 2), ("pipedream-2bw", 4, 4, 4),
+    ("paci", 3, 5, 4),
+])
+def test_the_scheduler_orders_alike_from_either_graph(name, p, m, batches):
+    """The list scheduler reads nodes by index: from networkx (made into index
+    lists) and from Dependencies (index lists already) every policy of the
+    portfolio gives the same order and makespan."""
+    problem = Problem.of(preset_spec(name, stages=p, microbatches=m), batches)
+    graph, deps = build_graph(problem), Dependencies(problem)
+    for policy in PORTFOLIO:
+        try:
+            one = ListScheduler(problem, graph, policy)
+            orders = one.run()
+        except OrderError:
+            with pytest.raises(OrderError):
+                ListScheduler(problem, deps, policy).run()
+            continue
+        other = ListScheduler(problem, deps, policy)
+        assert other.run() == orders
+        assert (other.makespan, other.peak_inflight) == (one.makespan, one.peak_inflight)
