@@ -118,7 +118,7 @@ def _column(name: str, get: attrgetter, seq: Sequence[Instr]) -> list[str] | Non
     if types <= _INTS:  # (a dict would take True for 1, and 1.0)
         distinct = set(values)
         distinct.discard(None)
-        text = dict(zip(distinct, map(key.__add__, map(str, distinct))))
+        text = dict(zip(distinct, map(key.__add__, map(str, distinct)), strict=True))
         text[None] = ""
         return list(map(text.__getitem__, values))
     return ["" if v is None else key + _value_json(v) for v in values]
