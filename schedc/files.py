@@ -116,7 +116,9 @@ def _column(name: str, get: attrgetter, seq: Sequence[Instr]) -> list[str] | Non
         return ['{"op": ' + json.dumps(v) for v in values]
     key = _KEYS[name]
     if types <= _INTS:  # (a dict would take True for 1, and 1.0)
-        text = {v: key + str(v) for v in set(values)}
+        distinct = set(values)
+        distinct.discard(None)
+        text = dict(zip(distinct, map(key.__add__, map(str, distinct)), strict=True))
         text[None] = ""
         return list(map(text.__getitem__, values))
     return ["" if v is None else key + _value_json(v) for v in values]

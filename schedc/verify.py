@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from itertools import repeat
-from operator import attrgetter, gt, is_
+from operator import attrgetter
 
 from schedc.completeness import Completeness
 from schedc.errors import VerifyError
@@ -82,51 +81,26 @@ _NOT_TAKEN = {op: tuple(n for n in FIELDS if n not in row.fields) for op, row in
 
 
 def _check_fields(manifest: Manifest, prog: RankProgram) -> None:
+    sound: set[tuple] = set()  # shapes found sound on this rank
     for section, seq in prog.sections().items():
-        if not _all_sound(manifest, prog.rank, seq):
-            _check_each(manifest, prog.rank, section, seq)
+        for i, ins in enumerate(seq):
+            if _shape(ins) in sound:
+                continue
+            reason = _field_problem(manifest, prog.rank, ins)
+            if reason:
+                raise VerifyError(reason, rank=prog.rank, index=i, section=section,
+                                  instr=ins.op)
+            sound.add(_shape(ins))
 
 
-# What _field_problem reads of an instruction, but the micro-batch's value:
-# every field, and whether mb is given. Instructions of one kind are sound
-# together or not at all, if no micro-batch is negative.
-_KIND_FIELDS = ("op",) + tuple(n for n in FIELDS if n != "mb")
-_kind_of = attrgetter(*_KIND_FIELDS)
-_mb_of = attrgetter("mb")
-
-
-def _all_sound(manifest: Manifest, rank: int, seq: Sequence[Instr]) -> bool:
-    """Whether every instruction of `seq` is sound, a kind at a time."""
-    mbs = list(map(_mb_of, seq))
-    try:
-        if any(map(gt, repeat(0), filter(None, mbs))):  # a negative micro-batch
-            return False
-    except TypeError:  # a micro-batch that is not a number: _check_each names it
-        return False
-    kinds = set(zip(map(_kind_of, seq), map(is_, mbs, repeat(None)), strict=True))
-    return not any(_field_problem(manifest, rank, _instr_of(kind, no_mb)) for kind, no_mb in kinds)
-
-
-def _instr_of(kind: tuple, no_mb: bool) -> Instr:
-    """An instruction of that kind (its micro-batch 0 where it has one)."""
-    return Instr(**dict(zip(_KIND_FIELDS, kind, strict=True)), mb=None if no_mb else 0)
-
-
-def _check_each(manifest: Manifest, rank: int, section: str, seq: Sequence[Instr]) -> None:
-    """The first unsound instruction of `seq`, as a VerifyError."""
-    sound: set[tuple] = set()  # shapes found sound
-    for i, ins in enumerate(seq):
-        shape = _shape(ins)
-        if shape in sound:
-            continue
-        reason = _field_problem(manifest, rank, ins)
-        if reason:
-            raise VerifyError(reason, rank=rank, index=i, section=section, instr=ins.op)
-        sound.add(shape)
+# What _field_problem reads of an instruction, but the micro-batch: an
+# instruction of a shape already found sound is sound (mb must be >= 0).
+_SHAPE_FIELDS = ("op", "pipeline", "stage") + tuple(n for n in FIELDS if n != "mb")
+_shape_of = attrgetter(*_SHAPE_FIELDS)
 
 
 def _shape(ins: Instr) -> tuple:
-    return _kind_of(ins), None if ins.mb is None else ins.mb >= 0
+    return _shape_of(ins), None if ins.mb is None else ins.mb >= 0
 
 
 def _field_problem(manifest: Manifest, rank: int, ins: Instr) -> str | None:

@@ -191,9 +191,9 @@ FIELD_MUTATIONS = [
                          ids=[r for _, r in FIELD_MUTATIONS])
 @pytest.mark.parametrize("section", ["prologue", "body", "epilogue"])
 def test_a_field_error_names_the_first_unsound_instruction(mutation, reason, section):
-    """Fields are checked a kind of instruction at a time: a broken one among
-    many sound ones of its kind is still named by section and index,
-    and the first of two broken ones is named."""
+    """Fields are checked once per shape of instruction: a broken one among
+    many sound ones of its shape is still named by section and index, and the
+    first of two broken ones is named."""
     c = compiled("paci", 4, 64)
     prog = c.programs[1]
     seq = list(getattr(prog, section))
