@@ -19,7 +19,14 @@ from operator import eq, sub
 from typing import Any
 
 from schedc.errors import VerifyError
-from schedc.instructions import FREES_ACTIVATION, RECV_OPS, TABLE, resolve_needs
+from schedc.instructions import (
+    COMPUTE_OPS,
+    FREES_ACTIVATION,
+    RECV_OPS,
+    SEND_OPS,
+    TABLE,
+    resolve_needs,
+)
 from schedc.program import Instr, Manifest
 from schedc.spec import Spec
 from schedc.unroll import Unrolled, stream_parts
@@ -194,6 +201,9 @@ class VersionCheck:
         return table
 
 
+# The ops whose handler marks them as run (rep.mark_run): the compute ops.
+_MARKED = frozenset(COMPUTE_OPS)
+
 # The receive that brings an input from stage s + d: the one whose hop is -d.
 _RECV_FROM = {-TABLE[op].hop: op for op in RECV_OPS}
 
@@ -225,6 +235,7 @@ class _RankReplay:
         # (shared with the line's copies: it depends on the section alone)
         self.plans: dict[int, tuple[Sequence[Instr], bytes | array, list[tuple]]] = {}
         self.needs = {op: resolve_needs(op, spec.split_backward) for op in TABLE}
+        self.met = 0  # the instruction checked has its needs met in its section (_met)
 
     def fail(self, reason: str) -> VerifyError:
         section, idx = self.un.locate(self.rank, self.index)
@@ -238,28 +249,56 @@ class _RankReplay:
             # the handlers take the shifted micro-batch and version beside the
             # instruction as the program holds it (no shifted copies)
             for j in range(a, b):
+                handler, replica, self.met = combos[at[j]]
+                if handler is None:  # a send whose inputs its section holds: nothing to do
+                    continue
                 self.index = base + j
                 ins = seq[j]
-                handler, replica = combos[at[j]]
                 mb, v = ins.mb, ins.version
                 handler(self, ins, replicas[replica],
                         mb if mb is None else mb + dm, v if v is None else v + dv)
 
     def _plan(self, seq: Sequence[Instr]) -> tuple[Sequence[Instr], bytes | array, list[tuple]]:
-        """(section, per instruction the index of its (handler, replica key),
-        those pairs): a section holds few distinct pairs (memory)."""
+        """(section, per instruction the index of its (handler, replica key,
+        needs met), those triples): a section holds few distinct ones (memory).
+        A send whose needs are met has no handler: its check is all needs."""
         held = self.plans.get(id(seq))
         if held is None or held[0] is not seq:
             handlers = self.handlers
             for op in {ins.op for ins in seq} - handlers.keys():
                 handlers[op] = getattr(_RankReplay, "_op_" + op, _RankReplay._no_rule)
+            met = self._met(seq)
             pairs: dict[tuple, int] = {}
-            at = [pairs.setdefault((ins.op, ins.pipeline, ins.stage), len(pairs))
-                  for ins in seq]
-            combos = [(handlers[op], (p, s)) for op, p, s in pairs]
+            at = [pairs.setdefault((ins.op, ins.pipeline, ins.stage, met[j]), len(pairs))
+                  for j, ins in enumerate(seq)]
+            combos = [(None if m and op in SEND_OPS else handlers[op], (p, s), m)
+                      for op, p, s, m in pairs]
             held = self.plans[id(seq)] = (seq, bytes(at) if len(pairs) < 256 else
                                           array("l", at), combos)
         return held
+
+    def _met(self, seq: Sequence[Instr]) -> bytearray:
+        """Per instruction of section `seq`, 1 where every need it has on this
+        rank (schedc.instructions' `needs`: its own stage's, or a stage this
+        rank also holds) is met by an op earlier in the section, and it needs
+        no message: so in every run, at every shift, since what ran stays
+        marked (a received message is used up, so never counted here)."""
+        met, seen = bytearray(len(seq)), set()
+        maps, rank, last = self.maps, self.rank, self.last
+        for j, ins in enumerate(seq):
+            p, s, mb = ins.pipeline, ins.stage, ins.mb
+            if None not in (p, s, mb):
+                for kind, d in self.needs.get(ins.op, ()):
+                    src = s + d
+                    if d and not 0 <= src <= last:
+                        continue
+                    if (d and maps[p][src] != rank) or (kind, p, src, mb) not in seen:
+                        break
+                else:
+                    met[j] = 1
+                if ins.op in _MARKED:
+                    seen.add((ins.op, p, s, mb))
+        return met
 
     def _no_rule(self, ins, rep: _Replica, mb, v) -> None:
         raise self.fail(f"no version rule for op {ins.op!r} (schedc/versions.py has no "
@@ -302,6 +341,8 @@ class _RankReplay:
         """The op's `needs` (schedc.instructions): each input ran before it on
         this rank or, from a stage another rank holds, its message arrived.
         (Every instruction passes here: the messages are made only on failure.)"""
+        if self.met:  # met within its section (_met)
+            return
         p, s = ins.pipeline, ins.stage
         for kind, d in self.needs[ins.op]:
             src = s + d
