@@ -49,11 +49,12 @@ class Runs:
         self.versions = VersionCheck(manifest, len(self.programs))
         self.ended = False  # the shared replay has reached the end of the longest run
 
-    def prove(self, n: int) -> VersionTable:
+    def prove(self, n: int, last: bool = False) -> VersionTable:
         """Replay run n (after runs 1 .. n - 1): deadlock freedom, then every
         version; its table. The longest run is the shared replay itself, run to
         its end; a shorter one stops the shared replay before its epilogue
-        and forks."""
+        and forks. `last`: no longer run is proven (the check's lines go as its
+        table is made)."""
         un = self.run(n)
         self.replay.locate = un.locate
         if n == self.longest:
@@ -65,7 +66,7 @@ class Runs:
             self.replay.fork(un.streams, ends, None, un.locate, lend=True).run()
         finally:
             self.replay.take_back(ends)
-        return self.versions.check(un, ends)
+        return self.versions.check(un, ends, final=last)
 
     def run(self, n: int) -> Unrolled:
         """The run of n bodies (the same as Unrolled.of): the shared streams'

@@ -46,7 +46,7 @@ def verify(manifest: Manifest, programs: Sequence[RankProgram], timed: int | Non
         try:
             un = runs.run(n)
             completeness.check(un)
-            table = runs.prove(n)
+            table = runs.prove(n, last=n == repeats[-1])
             check_bounds(spec, manifest, un, table)
         except VerifyError as exc:
             exc.repeats = n  # the run that failed (the compiler folds on 1)

@@ -192,10 +192,12 @@ class VersionCheck:
             check.finish()
             checks.append(check)
         table = VersionTable()
-        for check in checks:
+        for r, check in enumerate(checks):
             check.base.merge_into(table)  # the line's, then what the epilogue added
             check.table.merge_into(table)
             table.activation_peaks.append(check.alive_peak)
+            if final:  # each rank's tables go once merged (memory: not all twice)
+                checks[r] = self.lines[r] = None
         if final:
             self.lines = []
         return table
