@@ -286,11 +286,13 @@ class _RankReplay:
         no message: so in every run, at every shift, since what ran stays
         marked (a received message is used up, so never counted here)."""
         met, seen = bytearray(len(seq)), set()
-        maps, rank, last = self.maps, self.rank, self.last
+        maps, rank, last, needs = self.maps, self.rank, self.last, self.needs
         for j, ins in enumerate(seq):
-            p, s, mb = ins.pipeline, ins.stage, ins.mb
-            if None not in (p, s, mb):
-                for kind, d in self.needs.get(ins.op, ()):
+            op, p, s, mb = ins.op, ins.pipeline, ins.stage, ins.mb
+            if not needs.get(op):
+                met[j] = 1  # nothing to check
+            elif p is not None and s is not None and mb is not None:
+                for kind, d in needs[op]:
                     src = s + d
                     if d and not 0 <= src <= last:
                         continue
@@ -298,8 +300,8 @@ class _RankReplay:
                         break
                 else:
                     met[j] = 1
-                if ins.op in _MARKED:
-                    seen.add((ins.op, p, s, mb))
+            if op in _MARKED:
+                seen.add((op, p, s, mb))
         return met
 
     def _no_rule(self, ins, rep: _Replica, mb, v) -> None:
@@ -424,7 +426,8 @@ class _RankReplay:
         self._received(ins, rep, mb)
 
     def _received(self, ins, rep: _Replica, mb) -> None:
-        if not rep.has_run(ins.op, mb):
+        ran = rep.ran.get(ins.op)
+        if ran is None or mb >= len(ran) or not ran[mb]:  # not has_run (inline)
             rep.mark_run(ins.op, mb)
             self.unused += 1
 
