@@ -107,7 +107,8 @@ class _RankLowering:
         self.problem, self.rank, self.seq, self.plan = problem, rank, seq, plan
         self.messages: dict[tuple[str, int, int], _Messages] = {}
         self.early = _early_receives(seq, times, self._messages_of) if times else {}
-        self.posted: set[Op] = {op for ops in self.early.values() for op, _ in ops}
+        # the seq indices of the ops whose receives are posted early
+        self.posted = {j for ops in self.early.values() for _, _, j in ops}
         self.out: list[Instr] = []
         self.current: dict[Replica, int] = defaultdict(int)
         self.active: dict[Replica, tuple[int, bool]] = defaultdict(lambda: (0, False))
@@ -157,7 +158,7 @@ class _RankLowering:
             out += sends
             if i in early:
                 self._post_early(i)
-            if receives and op not in posted:
+            if receives and i not in posted:
                 for recv, peer in receives:  # loops, not comprehensions: no frame each
                     append(Instr(recv, s, mb, p, None, peer))
             out += local
@@ -185,7 +186,7 @@ class _RankLowering:
         """The receives posted in the batch before op i (a constructed
         schedule's, by the planned times)."""
         append, messages = self.out.append, self.messages
-        for consumer, _ in self.early.get(i, ()):
+        for consumer, _, _ in self.early.get(i, ()):
             kind, p, s, mb = consumer
             found = messages.get((kind, p, s)) or self._messages_of(consumer)
             for recv, peer in found.receives:
@@ -267,13 +268,15 @@ def _messages(problem: Problem, rank: int, kind: str, pipeline: int, stage: int)
 
 
 def _early_receives(seq: Sequence[Op], times: Mapping[Op, int],
-                    messages_of: Callable[[Op], _Messages]) -> dict[int, list[tuple[Op, int]]]:
-    """seq index -> the ops whose input is received in the batch before it,
-    in the order the messages are sent."""
+                    messages_of: Callable[[Op], _Messages]
+                    ) -> dict[int, list[tuple[Op, int, int]]]:
+    """seq index -> the ops whose input is received in the batch before it
+    (each with the time its message is sent and its own seq index), in the
+    order the messages are sent."""
     starts = [times[op] for op in seq]
-    out: dict[int, list[tuple[Op, int]]] = defaultdict(list)
+    out: dict[int, list[tuple[Op, int, int]]] = defaultdict(list)
     producers: dict[tuple[str, int, int], tuple[str, int] | None] = {}
-    for op in seq:
+    for j, op in enumerate(seq):
         kind, p, s, mb = op
         if kind == STEP_KIND:
             continue
@@ -286,7 +289,7 @@ def _early_receives(seq: Sequence[Op], times: Mapping[Op, int],
         source, stage = producer
         # times' keys are Ops, and an Op is a tuple: an equal plain tuple finds it
         sent = times[(source, p, stage, mb)] + UNIT_COST[source]  # type: ignore[index]
-        out[bisect.bisect_left(starts, sent)].append((op, sent))
+        out[bisect.bisect_left(starts, sent)].append((op, sent, j))
     for ops in out.values():
         ops.sort(key=itemgetter(1))
     return out
