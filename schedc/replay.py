@@ -40,7 +40,7 @@ from schedc.errors import VerifyError
 from schedc.overlap import DEFAULT, Overlap
 from schedc.program import Instr
 from schedc.replay_code import COLL, KEY_SHIFT, LOCAL, MSG, Keys, RankCode, encode, window
-from schedc.unroll import RunStream
+from schedc.unroll import RunStream, stream_parts
 
 __all__ = ["COLL", "LOCAL", "MSG", "Blocked", "Fanout", "Observer", "Replay", "ReplayDeadlock",
            "ReplayMismatch", "stream_locate"]
@@ -222,10 +222,9 @@ class Replay:
         to the stream's end. A whole section of a RunStream is encoded once
         (Keys.sections) and copied, its keys shifted."""
         seq = self.streams[r]
-        parts = seq.parts(len(code)) if isinstance(seq, RunStream) else \
-            ((seq, len(code), len(seq), 0, 0, 0),)
-        for part, a, b, dm, _, base in parts:
-            if isinstance(seq, RunStream) and a == 0 and b == len(part):
+        sections = isinstance(seq, RunStream)
+        for part, a, b, dm, _, base in stream_parts(seq, len(code)):
+            if sections and a == 0 and b == len(part):
                 code.append_shifted(self._section(r, part, base), base, dm * KEY_SHIFT)
                 continue
             code.grow(b - a)
