@@ -60,7 +60,7 @@ class _Repairing(Replay):
                 chan = code.chan[i]
                 # only the oldest unmatched send of the channel: the next receive meets it
                 waiting = self.sends.get(chan)
-                if code.send[i] and waiting and waiting[0] == (r, i):
+                if code.send[i] and waiting and waiting[0] == i:
                     moved |= self._hoist(chan, code.key[i], r)
         return moved
 

@@ -40,7 +40,7 @@ from schedc.errors import VerifyError
 from schedc.overlap import DEFAULT, Overlap
 from schedc.program import Instr
 from schedc.replay_code import COLL, KEY_SHIFT, LOCAL, MSG, Keys, RankCode, encode, window
-from schedc.unroll import RunStream
+from schedc.unroll import RunStream, stream_parts
 
 __all__ = ["COLL", "LOCAL", "MSG", "Blocked", "Fanout", "Observer", "Replay", "ReplayDeadlock",
            "ReplayMismatch", "stream_locate"]
@@ -191,8 +191,9 @@ class Replay:
         self.batch_end = [-1] * n  # end of the posted batch; -1 when none
         self.open = [0] * n  # messages of the posted batch not yet matched
         # per channel, the unmatched messages of each side, oldest first
-        self.sends: defaultdict[tuple, deque[tuple[int, int]]] = defaultdict(deque)
-        self.recvs: defaultdict[tuple, deque[tuple[int, int]]] = defaultdict(deque)
+        # (stream indices: a channel's sends are its sender's, its receives its receiver's)
+        self.sends: defaultdict[tuple, deque[int]] = defaultdict(deque)
+        self.recvs: defaultdict[tuple, deque[int]] = defaultdict(deque)
         self.gathering: dict[tuple[int, ...], dict[int, int]] = {}  # group -> rank -> index
         self.ready: deque[int] = deque(range(n))
         self.queued = [True] * n
@@ -221,10 +222,9 @@ class Replay:
         to the stream's end. A whole section of a RunStream is encoded once
         (Keys.sections) and copied, its keys shifted."""
         seq = self.streams[r]
-        parts = seq.parts(len(code)) if isinstance(seq, RunStream) else \
-            ((seq, len(code), len(seq), 0, 0, 0),)
-        for part, a, b, dm, _, base in parts:
-            if isinstance(seq, RunStream) and a == 0 and b == len(part):
+        sections = isinstance(seq, RunStream)
+        for part, a, b, dm, _, base in stream_parts(seq, len(code)):
+            if sections and a == 0 and b == len(part):
                 code.append_shifted(self._section(r, part, base), base, dm * KEY_SHIFT)
                 continue
             code.grow(b - a)
@@ -393,7 +393,7 @@ class Replay:
                 continue
             theirs = (recvs if is_send else sends).get(chan)
             if theirs:  # the other end is there: the oldest unmatched one meets this one
-                o_r, o_i = theirs.popleft()
+                o_r, o_i = chan[1] if is_send else chan[0], theirs.popleft()
                 if self.code[o_r].key[o_i] != keys[i]:
                     self.mismatch(*((r, i, o_r, o_i) if is_send else (o_r, o_i, r, i)))
                 if matched is None:
@@ -411,7 +411,7 @@ class Replay:
                     if o_r != r:
                         self.wake(o_r)
             else:
-                (sends if is_send else recvs)[chan].append((r, i))
+                (sends if is_send else recvs)[chan].append(i)
                 if pend is None:
                     opened[r] += 1
                 else:
@@ -427,7 +427,7 @@ class Replay:
             chan, is_send, key = chans[i], sent[i], keys[i]
             theirs = (recvs if is_send else sends).get(chan)
             if theirs:  # the other end is there: the oldest unmatched one meets this one
-                o_r, o_i = theirs.popleft()
+                o_r, o_i = chan[1] if is_send else chan[0], theirs.popleft()
                 if codes[o_r].key[o_i] != key:
                     self.mismatch(*((r, i, o_r, o_i) if is_send else (o_r, o_i, r, i)))
                 if matched is not None:
@@ -440,7 +440,7 @@ class Replay:
                     queued[o_r] = True
                     ready.append(o_r)
             else:
-                (sends if is_send else recvs)[chan].append((r, i))
+                (sends if is_send else recvs)[chan].append(i)
                 opened[r] += 1
 
     # ---- overlap rules (K > 1; schedc/overlap.py) ----------------------------------
@@ -576,7 +576,7 @@ class Replay:
             return Blocked(r, pc, self.streams[r][pc].label(), why)
         for i in range(pc, self.batch_end[r]):  # the first message still unmatched
             chan, is_send = self.code[r].chan[i], self.code[r].send[i]
-            if (r, i) in (self.sends if is_send else self.recvs).get(chan, ()):
+            if i in (self.sends if is_send else self.recvs).get(chan, ()):
                 ins = self.streams[r][i]
                 why = (f"no matching RECV on rank {ins.peer}" if is_send
                        else f"no matching SEND from rank {ins.peer}")
@@ -595,7 +595,7 @@ class Replay:
         for lo, hi, send in waits:  # the current batch's receives, then the oldest sends
             for i in range(lo, hi):
                 chan, is_send = code.chan[i], bool(code.send[i])
-                if is_send == send and (r, i) in (self.sends if send else self.recvs).get(
+                if is_send == send and i in (self.sends if send else self.recvs).get(
                         chan, ()):
                     ins = self.streams[r][i]
                     why = (f"no matching RECV on rank {ins.peer}" if is_send

@@ -7,7 +7,7 @@ collective's group; whether it sends; and a message's key as one integer
 (a collective's stage is read from its instruction: they are few),
 the micro-batch times KEY_SHIFT plus an id of (message, producer stage,
 pipeline) (`instructions.message_key`'s parts). Parallel arrays, not a tuple
-per instruction: about 26 bytes an instruction instead of about 180, for the
+per instruction: about 22 bytes an instruction instead of about 180, for the
 millions a large compile replays. A section of a RunStream (a program's
 prologue, body or epilogue) is encoded once and copied for each repetition,
 its keys shifted by the repetition's micro-batches.
@@ -68,7 +68,7 @@ class RankCode:
 
     def __init__(self, n: int = 0) -> None:
         self.kind = bytearray(n)
-        self.end = array("q", bytes(8 * n))
+        self.end = array("i", bytes(4 * n))  # indices: 4 bytes
         self.chan: list = [None] * n
         self.send = bytearray(n)
         self.key = array("q", bytes(8 * n))
@@ -109,7 +109,7 @@ class RankCode:
     def grow(self, n: int) -> None:
         """n more entries, to be encoded."""
         self.kind.extend(bytes(n))
-        self.end.extend(array("q", bytes(8 * n)))
+        self.end.extend(array("i", bytes(4 * n)))
         self.chan.extend([None] * n)
         self.send.extend(bytes(n))
         self.key.extend(array("q", bytes(8 * n)))
@@ -118,7 +118,7 @@ class RankCode:
         """`part` (encoded at index 0) appended at index `base`, its keys
         shifted by dkey; then the run before `base` joined to part's first."""
         self.kind.extend(part.kind)
-        self.end.extend(array("q", [e + base for e in part.end]))
+        self.end.extend(array("i", [e + base for e in part.end]))
         self.chan.extend(part.chan)
         self.send.extend(part.send)
         self.key.extend(array("q", [k + dkey for k in part.key]) if dkey else part.key)
