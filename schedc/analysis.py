@@ -18,7 +18,7 @@ from schedc.instructions import COMPUTE_OPS, unit_cost
 from schedc.program import Instr, Manifest, RankProgram
 from schedc.timing import Timing, unit_timing
 from schedc.unroll import Unrolled
-from schedc.versions import Key, VersionTable
+from schedc.version_table import Key, VersionTable
 
 ANALYSIS_REPEATS = 4
 STEADY_REPEATS = 8

@@ -39,7 +39,7 @@ from schedc.spec import Spec
 from schedc.timing import unit_timing
 from schedc.unroll import Unrolled
 from schedc.verify import verify
-from schedc.versions import VersionTable
+from schedc.version_table import VersionTable
 
 if TYPE_CHECKING:  # networkx is imported only where a graph is built (schedc.graph)
     import networkx as nx

@@ -27,7 +27,8 @@ from schedc.program import Manifest, RankProgram
 from schedc.replay import Replay
 from schedc.timing import Timing
 from schedc.unroll import RunStream, Unrolled
-from schedc.versions import VersionCheck, VersionTable
+from schedc.version_table import VersionTable
+from schedc.versions import VersionCheck
 
 
 class Runs:

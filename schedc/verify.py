@@ -22,7 +22,7 @@ from schedc.program import Instr, Manifest, RankProgram
 from schedc.runs import Runs
 from schedc.spec import Spec
 from schedc.unroll import Unrolled
-from schedc.versions import VersionTable
+from schedc.version_table import VersionTable
 
 ASYNC_REPEATS = (1, 2, 3)
 

@@ -16,7 +16,7 @@ from schedc.replay import Replay
 from schedc.runs import Runs, replay_versions
 from schedc.timing import unit_timing
 from schedc.unroll import Unrolled
-from schedc.versions import VersionTable
+from schedc.version_table import VersionTable
 
 CASES = [("paci", 4, 8), ("pipedream-2bw", 3, 6), ("amdp", 4, 8), ("pipedream", 3, 1),
          ("1f1b", 4, 8)]

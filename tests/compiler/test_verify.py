@@ -12,7 +12,7 @@ from schedc.errors import VerifyError
 from schedc.program import Instr
 from schedc.unroll import Unrolled
 from schedc.verify import _check_non_negative, verify
-from schedc.versions import VersionTable
+from schedc.version_table import VersionTable
 
 CASES = [("1f1b", 4, 4), ("zb-h1", 4, 4), ("chimera", 4, 4), ("paci", 4, 2),
          ("pipedream", 3, 1), ("pipedream-2bw", 3, 3), ("amdp", 4, 4)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from schedc.versions import VersionTable
+from schedc.version_table import VersionTable
 
 
 def _table(rows: dict[tuple[int, int, int], tuple[int, int, int]]) -> VersionTable:
