@@ -6,6 +6,7 @@ and across every preset.
     python bench/compile_speed.py --all-presets            # every preset, 4 sizes, 3 runs
     python bench/compile_speed.py --all-presets --sizes 8x64 16x128 --repeats 1
     python bench/compile_speed.py --all-presets --write    # also rewrite BENCHMARKS.md's table
+    python bench/compile_speed.py --against-1f1b paci amdp --sizes 32x256 --repeats 5
 
 schedc: `python -m schedc compile --preset P ...` in a fresh process (parse,
 order, lower, verify, analyse, write JSON), wall time and peak resident memory
@@ -182,6 +183,21 @@ def _ratios(medians: dict[tuple[str, str], float], sizes: list[tuple[str, int, i
     return "\n".join([header, "|---" * (len(sizes) + 1) + "|", *rows])
 
 
+def against_1f1b(args: argparse.Namespace) -> None:
+    """Each preset's compile as a multiple of 1F1B's, the two run in turn
+    (1F1B, preset, 1F1B, ...) so that both see the same machine: the
+    per-pair ratios' median and range."""
+    for size, ranks, mbs in _sizes(args.sizes or ["32x256"]):
+        for preset in args.against_1f1b:
+            ratios = []
+            for _ in range(args.repeats):
+                base = schedc_once("1f1b", ranks, mbs, args.timeout)[0]
+                ratios.append(schedc_once(preset, ranks, mbs, args.timeout)[0] / base)
+            print(f"{preset:>17} {size:>8}: {statistics.median(ratios):.2f}x 1F1B "
+                  f"(pairs {min(ratios):.2f}x to {max(ratios):.2f}x, {args.repeats} pairs, "
+                  f"load {os.getloadavg()[0]:.2f})", flush=True)
+
+
 def write_section(text: str) -> None:
     """Replace the table between the compile-table markers of BENCHMARKS.md."""
     doc = BENCHMARKS.read_text()
@@ -202,7 +218,12 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per compile")
     ap.add_argument("--write", action="store_true",
                     help="with --all-presets: rewrite BENCHMARKS.md's compile table")
+    ap.add_argument("--against-1f1b", nargs="+", choices=PRESETS, metavar="PRESET",
+                    help="these presets' compile time over 1F1B's, run in alternate pairs")
     args = ap.parse_args()
+    if args.against_1f1b:
+        against_1f1b(args)
+        return
     if not args.all_presets:
         against_torch(args)
         return
