@@ -38,7 +38,7 @@ from schedc.replay import ReplayDeadlock, ReplayMismatch
 from schedc.spec import Spec
 from schedc.timing import unit_timing
 from schedc.unroll import Unrolled
-from schedc.verify import verify
+from schedc.verify import ASYNC_REPEATS, verify
 from schedc.version_table import VersionTable
 
 if TYPE_CHECKING:  # networkx is imported only where a graph is built (schedc.graph)
@@ -76,10 +76,12 @@ def lower_batches(spec: Spec, batches: int, check_order: bool = False,
 
 
 def _lowered(spec: Spec, batches: int, policy: Policy | None = None,
-             graph: nx.DiGraph | None = None, check_order: bool = False) -> list[list[Instr]]:
+             graph: nx.DiGraph | None = None, check_order: bool = False,
+             repair: bool = True) -> list[list[Instr]]:
     """lower_batches' streams; without `graph`, the list scheduler reads the
     dependencies without networkx (order.Dependencies) and a constructed
-    (modulo) order reads none."""
+    (modulo) order reads none. `repair=False`: receives in send order but no
+    repairing replay (place_receives; _proven_unrepaired)."""
     problem = Problem.of(spec, batches)
     if policy is None:
         policy = choose_policy(spec)
@@ -101,7 +103,7 @@ def _lowered(spec: Spec, batches: int, policy: Policy | None = None,
     streams = lower(problem, orders, times)
     if times is None:
         del orders  # freed before the receives' replay (memory of a long run)
-        place_receives(streams)
+        place_receives(streams, repair)
     # else a constructed schedule, whose receives lower posts by the planned
     # times: deadlock-free by construction, nothing to repair (the replay was
     # a fifth of AMDP's split; tests/compiler/test_construct.py checks that
@@ -255,6 +257,10 @@ def compile_with(spec: Spec, policy: Policy, lowered: list[list[Instr]] | None =
     already lowered under that policy (choose_policy's finalist)."""
     if not spec.flush and spec.num_pipelines > 1 and modulo_plan(spec) is None:
         return _compile_fallback(spec)
+    if not spec.flush:
+        proven = _proven_unrepaired(spec, policy)
+        if proven is not None:
+            return _analysed(spec, policy, *proven)
     if spec.flush:
         k = _sync_period(spec)
         period = Period(microbatches=k * spec.microbatches, steps=k)
@@ -271,11 +277,43 @@ def compile_with(spec: Spec, policy: Policy, lowered: list[list[Instr]] | None =
         if spec.flush or exc.reason.startswith(BOUND_PREFIXES):
             raise
         return _compile_fallback(spec)  # an edge the one-run construction misses (p4 m1)
+    return _analysed(spec, policy, programs, manifest, table, construction)
+
+
+def _analysed(spec: Spec, policy: Policy, programs: list[RankProgram], manifest: Manifest,
+              table: VersionTable, construction: str) -> Compiled:
     analysis = analyse(manifest, programs, table)
     analysis["order_policy"] = ({"construction": "modulo"} if construction == "modulo"
                                 else policy.describe())
     manifest = replace(manifest, analysis=analysis)
     return Compiled(spec, manifest, tuple(programs), policy)
+
+
+def _proven_unrepaired(spec: Spec, policy: Policy
+                       ) -> tuple[list[RankProgram], Manifest, VersionTable, str] | None:
+    """The list-scheduled asynchronous programs from a run whose receives
+    place_receives' replay did not repair, once the verifier proves them
+    without folding: the verifier's run of as many bodies as the lowered run
+    holds is that run itself (split_run takes it apart exactly), so it
+    completes without a wait or a mismatch, and the repairing replay, which
+    changes a run only where it waits or mismatches, would have left it as it
+    is: the same programs, without that replay (about a tenth of a large
+    compile). None otherwise (any refusal, a fold, a run longer than the
+    verifier's): the caller compiles with the repair."""
+    if modulo_plan(spec) is not None:
+        return None  # a constructed run: never repaired (_lowered)
+    try:
+        programs, period, construction, bodies = _split_programs(spec, policy, repair=False)
+    except (VerifyError, OrderError):
+        return None
+    if construction != "list" or not 1 <= bodies <= ASYNC_REPEATS[-1]:
+        return None
+    manifest = _manifest(spec, programs, period)
+    try:
+        table = verify(manifest, programs, analysed_repeats(manifest))
+    except VerifyError:
+        return None
+    return programs, manifest, table, construction
 
 
 def _compile_fallback(spec: Spec) -> Compiled:
@@ -320,7 +358,8 @@ def _periodic_programs(spec: Spec, policy: Policy, long_run: bool = False
     return _fold_short_runs(programs, period, validated), period, construction
 
 
-def _split_programs(spec: Spec, policy: Policy, long_run: bool = False) -> Split:
+def _split_programs(spec: Spec, policy: Policy, long_run: bool = False,
+                    repair: bool = True) -> Split:
     """Prologue, body and epilogue of an asynchronous schedule, from one run.
 
     The order is built once for enough batches to pass the warm-up and repeat
@@ -354,12 +393,12 @@ def _split_programs(spec: Spec, policy: Policy, long_run: bool = False) -> Split
     in_flight = 2 * spec.stages * spec.num_pipelines
     longest = 1 if spec.microbatches >= in_flight else LIST_PERIODS[-1]
     if longest == 1 and not long_run:
-        short = _short_list_programs(spec, policy, base)
+        short = _short_list_programs(spec, policy, base, repair)
         if short is not None:
             return short
     batches = warmup_batches(spec) + 3 * longest * base
     batches += -batches % (longest * base)
-    streams = _lowered(spec, batches, policy)
+    streams = _lowered(spec, batches, policy, repair=repair)
     # The first period that repeats on every rank.
     for j in LIST_PERIODS[:longest]:
         k = j * base
@@ -395,7 +434,8 @@ def _modulo_runs(plan: ModuloPlan, long_run: bool = False) -> list[int]:
     return sorted(runs)
 
 
-def _short_list_programs(spec: Spec, policy: Policy, base: int) -> Split | None:
+def _short_list_programs(spec: Spec, policy: Policy, base: int, repair: bool = True
+                         ) -> Split | None:
     """The list-scheduled asynchronous programs from the shortest run that
     shows the steady state twice: a warm-up of at most one step (a step holds
     more micro-batches than are in flight), the forwards' fixed delay, two
@@ -405,7 +445,7 @@ def _short_list_programs(spec: Spec, policy: Policy, base: int) -> Split | None:
     fewer than two bodies (the caller lowers the long run)."""
     period = Period(microbatches=base * spec.microbatches, steps=base)
     batches = (1 + (spec.fixed_delay or 0) + SHORT_BODIES) * base
-    streams = _lowered(spec, batches, policy)
+    streams = _lowered(spec, batches, policy, repair=repair)
     try:
         programs, extra = split_run(streams, batches // base, period)
     except VerifyError:

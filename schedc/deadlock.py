@@ -95,8 +95,10 @@ def check_deadlock_free(streams: Sequence[Sequence[Instr]], locate: Locate,
     Replay(streams, locate=locate, rule=rule).run()
 
 
-def place_receives(streams: list[list[Instr]]) -> None:
+def place_receives(streams: list[list[Instr]], repair: bool = True) -> None:
     """Make lowered streams deadlock-free by posting receives earlier, in place.
+    (`repair=False`: the receives in send order only, no replay: the caller
+    proves the result some other way, compiler._proven_unrepaired.)
 
     Runs the replay; wherever ranks would wait on each other's sends, the
     receive the oldest waiting send needs joins its receiver's current batch,
@@ -108,7 +110,7 @@ def place_receives(streams: list[list[Instr]]) -> None:
     that cannot untie the wait.
     """
     _receives_in_send_order(streams)
-    while True:
+    while repair:
         try:
             _Repairing(streams).run()
             return
