@@ -77,7 +77,7 @@ class Clock(Observer):
         self.serial = serial_comm
         self.lazy = lazy_recv and not serial_comm
         self.sections: dict[int, tuple[Sequence[Instr], list[float]]] = {}
-        self.dur = [self._durations(s) for s in self.streams]
+        self.dur = [self._stream_durations(s) for s in self.streams]
         self.dkey = [_data_keys(s) for s in self.streams] if self.lazy else []
         n = len(self.streams)
         self.now = [0.0] * n
@@ -97,13 +97,13 @@ class Clock(Observer):
         """Rank r's stream has grown at its end (schedc.runs): its new
         instructions get times too."""
         done, stream = len(self.dur[r]), self.streams[r]
-        self.dur[r].extend(self._durations(stream, done))
+        self.dur[r].extend(self._stream_durations(stream, done))
         if self.lazy:
             self.dkey[r].extend(_data_keys(stream[done:]))
         self.starts[r].extend(_zeros(len(stream) - done))
         self.ends[r].extend(_zeros(len(stream) - done))
 
-    def _durations(self, stream: Sequence[Instr], lo: int = 0) -> list[float]:
+    def _stream_durations(self, stream: Sequence[Instr], lo: int = 0) -> list[float]:
         """_durations of stream[lo:]: a RunStream's whole sections once each
         (a duration reads the op and stage alone, which no shift changes)."""
         if not isinstance(stream, RunStream):
