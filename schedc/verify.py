@@ -34,8 +34,9 @@ def verify(manifest: Manifest, programs: Sequence[RankProgram], timed: int | Non
     costs, for the analysis (`table.runs.timing()`)."""
     if len(programs) != manifest.world_size:
         raise VerifyError(f"{len(programs)} rank programs for world size {manifest.world_size}")
+    limit = _microbatch_limit(manifest, programs)
     for prog in programs:
-        _check_fields(manifest, prog)
+        _check_fields(manifest, prog, limit)
     repeats = (1,) if manifest.synchronous else ASYNC_REPEATS
     # One replay of the longest run stands for every shorter one (schedc.runs).
     runs = Runs(manifest, programs, max(repeats[-1], timed or 0), timed is not None)
@@ -80,30 +81,42 @@ def _fail(un: Unrolled, rank: int, index: int, reason: str) -> VerifyError:
 _NOT_TAKEN = {op: tuple(n for n in FIELDS if n not in row.fields) for op, row in TABLE.items()}
 
 
-def _check_fields(manifest: Manifest, prog: RankProgram) -> None:
+def _microbatch_limit(manifest: Manifest, programs: Sequence[RankProgram]) -> int:
+    """A bound no sound program set reaches: the run of one body is complete,
+    so its micro-batches (and a period's) are fewer than its instructions.
+    Refusing what passes it keeps the unrolled runs' micro-batches (the
+    replay's keys, the completeness bit sets) as small as the programs."""
+    limit = sum(len(seq) for prog in programs for seq in prog.sections().values())
+    if manifest.period.microbatches > limit:
+        raise VerifyError(f"a period of {manifest.period.microbatches} micro-batches, more "
+                          f"than the programs' {limit} instructions can run")
+    return limit
+
+
+def _check_fields(manifest: Manifest, prog: RankProgram, limit: int) -> None:
     sound: set[tuple] = set()  # shapes found sound on this rank
     for section, seq in prog.sections().items():
         for i, ins in enumerate(seq):
-            if _shape(ins) in sound:
+            if _shape(ins, limit) in sound:
                 continue
-            reason = _field_problem(manifest, prog.rank, ins)
+            reason = _field_problem(manifest, prog.rank, ins, limit)
             if reason:
                 raise VerifyError(reason, rank=prog.rank, index=i, section=section,
                                   instr=ins.op)
-            sound.add(_shape(ins))
+            sound.add(_shape(ins, limit))
 
 
 # What _field_problem reads of an instruction, but the micro-batch: an
-# instruction of a shape already found sound is sound (mb must be >= 0).
+# instruction of a shape already found sound is sound (0 <= mb < limit).
 _SHAPE_FIELDS = ("op", "pipeline", "stage") + tuple(n for n in FIELDS if n != "mb")
 _shape_of = attrgetter(*_SHAPE_FIELDS)
 
 
-def _shape(ins: Instr) -> tuple:
-    return _shape_of(ins), None if ins.mb is None else ins.mb >= 0
+def _shape(ins: Instr, limit: int) -> tuple:
+    return _shape_of(ins), None if ins.mb is None else 0 <= ins.mb < limit
 
 
-def _field_problem(manifest: Manifest, rank: int, ins: Instr) -> str | None:
+def _field_problem(manifest: Manifest, rank: int, ins: Instr, limit: int) -> str | None:
     row = TABLE.get(ins.op)
     if row is None:
         return f"unknown op {ins.op!r}"
@@ -121,6 +134,8 @@ def _field_problem(manifest: Manifest, rank: int, ins: Instr) -> str | None:
         return f"stage {ins.stage} of pipeline {ins.pipeline} is not on rank {rank}"
     if ins.mb is not None and ins.mb < 0:
         return "negative micro-batch"
+    if ins.mb is not None and ins.mb >= limit:
+        return f"micro-batch {ins.mb}, more than the programs' {limit} instructions can run"
     return None
 
 

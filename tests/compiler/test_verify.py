@@ -182,9 +182,21 @@ FIELD_MUTATIONS = [
     (lambda i: replace(i, stage=9), "stage 9 out of range"),
     (lambda i: replace(i, stage=2), "stage 2 of pipeline 0 is not on rank 1"),
     (lambda i: replace(i, mb=-3), "negative micro-batch"),
+    (lambda i: replace(i, mb=10**20), "micro-batch 100000000000000000000, more than the "
+     "programs' 3080 instructions can run"),
     (lambda i: Instr("STEP", stage=1, mb=4, pipeline=0, version=1, count=8),
      "STEP does not take field 'mb'"),
 ]
+
+
+def test_a_period_longer_than_the_programs_is_refused():
+    """Shifting by such a period would make the runs' micro-batches (the
+    replay's keys, the completeness bit sets) far larger than the programs."""
+    c = compiled("paci", 4, 64)
+    manifest = replace(c.manifest, period=replace(c.manifest.period, microbatches=10**20))
+    with pytest.raises(VerifyError, match="a period of 100000000000000000000 micro-batches, "
+                       "more than the programs' 3080 instructions can run"):
+        verify(manifest, c.programs)
 
 
 @pytest.mark.parametrize("mutation,reason", FIELD_MUTATIONS,
