@@ -69,7 +69,7 @@ class Runs:
         ends = [un.epilogue_start(r) for r in range(len(un.streams))]
         limits = [self.replay.batch_start(r, i) for r, i in enumerate(ends)]
         self.replay.run_to(limits)
-        state = _stopped_state(self.replay, limits, self.bodies_at,
+        state = _stopped_state(self.replay, ends, self.bodies_at,
                                (n - 1) * self.period.microbatches * KEY_SHIFT)
         if state is None or state != self.stopped.get(n - 1):
             self.forks += 1
@@ -143,10 +143,10 @@ class Runs:
         self.ended = True
 
 
-def _stopped_state(replay: Replay, limits: list[int], bodies: list[int], dkey: int
+def _stopped_state(replay: Replay, ends: list[int], bodies: list[int], dkey: int
                    ) -> tuple | None:
-    """The state of `replay`, stopped at `limits` (run n's epilogue starts),
-    as run 1 would see it: each rank's position counted from its limit,
+    """The state of `replay`, stopped before run n's epilogues (which start at
+    `ends`), as run 1 would see it: each rank's position counted from there,
     message keys shifted back by run n's `dkey`. If the states before the
     epilogues of runs n - 1 and n are equal so, run n from there is run n - 1
     from there shifted by a body (each rank stands in its last body, at the
@@ -158,11 +158,11 @@ def _stopped_state(replay: Replay, limits: list[int], bodies: list[int], dkey: i
             any(a >= 0 for a in replay.ahead):
         return None
     ranks = []
-    for pc, end, held, limit, body in zip(replay.pc, replay.batch_end, replay.open, limits,
+    for pc, end, held, start, body in zip(replay.pc, replay.batch_end, replay.open, ends,
                                           bodies, strict=True):
-        if limit - pc > body:
+        if start - pc > body:
             return None
-        ranks.append((pc - limit, end - limit if end >= 0 else -1, held))
+        ranks.append((pc - start, end - start if end >= 0 else -1, held))
     queues = []
     for owner, side in ((0, replay.sends), (1, replay.recvs)):
         for chan, queue in side.items():
@@ -170,7 +170,7 @@ def _stopped_state(replay: Replay, limits: list[int], bodies: list[int], dkey: i
                 keys = replay.code[chan[owner]].key
                 queues.append((owner, chan, tuple(k - dkey if k >= 0 else k
                                                   for k in map(keys.__getitem__, queue))))
-    gathering = [(group, tuple(sorted((r, i - limits[r]) for r, i in members.items())))
+    gathering = [(group, tuple(sorted((r, i - ends[r]) for r, i in members.items())))
                  for group, members in replay.gathering.items()]
     return tuple(ranks), tuple(sorted(queues)), tuple(sorted(gathering))
 
