@@ -59,7 +59,8 @@ class Runs:
         """Replay run n (after runs 1 .. n - 1): deadlock freedom, then every
         version; its table. The longest run is the shared replay itself, run to
         its end; a shorter one stops the shared replay before its epilogue
-        and forks. `last`: no longer run is proven (the check's lines go as its
+        and forks, unless it stops as run n - 1 did a body later
+        (_stopped_state). `last`: no longer run is proven (the check's lines go as its
         table is made)."""
         un = self.run(n)
         self.replay.locate = un.locate
