@@ -103,6 +103,21 @@ class Clock(Observer):
         self.starts[r].extend(_zeros(len(stream) - done))
         self.ends[r].extend(_zeros(len(stream) - done))
 
+    def times_read(self, posted: list[tuple[int, int]], unmatched: set[tuple[int, int]]
+                   ) -> tuple[tuple, list[float]]:
+        """What a replay stopped with each rank r's batch posted[r] (lo, hi;
+        lo == hi: none) and the messages `unmatched` (rank, index) not yet met
+        reads of the clock from there on, or has already written past lo:
+        (the links used, the times in order: every rank's clock and batch
+        clock, each link's free time, the starts of the posted batches and
+        the ends of their messages already met)."""
+        links = tuple(sorted(self.link_free))
+        times = [*self.now, *self.batch_clock, *map(self.link_free.__getitem__, links)]
+        for r, (lo, hi) in enumerate(posted):
+            times += self.starts[r][lo:hi]
+            times += [self.ends[r][i] for i in range(lo, hi) if (r, i) not in unmatched]
+        return links, times
+
     def _stream_durations(self, stream: Sequence[Instr], lo: int = 0) -> list[float]:
         """_durations of stream[lo:]: a RunStream's whole sections once each
         (a duration reads the op and stage alone, which no shift changes)."""

@@ -24,11 +24,12 @@ The rules (docs/programs.md, "Execution rules"):
   (schedc.replay_overlap).
 
 Clients plug in as an `Observer` (schedc.replay_events: callbacks on
-ranges of a rank's stream): the verifier's deadlock proof (no observer; `schedc.runs` stops it before an
-epilogue and forks it), the unit-cost timing (`schedc.timing`) and the
-cost-model simulator (`schedc.simulate.engine`). The replay is linear in the
-number of instructions: a rank runs until it blocks and is woken only when a
-peer completes what it waits for.
+ranges of a rank's stream): the verifier's deadlock proof (no observer;
+`schedc.runs` stops it before an epilogue and forks it), the unit-cost
+timing (`schedc.timing`) and the cost-model simulator
+(`schedc.simulate.engine`). The replay is linear in the number of
+instructions: a rank runs until it blocks and is woken only when a peer
+completes what it waits for.
 """
 
 from __future__ import annotations

@@ -11,6 +11,12 @@ runs beside the replay, not in it (schedc.versions.VersionCheck: each rank's
 line checks the shared part once, a copy each epilogue). The unit-cost clock
 observes the shared replay, which times the longest run for the analysis.
 
+Periodicity spares replays: where the shared replay stops before run n's
+epilogue as it stopped before run n - 1's, a body later (_stopped_state),
+run n's epilogue is run n - 1's shifted and is not forked; where the clock
+also reads the same times there, one body's time later, the longest run's
+timing is the last proven run's with a body's times repeated (_fold).
+
 Nothing is copied per body: a run's streams are RunStreams (schedc.unroll),
 the programs' own sections with the shift each runs at; the replay encodes a
 section once and copies its encoding, keys shifted (schedc.replay_code); a
@@ -19,6 +25,7 @@ fork encodes its epilogue on in the shared encoding, lent and given back.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 
 from schedc.clock import Clock, UnitCosts
@@ -54,6 +61,10 @@ class Runs:
         # (_stopped_state; None: not comparable); and the forks replayed
         self.stopped: dict[int, tuple | None] = {}
         self.forks = 0
+        # per run proven, the clock's times there (Clock.times_read); and where
+        # the longest run's timing comes from a shorter run's (_fold)
+        self.clocked: dict[int, tuple | None] = {}
+        self.folded: tuple[int, float, list[int]] | None = None
 
     def prove(self, n: int, last: bool = False) -> VersionTable:
         """Replay run n (after runs 1 .. n - 1): deadlock freedom, then every
@@ -72,6 +83,12 @@ class Runs:
         self.replay.run_to(limits)
         state = _stopped_state(self.replay, ends, self.bodies_at,
                                (n - 1) * self.period.microbatches * KEY_SHIFT)
+        if self.clock is not None and state is not None:
+            self.clocked[n] = self.clock.times_read(*_posted(self.replay))
+            if last and n == self.longest - 1 and state == self.stopped.get(n - 1):
+                shift = _time_shift(self.clocked.get(n - 1), self.clocked[n])
+                if shift is not None:
+                    return self._fold(n, shift)
         if state is None or state != self.stopped.get(n - 1):
             self.forks += 1
             try:  # the shared streams end where the epilogue starts: the fork encodes on in them
@@ -80,6 +97,26 @@ class Runs:
                 self.replay.take_back(ends)
         self.stopped[n] = state
         return self.versions.check(un, ends, final=last)
+
+    def _fold(self, n: int, shift: float) -> VersionTable:
+        """Run n, the last proven, stands before its epilogue as run n - 1
+        did a body and `shift` time units earlier, replay and clock alike: so
+        run n + 1, the longest, from there is run n from there one body and
+        `shift` later. The shared replay then ends with run n's epilogue, and
+        the longest run's timing is run n's with its last body's times, and
+        what follows, once more `shift` later (timing). Run n's table, as the
+        lines check its epilogue themselves."""
+        self.folded = (n, shift, list(self.replay.pc))
+        for r, prog in enumerate(self.programs):
+            self.streams[r].append(prog.epilogue, *self._shift(n - 1))
+            self.replay.extend(r)
+            self.clock.extend(r)
+        self.replay.keys.sections.clear()
+        self.clock.sections.clear()
+        un = Unrolled(self.programs, self.period, n, self.streams)
+        self.replay.locate = un.locate
+        self._end()
+        return self.versions.check(un, final=True)
 
     @property
     def bodies_at(self) -> list[int]:
@@ -131,12 +168,31 @@ class Runs:
         """The longest run and its unit timing, once the shorter runs are
         proven: the shared replay goes on to the end with the clock alone."""
         assert self.clock is not None, "Runs(timed=True) clocks the longest run"
+        if self.folded is not None:
+            return self._folded_timing()
         un = self.run(self.longest)
         if not self.ended:  # the longest run is timed, not proven
             self.proven()
             self.replay.locate = un.locate
             self._end()
         return un, Timing(self.clock.starts, self.clock.ends)
+
+    def _folded_timing(self) -> tuple[Unrolled, Timing]:
+        """The longest run and its timing, from the shorter run folded into
+        the shared replay (_fold): a rank's times up to where it stood then,
+        and from a body earlier on, `shift` later."""
+        n, shift, stood = self.folded
+        streams, starts, ends = [], [], []
+        for r, (prog, seq) in enumerate(zip(self.programs, self.streams, strict=True)):
+            stream = seq.head(1 + n)
+            stream.append(prog.body, *self._shift(n))
+            stream.append(prog.epilogue, *self._shift(n))
+            streams.append(stream)
+            at, again = stood[r], stood[r] - len(prog.body)
+            for out, times in ((starts, self.clock.starts[r]), (ends, self.clock.ends[r])):
+                out.append(times[:at] + array("d", [t + shift for t in times[again:]]))
+        self.proven()
+        return Unrolled(self.programs, self.period, n + 1, tuple(streams)), Timing(starts, ends)
 
     def _end(self) -> None:
         self.replay.run_to(None)
@@ -174,6 +230,26 @@ def _stopped_state(replay: Replay, ends: list[int], bodies: list[int], dkey: int
     gathering = [(group, tuple(sorted((r, i - ends[r]) for r, i in members.items())))
                  for group, members in replay.gathering.items()]
     return tuple(ranks), tuple(sorted(queues)), tuple(sorted(gathering))
+
+
+def _posted(replay: Replay) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
+    """Each rank's posted batch (lo, hi; lo == hi: none), and the messages
+    posted and not yet met, as (rank, index)."""
+    posted = [(pc, max(pc, end)) for pc, end in zip(replay.pc, replay.batch_end, strict=True)]
+    unmatched = {(chan[owner], i) for owner, side in ((0, replay.sends), (1, replay.recvs))
+                 for chan, queue in side.items() for i in queue}
+    return posted, unmatched
+
+
+def _time_shift(before: tuple | None, after: tuple | None) -> float | None:
+    """The one time by which every time of `after` (Clock.times_read) is
+    later than the same time of `before`; None if there is none."""
+    if before is None or after is None or before[0] != after[0] or \
+            len(before[1]) != len(after[1]) or not after[1]:
+        return None
+    shift = after[1][0] - before[1][0]
+    same = all(b - a == shift for a, b in zip(before[1], after[1], strict=True))
+    return shift if same else None
 
 
 def replay_versions(manifest: Manifest, un: Unrolled) -> VersionTable:

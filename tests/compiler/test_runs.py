@@ -73,19 +73,26 @@ def test_each_runs_table_is_a_fresh_replays(name, p, m, rule):
     c = compiled(name, p, m)
     manifest = replace(c.manifest, overlap=rule.to_dict())
     runs = Runs(manifest, c.programs, 4, timed=True)
-    for n in (1, 2, 3):
-        _assert_same_table(runs.prove(n), replay_versions(manifest, _fresh(c, n)))
+    for n in (1, 2, 3):  # run 3, the last proven, folds where it can (Runs._fold)
+        _assert_same_table(runs.prove(n, last=n == 3),
+                           replay_versions(manifest, _fresh(c, n)))
 
 
 @pytest.mark.parametrize("name,p,m", CASES)
-def test_the_longest_runs_timing_is_a_fresh_timing(name, p, m):
+@pytest.mark.parametrize("last", [False, True])
+def test_the_longest_runs_timing_is_a_fresh_timing(name, p, m, last):
+    """Replayed to its end, or (`last`: run 3 is the last proven) from run 3's
+    timing with its last body's times and what follows once more a body's
+    time later, where runs 2 and 3 stop alike (every case here)."""
     c = compiled(name, p, m)
     runs = Runs(c.manifest, c.programs, 4, timed=True)
     for n in (1, 2, 3):
-        runs.prove(n)
+        runs.prove(n, last=last and n == 3)
+    assert (runs.folded is not None) == last
     un, timing = runs.timing()
     fresh = unit_timing(_fresh(c, 4).streams)
     assert un.repeats == 4
+    assert [list(s) for s in un.streams] == [list(s) for s in _fresh(c, 4).streams]
     assert [list(s) for s in timing.start] == [list(s) for s in fresh.start]
     assert [list(s) for s in timing.end] == [list(s) for s in fresh.end]
 
@@ -134,9 +141,9 @@ def test_the_epilogues_of_runs_2_and_3_follow_from_run_1s(name, p, m):
     assert runs.forks == 1
 
 
-def _verdict(manifest, programs) -> tuple | None:
+def _verdict(manifest, programs, timed: int | None = None) -> tuple | None:
     try:
-        verify(manifest, programs)
+        verify(manifest, programs, timed)
     except VerifyError as exc:
         return type(exc).__name__, exc.rank, exc.section, exc.index, str(exc), exc.repeats
     return None
@@ -173,10 +180,12 @@ def _mutants(c, count: int, seed: int):
 @pytest.mark.parametrize("name,p,m", CASES[:4])
 def test_replaying_only_run_1s_epilogue_changes_no_verdict(name, p, m, monkeypatch):
     """On mutated bodies (a state that drifts from body to body among them),
-    verify says what it says when every run's epilogue is replayed."""
+    verify says what it says when every run's epilogue is replayed, and
+    (timed: the compiler's) when run 3 is not folded into the timed run."""
     c = compiled(name, p, m)
     mutants = list(_mutants(c, 40, seed=p * m))
-    skipping = [_verdict(c.manifest, progs) for progs in mutants]
+    skipping = [_verdict(c.manifest, progs, timed) for progs in mutants for timed in (None, 4)]
     monkeypatch.setattr(runs_module, "_stopped_state", lambda *args: None)
-    assert skipping == [_verdict(c.manifest, progs) for progs in mutants]
+    assert skipping == [_verdict(c.manifest, progs, timed) for progs in mutants
+                        for timed in (None, 4)]
     assert {v[5] for v in skipping if v is not None} >= {1, 2}  # runs 1 and 2 fail
