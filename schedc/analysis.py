@@ -174,11 +174,13 @@ def _version_table(table: VersionTable) -> dict[str, Any]:
     """Per pipeline and stage with keys: [mb, forward version, backward
     version, applied to], by micro-batch (the table's key order)."""
     by_stage = {}
-    for (p, s), mbs, _ in table.by_replica("applied"):  # every forward has all three
-        cols = table.columns[(p, s)]
-        by_stage[f"{p}/{s}"] = list(map(list, zip(
-            mbs, *(map(column.__getitem__, mbs)
-                   for column in (cols.forward, cols.backward, cols.applied)), strict=True)))
+    for (p, s), cols in table.replicas():  # every forward has all three (by_replica)
+        slots = cols.slots()
+        if slots:
+            by_stage[f"{p}/{s}"] = list(map(list, zip(
+                cols.mbs(slots), *(map(column.__getitem__, slots)
+                                   for column in (cols.forward, cols.backward, cols.applied)),
+                strict=True)))
     return {"columns": ["mb", "forward", "backward", "applied_to"], "by_stage": by_stage}
 
 

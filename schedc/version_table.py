@@ -38,38 +38,65 @@ _FIRST = itemgetter(0)
 
 
 class Columns:
-    """One replica's entries, indexed by micro-batch: the version its forward
-    and its backward read, the step its gradient went into, and where (the
-    stream index on `rank`, the rank holding the replica) the backward that
-    recorded it is; ABSENT where there is none. The arrays share one length,
-    grown by half as a list is (`room`)."""
+    """One replica's entries, by micro-batch: the version its forward and its
+    backward read, the step its gradient went into, and where (the stream
+    index on `rank`, the rank holding the replica) the backward that recorded
+    it is; ABSENT where there is none.
 
-    __slots__ = ("rank", *FIELDS)
+    A replica of pipeline p of n runs the micro-batches mb = p + n * i only
+    (schedc.completeness), so slot i holds mb = phase + stride * i; a
+    micro-batch off that line turns the columns to stride 1 (`slot`). The
+    arrays share one length, grown by half as a list is (`room`)."""
 
-    def __init__(self, rank: int | None, size: int = 0) -> None:
-        self.rank = rank
-        blank = array(TYPECODE, [ABSENT]) * size
+    __slots__ = ("rank", "stride", "phase", *FIELDS)
+
+    def __init__(self, rank: int | None, stride: int = 1, phase: int = 0) -> None:
+        self.rank, self.stride, self.phase = rank, stride, phase
         self.forward, self.backward, self.applied, self.where = (
-            blank, blank[:], blank[:], blank[:])
+            array(TYPECODE) for _ in FIELDS)
 
-    def room(self, mb: int) -> None:
-        """The arrays hold micro-batch `mb` (0 <= mb)."""
+    def slot(self, mb: int) -> int:
+        """The slot of micro-batch `mb` (0 <= mb), made where it has none."""
+        i, off = divmod(mb - self.phase, self.stride)
+        if off or i < 0:
+            for name in FIELDS:  # to stride 1
+                col = getattr(self, name)
+                dense = array(TYPECODE, [ABSENT]) * (self.phase + len(col) * self.stride)
+                dense[self.phase::self.stride] = col
+                setattr(self, name, dense)
+            self.stride, self.phase, i = 1, 0, mb
+        return i
+
+    def room(self, i: int) -> None:
+        """The arrays hold slot `i`."""
         have = len(self.forward)
-        if mb >= have:
-            more = array(TYPECODE, [ABSENT]) * (mb + 1 - have + have // 2)
+        if i >= have:
+            more = array(TYPECODE, [ABSENT]) * (i + 1 - have + have // 2)
             for name in FIELDS:
                 getattr(self, name).extend(more)
 
     def copy(self) -> Columns:
-        new = Columns(self.rank)
+        new = Columns(self.rank, self.stride, self.phase)
         new.forward, new.backward, new.applied, new.where = (
             self.forward[:], self.backward[:], self.applied[:], self.where[:])
         return new
 
-    def present(self, name: str = "forward") -> list[int]:
-        """The micro-batches column `name` has an entry for, in order."""
+    def slots(self, name: str = "forward") -> list[int]:
+        """The slots column `name` has an entry in, in order."""
         col = getattr(self, name)
         return list(compress(range(len(col)), map(ne, col, repeat(ABSENT))))
+
+    def mbs(self, slots: list[int]) -> list[int]:
+        """The micro-batches of `slots`."""
+        if self.stride == 1 and not self.phase:
+            return slots
+        return [self.phase + self.stride * i for i in slots]
+
+    def get(self, name: str, mb: int) -> int:
+        """Column `name`'s entry for micro-batch `mb`; ABSENT where none."""
+        i, off = divmod(mb - self.phase, self.stride)
+        col = getattr(self, name)
+        return col[i] if not off and 0 <= i < len(col) else ABSENT
 
 
 class ColumnView(Mapping):
@@ -83,8 +110,8 @@ class ColumnView(Mapping):
         try:
             p, s, mb = key
             cols = self._table.columns[(p, s)]
-            value = getattr(cols, self._name)[mb] if 0 <= mb else ABSENT
-        except (KeyError, IndexError, TypeError, ValueError):
+            value = cols.get(self._name, mb)
+        except (KeyError, TypeError, ValueError):
             raise KeyError(key) from None
         if value == ABSENT:
             raise KeyError(key)
@@ -92,7 +119,7 @@ class ColumnView(Mapping):
 
     def __iter__(self) -> Iterator[Key]:
         for (p, s), cols in self._table.replicas():
-            for mb in cols.present(self._name):
+            for mb in cols.mbs(cols.slots(self._name)):
                 yield p, s, mb
 
     def __len__(self) -> int:
@@ -159,11 +186,12 @@ class VersionTable:
                 raise ValueError(f"stage {s} (pipeline {p}) is on rank {cols.rank}, "
                                  f"not {where[0]}")
             cols.rank = where[0]
-        cols.room(mb)
+        i = cols.slot(mb)
+        cols.room(i)
         for name, value in (("forward", forward), ("backward", backward),
                             ("applied", applied), ("where", where and where[1])):
             if value is not None:
-                getattr(cols, name)[mb] = value
+                getattr(cols, name)[i] = value
         self._made.clear()
 
     def copy(self) -> VersionTable:
@@ -243,9 +271,10 @@ class VersionTable:
 
 def _differences(rep: Replica, cols: Columns, later: array) -> tuple[list[int], list[int]]:
     """(micro-batches with a forward, `later - forward` of each) of one replica."""
-    mbs = cols.present()
-    forward = list(map(cols.forward.__getitem__, mbs))
-    values = list(map(later.__getitem__, mbs))
+    slots = cols.slots()
+    forward = list(map(cols.forward.__getitem__, slots))
+    values = list(map(later.__getitem__, slots))
+    mbs = cols.mbs(slots)
     if ABSENT in values:
         raise KeyError((*rep, mbs[values.index(ABSENT)]))
     return mbs, list(map(sub, values, forward))

@@ -274,7 +274,8 @@ class _RankReplay:
         self._read(ins, rep, v)
         self._check_needs(ins, rep, mb)
         rep.mark_run(ins.op, mb)
-        self._columns(ins, mb).forward[mb] = v
+        cols, i = self._columns(ins, mb)
+        cols.forward[i] = v
         rep.inflight += 1
         if rep.inflight > rep.inflight_peak:  # a new peak: the table records where
             rep.inflight_peak = rep.inflight
@@ -305,20 +306,23 @@ class _RankReplay:
         rep.mark_run(ins.op, mb)
 
     def _record_backward(self, ins, rep: _Replica, mb, v) -> None:
-        cols = self._columns(ins, mb)
-        if v > cols.backward[mb]:  # the later of I and W (ABSENT is below every version)
-            cols.backward[mb] = v
-        cols.where[mb] = self.index
+        cols, i = self._columns(ins, mb)
+        if v > cols.backward[i]:  # the later of I and W (ABSENT is below every version)
+            cols.backward[i] = v
+        cols.where[i] = self.index
 
-    def _columns(self, ins, mb: int) -> Columns:
-        """The table's columns of the instruction's replica, holding `mb`."""
+    def _columns(self, ins, mb: int) -> tuple[Columns, int]:
+        """The table's columns of the instruction's replica, and the slot of
+        `mb` in them."""
         key = (ins.pipeline, ins.stage)
         cols = self.table.columns.get(key)
         if cols is None:
-            cols = self.table.columns[key] = Columns(self.rank)
-        if mb >= len(cols.forward):
-            cols.room(mb)
-        return cols
+            n = self.manifest.num_pipelines
+            cols = self.table.columns[key] = Columns(self.rank, n, ins.pipeline % n)
+        i = mb if cols.stride == 1 else cols.slot(mb)
+        if i >= len(cols.forward):
+            cols.room(i)
+        return cols, i
 
     # ---- communication -----------------------------------------------------------
     def _op_SEND_ACT(self, ins, rep: _Replica, mb, v) -> None:
@@ -349,7 +353,8 @@ class _RankReplay:
         if mb in rep.accumulated:
             raise self.fail(f"adds micro-batch {mb} twice")
         rep.accumulated.add(mb)
-        self._columns(ins, mb).applied[mb] = batch
+        cols, i = self._columns(ins, mb)
+        cols.applied[i] = batch
 
     def _op_ALLREDUCE(self, ins, rep: _Replica, mb, v) -> None:
         self._check_batch_in(ins, rep)

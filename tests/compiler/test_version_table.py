@@ -110,11 +110,30 @@ def test_columns_grow_by_half_with_absent_entries():
     cols.forward[9] = 0
     cols.room(10)
     assert len(cols.applied) == 16 and cols.forward[15] == ABSENT  # 11 + 10 // 2
-    assert cols.present() == [9] and cols.present("where") == []
+    assert cols.slots() == [9] and cols.slots("where") == []
+
+
+def test_a_pipelines_columns_hold_its_micro_batches_only():
+    """Pipeline 1 of 3 runs micro-batches 1, 4, 7 ...: slot i is 1 + 3 i; a
+    micro-batch off that line (a program the completeness check refuses)
+    turns the columns to one slot per micro-batch, entries kept."""
+    t = VersionTable()
+    t.columns[(1, 0)] = cols = Columns(0, 3, 1)
+    for mb, v in [(1, 5), (7, 6), (13, 8)]:
+        i = cols.slot(mb)
+        cols.room(i)
+        cols.forward[i] = v
+    assert [cols.slot(mb) for mb in (1, 7, 13)] == [0, 2, 4] and len(cols.forward) == 6
+    assert dict(t.forward) == {(1, 0, 1): 5, (1, 0, 7): 6, (1, 0, 13): 8}
+    assert (1, 0, 4) not in t.forward and (1, 0, 2) not in t.forward
+    assert cols.slot(0) == 0 and (cols.stride, cols.phase) == (1, 0)  # below the line
+    assert len(cols.forward) == 1 + 6 * 3
+    assert dict(t.forward) == {(1, 0, 1): 5, (1, 0, 7): 6, (1, 0, 13): 8}
+    assert cols.slot(5) == 5
 
 
 @pytest.mark.parametrize("name,p,m", [("paci", 4, 8), ("amdp", 4, 8), ("pipedream-2bw", 3, 6),
-                                      ("zb-h1", 4, 8)])
+                                      ("zb-h1", 4, 8), ("amdp", 6, 12)])
 def test_a_runs_table_reads_as_the_replays_dicts(name, p, m):
     """On real runs: every forward has a backward, an applied step and a
     where on the rank holding its replica; the views read the columns."""
