@@ -4,8 +4,8 @@ peaks the Spec's bounds are checked against (schedc.versions makes it,
 schedc.verify checks the bounds on it, schedc.analysis reports it).
 
 The entries are stored by columns: per replica (pipeline, stage), one array
-per field indexed by micro-batch, ABSENT where the field has no entry
-(`Columns`). A rank's check writes its own replicas' arrays; the run's table
+per field, a slot per micro-batch of the replica's pipeline, ABSENT where the
+field has no entry (`Columns`). A rank's check writes its own replicas' arrays; the run's table
 takes them over whole (`merge_into`: no work per key). `forward`,
 `backward`, `applied` and `where` read them as mappings (pipeline, stage, mb)
 -> value; the bulk readers (`by_replica`, `differences`, `_worst`,
@@ -29,8 +29,9 @@ Key = tuple[int, int, int]  # (pipeline, stage, mb)
 Where = tuple[int, int]  # (rank, stream index)
 Replica = tuple[int, int]  # (pipeline, stage)
 
-# The arrays' type: C ints (a version, a step, a micro-batch index or a stream
-# index is below the programs' instruction count, verify._microbatch_limit).
+# The arrays' type: C ints (a version, a step, a micro-batch or a stream index
+# of a run is a few times the programs' instruction count at most, far below
+# 2 ** 31: verify._microbatch_limit).
 TYPECODE = "i"
 ABSENT = -(2 ** 31)  # no entry (the least C int: every value the table holds is above it)
 FIELDS = ("forward", "backward", "applied", "where")  # the per-key columns
