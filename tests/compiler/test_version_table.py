@@ -143,6 +143,9 @@ def test_a_runs_table_reads_as_the_replays_dicts(name, p, m):
     keys = list(t.forward)
     assert keys == sorted(keys) and len(keys) == len(set(keys))
     assert keys == list(t.backward) == list(t.applied) == list(t.where)
+    n = c.manifest.num_pipelines  # a slot per micro-batch of the replica's pipeline
+    assert {(cols.stride, cols.phase) for (pipe, _), cols in t.columns.items()
+            if (cols.stride, cols.phase) != (n, pipe)} == set()
     ops = {}  # per key, where its forward and its last backward-type op are
     for r, stream in enumerate(un.streams):
         for i, ins in enumerate(stream):
