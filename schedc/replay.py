@@ -20,10 +20,11 @@ The rules (docs/programs.md, "Execution rules"):
   waits for the sends of its oldest batch once more than K - 1 batches hold
   sends, and for all of them before a collective and at the end of its
   stream; with early receives the receives of the next batch are posted as
-  soon as a batch is done. Matching is the same per-channel order.
+  soon as a batch is done. Matching is the same per-channel order
+  (schedc.replay_overlap).
 
-Clients plug in as an `Observer` (callbacks on ranges of a rank's stream):
-the verifier's deadlock proof (no observer; `schedc.runs` stops it before an
+Clients plug in as an `Observer` (schedc.replay_events: callbacks on
+ranges of a rank's stream): the verifier's deadlock proof (no observer; `schedc.runs` stops it before an
 epilogue and forks it), the unit-cost timing (`schedc.timing`) and the
 cost-model simulator (`schedc.simulate.engine`). The replay is linear in the
 number of instructions: a rank runs until it blocks and is woken only when a
@@ -33,19 +34,28 @@ peer completes what it waits for.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from schedc.errors import VerifyError
 from schedc.overlap import DEFAULT, Overlap
 from schedc.program import Instr
 from schedc.replay_code import COLL, KEY_SHIFT, LOCAL, MSG, Keys, RankCode, encode, window
+from schedc.replay_events import (
+    Blocked,
+    Fanout,
+    Locate,
+    Observer,
+    ReplayDeadlock,
+    ReplayMismatch,
+    does,
+    stream_locate,
+)
+from schedc.replay_overlap import OverlapRules
 from schedc.unroll import RunStream, stream_parts
 
-__all__ = ["COLL", "LOCAL", "MSG", "Blocked", "Fanout", "Observer", "Replay", "ReplayDeadlock",
-           "ReplayMismatch", "stream_locate"]
+__all__ = ["COLL", "LOCAL", "MSG", "Blocked", "Fanout", "Locate", "Observer", "Replay",
+           "ReplayDeadlock", "ReplayMismatch", "stream_locate"]
 
-Locate = Callable[[int, int], tuple[str, int]]
 # Per rank, (code, same): the encoding of a stream that agrees with this run's
 # on its first `same` instructions (Replay.fork; same = -1: all of code, which
 # the new replay encodes on in). Replay empties the list's entries as it goes
@@ -53,117 +63,7 @@ Locate = Callable[[int, int], tuple[str, int]]
 Reuse = list[tuple[RankCode, int] | None]
 
 
-def stream_locate(rank: int, index: int) -> tuple[str, int]:
-    return "stream", index
-
-
-@dataclass(frozen=True)
-class Blocked:
-    """Where a rank of a hung replay waits, and for what."""
-
-    rank: int
-    index: int  # in the rank's stream
-    label: str
-    waiting_for: str
-
-
-class ReplayDeadlock(VerifyError):
-    """Every unfinished rank is blocked; `blocked` says where and why."""
-
-    def __init__(self, reason: str, blocked: list[Blocked], **where) -> None:
-        super().__init__(reason, **where)
-        self.blocked = blocked
-
-
-class ReplayMismatch(VerifyError):
-    """A send met a receive for something else, or a collective met another."""
-
-    def __init__(self, reason: str, plain: str, **where) -> None:
-        super().__init__(reason, **where)
-        self.plain = plain  # the same, naming both ends by rank and stream index
-
-
-class Observer:
-    """Callbacks of a replay; the defaults do nothing (a pure progress check).
-
-    local(r, lo, hi): rank r runs instructions lo..hi-1, none a message or a
-    collective. posted(r, lo, hi): rank r posts the batch lo..hi-1.
-    matched(sr, si, rr, ri): the send at (sr, si) meets the receive at (rr, ri).
-    finished(r, lo, hi): every message of r's batch has been matched (under an
-    overlap rule: every receive); r goes on. collective(members): the (rank,
-    index) of each member of a completed collective, in group order.
-    Overlap rules only: posted_early(r, lo, hi): r posts the receives of the
-    batch lo..hi ahead (`posted` follows when r reaches the batch);
-    sends_waited(r, lo, hi): r has waited for the sends of its batch lo..hi.
-    """
-
-    def local(self, r: int, lo: int, hi: int) -> None:
-        pass
-
-    def posted(self, r: int, lo: int, hi: int) -> None:
-        pass
-
-    def matched(self, sr: int, si: int, rr: int, ri: int) -> None:
-        pass
-
-    def finished(self, r: int, lo: int, hi: int) -> None:
-        pass
-
-    def collective(self, members: list[tuple[int, int]]) -> None:
-        pass
-
-    def posted_early(self, r: int, lo: int, hi: int) -> None:
-        pass
-
-    def sends_waited(self, r: int, lo: int, hi: int) -> None:
-        pass
-
-
-def _does(obs: Observer, name: str) -> bool:
-    """Whether `obs` does something on callback `name` (not Observer's no-op)."""
-    if isinstance(obs, Fanout):
-        return any(_does(o, name) for o in obs.observers)
-    return getattr(type(obs), name) is not getattr(Observer, name)
-
-
-class Fanout(Observer):
-    """Several observers of one replay, called in order."""
-
-    def __init__(self, *observers: Observer) -> None:
-        self.observers = observers
-        # the per-message callback: only to the observers that do something on it
-        self._matched = [o.matched for o in observers if _does(o, "matched")]
-
-    def local(self, r: int, lo: int, hi: int) -> None:
-        for o in self.observers:
-            o.local(r, lo, hi)
-
-    def posted(self, r: int, lo: int, hi: int) -> None:
-        for o in self.observers:
-            o.posted(r, lo, hi)
-
-    def matched(self, sr: int, si: int, rr: int, ri: int) -> None:
-        for matched in self._matched:
-            matched(sr, si, rr, ri)
-
-    def finished(self, r: int, lo: int, hi: int) -> None:
-        for o in self.observers:
-            o.finished(r, lo, hi)
-
-    def collective(self, members: list[tuple[int, int]]) -> None:
-        for o in self.observers:
-            o.collective(members)
-
-    def posted_early(self, r: int, lo: int, hi: int) -> None:
-        for o in self.observers:
-            o.posted_early(r, lo, hi)
-
-    def sends_waited(self, r: int, lo: int, hi: int) -> None:
-        for o in self.observers:
-            o.sends_waited(r, lo, hi)
-
-
-class Replay:
+class Replay(OverlapRules):
     """One execution of `streams` (lists of instructions, one per rank)."""
 
     def __init__(self, streams: Sequence[Sequence[Instr]], observer: Observer | None = None,
@@ -172,10 +72,10 @@ class Replay:
         self.streams = streams
         self.obs = observer or Observer()
         # the per-message and per-batch callbacks, None where the observer does nothing
-        self.on_matched = self.obs.matched if _does(self.obs, "matched") else None
-        self.on_finished = self.obs.finished if _does(self.obs, "finished") else None
-        self.on_local = self.obs.local if _does(self.obs, "local") else None
-        self.on_posted = self.obs.posted if _does(self.obs, "posted") else None
+        self.on_matched = self.obs.matched if does(self.obs, "matched") else None
+        self.on_finished = self.obs.finished if does(self.obs, "finished") else None
+        self.on_local = self.obs.local if does(self.obs, "local") else None
+        self.on_posted = self.obs.posted if does(self.obs, "posted") else None
         self.locate, self.rule = locate, rule
         n = len(streams)
         self.keys = Keys() if keys is None else keys  # shared with forks
@@ -443,71 +343,6 @@ class Replay:
                 (sends if is_send else recvs)[chan].append(i)
                 opened[r] += 1
 
-    # ---- overlap rules (K > 1; schedc/overlap.py) ----------------------------------
-    def advance_overlapped(self, r: int) -> None:
-        code, obs, pend, sending = self.code[r], self.obs, self.pend[r], self.sending[r]
-        kinds, ends = code.kind, code.end
-        n, pc = len(code), self.pc[r]
-        stop = n if self.limit is None else self.limit[r]
-        while True:
-            if pc >= stop and stop < n:  # a limit (run_to): the rest waits
-                self.pc[r] = pc
-                return
-            if pc >= n or kinds[pc] == COLL:  # a drain point: every send completed first
-                self.pc[r] = pc
-                if not self.sends_done(r, 0) or pc >= n or not self.gather(r, pc):
-                    return
-                pc += 1
-                continue
-            kind, end = kinds[pc], ends[pc]
-            if kind == LOCAL:
-                end = min(end, stop)
-                obs.local(r, pc, end)
-                pc = end
-                continue
-            self.pc[r] = pc
-            if self.batch_end[r] < 0:
-                ahead = self.ahead[r] == pc
-                self.ahead[r] = -1
-                self.post(r, pc, end, True if ahead else None)
-                if any(code.send[pc:end]):
-                    sending.append((pc, end))
-            if pend.get(end, (0, 0))[0] or not self.sends_done(r, self.k - 1):
-                return
-            self.batch_end[r] = -1
-            obs.finished(r, pc, end)
-            pc = end
-            if self.early:
-                self.post_ahead(r, pc)
-
-    def sends_done(self, r: int, keep: int) -> bool:
-        """Wait for the oldest batches' sends until at most `keep` batches hold
-        sends; False while one of them is unmatched."""
-        sending, pend = self.sending[r], self.pend[r]
-        while len(sending) > keep:
-            lo, hi = sending[0]
-            if pend.get(hi, (0, 0))[1]:
-                return False
-            sending.popleft()
-            self.obs.sends_waited(r, lo, hi)
-        return True
-
-    def post_ahead(self, r: int, pc: int) -> None:
-        """Post the receives of the next batch after pc, unless a collective or
-        the end of the stream comes first."""
-        kinds, ends, sent = self.code[r].kind, self.code[r].end, self.code[r].send
-        n = len(kinds)
-        while pc < n and kinds[pc] == LOCAL:
-            pc = ends[pc]
-        if self.limit is not None and pc >= self.limit[r] and pc < n:
-            self.deferred.add(r)  # past the limit: posted when the limit moves (run_to, fork)
-            return
-        if pc < n and kinds[pc] == MSG:
-            end = ends[pc]
-            if not all(sent[pc:end]):
-                self.ahead[r] = pc
-                self.post(r, pc, end, False)
-
     def mismatch(self, sr: int, si: int, rr: int, ri: int) -> None:
         send, recv = self.streams[sr][si], self.streams[rr][ri]
         section, idx = self.locate(rr, ri)
@@ -582,24 +417,3 @@ class Replay:
                        else f"no matching SEND from rank {ins.peer}")
                 return Blocked(r, i, ins.label(), why)
         return Blocked(r, pc, self.streams[r][pc].label(), "blocked")  # pragma: no cover
-
-    def blocked_overlapped(self, r: int) -> Blocked:
-        pc, code = self.pc[r], self.code[r]
-        if pc < len(code) and code.kind[pc] == COLL and r in self.gathering.get(code.chan[pc], {}):
-            chan, stage = code.chan[pc], self.streams[r][pc].stage
-            why = f"all-reduce of stage {stage} has {len(self.gathering[chan])} of " \
-                  f"{len(chan)} ranks"
-            return Blocked(r, pc, self.streams[r][pc].label(), why)
-        waits = [(pc, self.batch_end[r], False)] if self.batch_end[r] >= 0 else []
-        waits += [(lo, hi, True) for lo, hi in self.sending[r]]
-        for lo, hi, send in waits:  # the current batch's receives, then the oldest sends
-            for i in range(lo, hi):
-                chan, is_send = code.chan[i], bool(code.send[i])
-                if is_send == send and i in (self.sends if send else self.recvs).get(
-                        chan, ()):
-                    ins = self.streams[r][i]
-                    why = (f"no matching RECV on rank {ins.peer}" if is_send
-                           else f"no matching SEND from rank {ins.peer}")
-                    return Blocked(r, i, ins.label(), why)
-        i = min(pc, len(code) - 1)  # pragma: no cover
-        return Blocked(r, i, self.streams[r][i].label(), "blocked")  # pragma: no cover

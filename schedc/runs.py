@@ -25,6 +25,7 @@ from schedc.clock import Clock, UnitCosts
 from schedc.overlap import Overlap
 from schedc.program import Manifest, RankProgram
 from schedc.replay import Replay
+from schedc.replay_code import KEY_SHIFT
 from schedc.timing import Timing
 from schedc.unroll import RunStream, Unrolled
 from schedc.version_table import VersionTable
@@ -49,12 +50,17 @@ class Runs:
         self.replay = Replay(self.streams, self.clock, rule=rule)
         self.versions = VersionCheck(manifest, len(self.programs))
         self.ended = False  # the shared replay has reached the end of the longest run
+        # per run proven, the shared replay's state stopped before its epilogue
+        # (_stopped_state; None: not comparable); and the forks replayed
+        self.stopped: dict[int, tuple | None] = {}
+        self.forks = 0
 
     def prove(self, n: int, last: bool = False) -> VersionTable:
         """Replay run n (after runs 1 .. n - 1): deadlock freedom, then every
         version; its table. The longest run is the shared replay itself, run to
         its end; a shorter one stops the shared replay before its epilogue
-        and forks. `last`: no longer run is proven (the check's lines go as its
+        and forks, unless it stops as run n - 1 did a body later
+        (_stopped_state). `last`: no longer run is proven (the check's lines go as its
         table is made)."""
         un = self.run(n)
         self.replay.locate = un.locate
@@ -62,12 +68,23 @@ class Runs:
             self._end()
             return self.versions.check(un, final=True)
         ends = [un.epilogue_start(r) for r in range(len(un.streams))]
-        self.replay.run_to([self.replay.batch_start(r, i) for r, i in enumerate(ends)])
-        try:  # the shared streams end where the epilogue starts: the fork encodes on in them
-            self.replay.fork(un.streams, ends, None, un.locate, lend=True).run()
-        finally:
-            self.replay.take_back(ends)
+        limits = [self.replay.batch_start(r, i) for r, i in enumerate(ends)]
+        self.replay.run_to(limits)
+        state = _stopped_state(self.replay, ends, self.bodies_at,
+                               (n - 1) * self.period.microbatches * KEY_SHIFT)
+        if state is None or state != self.stopped.get(n - 1):
+            self.forks += 1
+            try:  # the shared streams end where the epilogue starts: the fork encodes on in them
+                self.replay.fork(un.streams, ends, None, un.locate, lend=True).run()
+            finally:
+                self.replay.take_back(ends)
+        self.stopped[n] = state
         return self.versions.check(un, ends, final=last)
+
+    @property
+    def bodies_at(self) -> list[int]:
+        """Per rank, the length of its body."""
+        return [len(prog.body) for prog in self.programs]
 
     def run(self, n: int) -> Unrolled:
         """The run of n bodies (the same as Unrolled.of): the shared streams'
@@ -125,6 +142,38 @@ class Runs:
         self.replay.run_to(None)
         self.replay.report_stuck()
         self.ended = True
+
+
+def _stopped_state(replay: Replay, ends: list[int], bodies: list[int], dkey: int
+                   ) -> tuple | None:
+    """The state of `replay`, stopped before run n's epilogues (which start at
+    `ends`), as run 1 would see it: each rank's position counted from there,
+    message keys shifted back by run n's `dkey`. If the states before the
+    epilogues of runs n - 1 and n are equal so, run n from there is run n - 1
+    from there shifted by a body (each rank stands in its last body, at the
+    same place, and what follows is that body's rest and the epilogue, both
+    shifted), and the replay is determinate: run n's epilogue completes as run
+    n - 1's did, and need not be replayed. None where that does not follow: a
+    rank stands before its last body, or an overlap rule's state is pending."""
+    if replay.pend is not None or replay.deferred or replay.ready or \
+            any(a >= 0 for a in replay.ahead):
+        return None
+    ranks = []
+    for pc, end, held, start, body in zip(replay.pc, replay.batch_end, replay.open, ends,
+                                          bodies, strict=True):
+        if start - pc > body:
+            return None
+        ranks.append((pc - start, end - start if end >= 0 else -1, held))
+    queues = []
+    for owner, side in ((0, replay.sends), (1, replay.recvs)):
+        for chan, queue in side.items():
+            if queue:  # the messages posted and not yet met, by what they carry
+                keys = replay.code[chan[owner]].key
+                queues.append((owner, chan, tuple(k - dkey if k >= 0 else k
+                                                  for k in map(keys.__getitem__, queue))))
+    gathering = [(group, tuple(sorted((r, i - ends[r]) for r, i in members.items())))
+                 for group, members in replay.gathering.items()]
+    return tuple(ranks), tuple(sorted(queues)), tuple(sorted(gathering))
 
 
 def replay_versions(manifest: Manifest, un: Unrolled) -> VersionTable:

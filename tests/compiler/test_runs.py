@@ -5,17 +5,21 @@ same encoding, the same version table, the same error, the same timing."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 import pytest
 from compiling import compiled
+from mutate import with_body
 
+import schedc.runs as runs_module
 from schedc.errors import VerifyError
 from schedc.overlap import Overlap
 from schedc.replay import Replay
 from schedc.runs import Runs, replay_versions
 from schedc.timing import unit_timing
 from schedc.unroll import Unrolled
+from schedc.verify import verify
 from schedc.version_table import VersionTable
 
 CASES = [("paci", 4, 8), ("pipedream-2bw", 3, 6), ("amdp", 4, 8), ("pipedream", 3, 1),
@@ -115,3 +119,64 @@ def test_a_fork_gives_the_lent_encoding_back_as_it_was(name, p, m):
         runs.prove(n)  # the fork encodes the epilogue on in the shared encoding
         assert all(len(s) == runs.run(n).epilogue_start(r) for r, s in enumerate(runs.streams))
         assert _entries(runs.replay) == _entries(Replay([list(s) for s in runs.streams]))
+
+
+@pytest.mark.parametrize("name,p,m", CASES[:4])
+def test_the_epilogues_of_runs_2_and_3_follow_from_run_1s(name, p, m):
+    """Stopped before their epilogues, runs 1, 2 and 3 stand in the same
+    state, a body apart: only run 1's epilogue is replayed."""
+    c = compiled(name, p, m)
+    runs = Runs(c.manifest, c.programs, 4)
+    for n in (1, 2, 3):
+        runs.prove(n)
+    assert runs.stopped[1] is not None
+    assert runs.stopped[1] == runs.stopped[2] == runs.stopped[3]
+    assert runs.forks == 1
+
+
+def _verdict(manifest, programs) -> tuple | None:
+    try:
+        verify(manifest, programs)
+    except VerifyError as exc:
+        return type(exc).__name__, exc.rank, exc.section, exc.index, str(exc), exc.repeats
+    return None
+
+
+def _mutants(c, count: int, seed: int):
+    """Programs with one instruction of one rank's body dropped, doubled or
+    moved; then with the body's end moved into the epilogue or the
+    epilogue's start into the body (run 1 the same, later runs not)."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        r = rng.randrange(len(c.programs))
+        body = list(c.programs[r].body)
+        i, j = rng.randrange(len(body)), rng.randrange(len(body))
+        how = rng.choice(("drop", "double", "move"))
+        if how == "drop":
+            del body[i]
+        elif how == "double":
+            body.insert(j, body[i])
+        else:
+            body.insert(j, body.pop(i))
+        yield with_body(c, r, body)
+    for r, prog in enumerate(c.programs):
+        for t in (1, 2):
+            run = list(prog.body) + list(prog.epilogue)
+            for cut in (len(prog.body) + t, len(prog.body) - t):
+                if 0 < cut < len(run):
+                    programs = list(c.programs)
+                    programs[r] = replace(prog, body=tuple(run[:cut]),
+                                          epilogue=tuple(run[cut:]))
+                    yield programs
+
+
+@pytest.mark.parametrize("name,p,m", CASES[:4])
+def test_replaying_only_run_1s_epilogue_changes_no_verdict(name, p, m, monkeypatch):
+    """On mutated bodies (a state that drifts from body to body among them),
+    verify says what it says when every run's epilogue is replayed."""
+    c = compiled(name, p, m)
+    mutants = list(_mutants(c, 40, seed=p * m))
+    skipping = [_verdict(c.manifest, progs) for progs in mutants]
+    monkeypatch.setattr(runs_module, "_stopped_state", lambda *args: None)
+    assert skipping == [_verdict(c.manifest, progs) for progs in mutants]
+    assert {v[5] for v in skipping if v is not None} >= {1, 2}  # runs 1 and 2 fail
