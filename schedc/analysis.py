@@ -8,17 +8,16 @@ alone, measured once the timing has become periodic.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Collection, Sequence
-from itertools import groupby
-from operator import add, attrgetter, itemgetter, ne, sub
+from collections import Counter
+from collections.abc import Sequence
+from operator import attrgetter, sub
 from typing import Any
 
 from schedc.instructions import COMPUTE_OPS, unit_cost
 from schedc.program import Instr, Manifest, RankProgram
 from schedc.timing import Timing, unit_timing
 from schedc.unroll import Unrolled
-from schedc.version_table import Key, VersionTable
+from schedc.version_table import Replica, VersionTable
 
 ANALYSIS_REPEATS = 4
 STEADY_REPEATS = 8
@@ -37,7 +36,7 @@ def analyse(manifest: Manifest, programs: Sequence[RankProgram], table: VersionT
     steady = bubble if manifest.synchronous else steady_state_bubble(
         manifest, programs, _settled_period(programs, timing, repeats))
     del timing  # before the per-key figures are made (memory)
-    stages = _Stages(table.forward)
+    incons, delays = table.by_replica("backward"), table.by_replica("applied")
     return {
         "cost_model": "unit: F=1, B=2, I=W=1, others 0, zero latency",
         "analysed_repeats": repeats,
@@ -45,11 +44,11 @@ def analyse(manifest: Manifest, programs: Sequence[RankProgram], table: VersionT
         "bubble_ratio": bubble,
         "steady_state_bubble_ratio": steady,
         "ranks": _rank_figures(manifest, table),
-        "stages": _stage_figures(manifest, table, stages),
-        "max_inconsistency": max(table.inconsistencies(), default=0),
-        "max_delay": max(table.delays(), default=0),
+        "stages": _stage_figures(manifest, table, _histograms(incons), _histograms(delays)),
+        "max_inconsistency": max((max(d) for _, _, d in incons), default=0),
+        "max_delay": max((max(d) for _, _, d in delays), default=0),
         "data_parallel": _dp_figures(manifest),
-        **({} if manifest.synchronous else {"versions": _version_table(table, stages)}),
+        **({} if manifest.synchronous else {"versions": _version_table(table)}),
     }
 
 
@@ -142,10 +141,16 @@ def _rank_figures(manifest: Manifest, table: VersionTable) -> list[dict[str, int
     return out
 
 
-def _stage_figures(manifest: Manifest, table: VersionTable, stages: _Stages
-                   ) -> list[list[dict[str, Any]]]:
-    incons = stages.histograms(table.inconsistencies())
-    delays = stages.histograms(table.delays())
+Histograms = dict[Replica, dict[int, int]]
+
+
+def _histograms(made: list[tuple[Replica, list[int], list[int]]]) -> Histograms:
+    """Per replica with keys: how many of them have each value."""
+    return {rep: dict(Counter(values)) for rep, _, values in made}
+
+
+def _stage_figures(manifest: Manifest, table: VersionTable, incons: Histograms,
+                   delays: Histograms) -> list[list[dict[str, Any]]]:
     out = []
     for p in range(manifest.num_pipelines):
         row = []
@@ -165,60 +170,17 @@ def _stage_figures(manifest: Manifest, table: VersionTable, stages: _Stages
     return out
 
 
-_STAGE = itemgetter(0, 1)  # (pipeline, stage) of a (pipeline, stage, mb) key
-_MB = itemgetter(2)
-
-
-class _Stages:
-    """The (pipeline, stage) of every key of a table, in its order, and where
-    they run unbroken: a rank records its keys together, stage by stage
-    where it holds one stage, alternating where it holds several."""
-
-    def __init__(self, keys: Collection[Key]) -> None:
-        self.stages = list(map(_STAGE, keys))
-        changes = sum(map(ne, self.stages[1:], self.stages[:-1]))
-        self.runs: list[tuple[tuple[int, int], int]] | None = None
-        if changes <= 64 + len(self.stages) // 256:  # few runs: counted a run at a time
-            self.runs = [(stage, len(list(run))) for stage, run in groupby(self.stages)]
-
-    def histograms(self, values: Sequence[int]) -> dict[tuple[int, int], dict[int, int]]:
-        """Per (pipeline, stage): how many of its keys have each value."""
-        if self.runs is None:
-            out: dict[tuple[int, int], dict[int, int]] = defaultdict(dict)
-            for (stage, value), n in Counter(zip(self.stages, values, strict=True)).items():
-                out[stage][value] = n
-            return out
-        counts: dict[tuple[int, int], Counter] = defaultdict(Counter)
-        lo = 0
-        for stage, n in self.runs:
-            counts[stage].update(values[lo:lo + n])
-            lo += n
-        return {stage: dict(c) for stage, c in counts.items()}
-
-    def counts(self) -> dict[tuple[int, int], int]:
-        """Per (pipeline, stage): how many keys it has."""
-        if self.runs is None:
-            return Counter(self.stages)
-        out: dict[tuple[int, int], int] = defaultdict(int)
-        for stage, n in self.runs:
-            out[stage] += n
-        return out
-
-
-def _version_table(table: VersionTable, stages: _Stages) -> dict[str, Any]:
-    """Per pipeline and stage: [mb, forward version, backward version, applied
-    to], by micro-batch. The versions are read in the table's order, backward
-    and applied as forward plus the table's differences (no lookup per key),
-    then sorted by key."""
-    forward = list(table.forward.values())
-    rows = map(list, zip(map(_MB, table.forward), forward,
-                         map(add, forward, table.inconsistencies()),
-                         map(add, forward, table.delays()), strict=True))
-    ordered = list(map(itemgetter(1), sorted(zip(table.forward, rows, strict=True))))
-    by_stage, lo = {}, 0
-    for (p, s), n in sorted(stages.counts().items()):
-        by_stage[f"{p}/{s}"] = ordered[lo:lo + n]
-        lo += n
+def _version_table(table: VersionTable) -> dict[str, Any]:
+    """Per pipeline and stage with keys: [mb, forward version, backward
+    version, applied to], by micro-batch (the table's key order)."""
+    by_stage = {}
+    for (p, s), cols in table.replicas():  # every forward has all three (by_replica)
+        slots = cols.slots()
+        if slots:
+            by_stage[f"{p}/{s}"] = list(map(list, zip(
+                cols.mbs(slots), *(map(column.__getitem__, slots)
+                                   for column in (cols.forward, cols.backward, cols.applied)),
+                strict=True)))
     return {"columns": ["mb", "forward", "backward", "applied_to"], "by_stage": by_stage}
 
 

@@ -169,11 +169,9 @@ def check_bounds(spec: Spec, manifest: Manifest, un: Unrolled, table: VersionTab
 def _check_non_negative(un: Unrolled, table: VersionTable) -> None:
     """A version read before it was produced is impossible; say so if it happens."""
     for what, later in (("inconsistency", "backward"), ("delay", "applied")):
-        values = table.differences(later)
-        if min(values, default=0) < 0:
-            value, (p, s, mb) = next((v, k) for v, k in zip(values, table.forward, strict=True)
-                                     if v < 0)
-            where = table.where[(p, s, mb)]
+        first = table.first_negative(later)  # the least key with one
+        if first is not None:
+            value, (p, s, mb), where = first
             raise _fail(un, where[0], where[1], f"negative {what} {value} for micro-batch "
                         f"{mb} at stage {s} (pipeline {p})")
 

@@ -27,7 +27,8 @@ from schedc.instructions import (
 from schedc.program import Instr, Manifest
 from schedc.spec import Spec
 from schedc.unroll import Unrolled, stream_parts
-from schedc.version_table import VersionTable
+from schedc.version_table import Columns, VersionTable
+from schedc.weight_ops import WeightOps
 
 
 @dataclass
@@ -39,10 +40,6 @@ class _Replica:
     accumulated: set[int] = field(default_factory=set)
     reduced: bool = False
     inflight: int = 0
-    # per micro-batch, the (pipeline, stage, mb) key its forward recorded: the
-    # table's other entries for it share that tuple (memory). Shared by copies:
-    # a key is an equal tuple whoever made it.
-    keys: list[tuple[int, int, int] | None] = field(default_factory=list)
     # per op, a byte per micro-batch: 1 once the op ran for it on this replica
     # (read by _check_needs; a set of (op, pipeline, stage, mb) took ~100 bytes each)
     ran: dict[str, bytearray] = field(default_factory=dict)
@@ -53,7 +50,7 @@ class _Replica:
 
     def copy(self) -> _Replica:
         return _Replica(self.current, set(self.stash), self.lookahead, self.active,
-                        set(self.accumulated), self.reduced, self.inflight, self.keys,
+                        set(self.accumulated), self.reduced, self.inflight,
                         {op: bytearray(b) for op, b in self.ran.items()}, self.inflight_peak)
 
     def has_run(self, op: str, mb: int) -> bool:
@@ -67,17 +64,6 @@ class _Replica:
         if mb >= len(ran):
             ran.extend(bytes(mb + 1 - len(ran) + len(ran) // 2))  # grown by half
         ran[mb] = 1
-
-    def new_key(self, p: int, s: int, mb: int) -> tuple[int, int, int]:
-        keys = self.keys
-        if mb >= len(keys):
-            keys.extend([None] * (mb + 1 - len(keys) + len(keys) // 2))
-        key = keys[mb] = (p, s, mb)
-        return key
-
-    def key(self, p: int, s: int, mb: int) -> tuple[int, int, int]:
-        key = self.keys[mb] if 0 <= mb < len(self.keys) else None
-        return (p, s, mb) if key is None else key
 
 
 class VersionCheck:
@@ -111,10 +97,9 @@ class VersionCheck:
             checks.append(check)
         table = VersionTable()
         for r, check in enumerate(checks):
-            check.base.merge_into(table)  # the line's, then what the epilogue added
-            check.table.merge_into(table)
+            check.table.merge_into(table)  # its replicas' columns, handed over
             table.activation_peaks.append(check.alive_peak)
-            if final:  # each rank's tables go once merged (memory: not all twice)
+            if final:  # each rank's check goes once merged
                 checks[r] = self.lines[r] = None
         if final:
             self.lines = []
@@ -128,16 +113,15 @@ _MARKED = frozenset(COMPUTE_OPS)
 _RECV_FROM = {-TABLE[op].hop: op for op in RECV_OPS}
 
 
-class _RankReplay:
-    """One rank's check, with the table of what it read (its own stages only)."""
+class _RankReplay(WeightOps):
+    """One rank's check, with the table of what it read (its own stages only);
+    the ops that change a stage's weights are WeightOps'."""
 
     def __init__(self, manifest: Manifest, spec: Spec, rank: int) -> None:
         self.manifest, self.spec, self.rank = manifest, spec, rank
         self.un: Unrolled | None = None  # the run checked (VersionCheck.shared, fork)
+        # its own replicas' entries and peaks (a copy's check writes to a copy of it)
         self.table = VersionTable()
-        # A copy's check (the epilogue's) writes to its own table what it adds or
-        # raises; what the line found before is read from the line's (`base`).
-        self.base = VersionTable()
         self.maps = manifest.stage_to_rank
         self.last = manifest.num_stages - 1
         self.m = manifest.period.microbatches // manifest.period.steps
@@ -230,7 +214,7 @@ class _RankReplay:
         """The check as it stands, to go on apart from this one."""
         new = object.__new__(_RankReplay)
         new.__dict__.update(self.__dict__)
-        new.base, new.table = self.table, VersionTable()
+        new.table = self.table.copy()
         new.replicas = defaultdict(_Replica, {k: rep.copy() for k, rep in self.replicas.items()})
         return new
 
@@ -292,7 +276,8 @@ class _RankReplay:
         self._read(ins, rep, v)
         self._check_needs(ins, rep, mb)
         rep.mark_run(ins.op, mb)
-        self.table.forward[rep.new_key(p, s, mb)] = v
+        cols, i = self._columns(ins, mb)
+        cols.forward[i] = v
         rep.inflight += 1
         if rep.inflight > rep.inflight_peak:  # a new peak: the table records where
             rep.inflight_peak = rep.inflight
@@ -323,12 +308,23 @@ class _RankReplay:
         rep.mark_run(ins.op, mb)
 
     def _record_backward(self, ins, rep: _Replica, mb, v) -> None:
-        key = rep.key(ins.pipeline, ins.stage, mb)
-        before = self.table.backward.get(key)
-        if before is None:
-            before = self.base.backward.get(key, v)
-        self.table.backward[key] = v if v > before else before
-        self.table.where[key] = (self.rank, self.index)
+        cols, i = self._columns(ins, mb)
+        if v > cols.backward[i]:  # the later of I and W (ABSENT is below every version)
+            cols.backward[i] = v
+        cols.where[i] = self.index
+
+    def _columns(self, ins, mb: int) -> tuple[Columns, int]:
+        """The table's columns of the instruction's replica, and the slot of
+        `mb` in them."""
+        key = (ins.pipeline, ins.stage)
+        cols = self.table.columns.get(key)
+        if cols is None:
+            n = self.manifest.num_pipelines
+            cols = self.table.columns[key] = Columns(self.rank, n, ins.pipeline % n)
+        i = mb if cols.stride == 1 else cols.slot(mb)
+        if i >= len(cols.forward):
+            cols.room(i)
+        return cols, i
 
     # ---- communication -----------------------------------------------------------
     def _op_SEND_ACT(self, ins, rep: _Replica, mb, v) -> None:
@@ -349,95 +345,8 @@ class _RankReplay:
             rep.mark_run(ins.op, mb)
             self.unused += 1
 
-    # ---- weights -------------------------------------------------------------------
-    def _op_ACC(self, ins, rep: _Replica, mb, v) -> None:
-        self._check_needs(ins, rep, mb)
-        batch = mb // self.m
-        if batch != rep.current:
-            raise self.fail(f"adds the gradient of micro-batch {mb} (step {batch + 1}) "
-                            f"while stage {ins.stage} is at version {rep.current}")
-        if mb in rep.accumulated:
-            raise self.fail(f"adds micro-batch {mb} twice")
-        rep.accumulated.add(mb)
-        self.table.applied[rep.key(ins.pipeline, ins.stage, mb)] = batch
-
-    def _op_ALLREDUCE(self, ins, rep: _Replica, mb, v) -> None:
-        self._check_batch_in(ins, rep)
-        rep.reduced = True
-
-    def _check_batch_in(self, ins, rep: _Replica) -> None:
-        n = self.manifest.num_pipelines
-        first = rep.current * self.m
-        mine = range(first + (ins.pipeline - first) % n, first + self.m, n)  # mb % n == pipeline
-        if not rep.accumulated.issuperset(mine):
-            missing = next(mb for mb in mine if mb not in rep.accumulated)
-            raise self.fail(f"step {rep.current + 1} of stage {ins.stage} before the gradient "
-                            f"of micro-batch {missing} was added")
-
-    def _op_STEP(self, ins, rep: _Replica, mb, v) -> None:
-        if v != rep.current + 1:
-            raise self.fail(f"STEP to version {v} from version {rep.current}")
-        if ins.count != self.m:
-            raise self.fail(f"STEP averages {ins.count} gradients; its batch has {self.m}")
-        self._check_batch_in(ins, rep)
-        replicated = len({m[ins.stage] for m in self.maps}) > 1
-        if replicated and not rep.reduced:
-            raise self.fail("STEP of a replicated stage without an ALLREDUCE first")
-        rep.current += 1
-        rep.accumulated.clear()
-        rep.reduced = False
-        rep.lookahead = None
-        rep.active = (rep.current, False)
-
-    def _op_STASH(self, ins, rep: _Replica, mb, v) -> None:
-        if v != rep.current:
-            raise self.fail(f"STASH of version {v} while current is {rep.current}")
-        rep.stash.add(v)
-        self._peak("copy_peaks", (ins.pipeline, ins.stage), rep.copies())
-        self._peak("version_peaks", (ins.pipeline, ins.stage), 1 + len(rep.stash))
-
-    def _op_RELEASE(self, ins, rep: _Replica, mb, v) -> None:
-        if v not in rep.stash:
-            raise self.fail(f"RELEASE of version {v}, which is not stashed")
-        rep.stash.discard(v)
-        if rep.active == (v, False):
-            rep.active = None
-
-    def _op_LOOKAHEAD(self, ins, rep: _Replica, mb, v) -> None:
-        if v != rep.current:
-            raise self.fail(f"LOOKAHEAD from version {v} while current is "
-                            f"{rep.current}")
-        rep.lookahead = v
-        self._peak("copy_peaks", (ins.pipeline, ins.stage), rep.copies())
-
-    def _op_SPARSE_SYNC(self, ins, rep: _Replica, mb, v) -> None:
-        spec = self.spec
-        if spec.dp_mode != "async-sparse":
-            raise self.fail("SPARSE_SYNC in a schedule whose dp_mode is not async-sparse")
-        if v != rep.current or v % spec.dp_period:
-            raise self.fail(f"SPARSE_SYNC at version {v}: it follows the STEP to a "
-                            f"multiple of dp_period ({spec.dp_period}); current is "
-                            f"{rep.current}")
-        key = (ins.pipeline, ins.stage)
-        count = self.table.sparse_syncs.get(key)
-        self.table.sparse_syncs[key] = 1 + (self.base.sparse_syncs.get(key, 0) if count is None
-                                            else count)
-
-    def _op_SWAP(self, ins, rep: _Replica, mb, v) -> None:
-        if ins.lookahead:
-            if rep.lookahead != v:
-                raise self.fail(f"SWAP to look-ahead weights of version {v}, "
-                                "which were not produced")
-        elif v != rep.current and v not in rep.stash:
-            raise self.fail(f"SWAP to version {v}, neither current "
-                            f"({rep.current}) nor stashed")
-        rep.active = (v, bool(ins.lookahead))
-
     def _peak(self, name: str, key, value: int) -> None:
         """Record `value` in the table's peaks `name` if it is a new peak."""
         peaks = getattr(self.table, name)
-        peak = peaks.get(key)
-        if peak is None:
-            peak = getattr(self.base, name).get(key, (0, None))
-        if value > peak[0]:
+        if value > peaks.get(key, (0, None))[0]:
             peaks[key] = (value, (self.rank, self.index))

@@ -8,10 +8,11 @@ from dataclasses import replace
 import pytest
 from compiling import ceil_div, compiled, one_f_one_b_bubble, stage_rows, versions
 
-from schedc.analysis import _Stages, analysed_repeats
+from schedc.analysis import _histograms, analysed_repeats
 from schedc.timing import unit_timing
 from schedc.unroll import Unrolled
 from schedc.verify import verify
+from schedc.version_table import VersionTable
 
 GRID = [(p, m) for p in range(1, 9) for m in range(1, 17)]
 
@@ -240,20 +241,17 @@ def test_figures_equal_their_per_key_definitions(name, p, m):
     assert list(a["versions"]["by_stage"]) == list(rows)
 
 
-@pytest.mark.parametrize("order", ["by-stage", "alternating"])
-def test_stage_histograms_by_runs_and_by_pairs(order):
-    """_Stages counts a run of one stage's keys at a time where there are
-    few runs, and (stage, value) pairs where a rank's stages alternate: the
-    same histograms and counts either way."""
+def test_stage_histograms_count_each_replicas_keys():
+    """_histograms counts each replica's differences from the table's columns,
+    whatever order the keys were recorded in (a rank holding two stages
+    records them alternately)."""
     n = 1000
     keys = [(mb % 2, 3 * (mb % 2), mb) for mb in range(n)]
-    if order == "by-stage":
-        keys.sort()
     values = [(k[2] * 7) % 5 - (k[0] == 1) for k in keys]
-    stages = _Stages(keys)
-    assert (stages.runs is None) == (order == "alternating")
+    table = VersionTable()
+    for k, v in zip(keys, values, strict=True):
+        table.record(k, forward=2, backward=2 + v, where=(k[0], k[2]))
     want: dict = {}
     for k, v in zip(keys, values, strict=True):
         want.setdefault(k[:2], Counter())[v] += 1
-    assert stages.histograms(values) == {s: dict(c) for s, c in want.items()}
-    assert dict(stages.counts()) == {s: sum(c.values()) for s, c in want.items()}
+    assert _histograms(table.by_replica("backward")) == {s: dict(c) for s, c in want.items()}

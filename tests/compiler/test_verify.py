@@ -221,24 +221,24 @@ def test_a_field_error_names_the_first_unsound_instruction(mutation, reason, sec
     assert (err.rank, err.section, err.index, err.reason) == (1, section, first, reason)
 
 
-def test_a_negative_difference_names_the_first_key_in_forward_order():
-    """_check_non_negative reads the table's differences in bulk: the first
-    key (in the order the forwards were recorded) with a negative
-    inconsistency is named, then, only if there is none, one of delay."""
+def test_a_negative_difference_names_the_least_key():
+    """_check_non_negative reads the table's differences in bulk: the least
+    key (the table's key order) with a negative inconsistency is named, then,
+    only if there is none, the least with a negative delay."""
     c = compiled("paci", 4, 8)
     un = Unrolled.of(c.programs, c.manifest.period, 1)
     t = VersionTable()
     for key, (f, b, a), where in [((0, 2, 9), (3, 3, 2), (2, 5)), ((0, 1, 4), (2, 1, 2), (1, 3)),
                                   ((0, 0, 1), (2, 0, 2), (0, 2))]:
-        t.forward[key], t.backward[key], t.applied[key], t.where[key] = f, b, a, where
+        t.record(key, forward=f, backward=b, applied=a, where=where)
     with pytest.raises(VerifyError) as e:
         _check_non_negative(un, t)
     assert (e.value.rank, e.value.reason) == (
-        1, "negative inconsistency -1 for micro-batch 4 at stage 1 (pipeline 0)")
-    assert e.value.instr == un.streams[1][3].label()
-    t.backward.update({(0, 1, 4): 2, (0, 0, 1): 2})
-    t.differences("backward")  # made before the change below: merging forgets them
-    VersionTable(backward={(0, 0, 1): 3}).merge_into(t)
+        0, "negative inconsistency -2 for micro-batch 1 at stage 0 (pipeline 0)")
+    assert e.value.instr == un.streams[0][2].label()
+    t.differences("backward")  # made before the change below: recording forgets them
+    t.record((0, 1, 4), backward=2)
+    t.record((0, 0, 1), backward=3)
     with pytest.raises(VerifyError) as e:
         _check_non_negative(un, t)
     assert (e.value.rank, e.value.reason) == (
