@@ -66,13 +66,14 @@ class Runs:
         self.clocked: dict[int, tuple | None] = {}
         self.folded: tuple[int, float, list[int]] | None = None
 
-    def prove(self, n: int, last: bool = False) -> VersionTable:
+    def prove(self, n: int, last: bool = False) -> VersionTable | None:
         """Replay run n (after runs 1 .. n - 1): deadlock freedom, then every
         version; its table. The longest run is the shared replay itself, run to
         its end; a shorter one stops the shared replay before its epilogue
         and forks, unless it stops as run n - 1 did a body later
-        (_stopped_state). `last`: no longer run is proven (the check's lines go as its
-        table is made)."""
+        (_stopped_state). None: run n's epilogue checks as run n - 1's did and
+        its bounds follow from run n + 1's (VersionCheck.check). `last`: no
+        longer run is proven (the check's lines go as its table is made)."""
         un = self.run(n)
         self.replay.locate = un.locate
         if n == self.longest:

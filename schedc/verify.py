@@ -19,7 +19,7 @@ from schedc.errors import VerifyError
 from schedc.instructions import FIELDS, TABLE
 from schedc.overlap import Overlap
 from schedc.program import Instr, Manifest, RankProgram
-from schedc.runs import Runs
+from schedc.runs import Runs, replay_versions
 from schedc.spec import Spec
 from schedc.unroll import Unrolled
 from schedc.version_table import VersionTable
@@ -42,21 +42,38 @@ def verify(manifest: Manifest, programs: Sequence[RankProgram], timed: int | Non
     runs = Runs(manifest, programs, max(repeats[-1], timed or 0), timed is not None)
     spec = Spec.from_dict(manifest.spec)
     completeness = Completeness(manifest, _fail)  # reads each section once, for every run
+    unbounded: list[Unrolled] = []  # runs whose bounds follow from the next run's
     for n in repeats:
         table = None  # the last run's table goes before this run's is made (memory)
         try:
             un = runs.run(n)
             completeness.check(un)
             table = runs.prove(n, last=n == repeats[-1])
+            if table is None:  # (VersionCheck.check)
+                unbounded.append(un)
+                continue
             check_bounds(spec, manifest, un, table)
         except VerifyError as exc:
+            _check_unbounded(spec, manifest, unbounded)  # an earlier run's error first
             exc.repeats = n  # the run that failed (the compiler folds on 1)
             raise
+        unbounded.clear()
     runs.proven()
     assert table is not None
     if timed is not None:
         table.runs = runs
     return table
+
+
+def _check_unbounded(spec: Spec, manifest: Manifest, unbounded: list[Unrolled]) -> None:
+    """The bounds of runs whose bounds only a later run's proved, each from
+    its own table (a later run failed: one of these may fail first)."""
+    for un in unbounded:
+        try:
+            check_bounds(spec, manifest, un, replay_versions(manifest, un))
+        except VerifyError as exc:
+            exc.repeats = un.repeats
+            raise
 
 
 def prove_overlap(manifest: Manifest, programs: Sequence[RankProgram], rule: Overlap

@@ -11,9 +11,10 @@ naming the instruction.
 from __future__ import annotations
 
 from array import array
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import sub
 
 from schedc.errors import VerifyError
 from schedc.instructions import (
@@ -27,7 +28,7 @@ from schedc.instructions import (
 from schedc.program import Instr, Manifest
 from schedc.spec import Spec
 from schedc.unroll import Unrolled, stream_parts
-from schedc.version_table import Columns, VersionTable
+from schedc.version_table import ABSENT, TYPECODE, Columns, VersionTable
 from schedc.weight_ops import WeightOps
 
 
@@ -77,19 +78,30 @@ class VersionCheck:
         spec = Spec.from_dict(manifest.spec)
         self.lines = [_RankReplay(manifest, spec, r) for r in range(ranks)]
         self.checked = [0] * ranks  # per rank, where its line has checked to
+        # the run checked last and its lines' states before its epilogue (_line_state)
+        self.stood: tuple[int, list[_LineState]] | None = None
 
     def check(self, un: Unrolled, ends: list[int] | None = None, final: bool = False
-              ) -> VersionTable:
+              ) -> VersionTable | None:
         """The version table of run `un`, whose streams are the shared ones up
         to `ends` (per rank; None: to their ends): the lines check up to there,
         copies of them the rest. The first error, by rank, is raised; `final`:
-        no later run reads the lines (memory)."""
+        no later run reads the lines (memory). None (not `final`): the lines
+        stand before this run's epilogue as before the last run's, a body
+        later (_line_state), so its epilogue checks as that one did, and each
+        entry and peak of this run is one of the next run's, a body later or
+        the same: its bounds follow from the next run's."""
         checks = []
         for r, line in enumerate(self.lines):
             line.un = un
             end = len(un.streams[r]) if ends is None else ends[r]
             line.run(self.checked[r], end)
             self.checked[r] = end
+        if ends is not None and not final:
+            last, self.stood = self.stood, (un.repeats, [_line_state(x, un) for x in self.lines])
+            if last is not None and last[0] == un.repeats - 1 and all(
+                    _shifted(a, b) for a, b in zip(last[1], self.stood[1], strict=True)):
+                return None
         for r, line in enumerate(self.lines):
             check = line if ends is None else line.copy()
             check.run(self.checked[r], len(un.streams[r]))
@@ -104,6 +116,68 @@ class VersionCheck:
         if final:
             self.lines = []
         return table
+
+
+# A line's state before a run's epilogue (_line_state): what it reads in
+# plain values, shifted back to the run of one body; the table's entries for
+# the epilogue's micro-batches, as they stand, with each column's shift per body.
+_LineState = tuple[tuple, list[tuple[array, int]]]
+
+
+def _line_state(line: _RankReplay, un: Unrolled) -> _LineState:
+    """What the rest of run `un` after its last body (the epilogue) reads of
+    rank line's check: each replica's weights, gradients, peaks and what ran
+    for the micro-batches the epilogue runs, what was received and not used,
+    what is alive; and the table's entries for those micro-batches."""
+    prog, period = un.programs[line.rank], un.period
+    back = un.repeats - 1
+    dm, dv = back * period.microbatches, back * period.steps
+    mbs = [ins.mb for ins in prog.epilogue if ins.mb is not None]
+    lo, hi = (min(mbs) + dm, max(mbs) + dm + 1) if mbs else (0, 0)
+    plain: list = [line.unused, line.alive, line.alive_peak[0]]
+    columns: list[tuple[array, int]] = []
+    table = line.table
+    for key, rep in sorted(line.replicas.items()):
+        plain += [key, rep.current - dv, sorted(v - dv for v in rep.stash),
+                  None if rep.lookahead is None else rep.lookahead - dv,
+                  None if rep.active is None else (rep.active[0] - dv, rep.active[1]),
+                  sorted(mb - dm for mb in rep.accumulated), rep.reduced, rep.inflight,
+                  rep.inflight_peak,
+                  sorted((op, bytes(marks[lo:hi]).ljust(hi - lo, b"\0"))
+                         for op, marks in rep.ran.items()),
+                  [getattr(table, name).get(key, (0,))[0]
+                   for name in ("inflight_peaks", "copy_peaks", "version_peaks")]]
+        cols = table.columns.get(key)
+        if cols is None:
+            plain.append(None)
+            continue
+        i0, i1 = (-(-(bound - cols.phase) // cols.stride) for bound in (lo, hi))
+        plain.append((cols.stride, cols.phase, (lo - cols.phase) % cols.stride))
+        for name, shift in (("forward", period.steps), ("backward", period.steps),
+                            ("applied", period.steps), ("where", len(prog.body))):
+            held = getattr(cols, name)[max(i0, 0):i1]
+            columns.append((held + array(TYPECODE, [ABSENT]) * (i1 - max(i0, 0) - len(held)),
+                            shift))
+    return tuple(map(_frozen, plain)), columns
+
+
+def _frozen(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _shifted(before: _LineState, after: _LineState) -> bool:
+    """`after` is `before` a body later: the same plain values, and each
+    table entry one column's shift later where `before` has one (ABSENT where
+    it has none)."""
+    if before[0] != after[0] or len(before[1]) != len(after[1]):
+        return False
+    for (a, shift), (b, _) in zip(before[1], after[1], strict=True):
+        if len(a) != len(b) or a.count(ABSENT) != b.count(ABSENT):
+            return False
+        steps = Counter(map(sub, b, a))
+        if set(steps) - {0, shift} or steps[0] != a.count(ABSENT):
+            return False
+    return True
 
 
 # The ops whose handler marks them as run (rep.mark_run): the compute ops.

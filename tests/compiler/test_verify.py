@@ -8,6 +8,7 @@ import pytest
 from compiling import compiled
 from mutate import names_send, rejection, sending_site, with_body
 
+import schedc.verify as verify_module
 from schedc.errors import VerifyError
 from schedc.program import Instr
 from schedc.unroll import Unrolled
@@ -267,3 +268,22 @@ def test_a_message_never_used_is_named():
     with pytest.raises(VerifyError, match="RECV_ACT for stage 1 micro-batch 5 .pipeline 0. "
                        "is received but never used"):
         VersionCheck(c.manifest, 2).check(un, final=True)
+
+
+def test_a_run_whose_bounds_only_the_next_run_proved_fails_first(monkeypatch):
+    """Run 2's epilogue is not checked for versions where run 3's lines stand
+    alike (VersionCheck.check); should a later run fail, run 2's bounds are
+    checked on its own table first, and its error, if any, is the one raised."""
+    c = compiled("paci", 4, 8)
+    checked = []
+
+    def bounds(spec, manifest, un, table):
+        checked.append(un.repeats)
+        if un.repeats >= 2:
+            raise VerifyError(f"bound of run {un.repeats}")
+
+    monkeypatch.setattr(verify_module, "check_bounds", bounds)
+    with pytest.raises(VerifyError, match="bound of run 2") as e:
+        verify(c.manifest, c.programs)
+    assert e.value.repeats == 2
+    assert checked == [1, 3, 2]  # run 2's bounds, skipped, are checked once run 3 fails
