@@ -26,7 +26,8 @@ fork encodes its epilogue on in the shared encoding, lent and given back.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 
 from schedc.clock import Clock, UnitCosts
 from schedc.overlap import Overlap
@@ -221,13 +222,11 @@ def _stopped_state(replay: Replay, ends: list[int], bodies: list[int], dkey: int
         if start - pc > body:
             return None
         ranks.append((pc - start, end - start if end >= 0 else -1, held))
-    queues = []
-    for owner, side in ((0, replay.sends), (1, replay.recvs)):
-        for chan, queue in side.items():
-            if queue:  # the messages posted and not yet met, by what they carry
-                keys = replay.code[chan[owner]].key
-                queues.append((owner, chan, tuple(k - dkey if k >= 0 else k
-                                                  for k in map(keys.__getitem__, queue))))
+    queues = []  # the messages posted and not yet met, by what they carry
+    for owner, chan, queue in _unmatched(replay):
+        keys = replay.code[chan[owner]].key
+        queues.append((owner, chan, tuple(k - dkey if k >= 0 else k
+                                          for k in map(keys.__getitem__, queue))))
     gathering = [(group, tuple(sorted((r, i - ends[r]) for r, i in members.items())))
                  for group, members in replay.gathering.items()]
     return tuple(ranks), tuple(sorted(queues)), tuple(sorted(gathering))
@@ -237,9 +236,17 @@ def _posted(replay: Replay) -> tuple[list[tuple[int, int]], set[tuple[int, int]]
     """Each rank's posted batch (lo, hi; lo == hi: none), and the messages
     posted and not yet met, as (rank, index)."""
     posted = [(pc, max(pc, end)) for pc, end in zip(replay.pc, replay.batch_end, strict=True)]
-    unmatched = {(chan[owner], i) for owner, side in ((0, replay.sends), (1, replay.recvs))
-                 for chan, queue in side.items() for i in queue}
+    unmatched = {(chan[owner], i) for owner, chan, queue in _unmatched(replay) for i in queue}
     return posted, unmatched
+
+
+def _unmatched(replay: Replay) -> Iterator[tuple[int, tuple, deque[int]]]:
+    """(owner, channel, stream indices) of each channel side with messages
+    posted and not yet met: owner 0 its sends (the sender's), 1 its receives."""
+    for owner, side in ((0, replay.sends), (1, replay.recvs)):
+        for chan, queue in side.items():
+            if queue:
+                yield owner, chan, queue
 
 
 def _time_shift(before: tuple | None, after: tuple | None) -> float | None:

@@ -80,6 +80,7 @@ class VersionCheck:
         self.checked = [0] * ranks  # per rank, where its line has checked to
         # the run checked last and its lines' states before its epilogue (_line_state)
         self.stood: tuple[int, list[_LineState]] | None = None
+        self.windows: list[tuple[int, int]] | None = None
 
     def check(self, un: Unrolled, ends: list[int] | None = None, final: bool = False
               ) -> VersionTable | None:
@@ -98,7 +99,10 @@ class VersionCheck:
             line.run(self.checked[r], end)
             self.checked[r] = end
         if ends is not None and not final:
-            last, self.stood = self.stood, (un.repeats, [_line_state(x, un) for x in self.lines])
+            if self.windows is None:  # each rank's epilogue's micro-batches, as written
+                self.windows = [_mb_range(prog.epilogue) for prog in un.programs]
+            states = [_line_state(x, un, w) for x, w in zip(self.lines, self.windows, strict=True)]
+            last, self.stood = self.stood, (un.repeats, states)
             if last is not None and last[0] == un.repeats - 1 and all(
                     _shifted(a, b) for a, b in zip(last[1], self.stood[1], strict=True)):
                 return None
@@ -124,16 +128,22 @@ class VersionCheck:
 _LineState = tuple[tuple, list[tuple[array, int]]]
 
 
-def _line_state(line: _RankReplay, un: Unrolled) -> _LineState:
+def _mb_range(seq: Sequence[Instr]) -> tuple[int, int]:
+    """(least, one past the greatest) micro-batch of `seq`; (0, 0): none."""
+    mbs = [ins.mb for ins in seq if ins.mb is not None]
+    return (min(mbs), max(mbs) + 1) if mbs else (0, 0)
+
+
+def _line_state(line: _RankReplay, un: Unrolled, window: tuple[int, int]) -> _LineState:
     """What the rest of run `un` after its last body (the epilogue) reads of
     rank line's check: each replica's weights, gradients, peaks and what ran
-    for the micro-batches the epilogue runs, what was received and not used,
-    what is alive; and the table's entries for those micro-batches."""
+    for the micro-batches the epilogue runs (`window`, as the epilogue is
+    written), what was received and not used, what is alive; and the table's
+    entries for those micro-batches."""
     prog, period = un.programs[line.rank], un.period
     back = un.repeats - 1
     dm, dv = back * period.microbatches, back * period.steps
-    mbs = [ins.mb for ins in prog.epilogue if ins.mb is not None]
-    lo, hi = (min(mbs) + dm, max(mbs) + dm + 1) if mbs else (0, 0)
+    lo, hi = (window[0] + dm, window[1] + dm) if window[1] else (0, 0)
     plain: list = [line.unused, line.alive, line.alive_peak[0]]
     columns: list[tuple[array, int]] = []
     table = line.table
@@ -172,10 +182,11 @@ def _shifted(before: _LineState, after: _LineState) -> bool:
     if before[0] != after[0] or len(before[1]) != len(after[1]):
         return False
     for (a, shift), (b, _) in zip(before[1], after[1], strict=True):
-        if len(a) != len(b) or a.count(ABSENT) != b.count(ABSENT):
+        absent = a.count(ABSENT)
+        if len(a) != len(b) or absent != b.count(ABSENT):
             return False
         steps = Counter(map(sub, b, a))
-        if set(steps) - {0, shift} or steps[0] != a.count(ABSENT):
+        if set(steps) - {0, shift} or steps[0] != absent:
             return False
     return True
 
