@@ -66,32 +66,43 @@ class Runs:
         # the longest run's timing comes from a shorter run's (_fold)
         self.clocked: dict[int, tuple | None] = {}
         self.folded: tuple[int, float, list[int]] | None = None
+        # the run from whose stop on every longer run is proven (prove): none is replayed
+        self.settled: int | None = None
 
     def prove(self, n: int, last: bool = False) -> VersionTable | None:
         """Replay run n (after runs 1 .. n - 1): deadlock freedom, then every
         version; its table. The longest run is the shared replay itself, run to
         its end; a shorter one stops the shared replay before its epilogue
         and forks, unless it stops as run n - 1 did a body later
-        (_stopped_state). None: run n's epilogue checks as run n - 1's did and
-        its bounds follow from run n + 1's (VersionCheck.check). `last`: no
-        longer run is proven (the check's lines go as its table is made)."""
+        (_stopped_state): then run n, and every longer run, from there is run
+        n - 1 from there shifted, and the replay is over (`settled`; timed:
+        where the clock also reads the same times a body's time later, the
+        shared replay ends with run n's epilogue, _fold). None: run n's
+        epilogue checks as run n - 1's did and its bounds follow from run n +
+        1's (VersionCheck.check). `last`: no longer run is proven (the check's
+        lines go as its table is made)."""
         un = self.run(n)
         self.replay.locate = un.locate
+        ends = [un.epilogue_start(r) for r in range(len(un.streams))]
+        if self.settled is not None:  # proven by run `settled`'s replay
+            return self.versions.check(un, None if n == self.longest else ends, final=last)
         if n == self.longest:
             self._end()
             return self.versions.check(un, final=True)
-        ends = [un.epilogue_start(r) for r in range(len(un.streams))]
         limits = [self.replay.batch_start(r, i) for r, i in enumerate(ends)]
         self.replay.run_to(limits)
         state = _stopped_state(self.replay, ends, self.bodies_at,
                                (n - 1) * self.period.microbatches * KEY_SHIFT)
+        same = state is not None and state == self.stopped.get(n - 1)
         if self.clock is not None and state is not None:
             self.clocked[n] = self.clock.times_read(*_posted(self.replay))
-            if last and n == self.longest - 1 and state == self.stopped.get(n - 1):
-                shift = _time_shift(self.clocked.get(n - 1), self.clocked[n])
-                if shift is not None:
-                    return self._fold(n, shift)
-        if state is None or state != self.stopped.get(n - 1):
+        if same and self.clock is None:
+            self.settled = n
+        elif same:
+            shift = _time_shift(self.clocked.get(n - 1), self.clocked[n])
+            if shift is not None:
+                self._fold(n, shift)
+        elif not same:
             self.forks += 1
             try:  # the shared streams end where the epilogue starts: the fork encodes on in them
                 self.replay.fork(un.streams, ends, None, un.locate, lend=True).run()
@@ -100,14 +111,13 @@ class Runs:
         self.stopped[n] = state
         return self.versions.check(un, ends, final=last)
 
-    def _fold(self, n: int, shift: float) -> VersionTable:
-        """Run n, the last proven, stands before its epilogue as run n - 1
-        did a body and `shift` time units earlier, replay and clock alike: so
-        run n + 1, the longest, from there is run n from there one body and
-        `shift` later. The shared replay then ends with run n's epilogue, and
-        the longest run's timing is run n's with its last body's times, and
-        what follows, once more `shift` later (timing). Run n's table, as the
-        lines check its epilogue themselves."""
+    def _fold(self, n: int, shift: float) -> None:
+        """Run n stands before its epilogue as run n - 1 did a body and
+        `shift` time units earlier, replay and clock alike: so each longer run
+        from there is run n from there, a body and `shift` later for each
+        body more. The shared replay ends with run n's epilogue, and the
+        longest run's timing is run n's with its last body's times repeated
+        `shift` apart, then what follows them (_folded_timing)."""
         self.folded = (n, shift, list(self.replay.pc))
         for r, prog in enumerate(self.programs):
             self.streams[r].append(prog.epilogue, *self._shift(n - 1))
@@ -115,10 +125,9 @@ class Runs:
             self.clock.extend(r)
         self.replay.keys.sections.clear()
         self.clock.sections.clear()
-        un = Unrolled(self.programs, self.period, n, self.streams)
-        self.replay.locate = un.locate
+        self.replay.locate = Unrolled(self.programs, self.period, n, self.streams).locate
         self._end()
-        return self.versions.check(un, final=True)
+        self.settled = n
 
     @property
     def bodies_at(self) -> list[int]:
@@ -129,7 +138,12 @@ class Runs:
         """The run of n bodies (the same as Unrolled.of): the shared streams'
         prologue and first n bodies, then the epilogue shifted as the last body
         is (RunStream: the programs' own instructions, shifted when read). The
-        longest run's are the shared streams themselves."""
+        longest run's are the shared streams themselves. Past a settled run
+        (no more is replayed) the bodies beyond it are appended to its own."""
+        if self.settled is not None and n > self.settled:
+            return Unrolled(self.programs, self.period, n, tuple(
+                self._extended(prog, seq, self.settled, n)
+                for prog, seq in zip(self.programs, self.streams, strict=True)))
         self._grow(n)
         if n == self.longest:
             return Unrolled(self.programs, self.period, n, self.streams)
@@ -139,6 +153,15 @@ class Runs:
             stream.append(prog.epilogue, *self._shift(n - 1))
             streams.append(stream)
         return Unrolled(self.programs, self.period, n, tuple(streams))
+
+    def _extended(self, prog: RankProgram, seq: RunStream, n: int, more: int) -> RunStream:
+        """The shared stream's prologue and first n bodies, then bodies n ..
+        more - 1 and the epilogue of the run of `more` bodies."""
+        stream = seq.head(1 + n)
+        for k in range(n, more):
+            stream.append(prog.body, *self._shift(k))
+        stream.append(prog.epilogue, *self._shift(more - 1))
+        return stream
 
     def _shift(self, k: int) -> tuple[int, int]:
         """(micro-batch, version) shift of body repetition k."""
@@ -180,21 +203,24 @@ class Runs:
         return un, Timing(self.clock.starts, self.clock.ends)
 
     def _folded_timing(self) -> tuple[Unrolled, Timing]:
-        """The longest run and its timing, from the shorter run folded into
-        the shared replay (_fold): a rank's times up to where it stood then,
-        and from a body earlier on, `shift` later."""
+        """The longest run and its timing, from the run folded into the
+        shared replay (_fold): a rank's times up to where it stood then; its
+        last body's times from there, `shift` later for each body more; then
+        what followed them."""
         n, shift, stood = self.folded
+        more = self.longest - n
         streams, starts, ends = [], [], []
         for r, (prog, seq) in enumerate(zip(self.programs, self.streams, strict=True)):
-            stream = seq.head(1 + n)
-            stream.append(prog.body, *self._shift(n))
-            stream.append(prog.epilogue, *self._shift(n))
-            streams.append(stream)
+            streams.append(self._extended(prog, seq, n, self.longest))
             at, again = stood[r], stood[r] - len(prog.body)
             for out, times in ((starts, self.clock.starts[r]), (ends, self.clock.ends[r])):
-                out.append(times[:at] + array("d", [t + shift for t in times[again:]]))
+                run = times[:at]
+                for k in range(1, more):
+                    run += array("d", [t + k * shift for t in times[again:at]])
+                out.append(run + array("d", [t + more * shift for t in times[again:]]))
         self.proven()
-        return Unrolled(self.programs, self.period, n + 1, tuple(streams)), Timing(starts, ends)
+        return Unrolled(self.programs, self.period, self.longest, tuple(streams)), \
+            Timing(starts, ends)
 
     def _end(self) -> None:
         self.replay.run_to(None)

@@ -11,11 +11,11 @@ naming the instruction.
 from __future__ import annotations
 
 from array import array
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import sub
 
+from schedc import versions_periodic as periodic
 from schedc.errors import VerifyError
 from schedc.instructions import (
     COMPUTE_OPS,
@@ -28,7 +28,7 @@ from schedc.instructions import (
 from schedc.program import Instr, Manifest
 from schedc.spec import Spec
 from schedc.unroll import Unrolled, stream_parts
-from schedc.version_table import ABSENT, TYPECODE, Columns, VersionTable
+from schedc.version_table import Columns, VersionTable
 from schedc.weight_ops import WeightOps
 
 
@@ -72,14 +72,21 @@ class VersionCheck:
     3 ... bodies, which agree up to their epilogues (schedc.runs). A rank's
     check reads nothing but its own stream, in order, so it needs no replay:
     each rank has one *line* that checks the shared part once, and a run's
-    epilogue is checked on a copy of the line."""
+    epilogue is checked on a copy of the line. Where the lines repeat
+    themselves a body later (schedc.versions_periodic), a run's epilogue is
+    not checked again, and the next run's table follows without a check."""
 
     def __init__(self, manifest: Manifest, ranks: int) -> None:
         spec = Spec.from_dict(manifest.spec)
         self.lines = [_RankReplay(manifest, spec, r) for r in range(ranks)]
         self.checked = [0] * ranks  # per rank, where its line has checked to
-        # the run checked last and its lines' states before its epilogue (_line_state)
-        self.stood: tuple[int, list[_LineState]] | None = None
+        self.comparable = periodic.comparable(manifest, spec)
+        # the last run stopped at and the lines' states before its epilogue
+        # (line_state); per run stopped at, their sparse synchronisations so far
+        self.stood: tuple[int, list[periodic.LineState]] | None = None
+        self.syncs: dict[int, list[dict]] = {}
+        self.skipped: int | None = None  # the run whose epilogue was not checked
+        self.previous: tuple[int, VersionTable] | None = None  # the last table made
         self.windows: list[tuple[int, int]] | None = None
 
     def check(self, un: Unrolled, ends: list[int] | None = None, final: bool = False
@@ -89,23 +96,24 @@ class VersionCheck:
         copies of them the rest. The first error, by rank, is raised; `final`:
         no later run reads the lines (memory). None (not `final`): the lines
         stand before this run's epilogue as before the last run's, a body
-        later (_line_state), so its epilogue checks as that one did, and each
-        entry and peak of this run is one of the next run's, a body later or
-        the same: its bounds follow from the next run's."""
-        checks = []
+        later, so its epilogue checks as that one did, and each entry and
+        peak of this run is one of the next run's, a body later or the same:
+        its bounds follow from the next run's. The run after such a run is
+        not checked: its table follows (_derived)."""
+        if final and self.skipped == un.repeats - 1:
+            table = self._derived(un)
+            if table is not None:
+                self.lines = []
+                return table
         for r, line in enumerate(self.lines):
             line.un = un
             end = len(un.streams[r]) if ends is None else ends[r]
             line.run(self.checked[r], end)
             self.checked[r] = end
-        if ends is not None and not final:
-            if self.windows is None:  # each rank's epilogue's micro-batches, as written
-                self.windows = [_mb_range(prog.epilogue) for prog in un.programs]
-            states = [_line_state(x, un, w) for x, w in zip(self.lines, self.windows, strict=True)]
-            last, self.stood = self.stood, (un.repeats, states)
-            if last is not None and last[0] == un.repeats - 1 and all(
-                    _shifted(a, b) for a, b in zip(last[1], self.stood[1], strict=True)):
-                return None
+        if ends is not None and not final and self.comparable and self._stands_as_before(un):
+            self.skipped = un.repeats
+            return None
+        checks = []
         for r, line in enumerate(self.lines):
             check = line if ends is None else line.copy()
             check.run(self.checked[r], len(un.streams[r]))
@@ -119,76 +127,48 @@ class VersionCheck:
                 checks[r] = self.lines[r] = None
         if final:
             self.lines = []
+        else:
+            self.previous = (un.repeats, table)
         return table
 
+    def _stands_as_before(self, un: Unrolled) -> bool:
+        """The lines stand before run un's epilogue as before the last
+        run's, a body later (versions_periodic.shifted)."""
+        if self.windows is None:  # per rank, the micro-batches the rest reads (window)
+            self.windows = [periodic.window(prog, un.period) for prog in un.programs]
+        states = [periodic.line_state(x, un, w) for x, w in zip(self.lines, self.windows,
+                                                                  strict=True)]
+        self.syncs[un.repeats] = [dict(x.table.sparse_syncs) for x in self.lines]
+        last, self.stood = self.stood, (un.repeats, states)
+        return last is not None and last[0] == un.repeats - 1 and all(
+            periodic.shifted(a, b) for a, b in zip(last[1], states, strict=True))
 
-# A line's state before a run's epilogue (_line_state): what it reads in
-# plain values, shifted back to the run of one body; the table's entries for
-# the epilogue's micro-batches, as they stand, with each column's shift per body.
-_LineState = tuple[tuple, list[tuple[array, int]]]
-
-
-def _mb_range(seq: Sequence[Instr]) -> tuple[int, int]:
-    """(least, one past the greatest) micro-batch of `seq`; (0, 0): none."""
-    mbs = [ins.mb for ins in seq if ins.mb is not None]
-    return (min(mbs), max(mbs) + 1) if mbs else (0, 0)
-
-
-def _line_state(line: _RankReplay, un: Unrolled, window: tuple[int, int]) -> _LineState:
-    """What the rest of run `un` after its last body (the epilogue) reads of
-    rank line's check: each replica's weights, gradients, peaks and what ran
-    for the micro-batches the epilogue runs (`window`, as the epilogue is
-    written), what was received and not used, what is alive; and the table's
-    entries for those micro-batches."""
-    prog, period = un.programs[line.rank], un.period
-    back = un.repeats - 1
-    dm, dv = back * period.microbatches, back * period.steps
-    lo, hi = (window[0] + dm, window[1] + dm) if window[1] else (0, 0)
-    plain: list = [line.unused, line.alive, line.alive_peak[0]]
-    columns: list[tuple[array, int]] = []
-    table = line.table
-    for key, rep in sorted(line.replicas.items()):
-        plain += [key, rep.current - dv, sorted(v - dv for v in rep.stash),
-                  None if rep.lookahead is None else rep.lookahead - dv,
-                  None if rep.active is None else (rep.active[0] - dv, rep.active[1]),
-                  sorted(mb - dm for mb in rep.accumulated), rep.reduced, rep.inflight,
-                  rep.inflight_peak,
-                  sorted((op, bytes(marks[lo:hi]).ljust(hi - lo, b"\0"))
-                         for op, marks in rep.ran.items()),
-                  [getattr(table, name).get(key, (0,))[0]
-                   for name in ("inflight_peaks", "copy_peaks", "version_peaks")]]
-        cols = table.columns.get(key)
-        if cols is None:
-            plain.append(None)
-            continue
-        i0, i1 = (-(-(bound - cols.phase) // cols.stride) for bound in (lo, hi))
-        plain.append((cols.stride, cols.phase, (lo - cols.phase) % cols.stride))
-        for name, shift in (("forward", period.steps), ("backward", period.steps),
-                            ("applied", period.steps), ("where", len(prog.body))):
-            held = getattr(cols, name)[max(i0, 0):i1]
-            columns.append((held + array(TYPECODE, [ABSENT]) * (i1 - max(i0, 0) - len(held)),
-                            shift))
-    return tuple(map(_frozen, plain)), columns
-
-
-def _frozen(value):
-    return tuple(value) if isinstance(value, list) else value
-
-
-def _shifted(before: _LineState, after: _LineState) -> bool:
-    """`after` is `before` a body later: the same plain values, and each
-    table entry one column's shift later where `before` has one (ABSENT where
-    it has none)."""
-    if before[0] != after[0] or len(before[1]) != len(after[1]):
-        return False
-    for (a, shift), (b, _) in zip(before[1], after[1], strict=True):
-        absent = a.count(ABSENT)
-        if len(a) != len(b) or absent != b.count(ABSENT):
-            return False
-        steps = Counter(map(sub, b, a))
-        if set(steps) - {0, shift} or steps[0] != absent:
-            return False
-    return True
+    def _derived(self, un: Unrolled) -> VersionTable | None:
+        """Run un's table, where run n = un - 1 stood as run n - 1 did a body
+        later (its check skipped): run n's table is run n - 1's with the lines'
+        entries from the stop on a body later, and run un's is run n's so
+        (versions_periodic.next_table). None where that does not line up."""
+        n = un.repeats - 1
+        if self.previous is None or self.previous[0] != n - 1 or n - 1 not in self.syncs:
+            return None
+        period, progs = un.period, un.programs
+        bodies = [len(prog.body) for prog in progs]
+        before, now = self.syncs[n - 1], self.syncs[n]
+        syncs: dict = {}
+        for a, b in zip(before, now, strict=True):
+            for key in a.keys() | b.keys():
+                syncs[key] = b.get(key, 0) - a.get(key, 0)
+        back = (n - 1) * period.microbatches
+        windows = [(lo + back, hi + back) for lo, hi in self.windows]
+        lines = [line.table for line in self.lines]
+        table = self.previous[1]
+        for k in (n - 1, n):  # run k's table to run k + 1's
+            epilogues = [len(prog.prologue) + k * body for prog, body in zip(progs, bodies,
+                                                                             strict=True)]
+            table = periodic.next_table(table, lines, windows, epilogues, bodies, period, syncs)
+            if table is None:
+                return None
+        return table
 
 
 # The ops whose handler marks them as run (rep.mark_run): the compute ops.

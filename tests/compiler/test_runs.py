@@ -13,7 +13,7 @@ from compiling import compiled
 from mutate import with_body
 
 import schedc.runs as runs_module
-import schedc.versions as versions_module
+import schedc.versions_periodic as versions_periodic
 from schedc.errors import VerifyError
 from schedc.overlap import Overlap
 from schedc.replay import Replay
@@ -98,16 +98,18 @@ def _assert_bounded_by(table: VersionTable, later: VersionTable) -> None:
 
 
 @pytest.mark.parametrize("name,p,m", CASES)
-@pytest.mark.parametrize("last", [False, True])
-def test_the_longest_runs_timing_is_a_fresh_timing(name, p, m, last):
-    """Replayed to its end, or (`last`: run 3 is the last proven) from run 3's
-    timing with its last body's times and what follows once more a body's
-    time later, where runs 2 and 3 stop alike (every case here)."""
+@pytest.mark.parametrize("fold", [False, True])
+def test_the_longest_runs_timing_is_a_fresh_timing(name, p, m, fold, monkeypatch):
+    """Replayed to its end, or (`fold`) from run 2's timing with its last
+    body's times, then what follows them, repeated a body's time apart, where
+    runs 1 and 2 stop alike, clocks included (every case here)."""
     c = compiled(name, p, m)
+    if not fold:
+        monkeypatch.setattr(runs_module, "_time_shift", lambda *args: None)
     runs = Runs(c.manifest, c.programs, 4, timed=True)
     for n in (1, 2, 3):
-        runs.prove(n, last=last and n == 3)
-    assert (runs.folded is not None) == last
+        runs.prove(n, last=n == 3)
+    assert (runs.folded[0] if runs.folded else None) == (2 if fold else None)
     un, timing = runs.timing()
     fresh = unit_timing(_fresh(c, 4).streams)
     assert un.repeats == 4
@@ -143,7 +145,8 @@ def test_a_fork_gives_the_lent_encoding_back_as_it_was(name, p, m):
     runs = Runs(c.manifest, c.programs, 4)
     for n in (1, 2, 3):
         runs.prove(n)  # the fork encodes the epilogue on in the shared encoding
-        assert all(len(s) == runs.run(n).epilogue_start(r) for r, s in enumerate(runs.streams))
+        at = min(n, runs.settled or n)  # no run past a settled one is replayed
+        assert all(len(s) == runs.run(at).epilogue_start(r) for r, s in enumerate(runs.streams))
         assert _entries(runs.replay) == _entries(Replay([list(s) for s in runs.streams]))
 
 
@@ -158,8 +161,9 @@ def test_the_epilogues_of_runs_2_and_3_follow_from_run_1s(name, p, m):
     tables = [runs.prove(n, last=n == 3) for n in (1, 2, 3)]
     assert [t is None for t in tables] == [False, True, False]
     assert runs.stopped[1] is not None
-    assert runs.stopped[1] == runs.stopped[2] == runs.stopped[3]
+    assert runs.stopped[1] == runs.stopped[2]
     assert runs.forks == 1
+    assert runs.settled == 2  # run 3 is not replayed
 
 
 def _verdict(manifest, programs, timed: int | None = None) -> tuple | None:
@@ -207,7 +211,7 @@ def test_replaying_only_run_1s_epilogue_changes_no_verdict(name, p, m, monkeypat
     mutants = list(_mutants(c, 40, seed=p * m))
     skipping = [_verdict(c.manifest, progs, timed) for progs in mutants for timed in (None, 4)]
     monkeypatch.setattr(runs_module, "_stopped_state", lambda *args: None)
-    monkeypatch.setattr(versions_module, "_shifted", lambda *args: False)
+    monkeypatch.setattr(versions_periodic, "shifted", lambda *args: False)
     assert skipping == [_verdict(c.manifest, progs, timed) for progs in mutants
                         for timed in (None, 4)]
     assert {v[5] for v in skipping if v is not None} >= {1, 2}  # runs 1 and 2 fail
