@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
+from copy import copy
 from typing import Protocol
 
 from schedc.instructions import AROUND, MESSAGE, SEND_OPS, TABLE, UNIT_COSTS, unit_cost
@@ -102,6 +103,28 @@ class Clock(Observer):
             self.dkey[r].extend(_data_keys(stream[done:]))
         self.starts[r].extend(_zeros(len(stream) - done))
         self.ends[r].extend(_zeros(len(stream) - done))
+
+    def fork(self, streams: Sequence[Sequence[Instr]], same: list[int]) -> Clock:
+        """A clock for a fork of the replay this one observes (Replay.fork's
+        `streams` and `same`: each stream equals this clock's on its first
+        same[r] instructions): it goes on from this clock's times, and this
+        clock is not changed."""
+        new = copy(self)
+        new.streams = streams
+        new.dur = [d[:n] + new._stream_durations(s, n)
+                   for d, s, n in zip(self.dur, streams, same, strict=True)]
+        if self.lazy:
+            new.dkey = [k[:n] + _data_keys(s[n:])
+                        for k, s, n in zip(self.dkey, streams, same, strict=True)]
+        new.starts, new.ends = ([t[:n] + _zeros(len(s) - n)
+                                 for t, s, n in zip(times, streams, same, strict=True)]
+                                for times in (self.starts, self.ends))
+        new.now, new.batch_clock, new.ahead = list(self.now), list(self.batch_clock), \
+            list(self.ahead)
+        new.data_ready = [dict(d) for d in self.data_ready]
+        new.link_free = dict(self.link_free)
+        new.messages = list(self.messages)
+        return new
 
     def times_read(self, posted: list[tuple[int, int]], unmatched: set[tuple[int, int]]
                    ) -> tuple[tuple, list[float]]:

@@ -65,7 +65,10 @@ class Runs:
         # per run proven, the clock's times there (Clock.times_read); and where
         # the longest run's timing comes from a shorter run's (_fold)
         self.clocked: dict[int, tuple | None] = {}
-        self.folded: tuple[int, float, list[int]] | None = None
+        self.folded: tuple[int, float, list[int], tuple | None] | None = None
+        # the last run whose epilogue a clocked fork replayed: (run, where the
+        # shared replay stood, the fork's starts and ends) (_fork)
+        self.epilogue_times: tuple[int, list[int], list[array], list[array]] | None = None
         # the run from whose stop on every longer run is proven (prove): none is replayed
         self.settled: int | None = None
 
@@ -103,30 +106,46 @@ class Runs:
             if shift is not None:
                 self._fold(n, shift)
         elif not same:
-            self.forks += 1
-            try:  # the shared streams end where the epilogue starts: the fork encodes on in them
-                self.replay.fork(un.streams, ends, None, un.locate, lend=True).run()
-            finally:
-                self.replay.take_back(ends)
+            self._fork(un, ends, state is not None)
         self.stopped[n] = state
         return self.versions.check(un, ends, final=last)
+
+    def _fork(self, un: Unrolled, ends: list[int], timed: bool) -> None:
+        """Replay run un's epilogue in a fork of the shared replay, stopped
+        before it; `timed`, with a fork of the clock: run un's times from
+        there are kept for a fold at the next run (_fold)."""
+        self.forks += 1
+        clock = self.clock.fork(un.streams, ends) if self.clock is not None and timed else None
+        try:  # the shared streams end where the epilogue starts: the fork encodes on in them
+            self.replay.fork(un.streams, ends, clock, un.locate, lend=True).run()
+        finally:
+            self.replay.take_back(ends)
+        self.epilogue_times = None if clock is None else (
+            un.repeats, list(self.replay.pc), clock.starts, clock.ends)
 
     def _fold(self, n: int, shift: float) -> None:
         """Run n stands before its epilogue as run n - 1 did a body and
         `shift` time units earlier, replay and clock alike: so each longer run
         from there is run n from there, a body and `shift` later for each
-        body more. The shared replay ends with run n's epilogue, and the
-        longest run's timing is run n's with its last body's times repeated
-        `shift` apart, then what follows them (_folded_timing)."""
-        self.folded = (n, shift, list(self.replay.pc))
-        for r, prog in enumerate(self.programs):
-            self.streams[r].append(prog.epilogue, *self._shift(n - 1))
-            self.replay.extend(r)
-            self.clock.extend(r)
+        body more, and the replay is over. The longest run's timing is run
+        n's up to there, its last body's times repeated `shift` apart, then
+        run n - 1's times from its stop on, the epilogue's included, where a
+        clocked fork replayed them (_fork); else the shared replay goes on
+        with run n's epilogue, whose times follow (_folded_timing)."""
+        before = self.epilogue_times
+        self.epilogue_times = None
+        if before is not None and before[0] == n - 1:
+            self.folded = (n, shift, list(self.replay.pc), before[1:])
+        else:
+            self.folded = (n, shift, list(self.replay.pc), None)
+            for r, prog in enumerate(self.programs):
+                self.streams[r].append(prog.epilogue, *self._shift(n - 1))
+                self.replay.extend(r)
+                self.clock.extend(r)
+            self.replay.locate = Unrolled(self.programs, self.period, n, self.streams).locate
+            self._end()
         self.replay.keys.sections.clear()
         self.clock.sections.clear()
-        self.replay.locate = Unrolled(self.programs, self.period, n, self.streams).locate
-        self._end()
         self.settled = n
 
     @property
@@ -203,21 +222,28 @@ class Runs:
         return un, Timing(self.clock.starts, self.clock.ends)
 
     def _folded_timing(self) -> tuple[Unrolled, Timing]:
-        """The longest run and its timing, from the run folded into the
-        shared replay (_fold): a rank's times up to where it stood then; its
-        last body's times from there, `shift` later for each body more; then
-        what followed them."""
-        n, shift, stood = self.folded
+        """The longest run and its timing, from the run folded (_fold): a
+        rank's times up to where it stood then; its last body's times from
+        there, `shift` later for each body more; then what followed them in
+        that run (or, where run n - 1's were clocked apart, what followed in
+        that run from its stop on, a body's `shift` later again)."""
+        n, shift, stood, before = self.folded
         more = self.longest - n
         streams, starts, ends = [], [], []
         for r, (prog, seq) in enumerate(zip(self.programs, self.streams, strict=True)):
             streams.append(self._extended(prog, seq, n, self.longest))
             at, again = stood[r], stood[r] - len(prog.body)
-            for out, times in ((starts, self.clock.starts[r]), (ends, self.clock.ends[r])):
+            for k, out in ((0, starts), (1, ends)):
+                times = (self.clock.starts, self.clock.ends)[k][r]
                 run = times[:at]
-                for k in range(1, more):
-                    run += array("d", [t + k * shift for t in times[again:at]])
-                out.append(run + array("d", [t + more * shift for t in times[again:]]))
+                for j in range(1, more):
+                    run += _later(times[again:at], j * shift)
+                if before is None:
+                    out.append(run + _later(times[again:], more * shift))
+                else:
+                    tail = before[1 + k][r][before[0][r]:]
+                    out.append(run + _later(times[again:at], more * shift)
+                               + _later(tail, (more + 1) * shift))
         self.proven()
         return Unrolled(self.programs, self.period, self.longest, tuple(streams)), \
             Timing(starts, ends)
@@ -273,6 +299,10 @@ def _unmatched(replay: Replay) -> Iterator[tuple[int, tuple, deque[int]]]:
         for chan, queue in side.items():
             if queue:
                 yield owner, chan, queue
+
+
+def _later(times: array, shift: float) -> array:
+    return array("d", [t + shift for t in times])
 
 
 def _time_shift(before: tuple | None, after: tuple | None) -> float | None:

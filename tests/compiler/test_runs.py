@@ -98,18 +98,27 @@ def _assert_bounded_by(table: VersionTable, later: VersionTable) -> None:
 
 
 @pytest.mark.parametrize("name,p,m", CASES)
-@pytest.mark.parametrize("fold", [False, True])
+@pytest.mark.parametrize("fold", [None, "shared", "fork"])
 def test_the_longest_runs_timing_is_a_fresh_timing(name, p, m, fold, monkeypatch):
     """Replayed to its end, or (`fold`) from run 2's timing with its last
-    body's times, then what follows them, repeated a body's time apart, where
-    runs 1 and 2 stop alike, clocks included (every case here)."""
+    body's times repeated a body's time apart, where runs 1 and 2 stop alike,
+    clocks included (every case here); then run 2's epilogue's times, which
+    the shared replay goes on to, or run 1's epilogue's, from its clocked
+    fork, a body's time later."""
     c = compiled(name, p, m)
-    if not fold:
+    if fold is None:
         monkeypatch.setattr(runs_module, "_time_shift", lambda *args: None)
-    runs = Runs(c.manifest, c.programs, 4, timed=True)
+    if fold == "shared":  # run 1's epilogue forked without a clock
+        fork = Runs._fork
+        monkeypatch.setattr(Runs, "_fork",
+                            lambda self, un, ends, timed: fork(self, un, ends, False))
+    runs = Runs(c.manifest, c.programs, 4, timed=True)  # the compiler's: no overlap rule
     for n in (1, 2, 3):
         runs.prove(n, last=n == 3)
     assert (runs.folded[0] if runs.folded else None) == (2 if fold else None)
+    if fold:
+        assert (runs.folded[3] is not None) == (fold == "fork")
+        assert runs.ended == (fold == "shared")  # the shared replay stops before run 2's epilogue
     un, timing = runs.timing()
     fresh = unit_timing(_fresh(c, 4).streams)
     assert un.repeats == 4
