@@ -13,9 +13,12 @@ observes the shared replay, which times the longest run for the analysis.
 
 Periodicity spares replays: where the shared replay stops before run n's
 epilogue as it stopped before run n - 1's, a body later (_stopped_state),
-run n's epilogue is run n - 1's shifted and is not forked; where the clock
-also reads the same times there, one body's time later, the longest run's
-timing is the last proven run's with a body's times repeated (_fold).
+run n from there, and every longer run, is run n - 1 from there shifted: run
+n's epilogue is not forked and no longer run is replayed (`settled`). Where
+the clock also reads the same times there, one body's time later, the
+longest run's timing is run n's with a body's times repeated, then run n -
+1's epilogue's times from its clocked fork (_fold). The version check
+skips and derives the same way (schedc.versions_periodic).
 
 Nothing is copied per body: a run's streams are RunStreams (schedc.unroll),
 the programs' own sections with the shift each runs at; the replay encodes a
