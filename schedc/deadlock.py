@@ -78,8 +78,7 @@ class _Repairing(Replay):
         if start < len(code) and kinds[start] == COLL:
             self.gathering.get(chans[start], {}).pop(q, None)
         seq.insert(start, seq.pop(j))
-        code.move(j, start)
-        self.encode(q, start, j + 1, code)  # only the shifted instructions
+        code.move(j, start)  # its entry moved, and the shifted entries' ends made again
         if posted:
             self.post(q, start, start + 1)
             self.batch_end[q] = start + 1

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from schedc.errors import VerifyError
 from schedc.overlap import DEFAULT, Overlap
 from schedc.program import Instr
-from schedc.replay_code import COLL, KEY_SHIFT, LOCAL, MSG, Keys, RankCode, encode, window
+from schedc.replay_code import COLL, KEY_SHIFT, LOCAL, MSG, Keys, RankCode, encode
 from schedc.replay_events import (
     Blocked,
     Fanout,
@@ -111,13 +111,6 @@ class Replay(OverlapRules):
         self.deferred: set[int] = set()
 
     # ---- encoding (schedc.replay_code) -----------------------------------------------
-    def encode(self, r: int, lo: int, hi: int, code: RankCode) -> None:
-        """Encode instructions lo..hi-1 of rank r into `code` again (those
-        from hi on are as encoded)."""
-        instrs, shifts = window(self.streams[r], lo, hi)
-        encode(code, r, len(self.streams), instrs, shifts, lo, hi, self.keys,
-               lambda i, reason: self.fail(r, i, reason))
-
     def encode_rest(self, r: int, code: RankCode) -> RankCode:
         """`code`, the encoding of rank r's stream up to len(code), encoded on
         to the stream's end. A whole section of a RunStream is encoded once

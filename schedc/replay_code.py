@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 
 from schedc.instructions import COLLECTIVE, MESSAGE, TABLE
 from schedc.program import Instr
-from schedc.unroll import RunStream
 
 LOCAL, MSG, COLL = 0, 1, 2
 # The table's rows as the encoding reads them: op -> (kind, is send, message, hop).
@@ -138,20 +137,28 @@ class RankCode:
             i -= 1
 
     def move(self, j: int, start: int) -> None:
-        """Entry j moved to index start (< j); the ends are encoded again by
-        the caller."""
+        """Entry j moved to index start (< j), and the ends of entries
+        start..j made again (those of the runs each stands in now: `encode`'s
+        rule); every other field is the entry's own."""
         for name in self.__slots__:
             seq = getattr(self, name)
             value = seq.pop(j)
             seq.insert(start, value)
+        kinds, ends = self.kind, self.end
+        prev, end = (kinds[j + 1], ends[j + 1]) if j + 1 < len(kinds) else (-1, j + 1)
+        for i in range(j, start - 1, -1):
+            kind = kinds[i]
+            if kind == COLL or prev != kind:
+                end = i + 1
+            ends[i] = end
+            prev = kind
 
 
 def encode(code: RankCode, r: int, ranks: int, instrs: Sequence[Instr], shifts: list | None,
            lo: int, hi: int, keys: Keys, fail: Fail) -> None:
     """Encode instructions lo..hi-1 of rank r's stream into `code` (entries
     from hi on are encoded already: a run going on past hi continues). The
-    entries are new (RankCode, grow) or each one's own, moved (RankCode.move):
-    a local op's entry then needs its end alone.
+    entries are new (RankCode, grow): a local op's needs its end alone.
     instrs[i - lo] is instruction i as the program holds it, shifts[i - lo]
     its micro-batch shift (None: no shift)."""
     kinds, ends, chans, sends, mkeys = code.kind, code.end, code.chan, code.send, code.key
@@ -194,22 +201,8 @@ def encode(code: RankCode, r: int, ranks: int, instrs: Sequence[Instr], shifts: 
             chans[i] = group  # its stage is read from the instruction (rare)
             ends[i] = i + 1
             kinds[i] = COLL
-        else:  # the other fields as made (zero, None), or moved with it (RankCode.move)
+        else:  # the other fields as made (zero, None)
             if prev != LOCAL:
                 end = i + 1
             ends[i] = end
         prev = kind
-
-
-def window(seq: Sequence[Instr], lo: int, hi: int) -> tuple[Sequence[Instr], list | None]:
-    """Instructions lo..hi-1 of a stream as the programs hold them, and each
-    one's micro-batch shift (None: a plain stream, nothing shifted): what
-    `encode` reads."""
-    if not isinstance(seq, RunStream):
-        return seq[lo:hi], None
-    instrs: list[Instr] = []
-    shifts: list[int] = []
-    for part, a, b, dm, _, _ in seq.parts(lo, hi):
-        instrs.extend(part[a:b])
-        shifts.extend([dm] * (b - a))
-    return instrs, shifts
