@@ -55,9 +55,14 @@ class Runs:
         self.programs, self.period, self.longest = tuple(programs), manifest.period, longest
         self.streams = tuple(RunStream([(p.prologue, 0, 0)]) for p in programs)
         self.bodies = 0  # body repetitions in the shared streams so far
-        rule = Overlap.from_dict(manifest.overlap)  # the rule the deadlock proof is under
+        self.rule = rule = Overlap.from_dict(manifest.overlap)  # the deadlock proof's rule
         self.clock = Clock(self.streams, UnitCosts(), overlap=rule.overlapped,
                            keep_messages=False) if timed else None
+        # Receives posted ahead are not posted past a stop (the limit: where
+        # the next batch would be), so a stopped replay posts them later than
+        # the run itself: its clock is not the run's timing, which is then
+        # clocked again, unstopped (timing).
+        self.stale = rule.early_receives
         self.replay = Replay(self.streams, self.clock, rule=rule)
         self.versions = VersionCheck(manifest, len(self.programs))
         self.ended = False  # the shared replay has reached the end of the longest run
@@ -106,7 +111,7 @@ class Runs:
             self.settled = n
         elif same:
             shift = _time_shift(self.clocked.get(n - 1), self.clocked[n])
-            if shift is not None:
+            if shift is not None and not self.stale:
                 self._fold(n, shift)
         elif not same:
             self._fork(un, ends, state is not None)
@@ -218,6 +223,12 @@ class Runs:
         if self.folded is not None:
             return self._folded_timing()
         un = self.run(self.longest)
+        if self.stale:  # clocked again, unstopped
+            self.proven()
+            clock = Clock(un.streams, UnitCosts(), overlap=self.rule.overlapped,
+                          keep_messages=False)
+            Replay(un.streams, clock, un.locate, self.rule).run()
+            return un, Timing(clock.starts, clock.ends)
         if not self.ended:  # the longest run is timed, not proven
             self.proven()
             self.replay.locate = un.locate

@@ -14,11 +14,11 @@ from mutate import with_body
 
 import schedc.runs as runs_module
 import schedc.versions_periodic as versions_periodic
+from schedc.clock import Clock, UnitCosts
 from schedc.errors import VerifyError
 from schedc.overlap import Overlap
 from schedc.replay import Replay
 from schedc.runs import Runs, replay_versions
-from schedc.timing import unit_timing
 from schedc.unroll import Unrolled
 from schedc.verify import verify
 from schedc.version_table import VersionTable
@@ -112,19 +112,38 @@ def test_the_longest_runs_timing_is_a_fresh_timing(name, p, m, fold, monkeypatch
         fork = Runs._fork
         monkeypatch.setattr(Runs, "_fork",
                             lambda self, un, ends, timed: fork(self, un, ends, False))
-    runs = Runs(c.manifest, c.programs, 4, timed=True)  # the compiler's: no overlap rule
+    runs = Runs(c.manifest, c.programs, 4, timed=True)
     for n in (1, 2, 3):
         runs.prove(n, last=n == 3)
     assert (runs.folded[0] if runs.folded else None) == (2 if fold else None)
     if fold:
         assert (runs.folded[3] is not None) == (fold == "fork")
         assert runs.ended == (fold == "shared")  # the shared replay stops before run 2's epilogue
+    _assert_fresh_timing(runs, c, Overlap())
+
+
+@pytest.mark.parametrize("name,p,m", CASES)
+@pytest.mark.parametrize("rule", [Overlap(posted_batches=2),
+                                  Overlap(posted_batches=2, early_receives=True)])
+def test_the_timing_under_an_overlap_rule_is_a_fresh_timing(name, p, m, rule):
+    """Under early receives the stops post them later than the run does: the
+    longest run is clocked again, unstopped."""
+    c = compiled(name, p, m)
+    runs = Runs(replace(c.manifest, overlap=rule.to_dict()), c.programs, 4, timed=True)
+    for n in (1, 2, 3):
+        runs.prove(n, last=n == 3)
+    _assert_fresh_timing(runs, c, rule)
+
+
+def _assert_fresh_timing(runs: Runs, c, rule: Overlap) -> None:
     un, timing = runs.timing()
-    fresh = unit_timing(_fresh(c, 4).streams)
+    fresh = _fresh(c, 4)
+    clock = Clock(fresh.streams, UnitCosts(), overlap=rule.overlapped, keep_messages=False)
+    Replay(fresh.streams, clock, rule=rule).run()
     assert un.repeats == 4
-    assert [list(s) for s in un.streams] == [list(s) for s in _fresh(c, 4).streams]
-    assert [list(s) for s in timing.start] == [list(s) for s in fresh.start]
-    assert [list(s) for s in timing.end] == [list(s) for s in fresh.end]
+    assert [list(s) for s in un.streams] == [list(s) for s in fresh.streams]
+    assert [list(s) for s in timing.start] == [list(s) for s in clock.starts]
+    assert [list(s) for s in timing.end] == [list(s) for s in clock.ends]
 
 
 def test_error_in_the_epilogue_is_the_fresh_checks_error():
