@@ -87,11 +87,10 @@ class Runs:
         and forks, unless it stops as run n - 1 did a body later
         (_stopped_state): then run n, and every longer run, from there is run
         n - 1 from there shifted, and the replay is over (`settled`; timed:
-        where the clock also reads the same times a body's time later, the
-        shared replay ends with run n's epilogue, _fold). None: run n's
-        epilogue checks as run n - 1's did and its bounds follow from run n +
-        1's (VersionCheck.check). `last`: no longer run is proven (the check's
-        lines go as its table is made)."""
+        where the clock also reads the same times a body's time later, _fold).
+        None: run n's epilogue checks as run n - 1's did and its bounds follow
+        from run n + 1's (VersionCheck.check). `last`: no longer run is proven
+        (the check's lines go as its table is made)."""
         un = self.run(n)
         self.replay.locate = un.locate
         ends = [un.epilogue_start(r) for r in range(len(un.streams))]
@@ -113,7 +112,7 @@ class Runs:
             shift = _time_shift(self.clocked.get(n - 1), self.clocked[n])
             if shift is not None and not self.stale:
                 self._fold(n, shift)
-        elif not same:
+        else:
             self._fork(un, ends, state is not None)
         self.stopped[n] = state
         return self.versions.check(un, ends, final=last)
