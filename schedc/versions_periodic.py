@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from schedc.program import Instr, Manifest, Period, RankProgram
 from schedc.spec import Spec
 from schedc.unroll import Unrolled
-from schedc.version_table import ABSENT, TYPECODE, Columns, VersionTable
+from schedc.version_table import ABSENT, FIELDS, TYPECODE, Columns, VersionTable
 
 if TYPE_CHECKING:
     from schedc.versions import _RankReplay
@@ -96,12 +96,17 @@ def line_state(line: _RankReplay, un: Unrolled, window: tuple[int, int]) -> Line
             continue
         i0, i1 = (-(-(bound - cols.phase) // cols.stride) for bound in (lo, hi))
         plain.append((cols.stride, cols.phase, (lo - cols.phase) % cols.stride))
-        for name, shift in (("forward", period.steps), ("backward", period.steps),
-                            ("applied", period.steps), ("where", len(prog.body))):
+        for name, shift in _shifts(period, len(prog.body)):
             held = getattr(cols, name)[max(i0, 0):i1]
             columns.append((held + array(TYPECODE, [ABSENT]) * (i1 - max(i0, 0) - len(held)),
                             shift))
     return tuple(map(_frozen, plain)), columns
+
+
+def _shifts(period: Period, body: int) -> list[tuple[str, int]]:
+    """Each table column (version_table.FIELDS) with what it moves by a body
+    later: the versions by the period's steps, `where` by the body's length."""
+    return [(name, body if name == "where" else period.steps) for name in FIELDS]
 
 
 def _frozen(value):
@@ -185,8 +190,7 @@ def _shifted_columns(line: Columns | None, prev: Columns | None, rank: int,
     new.room(i1 - 1)
     back = period.microbatches // stride
     j0, j1 = i0 - back, i1 - back
-    for name, shift in (("forward", period.steps), ("backward", period.steps),
-                        ("applied", period.steps), ("where", body)):
+    for name, shift in _shifts(period, body):
         src = getattr(prev, name) if prev is not None else array(TYPECODE)
         held = [v if v == ABSENT else v + shift for v in src[max(j0, 0):max(j1, 0)]]
         pad = [ABSENT] * (max(0, -j0) - max(0, -j1))
