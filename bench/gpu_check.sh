@@ -8,7 +8,9 @@
 # 2. bench/kernels.py: GB/s against a device copy, and the fused STEP + stash against
 #    AdamW(fused=True) + copy (back-to-back launches between CUDA events);
 # 3. every preset in-process on CUDA against the CPU run (within tolerance);
-# 4. the in-process CUDA step time of 1F1B, ZB-H1 and PACI against plain training.
+# 4. the in-process CUDA step time of 1F1B, ZB-H1 and PACI against plain training;
+# 5. `schedc run` under torchrun with NCCL, one process per visible GPU (a 1-rank
+#    interleaved program on one GPU: NCCL allows one rank per device).
 # Each part has its own time limit; the script exits non-zero if any part failed.
 set -uo pipefail
 
@@ -50,9 +52,11 @@ else
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
     "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
     part "kernel tests, compiled (TRITON_INTERPRET=0)" 180 \
-        env TRITON_INTERPRET=0 "$PY" -m pytest tests/kernels -q -x -p no:cacheprovider
+        env TRITON_INTERPRET=0 "$PY" -m pytest tests/kernels tests/runtime/test_transport_device.py \
+        -q -x -p no:cacheprovider
     part "kernel bandwidth" 150 "$PY" bench/kernels.py --max-size 1GB
     part "presets against CPU, and step times" 150 "$PY" bench/gpu_check.py
+    part "torchrun with NCCL" 120 bash bench/gpu_nccl.sh "$PY"
 fi
 echo
 if [[ $failed -eq 0 ]]; then echo "gpu_check: all parts passed"; else echo "gpu_check: FAILED"; fi
