@@ -131,17 +131,28 @@ def step_times(root: Path, device: str, model: str, steps: int, m: int, mbs: int
     print(f"\n== step time in-process on {device}: {model}, 2 stages, m={m}, micro-batch "
           f"{mbs} x {seq}, median of {steps - warm - 1} steps after {warm} warm-up ==")
     f1b = _compile(root, "1f1b", 2, m, None)
+    _reset_peak(device)
     plain = statistics.median(plain_step_times(f1b, device, args, steps)[warm:])
-    print(f"plain training step   {plain * 1e3:9.2f} ms")
+    print(f"plain training step   {plain * 1e3:9.2f} ms{_peak(device)}")
     for name in ("1f1b", "zb-h1", "paci"):
         d = f1b if name == "1f1b" else _compile(root, name, 2, m, None)
+        _reset_peak(device)
         ours = statistics.median(schedc_step_times(d, device, args)[warm:])
-        peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
-        mem = f"   peak {peak / 2**20:8.1f} MiB" if peak is not None else ""
-        print(f"schedc {name:8} step  {ours * 1e3:9.2f} ms   {name}/plain {ours / plain:.3f}{mem}",
-              flush=True)
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
+        print(f"schedc {name:8} step  {ours * 1e3:9.2f} ms   {name}/plain {ours / plain:.3f}"
+              f"{_peak(device)}", flush=True)
+
+
+def _reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak(device: str) -> str:
+    """The device's peak allocated memory since the last _reset_peak, as a column."""
+    if not device.startswith("cuda"):
+        return ""
+    return f"   peak {torch.cuda.max_memory_allocated() / 2**20:8.1f} MiB"
 
 
 def main(argv: list[str] | None = None) -> int:

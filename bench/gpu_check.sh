@@ -6,7 +6,8 @@
 #
 # 1. the kernel tests, compiled by Triton for the GPU (TRITON_INTERPRET=0);
 # 2. bench/kernels.py: GB/s against a device copy, and the fused STEP + stash against
-#    AdamW(fused=True) + copy (back-to-back launches between CUDA events);
+#    AdamW(fused=True) + copy (back-to-back launches between CUDA events), then again
+#    with the launches replayed from a CUDA graph (the kernels without host overhead);
 # 3. every preset in-process on CUDA against the CPU run (within tolerance);
 # 4. the in-process CUDA step time of 1F1B, ZB-H1 and PACI against plain training;
 # 5. `schedc run` under torchrun with NCCL, one process per visible GPU (a 1-rank
@@ -55,6 +56,8 @@ else
         env TRITON_INTERPRET=0 "$PY" -m pytest tests/kernels tests/runtime/test_transport_device.py \
         -q -x -p no:cacheprovider
     part "kernel bandwidth" 150 "$PY" bench/kernels.py --max-size 1GB
+    part "kernel bandwidth, launches from a CUDA graph" 120 "$PY" bench/kernels.py --graph \
+        --min-size 16MB --max-size 1GB
     part "presets against CPU, and step times" 150 "$PY" bench/gpu_check.py
     part "torchrun with NCCL" 120 bash bench/gpu_nccl.sh "$PY"
 fi

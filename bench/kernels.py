@@ -14,7 +14,10 @@ torch sequence's time and GB/s counted with the same budget bytes (so GB/s
 ratios are speed ratios). Times are medians of ``--repeats`` samples after
 warm-up; each sample times ``--launches`` back-to-back launches between two CUDA
 events on a GPU (so host overhead between launches is hidden, as in training)
-and divides by their number.
+and divides by their number. Where the host cannot queue launches as fast as the
+GPU runs them (small buffers, a slow host), that still times the host: with
+``--graph`` each sample replays the launches captured once in a CUDA graph, which
+times the kernels alone (torch's optimizers are then made ``capturable``).
 
 On CPU the public functions run their torch twins (Triton's interpreter if
 TRITON_INTERPRET=1, far slower still): CPU figures show the harness works and
@@ -26,6 +29,7 @@ than both ``AdamW(fused=True)`` and the foreach sequence followed by a stash cop
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 import statistics
 import time
@@ -48,6 +52,8 @@ MB = 1 << 20
 SHORT = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 ADAMW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
 SGD = dict(lr=1e-2, momentum=0.9, nesterov=True, weight_decay=0.01)
+# --graph: torch's optimizers are captured too, which needs their capturable variant
+CAPTURABLE = {"value": False}
 
 
 @dataclass
@@ -68,6 +74,8 @@ def _torch_optimizer(cls, p: torch.Tensor, g: torch.Tensor, **kw) -> torch.optim
     """A torch optimizer over one flat parameter, or None where this torch lacks the variant."""
     param = torch.nn.Parameter(p.clone())
     param.grad = g
+    if CAPTURABLE["value"] and "capturable" in inspect.signature(cls).parameters:
+        kw = kw | {"capturable": True}
     try:
         opt = cls([param], **kw)
         opt.step()  # creates state, and fails here if the variant is unsupported
@@ -185,20 +193,41 @@ def version_cases(n: int, device: str) -> list[Case]:
 CASE_BUILDERS = [accumulate_cases, adamw_cases, training_step_cases, sgd_cases, version_cases]
 
 
+def _graphed(fn: Callable[[], object], launches: int) -> Callable[[], object]:
+    """`launches` calls of fn captured once in a CUDA graph: one replay runs them all."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture stream, as torch asks
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(launches):
+            fn()
+    return graph.replay
+
+
 def median_seconds(fn: Callable[[], object], device: str, repeats: int, warmup: int = 3,
-                   launches: int = 1) -> float:
+                   launches: int = 1, graph: bool = False) -> float:
     """Median seconds per call: each of `repeats` samples times `launches` calls
-    back to back (CUDA events on a GPU) and divides by their number."""
+    back to back (CUDA events on a GPU; replayed from one CUDA graph with `graph`)
+    and divides by their number."""
     for _ in range(warmup):
         fn()
+    on_gpu = device.startswith("cuda")
+    batch = _graphed(fn, launches) if graph and on_gpu else None
     times = []
     for _ in range(repeats):
-        if device.startswith("cuda"):
+        if on_gpu:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             torch.cuda.synchronize()
             start.record()
-            for _ in range(launches):
-                fn()
+            if batch is not None:
+                batch()
+            else:
+                for _ in range(launches):
+                    fn()
             end.record()
             torch.cuda.synchronize()
             times.append(start.elapsed_time(end) / 1e3 / launches)
@@ -210,9 +239,11 @@ def median_seconds(fn: Callable[[], object], device: str, repeats: int, warmup: 
     return statistics.median(times)
 
 
-def copy_gbps(n: int, device: str, repeats: int, launches: int = 1) -> float:
+def copy_gbps(n: int, device: str, repeats: int, launches: int = 1, graph: bool = False
+              ) -> float:
     src, dst = _bufs(n, device, 2)
-    seconds = median_seconds(lambda: dst.copy_(src), device, repeats, launches=launches)
+    seconds = median_seconds(lambda: dst.copy_(src), device, repeats, launches=launches,
+                             graph=graph)
     return 8 * n / seconds / 1e9
 
 
@@ -242,7 +273,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows = []
     for size in sizes(args.min_size, args.max_size):
         n = size // 4
-        copy_bw = copy_gbps(n, args.device, args.repeats, args.launches)
+        copy_bw = copy_gbps(n, args.device, args.repeats, args.launches, args.graph)
         for build in CASE_BUILDERS:
             for case in build(n, args.device):
                 if args.only and not any(s in case.name for s in args.only.split(",")):
@@ -256,9 +287,10 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 def measure(case: Case, n: int, size: int, copy_bw: float, args: argparse.Namespace) -> dict:
     gbps = lambda seconds: case.bytes_per_elem * n / seconds / 1e9
-    fused_s = median_seconds(case.fused, args.device, args.repeats, launches=args.launches)
-    rivals = {name: median_seconds(fn, args.device, args.repeats, launches=args.launches)
-              for name, fn in case.unfused.items()}
+    timed = lambda fn: median_seconds(fn, args.device, args.repeats, launches=args.launches,
+                                      graph=args.graph)
+    fused_s = timed(case.fused)
+    rivals = {name: timed(fn) for name, fn in case.unfused.items()}
     best = min(rivals, key=rivals.get) if rivals else None
     return dict(kernel=case.name, size=size, bytes=case.bytes_per_elem, fused_s=fused_s,
                 fused_gbps=gbps(fused_s), copy_gbps=copy_bw, of_copy=gbps(fused_s) / copy_bw,
@@ -311,6 +343,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--repeats", type=int, default=None, help="timed samples per median")
     ap.add_argument("--launches", type=int, default=None,
                     help="back-to-back launches per sample (default 20 on GPU, 1 on CPU)")
+    ap.add_argument("--graph", action="store_true",
+                    help="GPU: replay each sample's launches from a CUDA graph (kernel time "
+                         "without host launch overhead)")
     ap.add_argument("--only", default="", help="comma-separated substrings of kernel names")
     ap.add_argument("--threads", type=int, default=None,
                     help="CPU threads for torch (1 is steadier on a shared machine)")
@@ -321,8 +356,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args.max_size = args.max_size or (1 << 30 if on_gpu else 16 * MB)
     args.repeats = args.repeats or (20 if on_gpu else 10)
     args.launches = args.launches or (20 if on_gpu else 1)
+    args.graph = args.graph and on_gpu
+    CAPTURABLE["value"] = args.graph
+    how = "launches replayed from a CUDA graph" if args.graph else "back-to-back launches"
     print(f"# schedc kernels: {describe(args.device)}; torch {torch.__version__}; "
-          f"median of {args.repeats} samples of {args.launches} back-to-back launches")
+          f"median of {args.repeats} samples of {args.launches} {how}")
     print(HEADER)
     rows = run(args)
     print_headline(rows)
