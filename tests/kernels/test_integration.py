@@ -17,7 +17,7 @@ def _model() -> torch.nn.Module:
 
 
 def _loss(model, k: int) -> torch.Tensor:
-    x = randn(8 * 16, seed=100 + k).view(8, 16)
+    x = randn(8 * 16, device=next(model.parameters()).device, seed=100 + k).view(8, 16)
     return model(x).square().mean()
 
 

@@ -209,6 +209,12 @@ def test_leaf_parameters_that_require_grad_are_fine():
 
 
 # ---- the training STEP's fused path: 1/count folded in (grad_div) -------------------------
+def _divided(g: torch.Tensor, count: int) -> torch.Tensor:
+    """g / count, correctly rounded: the divisor is a tensor on g's device (a CPU
+    scalar divisor makes CUDA multiply by its reciprocal instead)."""
+    return g / torch.tensor(float(count), device=g.device)
+
+
 @pytest.mark.parametrize("count", [1, 3, 8])
 @pytest.mark.parametrize("n", [1000, 4099])
 def test_grad_div_is_the_division_folded_in_bitwise(device, count, n):
@@ -222,7 +228,7 @@ def test_grad_div_is_the_division_folded_in_bitwise(device, count, n):
             if fused:
                 fn(p, g, m, v, step=2, **ADAMW_HP, grad_div=float(count), **out)
             else:
-                fn(p, g / torch.tensor(float(count)), m, v, step=2, **ADAMW_HP, **out)
+                fn(p, _divided(g, count), m, v, step=2, **ADAMW_HP, **out)
             results.append((p, m, v, out["stash_out"], out["ef_prev_grad"], g))
         (a, b) = results
         for x, y in zip(a[:5], b[:5], strict=True):
@@ -238,7 +244,7 @@ def test_sgd_grad_div_is_the_division_folded_in_bitwise(device, count):
         for fused in (True, False):
             p, g, buf = _state(N, device)[:3]
             stash = torch.empty_like(p)
-            grad = g if fused else g / torch.tensor(float(count))
+            grad = g if fused else _divided(g, count)
             fn(p, grad, buf, stash_out=stash, grad_div=float(count) if fused else 1.0, **hp)
             results.append((p, buf, stash))
         for x, y in zip(*results, strict=True):
