@@ -261,6 +261,11 @@ class ListScheduler:
         deferred_w = spec.split_backward and not spec.flush
         self.release_kind = problem.weight_grad_kind() if deferred_w else next(
             k for k in problem.compute_kinds() if k in FREES_ACTIVATION)
+        # Held: from F to W. With spec.max_deferred_w a stage admits a forward
+        # only while fewer than its in-flight bound + that many are held.
+        deferral = spec.max_deferred_w
+        self.held_limits = None if deferral is None else [lim + deferral for lim in self.limits]
+        self.weight_kind = problem.weight_grad_kind()
         self.replica_ranks = {
             s: sorted({m[s] for m in problem.maps}) for s in range(problem.stages)
         }
@@ -271,6 +276,7 @@ class ListScheduler:
         self.stages = problem.stages
         self.parked: dict[int, list[tuple]] = defaultdict(list)
         self.inflight = [0] * (len(problem.maps) * problem.stages)
+        self.held = [0] * (len(problem.maps) * problem.stages)
         self.step_copies_left: dict[int, int] = {}
         self.orders: list[list[Op]] = [[] for _ in range(problem.ranks)]
         # Replicated stages' steps are collectives (ALLREDUCE): every rank takes
@@ -378,11 +384,14 @@ class ListScheduler:
         skipped = None
         chosen = None
         pop, inflight, limits, stages = heapq.heappop, self.inflight, self.limits, self.stages
+        held, held_limits = self.held, self.held_limits
         while heap:
             item = pop(heap)
             op = item[3]
             kind, p, s, _ = op
-            if kind in STORES_ACTIVATION and inflight[p * stages + s] >= limits[s]:
+            if kind in STORES_ACTIVATION and (
+                    inflight[p * stages + s] >= limits[s]
+                    or held_limits is not None and held[p * stages + s] >= held_limits[s]):
                 # parked until its stage admits a forward (_unpark): popping
                 # every blocked forward at every pick was quadratic in m
                 heapq.heappush(self.parked[p * stages + s], item)
@@ -402,19 +411,25 @@ class ListScheduler:
         return chosen
 
     def _account(self, op: Op) -> None:
-        # A micro-batch is in flight from its F to its B (or I: what W still
-        # needs is its inputs' gradients, not the activations): ZB-H1 thus keeps
-        # 1F1B's warm-up and memory and defers W into the bubbles.
+        # A micro-batch is in flight from its F to its B (or I): ZB-H1 thus keeps
+        # 1F1B's warm-up and defers W into the bubbles. What W needs stays held
+        # until W, which max_deferred_w bounds (held_limits).
         kind, p, s, _ = op
         key = p * self.stages + s
         if kind in STORES_ACTIVATION:
             alive = self.inflight[key] = self.inflight[key] + 1
             if alive > self.peak_inflight:
                 self.peak_inflight = alive
-        elif kind == self.release_kind:
-            self.inflight[key] -= 1
+            self.held[key] += 1
         else:
-            return
+            released = kind == self.release_kind
+            if released:
+                self.inflight[key] -= 1
+            if kind == self.weight_kind:
+                self.held[key] -= 1
+                released = released or self.held_limits is not None
+            if not released:
+                return
         self._unpark(key, p, s)
 
     def _unpark(self, key: int, p: int, s: int) -> None:
@@ -423,7 +438,9 @@ class ListScheduler:
         under every policy, so only the first can be picked before the others:
         the rest follow one at a time, each when the one before is picked."""
         parked = self.parked.get(key)
-        if parked and self.inflight[key] < self.limits[s]:
+        held_limits = self.held_limits
+        if parked and self.inflight[key] < self.limits[s] and (
+                held_limits is None or self.held[key] < held_limits[s]):
             item = heapq.heappop(parked)
             heapq.heappush(self.ready[self.maps[p][s]], item)
 

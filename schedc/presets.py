@@ -23,7 +23,9 @@ def _interleaved(s: int, m: int) -> dict[str, Any]:
 
 
 def _zb_h1(s: int, m: int) -> dict[str, Any]:
-    return {"order": "zero-bubble", "split_backward": True}
+    # W trails its I by at most s - 1: the bubble of Ws deferred to the drain, with
+    # the state held for W bounded by 2s - 1 - stage micro-batches, not m.
+    return {"order": "zero-bubble", "split_backward": True, "max_deferred_w": s - 1}
 
 
 def _zbv(s: int, m: int) -> dict[str, Any]:

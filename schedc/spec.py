@@ -66,6 +66,11 @@ class Spec:
     lookahead: float | str | None = None
     # Split each backward into I (input gradient) and W (weight gradient).
     split_backward: bool = False
+    # With split_backward: a stage starts a forward only while fewer than its
+    # in-flight bound + N micro-batches await their W (a micro-batch's state is
+    # held from F to W), so Ws trail their Is by at most about N. ZB-H1 takes
+    # N = stages - 1. None: Ws may wait to the drain (memory grows with m).
+    max_deferred_w: int | None = None
     # Error-feedback correction g + lambda*(g - g_prev) before the optimizer
     # (runtime option carried with the schedule). None: off.
     error_feedback: float | None = None
@@ -165,6 +170,13 @@ class Spec:
     def _validate_order(self) -> None:
         if self.order == "zero-bubble" and not self.split_backward:
             raise SpecError("split_backward", "order zero-bubble needs split_backward on")
+        if self.max_deferred_w is not None:
+            if not isinstance(self.max_deferred_w, int) or self.max_deferred_w < 0:
+                raise SpecError("max_deferred_w", "must be an integer at least 0, got "
+                                f"{self.max_deferred_w!r}")
+            if not self.split_backward:
+                raise SpecError("max_deferred_w", "bounds deferred W passes: needs "
+                                "split_backward on")
         if self.order == "interleaved":
             self._validate_interleaved()
         if self.v_shaped:
@@ -227,6 +239,9 @@ class Spec:
     # ---- data ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        for name in _LATER_FIELDS:  # unset, as in files written before they existed
+            if data[name] is None:
+                del data[name]
         data["max_inflight"] = [list(p) for p in self.max_inflight]
         if not isinstance(self.directions, str):
             data["directions"] = [d if isinstance(d, str) else list(d) for d in self.directions]
@@ -254,6 +269,11 @@ class Spec:
 
     def with_(self, **changes: Any) -> Spec:
         return replace(self, **changes)
+
+
+# Fields added after program files were first written: left out of to_dict (and
+# so of the hash) while unset, so earlier files keep their spec_hash and load.
+_LATER_FIELDS = ("max_deferred_w",)
 
 
 def _check_positive(spec: Spec, *names: str) -> None:

@@ -218,6 +218,7 @@ FIELDS: dict[str, Reader] = {
     "fixed_delay": _integer(0, none="none"),
     "lookahead": _number(auto=True),
     "split_backward": _bool,
+    "max_deferred_w": _integer(0, none="none"),
     "error_feedback": _number(auto=False),
     "lr_warmup_by_delay": _integer(1, none="none"),
     "dp_mode": _dp_mode,

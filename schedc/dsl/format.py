@@ -24,8 +24,8 @@ _NULL_WORD = {"ranks": "auto", "lookahead": "off", "error_feedback": "off",
 _ORDER = (
     "stages", "ranks", "directions", "microbatches", "order", "flush", "max_inflight",
     "max_inconsistency", "max_delay", "max_activations", "versions", "fixed_delay",
-    "lookahead", "split_backward", "error_feedback", "lr_warmup_by_delay", "dp_mode",
-    "dp_fraction", "dp_period", "dp_beta", "dp_max_lateness",
+    "lookahead", "split_backward", "max_deferred_w", "error_feedback", "lr_warmup_by_delay",
+    "dp_mode", "dp_fraction", "dp_period", "dp_beta", "dp_max_lateness",
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from compiling import compiled, compute_seq
 
+from schedc.compiler import compile_spec
 from schedc.graph import Problem, build_graph
 from schedc.order import PORTFOLIO, Dependencies, ListScheduler, OrderError
 from schedc.presets import preset_spec
@@ -53,6 +54,30 @@ def test_zb_h1_splits_backward_and_keeps_1f1b_forwards():
         assert kinds[: p - 1 - r] == ["F"] * (p - 1 - r) and kinds[p - 1 - r] == "F"
         pos = {(k, j): i for i, (k, _, j) in enumerate(seq)}
         assert all(pos[("I", j)] < pos[("W", j)] for j in range(m))
+
+
+def _held_until_w(seq: list[tuple[str, int, int]]) -> int:
+    """Most micro-batches between their F and their W at once."""
+    held = peak = 0
+    for kind, _, _ in seq:
+        held += {"F": 1, "W": -1}.get(kind, 0)
+        peak = max(peak, held)
+    return peak
+
+
+def test_zb_h1_holds_at_most_2p_minus_1_minus_rank_until_w():
+    """max_deferred_w = p - 1: W trails I by at most p - 1, so rank r holds at most
+    2p - 1 - r micro-batches' state until W, whatever m (all m before the bound)."""
+    for p, m in GRID + [(4, 32), (8, 40)]:
+        progs = compiled("zb-h1", p, m).programs
+        held = [_held_until_w(compute_seq(g)) for g in progs]
+        assert held == [min(2 * p - 1 - r, m) for r in range(p)], (p, m)
+
+
+def test_unbounded_deferral_holds_every_microbatch():
+    spec = preset_spec("zb-h1", stages=4, microbatches=12).with_(max_deferred_w=None)
+    progs = compile_spec(spec).programs
+    assert [_held_until_w(compute_seq(g)) for g in progs] == [12] * 4
 
 
 @pytest.mark.parametrize("p,v", [(2, 2), (4, 2), (4, 3)])

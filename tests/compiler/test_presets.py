@@ -48,6 +48,26 @@ def test_unknown_preset_and_bad_fields_are_spec_errors():
     assert e.value.field == "versions"
 
 
+def test_unset_later_fields_leave_earlier_files_alone():
+    """max_deferred_w came after program files were first written: unset, it is not
+    in to_dict (so not in the hash), and a spec dict without it loads as unset."""
+    spec = preset_spec("1f1b", stages=4)
+    assert "max_deferred_w" not in spec.to_dict()
+    assert Spec.from_dict(spec.to_dict()) == spec and spec.max_deferred_w is None
+    zb = preset_spec("zb-h1", stages=4)
+    assert zb.to_dict()["max_deferred_w"] == 3 and Spec.from_dict(zb.to_dict()) == zb
+    assert zb.hash() != zb.with_(max_deferred_w=None).hash()
+
+
+@pytest.mark.parametrize("value,words", [(-1, "at least 0"), (1.5, "integer")])
+def test_max_deferred_w_is_checked(value, words):
+    with pytest.raises(SpecError, match=words) as e:
+        preset_spec("zb-h1", max_deferred_w=value).validate()
+    assert e.value.field == "max_deferred_w"
+    with pytest.raises(SpecError, match="needs split_backward on"):
+        preset_spec("1f1b", max_deferred_w=1).validate()
+
+
 def test_spec_hash_ignores_name_only():
     a = preset_spec("1f1b", stages=4)
     assert a.hash() == a.with_(name="other").hash()

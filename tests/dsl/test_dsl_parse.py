@@ -98,6 +98,16 @@ def test_design_card_myzb() -> None:
     spec = parse_text("schedule myzb from zb-h1 { stages 8  microbatches 16 }")
     assert (spec.name, spec.stages, spec.microbatches) == ("myzb", 8, 16)
     assert spec.split_backward and spec.order == "zero-bubble"
+    assert spec.max_deferred_w == 7  # ZB-H1's stages - 1, from the overridden stages
+
+
+def test_max_deferred_w_parses_formats_and_needs_split_backward() -> None:
+    spec = parse_text("schedule z { order zero-bubble\n split_backward on\n max_deferred_w 2 }")
+    assert spec.max_deferred_w == 2
+    assert "  max_deferred_w 2\n" in format_spec(spec) and parse_text(format_spec(spec)) == spec
+    assert parse_text("schedule z { stages 2 }").max_deferred_w is None
+    e = err("schedule s {\n  max_deferred_w 1\n}")
+    assert (e.line, e.col) == (2, 18) and "needs split_backward on" in e.message
 
 
 # ---- format --------------------------------------------------------------------
