@@ -34,6 +34,7 @@ def test_dry_run_runs_every_part_on_cpu():
     assert "zb-h1" in text and " ok" in text  # a preset against the CPU run
     for name in ("1f1b", "zb-h1", "paci"):
         assert f"{name}/plain" in text  # step time against plain training
+    assert "torchrun: 10 steps" in text  # schedc run under torchrun (gloo here)
     assert text.rstrip().endswith("gpu_check: all parts passed")
 
 

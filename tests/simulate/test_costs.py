@@ -65,7 +65,7 @@ def test_zb_h1_is_not_priced_as_free() -> None:
     got = figures(simulate(compiled.manifest, list(compiled.programs), only_b))
     want = figures(simulate(compiled.manifest, list(compiled.programs), explicit))
     free = model(stages=[{"F": 1, "B": 2, "I": 0, "W": 0}] * 2)  # the old pricing: 4 F + 1
-    assert got.makespan == want.makespan == 15.0  # 12 units of work per rank, + fill
+    assert got.makespan == want.makespan == 14.0  # 12 units of work per rank, + 2 of fill
     assert figures(simulate(compiled.manifest, list(compiled.programs), free)).makespan == 5.0
 
 
