@@ -45,6 +45,8 @@ def specs(draw, bounds: bool = True) -> Spec:
     }
     if not flush:
         fields["fixed_delay"] = draw(st.sampled_from([None, None, 1]))
+    if fields["split_backward"]:
+        fields["max_deferred_w"] = draw(st.sampled_from([None, 0, 1, 3]))
     if bounds:
         fields["max_inflight"] = draw(st.sampled_from([(), ((0, 1),), ((0, 2),)]))
         fields["max_inconsistency"] = draw(st.sampled_from([None, None, 0, 1, 2]))

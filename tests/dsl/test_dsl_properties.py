@@ -37,6 +37,7 @@ def specs(draw: st.DrawFn) -> Spec:
     orders = ["fill-drain", "interleaved"] if chunks > 1 else ["fill-drain", "1f1b", "zero-bubble"]
     order = draw(st.sampled_from(orders))
     flush = draw(st.booleans())
+    split = order == "zero-bubble" or draw(st.booleans())
     versions = draw(st.sampled_from([1, "auto"]) if flush else st.integers(1, 4) | st.just("auto"))
     spec = Spec(
         name=draw(NAMES),
@@ -55,7 +56,8 @@ def specs(draw: st.DrawFn) -> Spec:
         versions=versions,
         fixed_delay=draw(OPTIONAL_BOUND),
         lookahead=None if flush else draw(st.none() | st.just("auto") | NUMBERS),
-        split_backward=order == "zero-bubble" or draw(st.booleans()),
+        split_backward=split,
+        max_deferred_w=draw(st.none() | st.integers(0, 8)) if split else None,
         error_feedback=draw(st.none() | NUMBERS),
         preset=draw(st.none() | st.sampled_from(sorted(PRESETS))),
     )
@@ -107,7 +109,7 @@ WORDS = [
     "zero-bubble", "fill-drain", *PRESETS, "stages", "ranks", "directions", "microbatches",
     "order", "flush", "max_inflight", "max-inflight", "max_inconsistency", "max_delay",
     "max_activations", "versions", "fixed_delay", "lookahead", "split_backward",
-    "error_feedback", "é", "\x00", "\u2028", "\x0c", "=",
+    "max_deferred_w", "error_feedback", "é", "\x00", "\u2028", "\x0c", "=",
 ]
 
 
