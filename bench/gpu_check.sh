@@ -51,6 +51,12 @@ else
         echo "gpu_check.sh: no CUDA device visible to $PY (use --dry-run on CPU)" >&2
         exit 3
     }
+    "$PY" -c "import schedc.runtime, schedc.kernels" 2>/dev/null || {
+        echo "gpu_check.sh: $PY cannot import schedc.runtime: install this checkout" \
+            "(pip install -e '.[runtime]'; without pip, link schedc/runtime and" \
+            "schedc/kernels to runtime/ and kernels/ and put the checkout on PYTHONPATH)" >&2
+        exit 3
+    }
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
     "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
     part "kernel tests, compiled (TRITON_INTERPRET=0)" 180 \
