@@ -106,3 +106,29 @@ def test_import_does_not_import_triton():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_launch_is_marked_only_while_a_profiler_records():
+    from schedc.kernels._dispatch import launching
+
+    assert not isinstance(launching("k"), torch.profiler.record_function)
+    with torch.profiler.profile():
+        assert isinstance(launching("k"), torch.profiler.record_function)
+
+
+@pytest.mark.parametrize("buffers,names", [
+    (lambda x: dict(p=x, g=x), "p and g"),
+    (lambda x: dict(p=x[:50], g=x[40:60]), "p and g"),
+    (lambda x: dict(a=x[:10], b=x[10:20], c=x[5:6]), "a and c"),  # not neighbours by name
+    (lambda x: dict(a=x[20:30], b=x[:100]), "b and a"),  # one inside another
+    (lambda x: dict(a=x[:10], b=x[10:20], c=torch.zeros(3), d=None, e=x[0:0]), None),
+])
+def test_check_disjoint_finds_every_overlap(buffers, names):
+    from schedc.kernels._dispatch import check_disjoint
+
+    x = torch.zeros(100)
+    if names is None:
+        check_disjoint(**buffers(x))
+    else:
+        with pytest.raises(ValueError, match=f"^{names} overlap$"):
+            check_disjoint(**buffers(x))
