@@ -106,6 +106,8 @@ def test_max_deferred_w_parses_formats_and_needs_split_backward() -> None:
     assert spec.max_deferred_w == 2
     assert "  max_deferred_w 2\n" in format_spec(spec) and parse_text(format_spec(spec)) == spec
     assert parse_text("schedule z { stages 2 }").max_deferred_w is None
+    # the drain order back: the preset's bound overridden
+    assert parse_text("schedule z from zb-h1 { max_deferred_w none }").max_deferred_w is None
     e = err("schedule s {\n  max_deferred_w 1\n}")
     assert (e.line, e.col) == (2, 18) and "needs split_backward on" in e.message
 
