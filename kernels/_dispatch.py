@@ -100,31 +100,23 @@ def check_dtype(name: str, t: torch.Tensor, allowed: tuple[torch.dtype, ...]) ->
 def check_disjoint(**buffers: torch.Tensor | None) -> None:
     """Raise if two of the given flat buffers share memory: a fused pass would race.
 
-    The byte ranges sorted by start: two overlap only if some neighbours do, so a
-    launch checks k buffers in k steps, not k^2 / 2 (a host cost on every launch)."""
+    The byte ranges sorted by device, then start: two overlap only if some
+    neighbours do, so a launch checks k buffers in k steps, not k^2 / 2 (a host
+    cost on every launch)."""
     spans = []
     for name, t in buffers.items():
         if t is not None and t.numel():
-            start = t.data_ptr()
-            spans.append((start, start + t.numel() * t.element_size(), t.device, name))
-    spans.sort(key=_start)
-    for a, b in zip(spans, spans[1:], strict=False):
-        if a[2] != b[2]:
-            _check_pairs(spans)  # buffers on several devices: every pair
-            return
-        if b[0] < a[1]:
-            raise ValueError(f"{a[3]} and {b[3]} overlap")
+            start, device = t.data_ptr(), t.device
+            spans.append(((device.type, -1 if device.index is None else device.index, start),
+                          start + t.numel() * t.element_size(), name))
+    spans.sort(key=_where)  # stable: equal starts keep the arguments' order
+    for (at_a, end_a, name_a), (at_b, _, name_b) in zip(spans, spans[1:], strict=False):
+        if at_a[:2] == at_b[:2] and at_b[2] < end_a:
+            raise ValueError(f"{name_a} and {name_b} overlap")
 
 
-def _start(span: tuple) -> int:
+def _where(span: tuple) -> tuple:
     return span[0]
-
-
-def _check_pairs(spans: list[tuple]) -> None:
-    for i, a in enumerate(spans):
-        for b in spans[i + 1:]:
-            if a[2] == b[2] and a[0] < b[1] and b[0] < a[1]:
-                raise ValueError(f"{a[3]} and {b[3]} overlap")
 
 
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)

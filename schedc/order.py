@@ -262,9 +262,10 @@ class ListScheduler:
         self.release_kind = problem.weight_grad_kind() if deferred_w else next(
             k for k in problem.compute_kinds() if k in FREES_ACTIVATION)
         # Held: from F to W. With spec.max_deferred_w a stage admits a forward
-        # only while fewer than its in-flight bound + that many are held.
-        deferral = spec.max_deferred_w
-        self.held_limits = None if deferral is None else [lim + deferral for lim in self.limits]
+        # only while fewer than its in-flight bound + that many are held (unset:
+        # every micro-batch may be, so the bound never binds).
+        deferral = problem.num_mbs if spec.max_deferred_w is None else spec.max_deferred_w
+        self.held_limits = [lim + deferral for lim in self.limits]
         self.weight_kind = problem.weight_grad_kind()
         self.replica_ranks = {
             s: sorted({m[s] for m in problem.maps}) for s in range(problem.stages)
@@ -389,12 +390,12 @@ class ListScheduler:
             item = pop(heap)
             op = item[3]
             kind, p, s, _ = op
+            key = p * stages + s
             if kind in STORES_ACTIVATION and (
-                    inflight[p * stages + s] >= limits[s]
-                    or held_limits is not None and held[p * stages + s] >= held_limits[s]):
+                    inflight[key] >= limits[s] or held[key] >= held_limits[s]):
                 # parked until its stage admits a forward (_unpark): popping
                 # every blocked forward at every pick was quadratic in m
-                heapq.heappush(self.parked[p * stages + s], item)
+                heapq.heappush(self.parked[key], item)
                 continue
             if kind == STEP_KIND and not self._take_collective_turn(r, op):
                 if skipped is None:
@@ -421,15 +422,13 @@ class ListScheduler:
             if alive > self.peak_inflight:
                 self.peak_inflight = alive
             self.held[key] += 1
-        else:
-            released = kind == self.release_kind
-            if released:
+        elif kind == self.release_kind or kind == self.weight_kind:
+            if kind == self.release_kind:
                 self.inflight[key] -= 1
             if kind == self.weight_kind:
                 self.held[key] -= 1
-                released = released or self.held_limits is not None
-            if not released:
-                return
+        else:
+            return
         self._unpark(key, p, s)
 
     def _unpark(self, key: int, p: int, s: int) -> None:
@@ -438,9 +437,7 @@ class ListScheduler:
         under every policy, so only the first can be picked before the others:
         the rest follow one at a time, each when the one before is picked."""
         parked = self.parked.get(key)
-        held_limits = self.held_limits
-        if parked and self.inflight[key] < self.limits[s] and (
-                held_limits is None or self.held[key] < held_limits[s]):
+        if parked and self.inflight[key] < self.limits[s] and self.held[key] < self.held_limits[s]:
             item = heapq.heappop(parked)
             heapq.heappush(self.ready[self.maps[p][s]], item)
 
