@@ -299,14 +299,31 @@ def _proven_unrepaired(spec: Spec, policy: Policy
     changes a run only where it waits or mismatches, would have left it as it
     is: the same programs, without that replay (about a tenth of a large
     compile). None otherwise (any refusal, a fold, a run longer than the
-    verifier's): the caller compiles with the repair."""
-    if modulo_plan(spec) is not None:
-        return None  # a constructed run: never repaired (_lowered)
-    try:
-        programs, period, construction, bodies = _split_programs(spec, policy, repair=False)
-    except (VerifyError, OrderError):
-        return None
-    if construction != "list" or not 1 <= bodies <= ASYNC_REPEATS[-1]:
+    verifier's): the caller compiles with the repair.
+
+    The run one body shorter is tried first (_short_list_programs'
+    one_body): a quarter to a third less to lower and split. Where the
+    verifier proves it, its programs are those of the run a body longer,
+    the longer run being this one with a body more in the middle
+    (tests/compiler/test_one_body.py); where not, that run is lowered."""
+    # a constructed run is never repaired (_lowered): only its one-body run is tried here
+    constructed = modulo_plan(spec) is not None
+    for one_body in (True,) if constructed else (True, False):
+        try:
+            split = _split_programs(spec, policy, repair=False, one_body=one_body)
+        except (VerifyError, OrderError):
+            continue
+        proven = _proven_split(spec, *split)
+        if proven is not None:
+            return proven
+    return None
+
+
+def _proven_split(spec: Spec, programs: list[RankProgram], period: Period, construction: str,
+                  bodies: int) -> tuple[list[RankProgram], Manifest, VersionTable, str] | None:
+    """A list-scheduled split with its manifest and version table, once the
+    verifier proves it unfolded; None otherwise (_proven_unrepaired)."""
+    if not 1 <= bodies <= ASYNC_REPEATS[-1]:
         return None
     manifest = _manifest(spec, programs, period)
     try:
@@ -359,7 +376,7 @@ def _periodic_programs(spec: Spec, policy: Policy, long_run: bool = False
 
 
 def _split_programs(spec: Spec, policy: Policy, long_run: bool = False,
-                    repair: bool = True) -> Split:
+                    repair: bool = True, one_body: bool = False) -> Split:
     """Prologue, body and epilogue of an asynchronous schedule, from one run.
 
     The order is built once for enough batches to pass the warm-up and repeat
@@ -377,6 +394,13 @@ def _split_programs(spec: Spec, policy: Policy, long_run: bool = False,
         k = plan.period_steps
         period = Period(microbatches=k * spec.microbatches, steps=k)
         runs = _modulo_runs(plan, long_run)
+        if one_body:  # the first run a period shorter: it shows its body once
+            batches = runs[0] - k
+            if batches < k:
+                raise VerifyError("no run of one body shows where it starts")
+            streams = _lowered(spec, batches, policy)
+            programs, extra = split_run(streams, batches // k, period, one_body=True)
+            return programs, period, "modulo", batches // k - extra
         for batches in runs:
             streams = _lowered(spec, batches, policy)
             try:
@@ -393,9 +417,11 @@ def _split_programs(spec: Spec, policy: Policy, long_run: bool = False,
     in_flight = 2 * spec.stages * spec.num_pipelines
     longest = 1 if spec.microbatches >= in_flight else LIST_PERIODS[-1]
     if longest == 1 and not long_run:
-        short = _short_list_programs(spec, policy, base, repair)
+        short = _short_list_programs(spec, policy, base, repair, one_body)
         if short is not None:
             return short
+    if one_body:
+        raise VerifyError("no run of one body shows where it starts")
     batches = warmup_batches(spec) + 3 * longest * base
     batches += -batches % (longest * base)
     streams = _lowered(spec, batches, policy, repair=repair)
@@ -434,24 +460,29 @@ def _modulo_runs(plan: ModuloPlan, long_run: bool = False) -> list[int]:
     return sorted(runs)
 
 
-def _short_list_programs(spec: Spec, policy: Policy, base: int, repair: bool = True
-                         ) -> Split | None:
+def _short_list_programs(spec: Spec, policy: Policy, base: int, repair: bool = True,
+                         one_body: bool = False) -> Split | None:
     """The list-scheduled asynchronous programs from the shortest run that
     shows the steady state twice: a warm-up of at most one step (a step holds
     more micro-batches than are in flight), the forwards' fixed delay, two
     bodies and the drain. The list scheduler decides each op from what ran
     before it, so a longer run is this run with more bodies in the middle: the
     split finds the same prologue, body and epilogue. None when the run shows
-    fewer than two bodies (the caller lowers the long run)."""
+    fewer than two bodies (the caller lowers the long run).
+
+    `one_body`: the run a body shorter, which shows the body once
+    (split_run's one_body): a quarter to a third less to lower and split,
+    taken only where the verifier proves it (_proven_unrepaired)."""
     period = Period(microbatches=base * spec.microbatches, steps=base)
-    batches = (1 + (spec.fixed_delay or 0) + SHORT_BODIES) * base
+    least = 1 if one_body else SHORT_BODIES
+    batches = (1 + (spec.fixed_delay or 0) + least) * base
     streams = _lowered(spec, batches, policy, repair=repair)
     try:
-        programs, extra = split_run(streams, batches // base, period)
+        programs, extra = split_run(streams, batches // base, period, one_body)
     except VerifyError:
         return None
     bodies = batches // base - extra
-    if bodies < SHORT_BODIES:
+    if bodies < least:
         return None
     return programs, period, "list", bodies
 
