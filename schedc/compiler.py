@@ -301,12 +301,13 @@ def _proven_unrepaired(spec: Spec, policy: Policy
     compile). None otherwise (any refusal, a fold, a run longer than the
     verifier's): the caller compiles with the repair.
 
-    The run one body shorter is tried first (_short_list_programs'
-    one_body): a quarter to a third less to lower and split. Where the
-    verifier proves it, its programs are those of the run a body longer,
-    the longer run being this one with a body more in the middle
-    (tests/compiler/test_one_body.py); where not, that run is lowered."""
-    # a constructed run is never repaired (_lowered): only its one-body run is tried here
+    The run one body shorter is tried first (split_run's one_body): a
+    quarter to a third less to lower and split. Where the verifier proves
+    it, its programs are those of the run a body longer, the longer run
+    being this one with a body more in the middle
+    (tests/compiler/test_one_body.py); where not, that run is lowered. A
+    constructed (modulo) run, never repaired, is tried here only a body
+    short; its longer runs are compile_with's."""
     constructed = modulo_plan(spec) is not None
     for one_body in (True,) if constructed else (True, False):
         try:

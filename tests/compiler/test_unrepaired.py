@@ -32,9 +32,15 @@ def test_the_short_runs_take_the_shortcut():
     assert _proven_unrepaired(spec, choose_policy(spec)) is not None
 
 
-def test_a_modulo_schedule_never_does():
+def test_a_modulo_schedule_takes_only_its_one_body_run():
+    # never repaired, a modulo run is tried here only a body short (test_one_body.py)
     spec = preset_spec("amdp", stages=4, microbatches=8)
-    assert _proven_unrepaired(spec, choose_policy(spec)) is None
+    policy = choose_policy(spec)
+    programs, _, _, construction = _proven_unrepaired(spec, policy)
+    assert construction == "modulo"
+    assert programs == _split_programs(spec, policy)[0]
+    refused = preset_spec("amdp", stages=8, microbatches=16)
+    assert _proven_unrepaired(refused, choose_policy(refused)) is None
 
 
 def test_a_refusal_falls_back_to_the_repair(monkeypatch):
