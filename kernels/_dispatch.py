@@ -17,6 +17,7 @@ import contextlib
 import functools
 import importlib
 import os
+from operator import itemgetter
 from types import ModuleType
 
 import torch
@@ -109,14 +110,11 @@ def check_disjoint(**buffers: torch.Tensor | None) -> None:
             start, device = t.data_ptr(), t.device
             spans.append(((device.type, -1 if device.index is None else device.index, start),
                           start + t.numel() * t.element_size(), name))
-    spans.sort(key=_where)  # stable: equal starts keep the arguments' order
+    spans.sort(key=itemgetter(0))  # stable: equal starts keep the arguments' order
     for (at_a, end_a, name_a), (at_b, _, name_b) in zip(spans, spans[1:], strict=False):
         if at_a[:2] == at_b[:2] and at_b[2] < end_a:
             raise ValueError(f"{name_a} and {name_b} overlap")
 
-
-def _where(span: tuple) -> tuple:
-    return span[0]
 
 
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)

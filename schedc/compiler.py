@@ -322,8 +322,8 @@ def _proven_unrepaired(spec: Spec, policy: Policy
 
 def _proven_split(spec: Spec, programs: list[RankProgram], period: Period, construction: str,
                   bodies: int) -> tuple[list[RankProgram], Manifest, VersionTable, str] | None:
-    """A list-scheduled split with its manifest and version table, once the
-    verifier proves it unfolded; None otherwise (_proven_unrepaired)."""
+    """A split with its manifest and version table, once the verifier proves
+    it unfolded; None otherwise (_proven_unrepaired)."""
     if not 1 <= bodies <= ASYNC_REPEATS[-1]:
         return None
     manifest = _manifest(spec, programs, period)
@@ -394,14 +394,11 @@ def _split_programs(spec: Spec, policy: Policy, long_run: bool = False,
     if plan is not None:
         k = plan.period_steps
         period = Period(microbatches=k * spec.microbatches, steps=k)
+        if one_body:  # _modulo_runs' shortest, (SHORT_BODIES + 1) periods, less a body
+            streams = _lowered(spec, SHORT_BODIES * k, policy)
+            programs, extra = split_run(streams, SHORT_BODIES, period, one_body=True)
+            return programs, period, "modulo", SHORT_BODIES - extra
         runs = _modulo_runs(plan, long_run)
-        if one_body:  # the first run a period shorter: it shows its body once
-            batches = runs[0] - k
-            if batches < k:
-                raise VerifyError("no run of one body shows where it starts")
-            streams = _lowered(spec, batches, policy)
-            programs, extra = split_run(streams, batches // k, period, one_body=True)
-            return programs, period, "modulo", batches // k - extra
         for batches in runs:
             streams = _lowered(spec, batches, policy)
             try:

@@ -146,12 +146,12 @@ def split_run(streams: Sequence[Sequence[Instr]], batches: int, period: Period,
     starts, repeats = [], []
     for r, seq in enumerate(streams):
         columns = _Columns(seq, period)  # once per rank, for every candidate length
-        best = _rank_body(seq, period, columns, one_body)
-        if best[0] < 1:
+        reps, _, back, length = _rank_body(seq, period, columns, one_body)
+        if reps < 1:
             raise VerifyError(f"the schedule does not settle into a repeating body within "
                               f"{batches} periods", rank=r)
-        starts.append((-best[-2], best[0], best[-1]))
-        repeats.append(columns.repeats(best[-1]))
+        starts.append((-back, reps, length))
+        repeats.append(columns.repeats(length))
     bodies = min(reps for _, reps, _ in starts)
     programs = []
     for r, (seq, (start, reps, length)) in enumerate(zip(streams, starts, strict=True)):
@@ -164,16 +164,17 @@ def split_run(streams: Sequence[Sequence[Instr]], batches: int, period: Period,
 
 
 def _rank_body(seq: Sequence[Instr], period: Period, columns: _Columns, one_body: bool
-               ) -> tuple[int, ...]:
-    """(repetitions, [stretch,] -start, length) of the rank's best body: the
-    most repetitions, then (one_body, where no candidate repeats whole) the
-    longest stretch, then the earliest start and the longest body. A
-    one_body candidate whose stretch is short of ONE_BODY_EVIDENCE is none."""
-    best: tuple[int, ...] = (0, 0, 0) if not one_body else (0, 0, 0, 0)
+               ) -> tuple[int, int, int, int]:
+    """(repetitions, stretch, -start, length) of the rank's best body: the
+    most repetitions, then (one_body, where no candidate repeats whole; 0
+    otherwise) the longest stretch, then the earliest start and the longest
+    body. A one_body candidate whose stretch is short of ONE_BODY_EVIDENCE is
+    none."""
+    best = (0, 0, 0, 0)
     for length in body_lengths(seq, period, columns):
         if not one_body:
             start, reps = _best_start(seq, length, period, columns)
-            best = max(best, (reps, -start, length))
+            best = max(best, (reps, 0, -start, length))
             continue
         found = _partial_start(columns, length)
         if found is not None and found[2] >= ONE_BODY_EVIDENCE * length:
